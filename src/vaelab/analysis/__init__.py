@@ -1,0 +1,1 @@
+"""Analysis: pictures and measurements of what a trained model does."""

@@ -1,0 +1,42 @@
+"""Prior samples and reconstructions of a trained model, as image grids."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from vaelab.data import load_split, prepare_inputs
+from vaelab.images import make_grid
+from vaelab.models import VAE
+
+INPUT_SEED = 0  # same fixed binarization as evaluation
+
+
+@torch.no_grad()
+def prior_samples(model: VAE, n: int, seed: int = 0) -> torch.Tensor:
+    """`n` images decoded from z ~ N(0, I), reproducible by seed."""
+    return model.sample(n, generator=torch.Generator().manual_seed(seed)).cpu()
+
+
+def sample_grid(model: VAE, n: int, seed: int = 0) -> np.ndarray:
+    return make_grid(prior_samples(model, n, seed), columns=math.ceil(math.sqrt(n)))
+
+
+@torch.no_grad()
+def reconstruction_grid(
+    model: VAE, dataset: str, input_mode: str, n: int, start: int = 0, columns: int = 8
+) -> np.ndarray:
+    """Test images (as fed to the model) in one row, their reconstructions from the posterior mean in the row
+    below, repeated until `n` images are shown."""
+    test = load_split(dataset, "test")
+    x = prepare_inputs(test.images[start : start + n], input_mode, INPUT_SEED)
+    reconstructions = model.reconstruct(x.to(model.device)).cpu()
+    rows = []
+    for first in range(0, len(x), columns):
+        rows += [x[first : first + columns], reconstructions[first : first + columns]]
+        if len(rows[-1]) < columns:  # keep every row the same width
+            filler = torch.ones(columns - len(rows[-1]), *x.shape[1:])
+            rows[-2], rows[-1] = torch.cat([rows[-2], filler]), torch.cat([rows[-1], filler])
+    return make_grid(torch.cat(rows), columns=columns)

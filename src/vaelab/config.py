@@ -1,0 +1,206 @@
+"""Configuration: one dataclass per concern (data, model, training), read from YAML, overridden by CLI flags,
+validated with one-line errors. The resolved `RunConfig` is what a run directory's `config.json` records."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vaelab.data.datasets import INPUT_MODES
+from vaelab.data.sources import DATASETS
+from vaelab.errors import VaelabError
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+LR_SCHEDULES = ("cosine", "constant")
+PRECISIONS = ("auto", "bf16", "fp32")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "mnist"
+    input_mode: str = "binarized"  # "grayscale" (intensities in [0,1]) or "binarized" (dynamic binarization)
+    val_size: int = 5000  # carved from the official train split for model selection
+    split_seed: int = 0
+    train_limit: int | None = None  # use only the first N training images (quick runs and tests)
+    val_limit: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    latent_dim: int = 32
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # one stride-2 conv stage each
+    blocks_per_stage: int = 0  # residual 3×3 blocks after each stage
+    hidden_dim: int = 0  # optional fully connected layer between conv features and the latent (0 = none)
+    likelihood: str = "bernoulli"
+    image_size: int = 28
+    image_channels: int = 1
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    lr_schedule: str = "cosine"
+    min_lr: float = 1e-5
+    grad_clip: float = 100.0
+    beta: float = 1.0
+    kl_warmup_steps: int = 0  # β rises linearly from 0 over this many steps
+    free_bits: float = 0.0  # nats per latent dimension below which KL is not penalised
+    seed: int = 0
+    precision: str = "auto"  # bf16 autocast where the CPU/GPU supports it, else fp32
+    channels_last: bool = True
+    device: str = "auto"
+    max_steps: int | None = None  # stop (with a resumable checkpoint) after this many steps in total
+    tensorboard: bool = False
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> RunConfig:
+        if not isinstance(raw, dict):
+            raise VaelabError(f"{source} must be a mapping with sections data/model/train")
+        unknown_sections = set(raw) - {"data", "model", "train"}
+        if unknown_sections:
+            raise VaelabError(
+                f"{source}: unknown section(s) {sorted(unknown_sections)}; allowed: data, model, train"
+            )
+        parts = {
+            name: _build(section_type, raw.get(name) or {}, f"{source} [{name}]")
+            for name, section_type in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig))
+        }
+        config = cls(**parts)
+        config.validate()
+        return config
+
+    def with_overrides(self, overrides: dict[str, Any]) -> RunConfig:
+        """A copy with flat `name=value` overrides (CLI flags); each name belongs to exactly one section."""
+        raw = self.to_dict()
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            section = _section_of(key)
+            raw[section][key] = value
+        return RunConfig.from_dict(raw, "command-line options")
+
+    def validate(self) -> None:
+        d, m, t = self.data, self.model, self.train
+        _check(d.dataset in DATASETS, f"unknown dataset '{d.dataset}'; choose one of: {', '.join(DATASETS)}")
+        _check(d.input_mode in INPUT_MODES, f"input_mode must be one of {', '.join(INPUT_MODES)}")
+        _check(0 < d.val_size < 60000, "val_size must be between 1 and 59,999")
+        for name in ("train_limit", "val_limit"):
+            value = getattr(d, name)
+            _check(value is None or value > 0, f"{name} must be a positive number of images")
+        _check(m.latent_dim >= 1, "latent_dim must be at least 1")
+        _check(len(m.channels) >= 1 and all(c >= 1 for c in m.channels), "channels must be positive widths")
+        _check(
+            m.image_size % (2 ** len(m.channels)) == 0,
+            f"image_size {m.image_size} must be divisible by 2**len(channels) = {2 ** len(m.channels)}",
+        )
+        _check(m.blocks_per_stage >= 0 and m.hidden_dim >= 0, "blocks_per_stage and hidden_dim must be ≥ 0")
+        _check(m.likelihood in LIKELIHOODS, f"likelihood must be one of {', '.join(LIKELIHOODS)}")
+        _check(t.epochs >= 1, "epochs must be at least 1")
+        _check(t.batch_size >= 1, "batch_size must be at least 1")
+        for name in ("lr", "beta", "grad_clip", "min_lr", "free_bits"):
+            value = getattr(t, name)
+            _check(math.isfinite(value) and value >= 0, f"{name} must be a finite number ≥ 0 (got {value})")
+        _check(t.lr > 0, "lr must be > 0")
+        _check(t.kl_warmup_steps >= 0, "kl_warmup_steps must be ≥ 0")
+        _check(t.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}")
+        _check(t.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
+        _check(t.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
+        _check(t.max_steps is None or t.max_steps >= 1, "max_steps must be at least 1")
+
+
+def load_yaml_config(path: Path) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise VaelabError(f"config file {path} does not exist; pass an existing YAML file to --config")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise VaelabError(f"{path} is not valid YAML ({str(error).splitlines()[0]})") from None
+    return RunConfig.from_dict(raw or {}, str(path))
+
+
+def load_json_config(path: Path) -> RunConfig:
+    try:
+        raw = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise VaelabError(f"{path} is unreadable or not valid JSON ({error}); the run directory is damaged") from None
+    return RunConfig.from_dict(raw, str(path))
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise VaelabError(message)
+
+
+def _section_of(key: str) -> str:
+    for section, section_type in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
+        if key in {f.name for f in dataclasses.fields(section_type)}:
+            return section
+    raise VaelabError(f"unknown option '{key}'")
+
+
+def _build(section_type: type, values: dict[str, Any], where: str) -> Any:
+    if not isinstance(values, dict):
+        raise VaelabError(f"{where} must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(section_type)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise VaelabError(f"{where}: unknown option(s) {sorted(unknown)}; allowed: {', '.join(fields)}")
+    defaults = section_type()
+    converted = {}
+    for name, value in values.items():
+        converted[name] = _coerce(value, getattr(defaults, name), fields[name].type, f"{where} {name}")
+    return section_type(**{**dataclasses.asdict(defaults), **converted})
+
+
+def _coerce(value: Any, default: Any, type_name: str, where: str) -> Any:
+    """Check a value against its field's declared type (YAML gives ints for floats, lists for tuples)."""
+    optional = "None" in str(type_name)
+    if value is None:
+        if optional:
+            return None
+        raise VaelabError(f"{where} must not be empty")
+    base = str(type_name).replace(" | None", "")
+    try:
+        if base == "bool":
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if base == "int":
+            if isinstance(value, bool) or not float(value).is_integer():
+                raise TypeError
+            return int(value)
+        if base == "float":
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if base == "str":
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if base == "list[int]":
+            if isinstance(value, str):
+                value = [v for v in value.split(",") if v.strip()]
+            return [_coerce(v, 0, "int", where) for v in value]
+    except (TypeError, ValueError):
+        raise VaelabError(f"{where} must be of type {base} (got {value!r})") from None
+    raise AssertionError(f"no coercion for {type_name}")

@@ -1,0 +1,110 @@
+"""`vaelab eval`: the test-split numbers of a run, written to RUN/eval.json."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaelab.data import iterate_batches, load_split, prepare_inputs, to_float
+from vaelab.evaluation.latents import active_units
+from vaelab.evaluation.likelihood import bits_per_dim, elbo_terms, importance_weights, iwae_bound
+from vaelab.io import atomic_write_json
+from vaelab.training.checkpoint import EVAL, load_model, read_config
+from vaelab.training.hardware import resolve_device
+
+EVAL_SEED = 0  # the fixed binarization of the test set and the noise of every bound
+
+
+@torch.no_grad()
+def evaluate_run(
+    run_dir: str | Path,
+    iw_samples: int = 1000,
+    iw_images: int | None = None,
+    test_limit: int | None = None,
+    device: str = "auto",
+    log: Callable[[str], None] = lambda message: None,
+    write: bool = True,
+) -> dict[str, Any]:
+    """ELBO, IWAE_k, KL per dimension, active units and MSE on the test split (fp32, fixed seeds).
+
+    `iw_images` limits the IWAE bound to the first N test images (it costs k decoder passes per image); the
+    number used is recorded beside the bound.
+    """
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    torch_device = resolve_device(device)
+    model = load_model(run_dir, torch_device)
+    test = load_split(config.data.dataset, "test").subset(test_limit)
+    x_all = prepare_inputs(test.images, config.data.input_mode, EVAL_SEED)
+    intensities = to_float(test.images)
+    n, pixels = len(test), x_all[0].numel()
+    started = time.perf_counter()
+
+    # ELBO over the whole test split.
+    generator = torch.Generator().manual_seed(EVAL_SEED)
+    recon, kl, kl_dims, means, squared_error = [], [], [], [], 0.0
+    for index in iterate_batches(n, 1000):
+        x = x_all[index].to(torch_device)
+        terms = elbo_terms(model, x, generator)
+        recon.append(terms["recon"].cpu())
+        kl.append(terms["kl"].cpu())
+        kl_dims.append(terms["kl_per_dim"].cpu())
+        means.append(terms["mu"].cpu())
+        reconstruction = model.decode(terms["mu"]).cpu()
+        squared_error += (reconstruction - intensities[index]).pow(2).sum().item()
+    recon_t, kl_t = torch.cat(recon), torch.cat(kl)
+    elbo = -(recon_t + kl_t)
+    kl_per_dim = torch.cat(kl_dims).mean(0)
+    active = active_units(torch.cat(means))
+
+    result: dict[str, Any] = {
+        "dataset": config.data.dataset,
+        "split": "test",
+        "input_mode": config.data.input_mode,
+        "likelihood": config.model.likelihood,
+        "images": n,
+        "elbo": elbo.mean().item(),
+        "recon": recon_t.mean().item(),
+        "kl": kl_t.mean().item(),
+        "bits_per_dim_elbo": bits_per_dim(-elbo.mean().item(), pixels),
+        "mse": squared_error / (n * pixels),
+        "kl_per_dim": kl_per_dim.tolist(),
+        "active_units": int(active.sum()),
+        "active_dims": active.nonzero().flatten().tolist(),
+        "latent_dim": model.latent_dim,
+    }
+    if config.model.likelihood == "bernoulli" and config.data.input_mode == "grayscale":
+        result["note"] = "Bernoulli likelihood on grayscale intensities: bounds are cross-entropies, not NLLs"
+
+    # IWAE_k on the first iw_images test images.
+    if iw_samples > 0:
+        m = min(iw_images or n, n)
+        generator = torch.Generator().manual_seed(EVAL_SEED + 1)
+        chunk = min(iw_samples, 250)
+        batch = max(1, 20_000 // chunk)
+        iwae, same_sample_elbo = [], []
+        for done, index in enumerate(iterate_batches(m, batch)):
+            log_w = importance_weights(model, x_all[index].to(torch_device), iw_samples, generator, chunk).cpu()
+            iwae.append(iwae_bound(log_w))
+            same_sample_elbo.append(log_w.mean(1))
+            if done % 10 == 0:
+                log(f"IWAE-{iw_samples}: {min((done + 1) * batch, m)}/{m} images")
+        iwae_t, same_t = torch.cat(iwae), torch.cat(same_sample_elbo)
+        result["iwae"] = {
+            "k": iw_samples,
+            "images": m,
+            "bound": iwae_t.mean().item(),
+            "nll": -iwae_t.mean().item(),
+            "bits_per_dim": bits_per_dim(-iwae_t.mean().item(), pixels),
+            # The k-sample ELBO on the same draws; IWAE_k ≥ it on every image (Jensen).
+            "elbo_same_draws": same_t.mean().item(),
+            "images_below_elbo": int((iwae_t < same_t - 1e-4).sum()),
+        }
+    result["seconds"] = time.perf_counter() - started
+    if write:
+        atomic_write_json(run_dir / EVAL, result)
+    return result

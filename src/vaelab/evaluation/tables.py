@@ -1,0 +1,31 @@
+"""Plain-text tables of evaluation results, for the terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def eval_table(result: dict[str, Any]) -> str:
+    rows = [
+        ("dataset / split", f"{result['dataset']} / test ({result['images']:,} images, {result['input_mode']})"),
+        ("ELBO", f"{result['elbo']:.2f} nats  ({result['bits_per_dim_elbo']:.4f} bits/dim)"),
+        ("reconstruction −log p(x|z)", f"{result['recon']:.2f} nats"),
+        ("KL(q(z|x) ‖ p(z))", f"{result['kl']:.2f} nats"),
+    ]
+    if "iwae" in result:
+        iw = result["iwae"]
+        rows.append(
+            (
+                f"IWAE-{iw['k']} NLL",
+                f"{iw['nll']:.2f} nats  ({iw['bits_per_dim']:.4f} bits/dim, first {iw['images']:,} test images)",
+            )
+        )
+    rows += [
+        ("active units (Cov > 0.01)", f"{result['active_units']} of {result['latent_dim']}"),
+        ("reconstruction MSE (per pixel)", f"{result['mse']:.5f}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name.ljust(width)}  {value}" for name, value in rows]
+    if "note" in result:
+        lines.append(f"note: {result['note']}")
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""The convolutional VAE: encoder → diagonal Gaussian q(z|x), standard normal prior, decoder → p(x|z).
+
+The public surface (kept stable for outside tools): `encode(x) → (mu, logvar)`, `decode_dist(z)` (a torch
+distribution whose `log_prob(x)` is `[N]`), `sample(n, generator)`, `latent_dim`. Loss terms are per image,
+in nats.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.distributions import Distribution
+
+from vaelab.config import ModelConfig
+from vaelab.models.blocks import down_stage, up_stage
+from vaelab.models.likelihoods import make_likelihood
+
+
+def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) in closed form, per image and dimension: `[N, D]` nats."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
+def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, exp(logvar)) summed over the last dimension."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
+
+
+class VAE(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        widths = [config.image_channels, *config.channels]
+        self.feature_size = config.image_size // 2 ** len(config.channels)
+        features = config.channels[-1] * self.feature_size**2
+
+        encoder: list[nn.Module] = [
+            down_stage(widths[i], widths[i + 1], config.blocks_per_stage) for i in range(len(config.channels))
+        ]
+        encoder.append(nn.Flatten())
+        decoder_input: list[nn.Module] = []
+        if config.hidden_dim:
+            encoder += [nn.Linear(features, config.hidden_dim), nn.ReLU()]
+            decoder_input += [nn.Linear(config.latent_dim, config.hidden_dim), nn.ReLU()]
+        encoder.append(nn.Linear(config.hidden_dim or features, 2 * config.latent_dim))
+        decoder_input += [nn.Linear(config.hidden_dim or config.latent_dim, features), nn.ReLU()]
+        self.encoder = nn.Sequential(*encoder)
+        self.decoder_input = nn.Sequential(*decoder_input)
+        self.decoder = nn.Sequential(
+            *[
+                up_stage(widths[i + 1], widths[i], config.blocks_per_stage, last=(i == 0))
+                for i in reversed(range(len(config.channels)))
+            ]
+        )
+        self.likelihood = make_likelihood(config.likelihood)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x `[N, C, H, W]` in [0, 1] → posterior mean and log-variance, each `[N, latent_dim]`, float32."""
+        mu, logvar = self.encoder(x).float().chunk(2, dim=1)
+        return mu, logvar
+
+    def decoder_output(self, z: torch.Tensor) -> torch.Tensor:
+        """Raw decoder output (logits for Bernoulli), float32 `[N, C, H, W]`."""
+        c = self.config
+        h = self.decoder_input(z).view(-1, c.channels[-1], self.feature_size, self.feature_size)
+        return self.decoder(h).float()
+
+    def decode_dist(self, z: torch.Tensor) -> Distribution:
+        """p(x|z) as a distribution over whole images: `log_prob(x)` is `[N]`, `.mean` is `[N, C, H, W]`."""
+        return self.likelihood(self.decoder_output(z))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """The mean image of p(x|z), in [0, 1]."""
+        return self.decode_dist(z).mean
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`n` images decoded from prior draws z ~ N(0, I): `[n, C, H, W]` in [0, 1]."""
+        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+        return self.decode(z)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Decode the posterior mean of each input."""
+        mu, _ = self.encode(x)
+        return self.decode(mu)
+
+    def loss_terms(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Per-image reconstruction −log p(x|z) with one reparameterised z, and the KL per dimension.
+
+        `noise` (standard normal, `[N, latent_dim]`) may be passed so that callers control the randomness.
+        """
+        mu, logvar = self.encode(x)
+        if noise is None:
+            noise = torch.randn_like(mu)
+        z = mu + noise * (0.5 * logvar).exp()
+        recon = -self.decode_dist(z).log_prob(x)
+        kl_dims = kl_per_dimension(mu, logvar)
+        return {"recon": recon, "kl_per_dim": kl_dims, "kl": kl_dims.sum(1), "mu": mu, "logvar": logvar}
+
+
+def build_model(config: ModelConfig) -> VAE:
+    return VAE(config)

@@ -1,0 +1,166 @@
+"""Run-directory I/O. A run directory is the contract between training and everything after it:
+
+    config.json        the resolved RunConfig: everything needed to rebuild the model
+    model.safetensors  weights of the best epoch by validation ELBO
+    last.safetensors   weights + optimizer + RNG states of the newest step, with the trainer state embedded as
+                       metadata, so one atomic rename moves all of it at once
+    trainer_state.json a readable copy of that trainer state (epoch, step, best ELBO, history)
+    metrics.jsonl      one JSON line per finished epoch
+    eval.json          written by `vaelab eval`
+
+Everything is safetensors or JSON: loading a stranger's run never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from vaelab.config import RunConfig, load_json_config
+from vaelab.errors import VaelabError
+from vaelab.io import atomic_write, atomic_write_json, atomic_write_text
+from vaelab.models import VAE, build_model
+
+CONFIG = "config.json"
+BEST = "model.safetensors"
+LAST = "last.safetensors"
+TRAINER_STATE = "trainer_state.json"
+METRICS = "metrics.jsonl"
+EVAL = "eval.json"
+
+
+def write_config(run_dir: Path, config: RunConfig) -> None:
+    atomic_write_json(run_dir / CONFIG, config.to_dict())
+
+
+def read_config(run_dir: Path) -> RunConfig:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise VaelabError(f"run directory {run_dir} does not exist; train one with `vaelab train --out {run_dir}`")
+    if not (run_dir / CONFIG).is_file():
+        raise VaelabError(f"{run_dir} has no {CONFIG}; it is not a vaelab run directory")
+    return load_json_config(run_dir / CONFIG)
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    atomic_write(path, lambda tmp: save_file(cpu, str(tmp), metadata=metadata))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise VaelabError(f"{path} is missing; the run has no checkpoint there (train or resume it first)")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        return load_file(str(path)), metadata
+    except (SafetensorError, OSError, ValueError) as error:
+        raise VaelabError(
+            f"{path} is not a readable safetensors file ({error}); it is truncated or corrupted"
+        ) from None
+
+
+def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: t for name, t in model.state_dict().items()}
+
+
+def load_model_weights(model: nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong_shape = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
+    if missing or unexpected or wrong_shape:
+        detail = (
+            f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}" if unexpected
+            else f"shape of {wrong_shape[0]} is {tuple(tensors[wrong_shape[0]].shape)}, "
+            f"config wants {tuple(expected[wrong_shape[0]].shape)}"
+        )
+        raise VaelabError(
+            f"{source} does not match the model described by config.json ({detail}); "
+            "it comes from another configuration — use the config.json it was trained with"
+        )
+    model.load_state_dict(tensors)
+
+
+def load_model(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str = BEST) -> VAE:
+    """Rebuild the model from `config.json` and load `model.safetensors`; eval mode, CPU by default."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    model = build_model(config.model)
+    tensors, _ = load_tensors(run_dir / checkpoint)
+    load_model_weights(model, _weights_only(tensors), run_dir / checkpoint)
+    return model.to(device).eval()
+
+
+# --- resumable state -------------------------------------------------------------------------------------------
+
+_STATE_PREFIXES = ("optimizer.", "rng.")
+
+
+def _weights_only(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: t for name, t in tensors.items() if not name.startswith(_STATE_PREFIXES)}
+
+
+def save_last(
+    run_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generators: dict[str, torch.Generator],
+    state: dict[str, Any],
+) -> None:
+    """Weights, optimizer moments, RNG states and the trainer state in one file, then a readable copy."""
+    tensors = model_tensors(model)
+    optim = optimizer.state_dict()
+    for index, param_state in optim["state"].items():
+        for key, value in param_state.items():
+            tensors[f"optimizer.{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    for name, generator in generators.items():
+        tensors[f"rng.{name}"] = generator.get_state()
+    metadata = {"trainer_state": json.dumps(state), "param_groups": json.dumps(optim["param_groups"])}
+    save_tensors(run_dir / LAST, tensors, metadata)
+    atomic_write_json(run_dir / TRAINER_STATE, {k: v for k, v in state.items() if k != "history"})
+
+
+def load_last(
+    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generators: dict[str, torch.Generator]
+) -> dict[str, Any]:
+    """Restore what `save_last` wrote; returns the trainer state."""
+    path = run_dir / LAST
+    tensors, metadata = load_tensors(path)
+    if "trainer_state" not in metadata:
+        raise VaelabError(f"{path} has no trainer state; it was not written by `vaelab train`")
+    load_model_weights(model, _weights_only(tensors), path)
+    device = next(model.parameters()).device
+    optim_state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            optim_state.setdefault(int(index), {})[key] = value if key == "step" else value.to(device)
+    optimizer.load_state_dict({"state": optim_state, "param_groups": json.loads(metadata["param_groups"])})
+    for name, generator in generators.items():
+        generator.set_state(tensors[f"rng.{name}"])
+    return json.loads(metadata["trainer_state"])
+
+
+def save_best(run_dir: Path, model: nn.Module, epoch: int, val_elbo: float) -> None:
+    save_tensors(run_dir / BEST, model_tensors(model), {"epoch": str(epoch), "val_elbo": repr(val_elbo)})
+
+
+def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    """Rewrite metrics.jsonl whole from the history (atomic: no torn or duplicated lines after a resume)."""
+    atomic_write_text(run_dir / METRICS, "".join(json.dumps(row) + "\n" for row in history))
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

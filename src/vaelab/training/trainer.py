@@ -1,0 +1,224 @@
+"""The training loop, readable top to bottom.
+
+Data lives in memory as one tensor (on the GPU when there is one); each step slices a batch, binarizes it
+when asked (a fresh draw per batch), and takes one Adam step on recon + β·KL. After each epoch: validation
+ELBO, best checkpoint, resumable last checkpoint, metrics line — all written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaelab.config import RunConfig
+from vaelab.data import iterate_batches, load_split, prepare_inputs, to_float
+from vaelab.errors import VaelabError
+from vaelab.models import VAE, build_model
+from vaelab.training import checkpoint
+from vaelab.training.hardware import autocast, resolve_device, use_bf16
+from vaelab.training.schedules import kl_weight, kl_with_free_bits, learning_rate
+
+VALIDATION_SEED = 1234  # fixed binarization and noise for validation, so epochs are comparable
+
+
+class NonFiniteLossError(VaelabError):
+    pass
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs_done: int
+    steps: int
+    best_val_elbo: float
+    finished: bool  # False when stopped early by max_steps
+    history: list[dict[str, Any]]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train(
+    config: RunConfig,
+    run_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    run_dir = Path(run_dir)
+    data, train_cfg = config.data, config.train
+    seed_everything(train_cfg.seed)
+    device = resolve_device(train_cfg.device)
+    bf16 = use_bf16(train_cfg.precision, device)
+    memory_format = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
+
+    # Data: whole splits as tensors on the device.
+    train_set = load_split(data.dataset, "train", data.val_size, data.split_seed).subset(data.train_limit)
+    val_set = load_split(data.dataset, "val", data.val_size, data.split_seed).subset(data.val_limit)
+    train_x = to_float(train_set.images).to(device)
+    val_x = prepare_inputs(val_set.images, data.input_mode, VALIDATION_SEED).to(device)
+    steps_per_epoch = len(train_set) // train_cfg.batch_size
+    if steps_per_epoch == 0:
+        raise VaelabError(f"batch_size {train_cfg.batch_size} is larger than the {len(train_set)} training images")
+    total_steps = steps_per_epoch * train_cfg.epochs
+
+    # Model, optimizer and the generators that make every random draw reproducible.
+    model = build_model(config.model).to(device).to(memory_format=memory_format)
+    optimizer = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
+    generators = {
+        "binarize": torch.Generator(device).manual_seed(train_cfg.seed + 1),
+        "noise": torch.Generator(device).manual_seed(train_cfg.seed + 2),
+    }
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "batch_in_epoch": 0, "best_val_elbo": -math.inf, "history": []}
+    if resume:
+        state = checkpoint.load_last(run_dir, model, optimizer, generators)
+        log(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step']}")
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_config(run_dir, config)
+    writer = _tensorboard_writer(run_dir) if train_cfg.tensorboard else None
+
+    bar = _progress_bar(total_steps, state["step"], enabled=progress)
+    say = bar.write if progress else log  # keep the bar intact while it is shown
+    finished = True
+    while state["epoch"] < train_cfg.epochs:
+        epoch = state["epoch"]
+        model.train()
+        # The epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
+        order_gen = torch.Generator().manual_seed(train_cfg.seed * 100_003 + epoch)
+        batches = list(iterate_batches(len(train_set), train_cfg.batch_size, order_gen, drop_last=True))
+        sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
+        seen, epoch_start = 0, time.perf_counter()
+        for index in batches[state["batch_in_epoch"] :]:
+            x = train_x[index.to(device)]
+            if data.input_mode == "binarized":
+                x = torch.bernoulli(x, generator=generators["binarize"])
+            x = x.contiguous(memory_format=memory_format)
+            lr = learning_rate(state["step"], total_steps, train_cfg.lr, train_cfg.min_lr, train_cfg.lr_schedule)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            beta = kl_weight(state["step"], train_cfg.beta, train_cfg.kl_warmup_steps)
+
+            noise = torch.randn(
+                x.shape[0], config.model.latent_dim, generator=generators["noise"], device=device
+            )
+            with autocast(device, bf16):
+                terms = model.loss_terms(x, noise)
+            loss = (terms["recon"] + beta * kl_with_free_bits(terms["kl_per_dim"], train_cfg.free_bits)).mean()
+            if not torch.isfinite(loss):
+                bar.close()
+                raise NonFiniteLossError(
+                    f"loss became {loss.item()} at step {state['step']} (epoch {epoch + 1}); stopped, the last "
+                    f"good checkpoint in {run_dir} is intact — lower --lr or --grad-clip, or use --precision fp32"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+            optimizer.step()
+
+            state["step"] += 1
+            state["batch_in_epoch"] += 1
+            seen += x.shape[0]
+            recon, kl = terms["recon"].mean().item(), terms["kl"].mean().item()
+            sums["loss"] += loss.item() * x.shape[0]
+            sums["recon"] += recon * x.shape[0]
+            sums["kl"] += kl * x.shape[0]
+            bar.update(1)
+            if state["step"] % 20 == 0:
+                rate = seen / (time.perf_counter() - epoch_start)
+                bar.set_postfix_str(
+                    f"epoch {epoch + 1}/{train_cfg.epochs} loss {loss.item():.1f} "
+                    f"ELBO {-(recon + kl):.1f} KL {kl:.1f} {rate:,.0f} img/s"
+                )
+            if train_cfg.max_steps is not None and state["step"] >= train_cfg.max_steps:
+                finished = False
+                break
+        train_seconds = time.perf_counter() - epoch_start
+        if not finished:
+            checkpoint.save_last(run_dir, model, optimizer, generators, state)
+            break
+
+        val = validate(model, val_x, config, device)
+        row = {
+            "epoch": epoch + 1,
+            "step": state["step"],
+            "train_loss": sums["loss"] / seen,
+            "train_recon": sums["recon"] / seen,
+            "train_kl": sums["kl"] / seen,
+            **val,
+            "beta": beta,
+            "lr": lr,
+            "images_per_s": seen / train_seconds,
+            "train_seconds": train_seconds,
+            "wall_time": time.time(),
+        }
+        state["history"].append(row)
+        if val["val_elbo"] > state["best_val_elbo"]:
+            state["best_val_elbo"] = val["val_elbo"]
+            checkpoint.save_best(run_dir, model, epoch + 1, val["val_elbo"])
+        state["epoch"] += 1
+        state["batch_in_epoch"] = 0
+        checkpoint.save_last(run_dir, model, optimizer, generators, state)
+        checkpoint.write_metrics(run_dir, state["history"])
+        if writer is not None:
+            for key, value in row.items():
+                if isinstance(value, float):
+                    writer.add_scalar(key, value, epoch + 1)
+        say(
+            f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.2f}  val ELBO {val['val_elbo']:.2f}  "
+            f"val KL {val['val_kl']:.2f}  {row['images_per_s']:,.0f} img/s"
+        )
+    bar.close()
+    if writer is not None:
+        writer.close()
+    return TrainResult(run_dir, state["epoch"], state["step"], state["best_val_elbo"], finished, state["history"])
+
+
+@torch.no_grad()
+def validate(model: VAE, val_x: torch.Tensor, config: RunConfig, device: torch.device) -> dict[str, Any]:
+    """Validation ELBO in fp32 with fixed noise: one reparameterised sample per image, analytic KL."""
+    model.eval()
+    generator = torch.Generator(device).manual_seed(VALIDATION_SEED)
+    recon_sum, kl_dims_sum = 0.0, torch.zeros(config.model.latent_dim, device=device)
+    for index in iterate_batches(val_x.shape[0], 1000):
+        x = val_x[index.to(device)]
+        noise = torch.randn(x.shape[0], config.model.latent_dim, generator=generator, device=device)
+        terms = model.loss_terms(x, noise)
+        recon_sum += terms["recon"].sum().item()
+        kl_dims_sum += terms["kl_per_dim"].sum(0)
+    n = val_x.shape[0]
+    kl_per_dim = (kl_dims_sum / n).tolist()
+    recon, kl = recon_sum / n, sum(kl_per_dim)
+    model.train()
+    return {
+        "val_loss": recon + config.train.beta * kl,
+        "val_recon": recon,
+        "val_kl": kl,
+        "val_elbo": -(recon + kl),
+        "val_kl_per_dim": kl_per_dim,
+    }
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, smoothing=0.05)
+
+
+def _tensorboard_writer(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise VaelabError("--tensorboard needs the tensorboard package; run `pip install tensorboard`") from None
+    return SummaryWriter(str(run_dir / "tensorboard"))

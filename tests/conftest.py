@@ -1,0 +1,25 @@
+"""Shared fixtures: real data (small slices) and one quickly trained real model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vaelab.config import RunConfig
+from vaelab.training import train
+
+TINY = {"train_limit": 2048, "val_limit": 512, "batch_size": 128, "channels": [16, 32], "latent_dim": 8}
+
+
+def tiny_config(**overrides) -> RunConfig:
+    return RunConfig().with_overrides({**TINY, "epochs": 2, **overrides})
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """A small MNIST model trained for a few epochs on 4,096 real images: real numbers, seconds of CPU."""
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    config = RunConfig().with_overrides({**TINY, "train_limit": 4096, "epochs": 4, "lr": 2e-3})
+    train(config, run_dir, progress=False, log=lambda message: None)
+    return run_dir

@@ -1,0 +1,109 @@
+import dataclasses
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vaelab.data import fetch, iterate_batches, load_split, prepare_inputs
+from vaelab.data.idx import parse_idx
+from vaelab.data.sources import DATASETS, DEBIAN_FASHION_MNIST_DIR, data_root, dataset_spec, read_verified
+from vaelab.errors import VaelabError
+
+MNIST_TEST_CLASS_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_splits_have_published_sizes_shapes_and_dtypes(name):
+    train, val, test = (load_split(name, s) for s in ("train", "val", "test"))
+    assert (len(train), len(val), len(test)) == (55_000, 5_000, 10_000)
+    for split in (train, val, test):
+        assert split.images.dtype == torch.uint8 and split.images.shape[1:] == (28, 28)
+        assert split.labels.dtype == torch.int64 and split.labels.shape == (len(split),)
+        assert set(split.labels.unique().tolist()) == set(range(10))
+    assert int(train.images.max()) == 255 and int(train.images.min()) == 0
+
+
+def test_label_counts_match_the_published_test_set():
+    assert torch.bincount(load_split("mnist", "test").labels).tolist() == MNIST_TEST_CLASS_COUNTS
+    assert torch.bincount(load_split("fashion-mnist", "test").labels).tolist() == [1000] * 10
+    train_and_val = torch.cat([load_split("fashion-mnist", s).labels for s in ("train", "val")])
+    assert torch.bincount(train_and_val).tolist() == [6000] * 10
+
+
+def test_validation_split_is_disjoint_from_train_and_fixed_by_seed():
+    train, val = load_split("mnist", "train"), load_split("mnist", "val")
+    train_rows = {bytes(img.numpy()) for img in train.images[:20000]}
+    assert not any(bytes(img.numpy()) in train_rows for img in val.images[:500])
+    again = load_split("mnist", "val")
+    other = load_split("mnist", "val", split_seed=1)
+    assert torch.equal(val.images, again.images)
+    assert not torch.equal(val.images, other.images)
+
+
+def _copy_cache(tmp_path: Path, name: str) -> Path:
+    target = tmp_path / name
+    shutil.copytree(data_root() / name, target)
+    return tmp_path
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_corrupted_file_fails_checksum_with_a_clear_error(tmp_path, damage):
+    root = _copy_cache(tmp_path, "mnist")
+    path = root / "mnist" / "t10k-labels-idx1-ubyte"
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[100] ^= 0xFF
+    else:
+        data = data[:-7]
+    path.write_bytes(bytes(data))
+    with pytest.raises(VaelabError, match=r"t10k-labels-idx1-ubyte fails its SHA-256 check.*vaelab data fetch mnist"):
+        load_split("mnist", "test", root=root)
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST_DIR.exists(), reason="needs the Debian dataset-fashion-mnist package")
+def test_fetch_replaces_a_corrupted_cached_file_with_a_verified_copy(tmp_path, monkeypatch):
+    # Offline, so the test proves the Debian copy is used even on a machine with internet.
+    monkeypatch.setitem(DATASETS, "fashion-mnist", dataclasses.replace(DATASETS["fashion-mnist"], mirrors=()))
+    root = _copy_cache(tmp_path, "fashion-mnist")
+    path = root / "fashion-mnist" / "t10k-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes()[:-1])
+    messages = []
+    fetch("fashion-mnist", root, log=messages.append)
+    assert any("fails its SHA-256 check" in m for m in messages)
+    read_verified("fashion-mnist", "t10k-labels-idx1-ubyte", root)  # passes now
+    assert (path.parent / "t10k-labels-idx1-ubyte.corrupt").exists()
+
+
+def test_unknown_dataset_names_the_choices():
+    with pytest.raises(VaelabError, match="unknown dataset 'cifar'; choose one of: mnist, fashion-mnist"):
+        dataset_spec("cifar")
+
+
+def test_idx_reader_rejects_bad_magic_and_wrong_length():
+    raw = gzip.decompress((DEBIAN_FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz").read_bytes()) \
+        if DEBIAN_FASHION_MNIST_DIR.exists() else (data_root() / "mnist" / "t10k-labels-idx1-ubyte").read_bytes()
+    assert parse_idx(raw).shape == (10_000,)
+    with pytest.raises(VaelabError, match="bad magic"):
+        parse_idx(b"\x01" + raw[1:])
+    with pytest.raises(VaelabError, match="header promises"):
+        parse_idx(raw[:-3])
+
+
+def test_fixed_binarization_is_reproducible_and_dynamic_draws_differ():
+    images = load_split("mnist", "test").images[:64]
+    a, b = prepare_inputs(images, "binarized", 0), prepare_inputs(images, "binarized", 0)
+    assert torch.equal(a, b) and set(a.unique().tolist()) == {0.0, 1.0}
+    assert not torch.equal(a, prepare_inputs(images, "binarized", 1))
+    gray = prepare_inputs(images, "grayscale")
+    assert gray.shape == (64, 1, 28, 28) and gray.min() >= 0.0 and gray.max() <= 1.0
+    # The binarized image keeps the intensities' mean in expectation.
+    assert abs(a.mean().item() - gray.mean().item()) < 0.01
+
+
+def test_batches_cover_every_index_once():
+    seen = torch.cat(list(iterate_batches(1000, 64, torch.Generator().manual_seed(0))))
+    assert np.array_equal(np.sort(seen.numpy()), np.arange(1000))
+    assert sum(len(b) for b in iterate_batches(1000, 64, drop_last=True)) == 960
