@@ -54,11 +54,15 @@ demo: data
 	$(BIN)/vaelab eval runs/demo --iw-samples $(DEMO_IW_SAMPLES) --iw-images $(DEMO_IW_IMAGES)
 	$(BIN)/vaelab sample runs/demo -n 64 --out runs/demo/samples.png
 	$(BIN)/vaelab reconstruct runs/demo -n 32 --out runs/demo/reconstructions.png
+	$(BIN)/vaelab factors runs/demo
+	$(BIN)/vaelab report runs/demo --out runs/demo/report.html
 	@echo ""
 	@echo "demo run:        runs/demo  (config.json, model.safetensors, metrics.jsonl)"
 	@echo "evaluation:      runs/demo/eval.json"
 	@echo "prior samples:   runs/demo/samples.png"
 	@echo "reconstructions: runs/demo/reconstructions.png"
+	@echo "factors:         runs/demo/factors.json"
+	@echo "report:          runs/demo/report.html  (open it in a browser; self-contained)"
 
 clean:
 	rm -rf $(VENV) src/*.egg-info .pytest_cache .ruff_cache

@@ -133,6 +133,137 @@ def _check_positive(**values: int | None) -> None:
             raise VaelabError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
 
 
+def _stderr(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@app.command()
+def traverse(
+    run: Path = RUN,
+    dims: str = typer.Option("auto", help="auto (every dimension, largest KL first) or a list such as 0,3,7."),
+    radius: float = typer.Option(3.0, "--range", help="Sweep from −range to +range prior standard deviations."),
+    steps: int = typer.Option(11, help="Columns per row."),
+    base: str = typer.Option("prior", help="prior (the zero code) or test:INDEX (that test image's code)."),
+    gif_dir: Path | None = typer.Option(None, help="Also write one looping GIF per dimension into this folder."),
+    out: Path = typer.Option(Path("traverse.png"), "--out"),
+    scale: int = typer.Option(4, help="Display upscaling factor."),
+    smooth: bool = typer.Option(False, help="Bicubic instead of nearest-neighbour upscaling."),
+) -> None:
+    """Latent traversals: one row per dimension, columns from −range to +range, as a PNG (and GIFs)."""
+    from vaelab.analysis.traversal import row_label, save_traversal_gifs, traversal_grid, traverse_run
+    from vaelab.images import save_png
+
+    _check_positive(scale=scale)
+    traversal = traverse_run(run, dims, radius, steps, base)
+    usage = traversal.usage
+    typer.echo(f"rows, KL per dimension from {usage.source} (off: not an active unit):")
+    for dim in traversal.dims:
+        typer.echo(f"  {row_label(dim, usage):<8} KL {usage.kl_per_dim[dim]:.3f} nats")
+    typer.echo(f"wrote {save_png(out, traversal_grid(traversal), scale, smooth)}")
+    if gif_dir is not None:
+        typer.echo(f"wrote {len(save_traversal_gifs(traversal, gif_dir, scale))} GIFs to {gif_dir}")
+
+
+@app.command()
+def interpolate(
+    run: Path = RUN,
+    start: str = typer.Option(..., "--from", help="First test image, as test:INDEX."),
+    end: str = typer.Option(..., "--to", help="Last test image, as test:INDEX."),
+    steps: int = typer.Option(10, help="Frames, both ends included."),
+    mode: str = typer.Option("linear", help="linear or slerp (spherical)."),
+    out: Path = typer.Option(Path("interp.png"), "--out"),
+    scale: int = typer.Option(4, help="Display upscaling factor."),
+    smooth: bool = typer.Option(False, help="Bicubic instead of nearest-neighbour upscaling."),
+    classify: bool = typer.Option(
+        False, help="Also count the frames the reference classifier is sure of (trains it on first use)."
+    ),
+) -> None:
+    """Latent interpolation between two test images, above their pixel cross-fade, as a PNG."""
+    from vaelab.analysis.interpolation import interpolate_run, interpolation_grid
+    from vaelab.analysis.smoothness import CONFIDENCE_THRESHOLD, confident_fraction, smoothness_ratio
+    from vaelab.evaluation.reference_classifier import load_or_train_classifier
+    from vaelab.images import save_png
+    from vaelab.training import read_config
+
+    _check_positive(scale=scale)
+    interpolation = interpolate_run(run, start, end, steps, mode)
+    typer.echo(f"wrote {save_png(out, interpolation_grid(interpolation), scale, smooth)}")
+    typer.echo(
+        f"smoothness (largest step / mean step, 1 = even): {mode} {smoothness_ratio(interpolation.decoded):.2f}, "
+        f"pixels {smoothness_ratio(interpolation.crossfade):.2f}"
+    )
+    if classify:
+        judge = load_or_train_classifier(read_config(run).data.dataset, log=_stderr)
+        typer.echo(
+            f"frames the reference classifier gives ≥ {CONFIDENCE_THRESHOLD:.0%} to one class: "
+            f"{mode} {confident_fraction(interpolation.decoded, judge):.0%}, "
+            f"pixels {confident_fraction(interpolation.crossfade, judge):.0%}"
+        )
+
+
+@app.command()
+def factors(
+    run: Path = RUN,
+    bases: int = typer.Option(200, help="Traverse from the codes of this many test images."),
+    radius: float = typer.Option(3.0, "--range", help="Sweep from −range to +range prior standard deviations."),
+    steps: int = typer.Option(11, help="Values per traversal."),
+    out: Path | None = typer.Option(None, "--out", help="JSON file (default RUN/factors.json)."),
+) -> None:
+    """Name what each latent dimension controls: attribute correlations, MI with the class, smoothness."""
+    from vaelab.analysis.factors import FACTORS, analyse_factors, factor_table
+
+    path = out if out is not None else run / FACTORS
+    rows = analyse_factors(run, bases, radius, steps, path, log=_stderr)
+    typer.echo(factor_table(rows))
+    typer.echo(f"written to {path}")
+
+
+@app.command()
+def classifier(dataset: str = typer.Argument(..., help="mnist or fashion-mnist")) -> None:
+    """The reference classifier that judges generated images: trained on first use, then read from the cache."""
+    from vaelab.evaluation.reference_classifier import classifier_paths, classifier_summary, load_or_train_classifier
+
+    load_or_train_classifier(dataset, log=_stderr)
+    info = classifier_summary(dataset)
+    typer.echo(
+        f"{dataset} reference classifier: test accuracy {info['test_accuracy']:.2%} on {info['test_images']:,} "
+        f"test images ({info['epochs']} epochs on {info['train_images']:,} train images, seed {info['seed']}); "
+        f"{classifier_paths(dataset)[0]}"
+    )
+
+
+@app.command()
+def embed(
+    run: Path = RUN,
+    method: str = typer.Option("pca", help="pca, tsne or umap (umap needs umap-learn)."),
+    limit: int | None = typer.Option(None, help="Embed the first N test images (t-SNE is slow on all 10,000)."),
+    out: Path = typer.Option(Path("latent-map.png"), "--out"),
+) -> None:
+    """Test-set posterior means in 2-d, coloured by class, with decoded thumbnails."""
+    from vaelab.analysis.embedding import METHODS
+    from vaelab.io import atomic_write_bytes
+    from vaelab.report.figures import latent_map_png
+
+    _check_positive(limit=limit)
+    if method not in METHODS:
+        raise VaelabError(f"unknown --method '{method}'; choose one of: {', '.join(METHODS)}")
+    if out.suffix.lower() != ".png":
+        raise VaelabError(f"--out {out} must end in .png")
+    atomic_write_bytes(out, latent_map_png(run, method, limit))
+    typer.echo(f"wrote {out}")
+
+
+@app.command()
+def report(
+    run: Path = RUN,
+    out: Path | None = typer.Option(None, "--out", help="Default: RUN/report.html"),
+) -> None:
+    """Everything about a run in one self-contained HTML file."""
+    from vaelab.report.html import build_report
+
+    typer.echo(f"wrote {build_report(run, out, log=_stderr)}")
+
+
 def main() -> None:
     """Entry point: user errors are one line on stderr and exit code 2, never a traceback."""
     try:

@@ -1,0 +1,201 @@
+"""What each latent dimension controls, measured rather than eyeballed.
+
+For every active dimension:
+
+- **Attributes under traversal.** The dimension is swept over ±r prior standard deviations (others fixed) from
+  many base codes — the posterior means of the first `bases` test images — and every attribute of
+  `vaelab.analysis.attributes` is measured on the decoded images. ρ is the Spearman rank correlation between
+  the swept value and the attribute, **pooled over all bases and steps** (undefined measurements, e.g. thickness
+  without ink, are dropped; ties get their average rank). Pooling weighs the dimension's effect against how much
+  the attribute differs between the base images: |ρ| is high only when the dimension moves the attribute more
+  than the rest of the code does. (The median of per-base correlations was tried and rejected: a continuous
+  attribute such as ink area or slant changes monotonically under almost any small change of the picture, so
+  on a 32-d MNIST model nearly every dimension reached a per-base median |ρ| ≈ 1 and was named ink_area or slant.)
+- **Mutual information with the class label.** The dimension's posterior means over the whole test split are
+  cut into MI_BINS equally populated (quantile) bins, and I(bin; label) is the plug-in estimate from the joint
+  counts, in **nats** (the upper bound is the label entropy, ln 10 ≈ 2.30 nats for ten balanced classes; the
+  estimator's positive bias is about (bins − 1)(classes − 1)/(2N) ≈ 0.009 nats on 10,000 images).
+- **Smoothness.** Mean over bases of max step / mean step between consecutive decoded frames of the traversal
+  (see `vaelab.analysis.smoothness`): 1 for an even change, large when the picture jumps.
+
+The name: the strongest attribute when its |ρ| ≥ ATTRIBUTE_RHO_THRESHOLD (e.g. `stroke_thickness (ρ=+0.82)`),
+else `class/shape` when the MI with the class is at least CLASS_MI_THRESHOLD nats, else `entangled`; dimensions
+that are not active units are `inactive` and are not traversed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+
+from vaelab.analysis.attributes import attributes_for, measure_batch
+from vaelab.analysis.smoothness import smoothness_ratio
+from vaelab.analysis.traversal import (
+    latent_usage,
+    load_test_inputs,
+    posterior_moments,
+    traversal_values,
+    traverse_from_bases,
+)
+from vaelab.errors import VaelabError
+from vaelab.evaluation.latents import dimensions_by_kl
+from vaelab.io import atomic_write_json
+from vaelab.models import VAE
+from vaelab.training.checkpoint import load_model, read_config
+
+FACTORS = "factors.json"
+DEFAULT_BASES = 200
+DEFAULT_RADIUS = 3.0
+DEFAULT_STEPS = 11
+ATTRIBUTE_RHO_THRESHOLD = 0.6  # |ρ| at or above which a dimension is named after its attribute
+CLASS_MI_THRESHOLD = 0.25  # nats (≈ 11% of ln 10): a dimension this informative about the class is class/shape
+MI_BINS = 20
+MIN_POINTS = 3  # finite measurements needed for a rank correlation
+NOT_TRAVERSED = {  # the row of a dimension that is not an active unit
+    "top_attribute": None, "top_rho": None, "second_attribute": None, "second_rho": None,
+    "smoothness_ratio": None, "name": "inactive",
+}
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman rank correlation of two `[N]` arrays, ignoring positions where either is nan (ties get their
+    average rank). nan when fewer than MIN_POINTS remain; 0 when either side is constant (no monotone trend)."""
+    keep = np.isfinite(x) & np.isfinite(y)
+    if keep.sum() < MIN_POINTS:
+        return math.nan
+    rank_x, rank_y = rankdata(x[keep]), rankdata(y[keep])
+    if rank_x.std() == 0 or rank_y.std() == 0:
+        return 0.0
+    return float(np.corrcoef(rank_x, rank_y)[0, 1])
+
+
+def pooled_rank_correlation(values: np.ndarray, measurements: np.ndarray) -> float:
+    """Spearman ρ between the traversed `values` `[S]` and the measurements `[B, S]` of all B traversals at once."""
+    return spearman(np.broadcast_to(values, measurements.shape).ravel(), measurements.ravel())
+
+
+def quantile_bins(values: np.ndarray, bins: int = MI_BINS) -> np.ndarray:
+    """Bin index `[N]` in `0..bins-1` of each value, with bin edges at the quantiles of `values` (equally
+    populated bins, whatever the scale of the dimension)."""
+    edges = np.quantile(values, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+    return np.searchsorted(edges, values, side="right")
+
+
+def mutual_information(values: np.ndarray, labels: np.ndarray, bins: int = MI_BINS) -> float:
+    """Plug-in mutual information in nats between `values` `[N]` (discretised into quantile bins) and integer
+    class `labels` `[N]`."""
+    binned = quantile_bins(np.asarray(values, dtype=np.float64), bins)
+    labels = np.asarray(labels, dtype=np.int64)
+    joint = np.zeros((bins, int(labels.max()) + 1))
+    np.add.at(joint, (binned, labels), 1.0)
+    joint /= joint.sum()
+    independent = joint.sum(axis=1, keepdims=True) * joint.sum(axis=0, keepdims=True)
+    filled = joint > 0
+    return float((joint[filled] * np.log(joint[filled] / independent[filled])).sum())
+
+
+def factor_name(top_attribute: str | None, top_rho: float, mi_with_class: float) -> str:
+    if top_attribute is not None and abs(top_rho) >= ATTRIBUTE_RHO_THRESHOLD:
+        return f"{top_attribute} (ρ={top_rho:+.2f})"
+    if mi_with_class >= CLASS_MI_THRESHOLD:
+        return "class/shape"
+    return "entangled"
+
+
+def traversal_measurements(
+    model: VAE, base_codes: torch.Tensor, dim: int, values: torch.Tensor, dataset: str
+) -> dict[str, Any]:
+    """Traverse `dim` from every base code; the two attributes with the largest |ρ| and the mean smoothness ratio
+    of the traversals."""
+    images = traverse_from_bases(model, base_codes, dim, values)  # [B, S, 1, H, W]
+    bases, steps = images.shape[:2]
+    measured = measure_batch(images.flatten(end_dim=1), dataset)
+    rhos = {
+        name: pooled_rank_correlation(values.numpy(), measured[name].reshape(bases, steps))
+        for name in attributes_for(dataset)
+    }
+    ranked = sorted((name for name in rhos if math.isfinite(rhos[name])), key=lambda name: -abs(rhos[name]))
+    top, second = [*ranked, None, None][:2]  # None where fewer than two attributes have a defined ρ
+    return {
+        "top_attribute": top,
+        "top_rho": rhos[top] if top else math.nan,
+        "second_attribute": second,
+        "second_rho": rhos[second] if second else math.nan,
+        "smoothness_ratio": float(np.mean([smoothness_ratio(row) for row in images])),
+    }
+
+
+def _json_ready(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no nan: an undefined number becomes null."""
+    return {key: None if isinstance(v, float) and not math.isfinite(v) else v for key, v in row.items()}
+
+
+def analyse_factors(
+    run_dir: str | Path,
+    bases: int = DEFAULT_BASES,
+    radius: float = DEFAULT_RADIUS,
+    steps: int = DEFAULT_STEPS,
+    out: str | Path | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> list[dict[str, Any]]:
+    """The factor table of a run, one row per dimension, largest KL first; written atomically to `out`
+    (default RUN/factors.json). Rows: dim, kl, active, top_attribute, top_rho, second_attribute, second_rho,
+    mi_with_class, smoothness_ratio, name."""
+    run_dir = Path(run_dir)
+    if bases < 1:
+        raise VaelabError(f"bases must be at least 1 test image (got {bases})")
+    values = traversal_values(radius, steps)
+    out = Path(out) if out is not None else run_dir / FACTORS
+    if out.suffix.lower() != ".json":
+        raise VaelabError(f"output {out} must end in .json")
+    data = read_config(run_dir).data
+    model = load_model(run_dir)
+    test, inputs = load_test_inputs(data)
+    means, _ = posterior_moments(model, inputs)
+    usage = latent_usage(run_dir, model, inputs)
+    base_codes = means[:bases]
+    rows = []
+    for dim in dimensions_by_kl(usage.kl_per_dim):
+        row: dict[str, Any] = {
+            "dim": dim,
+            "kl": usage.kl_per_dim[dim],
+            "active": usage.active[dim],
+            "mi_with_class": mutual_information(means[:, dim].numpy(), test.labels.numpy()),
+        }
+        if usage.active[dim]:
+            row.update(traversal_measurements(model, base_codes, dim, values, data.dataset))
+            row["name"] = factor_name(row["top_attribute"], row["top_rho"], row["mi_with_class"])
+        else:
+            row.update(NOT_TRAVERSED)
+        log(f"dimension {dim}: {row['name']}")
+        rows.append(_json_ready(row))
+    atomic_write_json(out, rows)
+    return rows
+
+
+def factor_table(rows: list[dict[str, Any]]) -> str:
+    """The factor rows as a plain-text table for the terminal."""
+    header = ("dim", "KL nats", "top attribute", "ρ", "second attribute", "ρ", "MI class", "smooth", "name")
+
+    def number(value: float | None, form: str) -> str:
+        return "–" if value is None else format(value, form)
+
+    lines = [
+        (
+            str(row["dim"]), number(row["kl"], ".2f"), row["top_attribute"] or "–", number(row["top_rho"], "+.2f"),
+            row["second_attribute"] or "–", number(row["second_rho"], "+.2f"), number(row["mi_with_class"], ".3f"),
+            number(row["smoothness_ratio"], ".2f"), row["name"],
+        )
+        for row in rows
+    ]
+    widths = [max(len(cells[i]) for cells in [header, *lines]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
+        for cells in [header, *lines]
+    )

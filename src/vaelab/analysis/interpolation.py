@@ -1,0 +1,121 @@
+"""Interpolation between two test images, in latent space and — for contrast — in pixel space.
+
+The latent path runs between the posterior means of the two images and is decoded frame by frame; the pixel
+path is the plain cross-fade of the two images' intensities. A model with a useful latent space turns one image
+into the other through images that look like data, where the cross-fade shows two faint images on top of each
+other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vaelab.analysis.traversal import (
+    GRID_PADDING,
+    add_row_labels,
+    decode_codes,
+    load_test_inputs,
+    parse_test_reference,
+    posterior_moments,
+)
+from vaelab.data import to_float
+from vaelab.errors import VaelabError
+from vaelab.images import make_grid
+from vaelab.training.checkpoint import load_model, read_config
+
+MODES = ("linear", "slerp")
+PARALLEL_TOLERANCE = 1e-6  # below this sine of the angle between the codes, slerp has no plane to rotate in
+
+
+@dataclass(frozen=True)
+class Interpolation:
+    codes: torch.Tensor  # [S, D], codes[0] and codes[-1] are the two posterior means
+    decoded: torch.Tensor  # [S, 1, H, W]: the decoded latent path
+    crossfade: torch.Tensor  # [S, 1, H, W]: the pixel-space path between the two test images
+    indices: tuple[int, int]  # the two test images
+    mode: str
+
+
+def check_arguments(steps: int, mode: str) -> None:
+    if steps < 2:
+        raise VaelabError(f"steps must be at least 2 to include both ends (got {steps})")
+    if mode not in MODES:
+        raise VaelabError(f"mode {mode!r} is not known; use one of: {', '.join(MODES)}")
+
+
+def interpolation_weights(steps: int) -> torch.Tensor:
+    """`steps` evenly spaced weights from 0 to 1, both ends included (float64)."""
+    return torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
+
+
+def lerp(start: torch.Tensor, end: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Points on the straight line from `start` to `end` (same shape `[...]`) at `weights` `[S]`: `[S, ...]`."""
+    w = weights.reshape(-1, *([1] * start.ndim)).to(torch.float64)
+    return (1.0 - w) * start.double() + w * end.double()
+
+
+def slerp(start: torch.Tensor, end: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation of codes `[D]` at `weights` `[S]`: `[S, D]` (float64).
+
+    The direction turns along the great circle from `start` to `end` at constant angular speed while the norm
+    changes linearly from |start| to |end|, so every point's norm lies between the two endpoint norms. (The
+    textbook formula applied to vectors of different norms can overshoot both; a straight line dips towards the
+    origin, where the prior puts almost no codes in high dimension.) When the codes are parallel, antiparallel or
+    one is zero there is no unique great circle, and the straight line is returned.
+    """
+    a, b = start.double(), end.double()
+    norm_a, norm_b = a.norm(), b.norm()
+    if norm_a == 0 or norm_b == 0:
+        return lerp(a, b, weights)
+    unit_a, unit_b = a / norm_a, b / norm_b
+    angle = torch.arccos(torch.clamp(unit_a @ unit_b, -1.0, 1.0))
+    if torch.sin(angle) < PARALLEL_TOLERANCE:
+        return lerp(a, b, weights)
+    w = weights.to(torch.float64)[:, None]
+    directions = (torch.sin((1.0 - w) * angle) * unit_a + torch.sin(w * angle) * unit_b) / torch.sin(angle)
+    return directions * ((1.0 - w) * norm_a + w * norm_b)
+
+
+def interpolate_codes(start: torch.Tensor, end: torch.Tensor, steps: int, mode: str = "linear") -> torch.Tensor:
+    """`steps` codes `[steps, D]` from `start` to `end`, both included, in `linear` or `slerp` mode."""
+    check_arguments(steps, mode)
+    path = (lerp if mode == "linear" else slerp)(start, end, interpolation_weights(steps)).to(start.dtype)
+    # The ends are the given codes themselves, not a float64 round trip of them.
+    path[0], path[-1] = start, end
+    return path
+
+
+def crossfade(start_image: torch.Tensor, end_image: torch.Tensor, steps: int) -> torch.Tensor:
+    """The pixel-space blend `(1 − w)·start + w·end` for `steps` weights from 0 to 1: `[steps, ...]`."""
+    return lerp(start_image, end_image, interpolation_weights(steps)).to(start_image.dtype)
+
+
+def interpolate_run(
+    run_dir: str | Path, start: str, end: str, steps: int = 10, mode: str = "linear"
+) -> Interpolation:
+    """Interpolate between two test images named `test:INDEX`, in latent space (decoded) and in pixel space."""
+    check_arguments(steps, mode)  # before any loading
+    model = load_model(run_dir)
+    test, inputs = load_test_inputs(read_config(run_dir).data)
+    first = parse_test_reference(start, "from", len(test))
+    last = parse_test_reference(end, "to", len(test))
+    means, _ = posterior_moments(model, inputs[[first, last]])
+    codes = interpolate_codes(means[0], means[1], steps, mode)
+    # The cross-fade blends the real intensities, not the binarized inputs some models are fed.
+    images = to_float(test.images[[first, last]])
+    return Interpolation(codes, decode_codes(model, codes), crossfade(images[0], images[1], steps), (first, last), mode)
+
+
+def interpolation_grid(interpolation: Interpolation, labels: bool = True) -> np.ndarray:
+    """The decoded latent path in the top row, the pixel cross-fade below it; rows labelled when `labels`."""
+    steps, _, height, _ = interpolation.decoded.shape
+    rows = torch.cat([interpolation.decoded, interpolation.crossfade])
+    picture = make_grid(rows, columns=steps, padding=GRID_PADDING)
+    if not labels:
+        return picture
+    return add_row_labels(picture, [interpolation.mode, "pixels"], height + GRID_PADDING)
+

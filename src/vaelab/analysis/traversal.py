@@ -1,0 +1,248 @@
+"""Latent traversals: decode one base code with a single dimension swept across the prior.
+
+A row of the picture is one dimension; its columns set that dimension to evenly spaced values from −r to +r
+prior standard deviations (the prior is N(0, I), so σ = 1), in increasing order, while every other dimension keeps
+the base code's value. The base code is the prior mean (all zeros) or the posterior mean of one test image.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from vaelab.analysis.samples import INPUT_SEED
+from vaelab.config import DataConfig
+from vaelab.data import ImageSet, iterate_batches, load_split, prepare_inputs
+from vaelab.errors import VaelabError
+from vaelab.evaluation.latents import active_units, dimensions_by_kl
+from vaelab.images import DISPLAY_SCALE, make_grid, upscale
+from vaelab.io import atomic_write
+from vaelab.models import VAE
+from vaelab.models.vae import kl_per_dimension
+from vaelab.training.checkpoint import EVAL, load_model, read_config
+
+KL_ESTIMATE_IMAGES = 2000  # test images used for KL per dimension when the run has no eval.json
+BATCH_SIZE = 1000  # images per encoder call
+DECODE_BATCH_SIZE = 2000  # codes per decoder call: bounds memory for large traversals
+GRID_PADDING = 2  # make_grid's default, needed to place the row labels
+GIF_FRAME_MS = 80
+
+
+@dataclass(frozen=True)
+class LatentUsage:
+    """How much each latent dimension is used: mean KL in nats, and whether it is an active unit."""
+
+    kl_per_dim: list[float]
+    active: list[bool]
+    source: str  # where the numbers come from, to print beside them
+
+
+@dataclass(frozen=True)
+class Traversal:
+    images: torch.Tensor  # [dims, steps, 1, H, W] in [0, 1]
+    dims: list[int]  # the latent dimension of each row
+    values: torch.Tensor  # [steps], increasing: the value each column sets
+    usage: LatentUsage
+    base: str  # "prior" or "test:INDEX"
+
+
+# --- test images and their codes -------------------------------------------------------------------------------
+
+
+def load_test_inputs(data: DataConfig) -> tuple[ImageSet, torch.Tensor]:
+    """The test split, and all of it as the model sees it in evaluation (the same fixed binarization, so a test
+    image has the same code whichever analysis asks for it)."""
+    test = load_split(data.dataset, "test")
+    return test, prepare_inputs(test.images, data.input_mode, INPUT_SEED)
+
+
+@torch.no_grad()
+def posterior_moments(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means and log-variances `[N, D]` of inputs `[N, 1, H, W]`, on the CPU."""
+    means, logvars = [], []
+    for index in iterate_batches(x.shape[0], BATCH_SIZE):
+        mu, logvar = model.encode(x[index].to(model.device))
+        means.append(mu.cpu())
+        logvars.append(logvar.cpu())
+    return torch.cat(means), torch.cat(logvars)
+
+
+def parse_test_reference(spec: str, what: str, test_count: int) -> int:
+    """`test:INDEX` → INDEX, checked against the size of the test split; `what` names the option in errors."""
+    prefix, _, number = spec.partition(":")
+    if prefix != "test" or not number.isdecimal():
+        raise VaelabError(
+            f"{what} {spec!r} is not valid; write test:INDEX with INDEX a test image number from 0 to {test_count - 1}"
+        )
+    index = int(number)
+    if index >= test_count:
+        raise VaelabError(
+            f"{what} {spec!r} is out of range; the test split has {test_count:,} images (INDEX 0 to {test_count - 1})"
+        )
+    return index
+
+
+def base_code(model: VAE, base: str, inputs: torch.Tensor) -> torch.Tensor:
+    """The code `[D]` a traversal starts from: the prior mean (`prior`) or a test image's posterior mean
+    (`test:INDEX`, an index into the prepared test inputs)."""
+    if base == "prior":
+        return torch.zeros(model.latent_dim)
+    if not base.startswith("test:"):
+        raise VaelabError(
+            f"base {base!r} is not valid; use prior or test:INDEX (INDEX from 0 to {inputs.shape[0] - 1})"
+        )
+    index = parse_test_reference(base, "base", inputs.shape[0])
+    mu, _ = posterior_moments(model, inputs[index : index + 1])
+    return mu[0]
+
+
+# --- which dimensions ------------------------------------------------------------------------------------------
+
+
+def usage_from_posteriors(mu: torch.Tensor, logvar: torch.Tensor, source: str) -> LatentUsage:
+    kl = kl_per_dimension(mu, logvar).mean(dim=0)
+    return LatentUsage(kl.tolist(), active_units(mu).tolist(), source)
+
+
+def latent_usage(run_dir: str | Path, model: VAE, inputs: torch.Tensor) -> LatentUsage:
+    """KL per dimension and active units from the run's eval.json (the whole test split, as of the last
+    `vaelab eval`), or else computed on the first KL_ESTIMATE_IMAGES of the prepared test inputs."""
+    path = Path(run_dir) / EVAL
+    if path.is_file():
+        try:
+            result = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise VaelabError(f"{path} is not valid JSON ({error}); run `vaelab eval {run_dir}` again") from None
+        kl = result.get("kl_per_dim")
+        if isinstance(kl, list) and len(kl) == model.latent_dim and "active_dims" in result:
+            active_dims = set(result["active_dims"])
+            return LatentUsage(kl, [d in active_dims for d in range(model.latent_dim)], str(path))
+    count = min(KL_ESTIMATE_IMAGES, inputs.shape[0])
+    return usage_from_posteriors(*posterior_moments(model, inputs[:count]), f"first {count:,} test images")
+
+
+def select_dimensions(spec: str, kl_per_dim: Sequence[float]) -> list[int]:
+    """`auto` → every dimension, largest KL first; `0,3,7` → those dimensions in that order (each in range,
+    none twice)."""
+    latent_dim = len(kl_per_dim)
+    if spec.strip() == "auto":
+        return dimensions_by_kl(list(kl_per_dim))
+    try:
+        dims = [int(part) for part in spec.split(",")]
+    except ValueError:
+        raise VaelabError(
+            f"dims {spec!r} is not valid; use auto or dimension numbers separated by commas, such as 0,3,7"
+        ) from None
+    outside = [d for d in dims if not 0 <= d < latent_dim]
+    if outside:
+        raise VaelabError(
+            f"dims {spec!r}: dimension {outside[0]} does not exist; this model has dimensions 0 to {latent_dim - 1}"
+        )
+    repeated = sorted({d for d in dims if dims.count(d) > 1})
+    if repeated:
+        raise VaelabError(f"dims {spec!r} lists dimension {repeated[0]} more than once; list each dimension once")
+    return dims
+
+
+# --- traversing ------------------------------------------------------------------------------------------------
+
+
+def traversal_values(radius: float, steps: int) -> torch.Tensor:
+    """`steps` evenly spaced values from −radius to +radius, increasing."""
+    if not (math.isfinite(radius) and radius > 0):
+        raise VaelabError(f"range must be a positive number of standard deviations (got {radius})")
+    if steps < 2:
+        raise VaelabError(f"steps must be at least 2 to go from −range to +range (got {steps})")
+    return torch.linspace(-radius, radius, steps)
+
+
+@torch.no_grad()
+def decode_codes(model: VAE, codes: torch.Tensor) -> torch.Tensor:
+    """Mean images `[N, 1, H, W]` of codes `[N, D]`, decoded in batches, on the CPU."""
+    batches = iterate_batches(codes.shape[0], DECODE_BATCH_SIZE)
+    return torch.cat([model.decode(codes[index].to(model.device)).cpu() for index in batches])
+
+
+def traverse_from_bases(model: VAE, base_codes: torch.Tensor, dim: int, values: torch.Tensor) -> torch.Tensor:
+    """Each base code `[B, D]` with dimension `dim` set to each value `[S]`, decoded: `[B, S, 1, H, W]`."""
+    codes = base_codes[:, None, :].repeat(1, values.shape[0], 1)
+    codes[:, :, dim] = values.to(codes.dtype)
+    images = decode_codes(model, codes.flatten(end_dim=1))
+    return images.unflatten(0, (base_codes.shape[0], values.shape[0]))
+
+
+def traversal_images(model: VAE, code: torch.Tensor, dims: Sequence[int], values: torch.Tensor) -> torch.Tensor:
+    """One code `[D]` traversed along each of `dims`: `[len(dims), S, 1, H, W]`."""
+    return torch.stack([traverse_from_bases(model, code[None], dim, values)[0] for dim in dims])
+
+
+def traverse_run(
+    run_dir: str | Path, dims: str = "auto", radius: float = 3.0, steps: int = 11, base: str = "prior"
+) -> Traversal:
+    """Traverse the run's model: `dims` is `auto` (all, largest KL first) or a list like `0,3,7`; `base` is
+    `prior` or `test:INDEX`."""
+    values = traversal_values(radius, steps)
+    model = load_model(run_dir)
+    _, inputs = load_test_inputs(read_config(run_dir).data)
+    code = base_code(model, base, inputs)
+    usage = latent_usage(run_dir, model, inputs)
+    chosen = select_dimensions(dims, usage.kl_per_dim)
+    return Traversal(traversal_images(model, code, chosen, values), chosen, values, usage, base)
+
+
+# --- pictures --------------------------------------------------------------------------------------------------
+
+
+def row_label(dim: int, usage: LatentUsage) -> str:
+    """`z3`, or `z3 off` for a dimension that is not an active unit."""
+    return f"z{dim}" if usage.active[dim] else f"z{dim} off"
+
+
+def add_row_labels(
+    picture: np.ndarray, labels: Sequence[str], row_pitch: int, padding: int = GRID_PADDING
+) -> np.ndarray:
+    """A white strip with one label per grid row, joined to the left of a grid made by `make_grid`."""
+    font = ImageFont.load_default()
+    text_width = max(ImageDraw.Draw(Image.new("L", (1, 1))).textlength(label, font) for label in labels)
+    strip = Image.new("L", (math.ceil(text_width) + 2 * padding, picture.shape[0]), 255)
+    draw = ImageDraw.Draw(strip)
+    for row, label in enumerate(labels):
+        centre = padding + row * row_pitch + (row_pitch - padding) / 2
+        draw.text((padding, centre), label, fill=0, font=font, anchor="lm")
+    return np.concatenate([np.asarray(strip), picture], axis=1)
+
+
+def traversal_grid(traversal: Traversal, labels: bool = True) -> np.ndarray:
+    """One row per dimension, columns −r → +r; labelled `z{dim}` (`off` for inactive units) when `labels`."""
+    _, steps, _, height, _ = traversal.images.shape
+    picture = make_grid(traversal.images.flatten(end_dim=1), columns=steps, padding=GRID_PADDING)
+    if not labels:
+        return picture
+    return add_row_labels(picture, [row_label(d, traversal.usage) for d in traversal.dims], height + GRID_PADDING)
+
+
+def save_gif(path: str | Path, frames: Sequence[Image.Image], frame_ms: int = GIF_FRAME_MS) -> Path:
+    """An endlessly looping GIF of the frames, written atomically."""
+    path = Path(path)
+    first, *rest = frames
+    atomic_write(
+        path, lambda tmp: first.save(tmp, format="GIF", save_all=True, append_images=rest, duration=frame_ms, loop=0)
+    )
+    return path
+
+
+def save_traversal_gifs(traversal: Traversal, folder: str | Path, scale: int = DISPLAY_SCALE) -> list[Path]:
+    """One looping GIF per dimension, `dim{d:02d}.gif`: frames −r → +r → −r, upscaled nearest-neighbour."""
+    paths = []
+    for dim, row in zip(traversal.dims, traversal.images, strict=True):
+        frames = [upscale(make_grid(image[None], columns=1, padding=0), scale) for image in row]
+        # Out and back without repeating the turning frames, so the loop does not pause at ±r.
+        paths.append(save_gif(Path(folder) / f"dim{dim:02d}.gif", frames + frames[-2:0:-1]))
+    return paths

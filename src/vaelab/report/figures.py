@@ -1,0 +1,95 @@
+"""Matplotlib figures for reports, returned as PNG bytes (the Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
+
+from vaelab.analysis.embedding import embed, spread_points  # noqa: E402
+from vaelab.analysis.traversal import load_test_inputs, posterior_moments  # noqa: E402
+from vaelab.data import CLASS_NAMES  # noqa: E402
+from vaelab.training import load_model, read_config  # noqa: E402
+
+DPI = 110
+THUMBNAILS = 16
+
+
+def figure_png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def training_curves(history: Sequence[dict[str, Any]]) -> bytes:
+    """Loss, reconstruction and KL per epoch (train and validation), and KL per dimension over time."""
+    epochs = [row["epoch"] for row in history]
+    figure, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+    panels = (("loss", "loss (recon + β·KL)"), ("recon", "reconstruction"), ("kl", "KL"))
+    for ax, (key, title) in zip(axes[:3], panels, strict=True):
+        ax.plot(epochs, [row[f"train_{key}"] for row in history], label="train")
+        ax.plot(epochs, [row[f"val_{key}"] for row in history], label="validation")
+        ax.set(title=f"{title}, nats/image", xlabel="epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    kl_dims = np.array([row["val_kl_per_dim"] for row in history]).T  # [D, epochs]
+    order = np.argsort(-kl_dims[:, -1])
+    image = axes[3].imshow(kl_dims[order], aspect="auto", cmap="viridis", interpolation="nearest",
+                           extent=(epochs[0] - 0.5, epochs[-1] + 0.5, len(order) - 0.5, -0.5))
+    axes[3].set_yticks(range(len(order)), [f"z{d}" for d in order], fontsize=6)
+    axes[3].set(title="validation KL per dimension (nats)", xlabel="epoch")
+    figure.colorbar(image, ax=axes[3])
+    figure.tight_layout()
+    return figure_png(figure)
+
+
+def latent_map(
+    coords: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    title: str,
+    thumbnails: np.ndarray | None = None,
+    thumbnail_at: np.ndarray | None = None,
+) -> bytes:
+    """Scatter of 2-d codes coloured by class, with decoded thumbnails `[K, H, W]` placed at `thumbnail_at`."""
+    figure, ax = plt.subplots(figsize=(8, 7))
+    cmap = plt.get_cmap("tab10")
+    for label, name in enumerate(class_names):
+        mask = labels == label
+        ax.scatter(coords[mask, 0], coords[mask, 1], s=3, color=cmap(label), label=name, alpha=0.6)
+    if thumbnails is not None and thumbnail_at is not None:
+        for thumbnail, (x, y) in zip(thumbnails, thumbnail_at, strict=True):
+            box = OffsetImage(thumbnail, cmap="gray", zoom=1.0, interpolation="nearest")
+            ax.add_artist(AnnotationBbox(box, (x, y), frameon=True, pad=0.1))
+    ax.legend(markerscale=4, fontsize=8, loc="best")
+    ax.set(title=title)
+    return figure_png(figure)
+
+
+def latent_map_png(
+    run_dir: str | Path, method: str = "pca", limit: int | None = None, thumbnails: int = THUMBNAILS
+) -> bytes:
+    """The run's test-set posterior means embedded in 2-d, coloured by class, with decoded thumbnails placed at
+    points that cover the map."""
+    config = read_config(run_dir)
+    model = load_model(run_dir)
+    test, inputs = load_test_inputs(config.data)
+    count = min(limit or len(test), len(test))
+    means, _ = posterior_moments(model, inputs[:count])
+    coords = embed(means.numpy(), method)
+    spots = spread_points(coords, thumbnails)
+    with torch.no_grad():
+        images = model.decode(means[spots].to(model.device)).cpu()[:, 0].numpy()
+    title = f"{method.upper()} of posterior means ({count:,} test images)"
+    return latent_map(coords, test.labels[:count].numpy(), CLASS_NAMES[config.data.dataset], title, images,
+                      coords[spots])

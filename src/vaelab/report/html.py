@@ -1,0 +1,212 @@
+"""`vaelab report`: everything about one run in one self-contained HTML file (images embedded as data URIs, no
+scripts, no network requests), regenerated from the run directory alone."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaelab.analysis.embedding import manifold_grid
+from vaelab.analysis.factors import FACTORS, analyse_factors
+from vaelab.analysis.interpolation import interpolate_run, interpolation_grid
+from vaelab.analysis.samples import prior_samples, reconstruction_grid
+from vaelab.analysis.traversal import load_test_inputs, traversal_grid, traverse_run
+from vaelab.data import CLASS_NAMES, to_float
+from vaelab.evaluation import evaluate_run
+from vaelab.evaluation.generation import sharpness
+from vaelab.evaluation.likelihood import elbo_terms
+from vaelab.images import make_grid, png_bytes, upscale
+from vaelab.io import atomic_write_text
+from vaelab.report.figures import latent_map_png, training_curves
+from vaelab.training import load_model, read_config, read_metrics
+from vaelab.training.checkpoint import EVAL
+
+SMOOTHNESS_LIMIT = 3.0  # the target: a larger max/mean step ratio over ±3σ is a jump
+QUICK_EVAL = {"iw_samples": 100, "iw_images": 1000}  # when the run has no eval.json yet
+TSNE_POINTS = 2000
+INTERPOLATION_PAIR = ("test:0", "test:1")
+
+Log = Callable[[str], None]
+
+
+def _img(picture: np.ndarray | bytes, alt: str, scale: int = 3) -> str:
+    data = picture if isinstance(picture, bytes) else png_bytes(upscale(picture, scale))
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{c if str(c).startswith('<img') else html.escape(str(c))}</td>" for c in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _number(value: float | None, form: str = ".2f") -> str:
+    return "–" if value is None else format(value, form)
+
+
+@torch.no_grad()
+def per_class_reconstruction(model, inputs: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """Mean reconstruction term −log p(x|z) per class, nats (one z sample per image, fixed seed)."""
+    recon = elbo_terms(model, inputs.to(model.device), torch.Generator().manual_seed(0))["recon"].cpu()
+    return [recon[labels == c].mean().item() for c in range(int(labels.max()) + 1)]
+
+
+def build_report(run_dir: str | Path, out: str | Path | None = None, log: Log = lambda m: None) -> Path:
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / "report.html"
+    config = read_config(run_dir)
+    dataset = config.data.dataset
+    classes = CLASS_NAMES[dataset]
+    model = load_model(run_dir)
+    history = read_metrics(run_dir)
+    sections: list[tuple[str, str]] = []
+
+    log("evaluation")
+    eval_path = run_dir / EVAL
+    if eval_path.is_file():
+        evaluation, eval_note = json.loads(eval_path.read_text()), "from eval.json"
+    else:
+        evaluation = evaluate_run(run_dir, **QUICK_EVAL)
+        eval_note = f"computed now (IWAE-{QUICK_EVAL['iw_samples']} on {QUICK_EVAL['iw_images']} images)"
+
+    sections.append(("Configuration", f"<pre>{html.escape(json.dumps(config.to_dict(), indent=2))}</pre>"))
+    if history:
+        sections.append(("Training curves", _img(training_curves(history), "training curves")))
+    sections.append(("Evaluation on the test split", _evaluation_table(evaluation, eval_note)))
+
+    log("samples and reconstructions")
+    samples = prior_samples(model, 64, seed=0)
+    sections.append(("Prior samples", _img(make_grid(samples, columns=8), "prior samples")))
+    recon = reconstruction_grid(model, dataset, config.data.input_mode, 32)
+    sections.append(("Reconstructions (inputs above, reconstructions below)", _img(recon, "reconstructions")))
+
+    log("traversals and factors")
+    traversal = traverse_run(run_dir, "auto", 3.0, 11, "prior")
+    factors_path = run_dir / FACTORS
+    factors = json.loads(factors_path.read_text()) if factors_path.is_file() else analyse_factors(run_dir)
+    sections.append(("Latent traversals, most informative first (±3σ around the prior mean)",
+                     _img(traversal_grid(traversal), "traversals", scale=2)))
+    sections.append(("What each dimension controls", _factor_table(factors, traversal)))
+
+    log("interpolations")
+    pictures = [
+        _img(interpolation_grid(interpolate_run(run_dir, *INTERPOLATION_PAIR, 10, mode)), f"{mode} interpolation")
+        for mode in ("linear", "slerp")
+    ]
+    sections.append((f"Interpolations between {INTERPOLATION_PAIR[0]} and {INTERPOLATION_PAIR[1]} "
+                     "(latent path above, pixel cross-fade below)", "<br>".join(pictures)))
+
+    log("latent maps")
+    maps = [
+        _img(latent_map_png(run_dir, "pca"), "PCA map"),
+        _img(latent_map_png(run_dir, "tsne", TSNE_POINTS), "t-SNE map"),
+    ]
+    if model.latent_dim == 2:
+        maps.append(_img(manifold_grid(model), "decoded manifold", scale=2))
+    sections.append(("Latent maps", "".join(maps)))
+
+    log("limitations")
+    test, inputs = load_test_inputs(config.data)
+    real = to_float(test.images[:1000])
+    per_class = per_class_reconstruction(model, inputs[:2000], test.labels[:2000])
+    sections.append(("Limitations (measured)", _limitations(evaluation, factors, sharpness(samples),
+                                                            sharpness(real), per_class, classes)))
+
+    body = "".join(f"<section><h2>{html.escape(title)}</h2>{content}</section>" for title, content in sections)
+    page = _PAGE.format(
+        title=html.escape(f"vaelab report — {run_dir.name}"),
+        subtitle=html.escape(f"{dataset}, {config.data.input_mode}, latent {config.model.latent_dim}, "
+                             f"β={config.train.beta} · generated {time.strftime('%Y-%m-%d %H:%M')} from {run_dir}"),
+        body=body,
+    )
+    atomic_write_text(out, page)
+    return out
+
+
+def _evaluation_table(ev: dict[str, Any], note: str) -> str:
+    rows = [
+        ["ELBO", f"{ev['elbo']:.2f} nats", f"{ev['bits_per_dim_elbo']:.4f} bits/dim"],
+        ["reconstruction", f"{ev['recon']:.2f} nats", ""],
+        ["KL", f"{ev['kl']:.2f} nats", ""],
+    ]
+    if "iwae" in ev:
+        iw = ev["iwae"]
+        rows.append([f"IWAE-{iw['k']} NLL", f"{iw['nll']:.2f} nats", f"first {iw['images']:,} test images"])
+    rows += [
+        ["active units", f"{ev['active_units']} of {ev['latent_dim']}", "Cov_x E_q[z_i] > 0.01"],
+        ["reconstruction MSE", f"{ev['mse']:.5f}", "per pixel, [0,1] intensities"],
+    ]
+    extra = f"<p class='note'>{html.escape(ev['note'])}</p>" if "note" in ev else ""
+    return _table(["metric", "value", ""], rows) + f"<p class='note'>{html.escape(note)}; " \
+        f"{ev['images']:,} test images, {ev['input_mode']} inputs.</p>" + extra
+
+
+def _factor_table(factors: list[dict[str, Any]], traversal) -> str:
+    row_of_dim = {d: i for i, d in enumerate(traversal.dims)}
+    rows = []
+    for f in factors:
+        strip = make_grid(traversal.images[row_of_dim[f["dim"]]], columns=traversal.images.shape[1])
+        rows.append([
+            f"z{f['dim']}", _number(f["kl"]), "yes" if f["active"] else "no",
+            f"{f['top_attribute'] or '–'} ({_number(f['top_rho'], '+.2f')})",
+            f"{f['second_attribute'] or '–'} ({_number(f['second_rho'], '+.2f')})",
+            _number(f["mi_with_class"], ".3f"), _number(f["smoothness_ratio"]), f["name"],
+            _img(strip, f"traversal of z{f['dim']}", scale=2),
+        ])
+    header = ["dim", "KL (nats)", "active", "top attribute (ρ)", "second (ρ)", "MI with class (nats)",
+              "smoothness (max/mean step)", "name", "traversal −3σ … +3σ"]
+    return _table(header, rows)
+
+
+def _limitations(
+    ev: dict[str, Any], factors: list[dict[str, Any]], sample_sharpness: float, real_sharpness: float,
+    per_class: list[float], classes: tuple[str, ...],
+) -> str:
+    active = [f for f in factors if f["active"]]
+    named = [f for f in active if f["name"] not in ("entangled", "class/shape")]
+    jumpy = [f for f in active if f["smoothness_ratio"] is not None and f["smoothness_ratio"] > SMOOTHNESS_LIMIT]
+    worst = sorted(range(len(per_class)), key=lambda c: -per_class[c])[:3]
+    items = [
+        f"Blur: prior samples have a mean gradient magnitude of {sample_sharpness:.4f} against "
+        f"{real_sharpness:.4f} for real test images ({sample_sharpness / real_sharpness:.0%} of the real "
+        "sharpness): the decoder's mean image averages over plausible strokes.",
+        f"Inactive dimensions: {ev['latent_dim'] - ev['active_units']} of {ev['latent_dim']} latent dimensions "
+        "carry (almost) no information (posterior-mean variance ≤ 0.01); they change nothing in the traversals.",
+        f"Named factors: {len(named)} of {len(active)} active dimensions correlate with one measured attribute at "
+        f"|ρ| ≥ 0.6; the others are labelled 'class/shape' or 'entangled' by the numbers, not named by eye.",
+        f"Traversal smoothness: {len(jumpy)} of {len(active)} active dimensions have a max/mean step ratio above "
+        f"{SMOOTHNESS_LIMIT:g} over ±3σ.",
+        "Classes that reconstruct worst (mean −log p(x|z) on the first 2,000 test images): "
+        + ", ".join(f"{classes[c]} ({per_class[c]:.1f} nats)" for c in worst)
+        + f"; best: {classes[int(np.argmin(per_class))]} ({min(per_class):.1f} nats).",
+    ]
+    return "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>"
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1300px; color: #222; padding: 0 1rem; }}
+h1 {{ margin-bottom: 0.2rem; }} .subtitle {{ color: #666; margin-top: 0; }}
+section {{ margin: 2rem 0; }} h2 {{ border-bottom: 1px solid #ddd; padding-bottom: 0.3rem; }}
+img {{ image-rendering: pixelated; max-width: 100%; }}
+table {{ border-collapse: collapse; font-size: 0.9rem; }}
+td, th {{ border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: left; vertical-align: middle; }}
+th {{ background: #f4f4f4; }} pre {{ background: #f7f7f7; padding: 0.8rem; font-size: 0.8rem; }}
+.note {{ color: #666; font-size: 0.85rem; }}
+</style></head>
+<body><h1>{title}</h1><p class="subtitle">{subtitle}</p>{body}</body></html>
+"""

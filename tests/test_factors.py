@@ -1,0 +1,102 @@
+"""The factor table: rank correlations, mutual information, the naming rule, and the real tiny model's table."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from vaelab.analysis.factors import (
+    ATTRIBUTE_RHO_THRESHOLD,
+    CLASS_MI_THRESHOLD,
+    analyse_factors,
+    factor_name,
+    factor_table,
+    mutual_information,
+    pooled_rank_correlation,
+    spearman,
+)
+from vaelab.errors import VaelabError
+
+
+def test_spearman_is_plus_or_minus_one_for_monotone_pairs_and_ignores_undefined_measurements():
+    x = np.arange(6.0)
+    assert spearman(x, x**3) == pytest.approx(1.0)
+    assert spearman(x, -np.exp(x)) == pytest.approx(-1.0)
+    assert spearman(x, np.array([0.0, math.nan, 2.0, 3.0, math.nan, 9.0])) == pytest.approx(1.0)
+    assert spearman(x, np.full(6, 4.0)) == 0.0  # an attribute the dimension does not move
+    assert math.isnan(spearman(x, np.array([1.0, 2.0] + [math.nan] * 4)))  # too few points to rank
+
+
+def test_pooled_correlation_is_weak_when_the_bases_differ_more_than_the_traversal_moves_them():
+    values = np.linspace(-3, 3, 7)
+    small_effect = np.array([[base + 0.1 * v for v in values] for base in (0.0, 10.0, 20.0, 30.0)])
+    large_effect = np.array([[base + 10.0 * v for v in values] for base in (0.0, 1.0, 2.0, 3.0)])
+
+    assert all(spearman(values, row) == pytest.approx(1.0) for row in small_effect)  # each base: monotone
+    assert abs(pooled_rank_correlation(values, small_effect)) < 0.3
+    assert pooled_rank_correlation(values, large_effect) > 0.95
+
+
+def test_mutual_information_is_the_label_entropy_when_the_code_fixes_the_class_and_near_zero_when_independent():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 1000)
+    determined = labels + rng.uniform(0.0, 0.5, labels.size)  # each class in its own interval
+    independent = rng.normal(size=labels.size)
+
+    assert mutual_information(determined, labels) == pytest.approx(math.log(10), abs=1e-9)  # nats
+    assert 0 <= mutual_information(independent, labels) < 0.02
+
+
+def test_a_dimension_is_named_after_its_attribute_then_the_class_then_entangled():
+    strong = ATTRIBUTE_RHO_THRESHOLD + 0.05
+    weak = ATTRIBUTE_RHO_THRESHOLD - 0.05
+    assert factor_name("stroke_thickness", strong, 1.0) == f"stroke_thickness (ρ=+{strong:.2f})"
+    assert factor_name("slant", -strong, 0.0) == f"slant (ρ=-{strong:.2f})"
+    assert factor_name("slant", weak, CLASS_MI_THRESHOLD) == "class/shape"
+    assert factor_name("slant", weak, CLASS_MI_THRESHOLD / 2) == "entangled"
+    assert factor_name(None, math.nan, 0.0) == "entangled"
+
+
+def test_factor_table_of_the_real_tiny_model_names_a_dimension_after_an_attribute(trained_run, tmp_path):
+    out = tmp_path / "factors.json"
+    rows = analyse_factors(trained_run, bases=40, radius=3.0, steps=9, out=out)
+
+    assert json.loads(out.read_text()) == rows
+    assert sorted(row["dim"] for row in rows) == list(range(8))
+    assert [row["kl"] for row in rows] == sorted((row["kl"] for row in rows), reverse=True)
+    active = [row for row in rows if row["active"]]
+    assert active and max(abs(row["top_rho"]) for row in active) >= 0.5
+    for row in active:
+        assert row["name"] == factor_name(row["top_attribute"], row["top_rho"], row["mi_with_class"])
+        assert abs(row["top_rho"]) >= abs(row["second_rho"]) and row["smoothness_ratio"] >= 1.0
+        assert 0.0 <= row["mi_with_class"] <= math.log(10)
+    assert all(row["name"] == "inactive" and row["top_rho"] is None for row in rows if not row["active"])
+    assert any("(ρ=" in row["name"] for row in rows)
+    assert factor_table(rows).splitlines()[0].startswith("dim")
+
+
+def test_factors_command_writes_factors_json_into_the_run_and_prints_the_table(trained_run, tmp_path):
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    result = subprocess.run(
+        [sys.executable, "-m", "vaelab.cli", "factors", str(run), "--bases", "8", "--steps", "5"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "top attribute" in result.stdout and str(run / "factors.json") in result.stdout
+    assert len(json.loads((run / "factors.json").read_text())) == 8
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"bases": 0}, "bases must be at least 1"), ({"out": "factors.csv"}, "must end in .json"),
+     ({"steps": 1}, "steps must be at least 2"), ({"radius": -1.0}, "range must be a positive number")],
+)
+def test_bad_factor_options_are_refused_before_any_work(trained_run, options, message):
+    with pytest.raises(VaelabError, match=message):
+        analyse_factors(trained_run, **options)
