@@ -9,7 +9,9 @@ import pytest
 from vaelab.config import RunConfig
 from vaelab.training import train
 
-TINY = {"train_limit": 2048, "val_limit": 512, "batch_size": 128, "channels": [16, 32], "latent_dim": 8}
+TINY = {
+    "train_limit": 2048, "val_limit": 512, "batch_size": 128, "channels": [16, 32], "hidden_dim": 64, "latent_dim": 8,
+}
 
 
 def tiny_config(**overrides) -> RunConfig:

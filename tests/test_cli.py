@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-TINY_FLAGS = ["--train-limit", "1024", "--val-limit", "256", "--channels", "16,32", "--latent-dim", "8",
-              "--epochs", "1", "--no-progress"]
+TINY_FLAGS = ["--train-limit", "1024", "--val-limit", "256", "--channels", "16,32", "--hidden-dim", "64",
+              "--latent-dim", "8", "--epochs", "1", "--no-progress"]
 
 
 def vaelab(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -208,12 +208,18 @@ def factors(
     radius: float = typer.Option(3.0, "--range", help="Sweep from −range to +range prior standard deviations."),
     steps: int = typer.Option(11, help="Values per traversal."),
     out: Path | None = typer.Option(None, "--out", help="JSON file (default RUN/factors.json)."),
+    classify: bool = typer.Option(
+        True, help="Count the traversal frames the reference classifier is sure of (trains it on first use)."
+    ),
 ) -> None:
     """Name what each latent dimension controls: attribute correlations, MI with the class, smoothness."""
     from vaelab.analysis.factors import FACTORS, analyse_factors, factor_table
+    from vaelab.evaluation.reference_classifier import load_or_train_classifier
+    from vaelab.training import read_config
 
     path = out if out is not None else run / FACTORS
-    rows = analyse_factors(run, bases, radius, steps, path, log=_stderr)
+    judge = load_or_train_classifier(read_config(run).data.dataset, log=_stderr) if classify else None
+    rows = analyse_factors(run, bases, radius, steps, path, log=_stderr, classifier=judge)
     typer.echo(factor_table(rows))
     typer.echo(f"written to {path}")
 

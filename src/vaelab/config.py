@@ -37,7 +37,7 @@ class ModelConfig:
     latent_dim: int = 32
     channels: list[int] = field(default_factory=lambda: [32, 64])  # one stride-2 conv stage each
     blocks_per_stage: int = 0  # residual 3×3 blocks after each stage
-    hidden_dim: int = 0  # optional fully connected layer between conv features and the latent (0 = none)
+    hidden_dim: int = 512  # fully connected layer between conv features and the latent (0 = none)
     likelihood: str = "bernoulli"
     image_size: int = 28
     image_channels: int = 1

@@ -33,9 +33,10 @@ from typing import Any
 import numpy as np
 import torch
 from scipy.stats import rankdata
+from torch import nn
 
 from vaelab.analysis.attributes import attributes_for, measure_batch
-from vaelab.analysis.smoothness import smoothness_ratio
+from vaelab.analysis.smoothness import confident_fraction, smoothness_ratio
 from vaelab.analysis.traversal import (
     latent_usage,
     load_test_inputs,
@@ -59,7 +60,7 @@ MI_BINS = 20
 MIN_POINTS = 3  # finite measurements needed for a rank correlation
 NOT_TRAVERSED = {  # the row of a dimension that is not an active unit
     "top_attribute": None, "top_rho": None, "second_attribute": None, "second_rho": None,
-    "smoothness_ratio": None, "name": "inactive",
+    "smoothness_ratio": None, "confident_fraction": None, "name": "inactive",
 }
 
 
@@ -109,10 +110,15 @@ def factor_name(top_attribute: str | None, top_rho: float, mi_with_class: float)
 
 
 def traversal_measurements(
-    model: VAE, base_codes: torch.Tensor, dim: int, values: torch.Tensor, dataset: str
+    model: VAE,
+    base_codes: torch.Tensor,
+    dim: int,
+    values: torch.Tensor,
+    dataset: str,
+    classifier: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Traverse `dim` from every base code; the two attributes with the largest |ρ| and the mean smoothness ratio
-    of the traversals."""
+    """Traverse `dim` from every base code; the two attributes with the largest |ρ|, the mean smoothness ratio
+    of the traversals, and (with a reference classifier) the share of frames it confidently assigns a class."""
     images = traverse_from_bases(model, base_codes, dim, values)  # [B, S, 1, H, W]
     bases, steps = images.shape[:2]
     measured = measure_batch(images.flatten(end_dim=1), dataset)
@@ -128,6 +134,9 @@ def traversal_measurements(
         "second_attribute": second,
         "second_rho": rhos[second] if second else math.nan,
         "smoothness_ratio": float(np.mean([smoothness_ratio(row) for row in images])),
+        "confident_fraction": (
+            confident_fraction(images.flatten(end_dim=1), classifier) if classifier is not None else None
+        ),
     }
 
 
@@ -143,10 +152,11 @@ def analyse_factors(
     steps: int = DEFAULT_STEPS,
     out: str | Path | None = None,
     log: Callable[[str], None] = lambda message: None,
+    classifier: nn.Module | None = None,
 ) -> list[dict[str, Any]]:
     """The factor table of a run, one row per dimension, largest KL first; written atomically to `out`
     (default RUN/factors.json). Rows: dim, kl, active, top_attribute, top_rho, second_attribute, second_rho,
-    mi_with_class, smoothness_ratio, name."""
+    mi_with_class, smoothness_ratio, confident_fraction (null without a classifier), name."""
     run_dir = Path(run_dir)
     if bases < 1:
         raise VaelabError(f"bases must be at least 1 test image (got {bases})")
@@ -169,7 +179,7 @@ def analyse_factors(
             "mi_with_class": mutual_information(means[:, dim].numpy(), test.labels.numpy()),
         }
         if usage.active[dim]:
-            row.update(traversal_measurements(model, base_codes, dim, values, data.dataset))
+            row.update(traversal_measurements(model, base_codes, dim, values, data.dataset, classifier))
             row["name"] = factor_name(row["top_attribute"], row["top_rho"], row["mi_with_class"])
         else:
             row.update(NOT_TRAVERSED)
@@ -181,7 +191,8 @@ def analyse_factors(
 
 def factor_table(rows: list[dict[str, Any]]) -> str:
     """The factor rows as a plain-text table for the terminal."""
-    header = ("dim", "KL nats", "top attribute", "ρ", "second attribute", "ρ", "MI class", "smooth", "name")
+    header = ("dim", "KL nats", "top attribute", "ρ", "second attribute", "ρ", "MI class", "smooth", "confident",
+              "name")
 
     def number(value: float | None, form: str) -> str:
         return "–" if value is None else format(value, form)
@@ -190,7 +201,7 @@ def factor_table(rows: list[dict[str, Any]]) -> str:
         (
             str(row["dim"]), number(row["kl"], ".2f"), row["top_attribute"] or "–", number(row["top_rho"], "+.2f"),
             row["second_attribute"] or "–", number(row["second_rho"], "+.2f"), number(row["mi_with_class"], ".3f"),
-            number(row["smoothness_ratio"], ".2f"), row["name"],
+            number(row["smoothness_ratio"], ".2f"), number(row.get("confident_fraction"), ".0%"), row["name"],
         )
         for row in rows
     ]

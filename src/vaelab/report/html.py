@@ -18,11 +18,13 @@ from vaelab.analysis.embedding import manifold_grid
 from vaelab.analysis.factors import FACTORS, analyse_factors
 from vaelab.analysis.interpolation import interpolate_run, interpolation_grid
 from vaelab.analysis.samples import prior_samples, reconstruction_grid
+from vaelab.analysis.smoothness import confident_fraction, smoothness_ratio
 from vaelab.analysis.traversal import load_test_inputs, traversal_grid, traverse_run
 from vaelab.data import CLASS_NAMES, to_float
 from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.generation import sharpness
 from vaelab.evaluation.likelihood import elbo_terms
+from vaelab.evaluation.reference_classifier import load_or_train_classifier
 from vaelab.images import make_grid, png_bytes, upscale
 from vaelab.io import atomic_write_text
 from vaelab.report.figures import latent_map_png, training_curves
@@ -94,18 +96,28 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, log: Log = 
     log("traversals and factors")
     traversal = traverse_run(run_dir, "auto", 3.0, 11, "prior")
     factors_path = run_dir / FACTORS
-    factors = json.loads(factors_path.read_text()) if factors_path.is_file() else analyse_factors(run_dir)
+    judge = load_or_train_classifier(dataset, log=log)
+    if factors_path.is_file():
+        factors = json.loads(factors_path.read_text())
+    else:
+        factors = analyse_factors(run_dir, classifier=judge)
     sections.append(("Latent traversals, most informative first (±3σ around the prior mean)",
                      _img(traversal_grid(traversal), "traversals", scale=2)))
     sections.append(("What each dimension controls", _factor_table(factors, traversal)))
 
     log("interpolations")
-    pictures = [
-        _img(interpolation_grid(interpolate_run(run_dir, *INTERPOLATION_PAIR, 10, mode)), f"{mode} interpolation")
-        for mode in ("linear", "slerp")
-    ]
+    pictures, rows = [], []
+    for mode in ("linear", "slerp"):
+        path = interpolate_run(run_dir, *INTERPOLATION_PAIR, 10, mode)
+        pictures.append(_img(interpolation_grid(path), f"{mode} interpolation"))
+        rows.append([f"latent, {mode}", _number(smoothness_ratio(path.decoded)),
+                     f"{confident_fraction(path.decoded, judge):.0%}"])
+    rows.append(["pixel cross-fade", _number(smoothness_ratio(path.crossfade)),
+                 f"{confident_fraction(path.crossfade, judge):.0%}"])
+    measured = _table(["path", "smoothness (max/mean step)", "frames the reference classifier is ≥ 90% sure of"],
+                      rows)
     sections.append((f"Interpolations between {INTERPOLATION_PAIR[0]} and {INTERPOLATION_PAIR[1]} "
-                     "(latent path above, pixel cross-fade below)", "<br>".join(pictures)))
+                     "(latent path above, pixel cross-fade below)", "<br>".join(pictures) + measured))
 
     log("latent maps")
     maps = [
@@ -161,11 +173,12 @@ def _factor_table(factors: list[dict[str, Any]], traversal) -> str:
             f"z{f['dim']}", _number(f["kl"]), "yes" if f["active"] else "no",
             f"{f['top_attribute'] or '–'} ({_number(f['top_rho'], '+.2f')})",
             f"{f['second_attribute'] or '–'} ({_number(f['second_rho'], '+.2f')})",
-            _number(f["mi_with_class"], ".3f"), _number(f["smoothness_ratio"]), f["name"],
+            _number(f["mi_with_class"], ".3f"), _number(f["smoothness_ratio"]),
+            _number(f.get("confident_fraction"), ".0%"), f["name"],
             _img(strip, f"traversal of z{f['dim']}", scale=2),
         ])
     header = ["dim", "KL (nats)", "active", "top attribute (ρ)", "second (ρ)", "MI with class (nats)",
-              "smoothness (max/mean step)", "name", "traversal −3σ … +3σ"]
+              "smoothness (max/mean step)", "confident frames", "name", "traversal −3σ … +3σ"]
     return _table(header, rows)
 
 

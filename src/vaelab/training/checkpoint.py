@@ -145,6 +145,12 @@ def load_last(
             _, index, key = name.split(".", 2)
             optim_state.setdefault(int(index), {})[key] = value if key == "step" else value.to(device)
     optimizer.load_state_dict({"state": optim_state, "param_groups": json.loads(metadata["param_groups"])})
+    # Moments must share their parameter's memory layout (channels-last convs): the fused Adam kernel walks
+    # both as flat memory, so a contiguous moment beside a channels-last weight would update the wrong elements.
+    for param, param_state in optimizer.state.items():
+        for key, value in param_state.items():
+            if torch.is_tensor(value) and value.shape == param.shape:
+                param_state[key] = torch.empty_like(param).copy_(value)
     for name, generator in generators.items():
         generator.set_state(tensors[f"rng.{name}"])
     return json.loads(metadata["trainer_state"])
