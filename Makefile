@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 # Evaluation of the demo model: IWAE-k on the first N test images (the full 10k with k=1000 takes ~25 min here).
 DEMO_IW_SAMPLES ?= 200
 DEMO_IW_IMAGES ?= 2000
+# Factor discovery traverses every active dimension from this many test images' codes.
+DEMO_FACTOR_BASES ?= 100
 
 .PHONY: demo test test-slow lint data install dataset-packages browser clean
 
@@ -54,7 +56,7 @@ demo: data
 	$(BIN)/vaelab eval runs/demo --iw-samples $(DEMO_IW_SAMPLES) --iw-images $(DEMO_IW_IMAGES)
 	$(BIN)/vaelab sample runs/demo -n 64 --out runs/demo/samples.png
 	$(BIN)/vaelab reconstruct runs/demo -n 32 --out runs/demo/reconstructions.png
-	$(BIN)/vaelab factors runs/demo
+	$(BIN)/vaelab factors runs/demo --bases $(DEMO_FACTOR_BASES)
 	$(BIN)/vaelab report runs/demo --out runs/demo/report.html
 	@echo ""
 	@echo "demo run:        runs/demo  (config.json, model.safetensors, metrics.jsonl)"

@@ -14,6 +14,8 @@ data_app = typer.Typer(no_args_is_help=True, help="Dataset files: fetch and veri
 app.add_typer(data_app, name="data")
 
 RUN = typer.Argument(..., help="Run directory (written by `vaelab train`).")
+SCALE = typer.Option(4, help="Display upscaling factor (the images themselves stay 28×28).")
+SMOOTH = typer.Option(False, help="Bicubic instead of nearest-neighbour upscaling.")
 
 
 @data_app.command("fetch")
@@ -95,8 +97,8 @@ def sample(
     n: int = typer.Option(64, "-n", help="Number of samples."),
     out: Path = typer.Option(Path("samples.png"), "--out"),
     seed: int = typer.Option(0),
-    scale: int = typer.Option(4, help="Display upscaling factor."),
-    smooth: bool = typer.Option(False, help="Bicubic instead of nearest-neighbour upscaling."),
+    scale: int = SCALE,
+    smooth: bool = SMOOTH,
 ) -> None:
     """Decode draws from the prior into a PNG grid."""
     from vaelab.analysis.samples import sample_grid
@@ -113,8 +115,8 @@ def reconstruct(
     n: int = typer.Option(16, "-n", help="Number of test images."),
     out: Path = typer.Option(Path("recon.png"), "--out"),
     start: int = typer.Option(0, help="Index of the first test image."),
-    scale: int = typer.Option(4),
-    smooth: bool = typer.Option(False),
+    scale: int = SCALE,
+    smooth: bool = SMOOTH,
 ) -> None:
     """Test images and their reconstructions, row above row, as a PNG."""
     from vaelab.analysis.samples import reconstruction_grid
@@ -146,8 +148,8 @@ def traverse(
     base: str = typer.Option("prior", help="prior (the zero code) or test:INDEX (that test image's code)."),
     gif_dir: Path | None = typer.Option(None, help="Also write one looping GIF per dimension into this folder."),
     out: Path = typer.Option(Path("traverse.png"), "--out"),
-    scale: int = typer.Option(4, help="Display upscaling factor."),
-    smooth: bool = typer.Option(False, help="Bicubic instead of nearest-neighbour upscaling."),
+    scale: int = SCALE,
+    smooth: bool = SMOOTH,
 ) -> None:
     """Latent traversals: one row per dimension, columns from −range to +range, as a PNG (and GIFs)."""
     from vaelab.analysis.traversal import row_label, save_traversal_gifs, traversal_grid, traverse_run
@@ -172,8 +174,8 @@ def interpolate(
     steps: int = typer.Option(10, help="Frames, both ends included."),
     mode: str = typer.Option("linear", help="linear or slerp (spherical)."),
     out: Path = typer.Option(Path("interp.png"), "--out"),
-    scale: int = typer.Option(4, help="Display upscaling factor."),
-    smooth: bool = typer.Option(False, help="Bicubic instead of nearest-neighbour upscaling."),
+    scale: int = SCALE,
+    smooth: bool = SMOOTH,
     classify: bool = typer.Option(
         False, help="Also count the frames the reference classifier is sure of (trains it on first use)."
     ),
