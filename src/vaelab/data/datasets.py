@@ -1,0 +1,110 @@
+"""Datasets as whole in-memory tensors: uint8 images, int64 labels, seeded splits, binarization, batches.
+
+The whole of MNIST is 47 MB of uint8, so it is held as one tensor and batches are index slices of it: no
+per-item Dataset/DataLoader in the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from vaelab.data.idx import parse_idx
+from vaelab.data.sources import dataset_spec, fetch, is_fetched, read_verified
+
+Split = Literal["train", "val", "test"]
+InputMode = Literal["grayscale", "binarized"]
+INPUT_MODES: tuple[str, ...] = ("grayscale", "binarized")
+
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "mnist": tuple(str(d) for d in range(10)),
+    "fashion-mnist": (
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ),
+}
+
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images `[N, 28, 28]` uint8 and labels `[N]` int64 of one split."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    dataset: str
+    split: str
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def subset(self, count: int | None) -> ImageSet:
+        """The first `count` examples (all when `count` is None): the small real slices tests use."""
+        if count is None:
+            return self
+        return ImageSet(self.images[:count], self.labels[:count], self.dataset, self.split)
+
+
+def _load_files(name: str, kind: str, root: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
+    if not is_fetched(name, root):
+        fetch(name, root)
+    image_file, label_file = _FILES[kind]
+    images = parse_idx(read_verified(name, image_file, root), image_file)
+    labels = parse_idx(read_verified(name, label_file, root), label_file)
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype("int64"))
+
+
+def load_split(
+    name: str, split: Split, val_size: int = 5000, split_seed: int = 0, root: Path | None = None
+) -> ImageSet:
+    """One split of a dataset. `val` is carved from the official train set by a seeded permutation, so the
+    same (val_size, split_seed) always gives the same split; `test` is the official test set."""
+    dataset_spec(name)  # a clear error for an unknown name before touching files
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"unknown split {split!r}")
+    if split == "test":
+        images, labels = _load_files(name, "test", root)
+        return ImageSet(images, labels, name, "test")
+    images, labels = _load_files(name, "train", root)
+    order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(split_seed))
+    chosen = order[:val_size] if split == "val" else order[val_size:]
+    chosen, _ = torch.sort(chosen)  # keep file order inside a split: prefixes are stable slices
+    return ImageSet(images[chosen], labels[chosen], name, split)
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 `[N, 28, 28]` → float `[N, 1, 28, 28]` in [0, 1]."""
+    return images.unsqueeze(1).float().div_(255.0)
+
+
+def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A Bernoulli draw per pixel with the intensity as probability (dynamic binarization)."""
+    return torch.bernoulli(x, generator=generator)
+
+
+def fixed_binarization(x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """The seeded binarization used for every evaluation, so likelihoods are comparable across runs."""
+    return binarize(x, torch.Generator(device=x.device).manual_seed(seed))
+
+
+def prepare_inputs(images: torch.Tensor, mode: str, seed: int = 0) -> torch.Tensor:
+    """Evaluation inputs for an input mode: intensities, or their fixed seeded binarization."""
+    x = to_float(images)
+    return fixed_binarization(x, seed) if mode == "binarized" else x
+
+
+def iterate_batches(
+    count: int, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False
+) -> Iterator[torch.Tensor]:
+    """Index tensors covering `range(count)`: shuffled when a generator is given, in order otherwise."""
+    order = torch.randperm(count, generator=generator) if generator is not None else torch.arange(count)
+    stop = count - count % batch_size if drop_last else count
+    for start in range(0, stop, batch_size):
+        yield order[start : start + batch_size]
