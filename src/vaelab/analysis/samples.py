@@ -8,10 +8,9 @@ import numpy as np
 import torch
 
 from vaelab.data import load_split, prepare_inputs
+from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.images import make_grid
 from vaelab.models import VAE
-
-INPUT_SEED = 0  # same fixed binarization as evaluation
 
 
 @torch.no_grad()
@@ -31,7 +30,7 @@ def reconstruction_grid(
     """Test images (as fed to the model) in one row, their reconstructions from the posterior mean in the row
     below, repeated until `n` images are shown."""
     test = load_split(dataset, "test")
-    x = prepare_inputs(test.images[start : start + n], input_mode, INPUT_SEED)
+    x = prepare_inputs(test.images[start : start + n], input_mode, EVAL_SEED)  # as evaluation sees them
     reconstructions = model.reconstruct(x.to(model.device)).cpu()
     rows = []
     for first in range(0, len(x), columns):

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from vaelab.analysis.samples import INPUT_SEED
 from vaelab.config import DataConfig
 from vaelab.data import ImageSet, iterate_batches, load_split, prepare_inputs
 from vaelab.errors import VaelabError
+from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.evaluation.latents import active_units, dimensions_by_kl
 from vaelab.images import DISPLAY_SCALE, make_grid, upscale
 from vaelab.io import atomic_write
@@ -60,7 +60,7 @@ def load_test_inputs(data: DataConfig) -> tuple[ImageSet, torch.Tensor]:
     """The test split, and all of it as the model sees it in evaluation (the same fixed binarization, so a test
     image has the same code whichever analysis asks for it)."""
     test = load_split(data.dataset, "test")
-    return test, prepare_inputs(test.images, data.input_mode, INPUT_SEED)
+    return test, prepare_inputs(test.images, data.input_mode, EVAL_SEED)
 
 
 @torch.no_grad()

@@ -13,6 +13,7 @@ from vaelab.data import iterate_batches, load_split, prepare_inputs, to_float
 from vaelab.evaluation.latents import active_units
 from vaelab.evaluation.likelihood import bits_per_dim, elbo_terms, importance_weights, iwae_bound
 from vaelab.io import atomic_write_json
+from vaelab.models import VAE
 from vaelab.training.checkpoint import EVAL, load_model, read_config
 from vaelab.training.hardware import resolve_device
 
@@ -108,3 +109,10 @@ def evaluate_run(
     if write:
         atomic_write_json(run_dir / EVAL, result)
     return result
+
+
+@torch.no_grad()
+def per_class_reconstruction(model: VAE, inputs: torch.Tensor, labels: torch.Tensor) -> list[float]:
+    """Mean reconstruction term −log p(x|z) per class, nats (one z sample per image, fixed seed)."""
+    recon = elbo_terms(model, inputs.to(model.device), torch.Generator().manual_seed(EVAL_SEED))["recon"].cpu()
+    return [recon[labels == c].mean().item() for c in range(int(labels.max()) + 1)]

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from vaelab.analysis.embedding import manifold_grid
 from vaelab.analysis.factors import FACTORS, analyse_factors
@@ -22,8 +21,8 @@ from vaelab.analysis.smoothness import confident_fraction, smoothness_ratio
 from vaelab.analysis.traversal import load_test_inputs, traversal_grid, traverse_run
 from vaelab.data import CLASS_NAMES, to_float
 from vaelab.evaluation import evaluate_run
+from vaelab.evaluation.evaluate import per_class_reconstruction
 from vaelab.evaluation.generation import sharpness
-from vaelab.evaluation.likelihood import elbo_terms
 from vaelab.evaluation.reference_classifier import load_or_train_classifier
 from vaelab.images import make_grid, png_bytes, upscale
 from vaelab.io import atomic_write_text
@@ -55,13 +54,6 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 def _number(value: float | None, form: str = ".2f") -> str:
     return "–" if value is None else format(value, form)
-
-
-@torch.no_grad()
-def per_class_reconstruction(model, inputs: torch.Tensor, labels: torch.Tensor) -> list[float]:
-    """Mean reconstruction term −log p(x|z) per class, nats (one z sample per image, fixed seed)."""
-    recon = elbo_terms(model, inputs.to(model.device), torch.Generator().manual_seed(0))["recon"].cpu()
-    return [recon[labels == c].mean().item() for c in range(int(labels.max()) + 1)]
 
 
 def build_report(run_dir: str | Path, out: str | Path | None = None, log: Log = lambda m: None) -> Path:
