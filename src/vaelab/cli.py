@@ -97,16 +97,22 @@ def sample(
     n: int = typer.Option(64, "-n", help="Number of samples."),
     out: Path = typer.Option(Path("samples.png"), "--out"),
     seed: int = typer.Option(0),
+    sampler: str = typer.Option("prior", help="prior (N(0, I)) or gmm (a mixture fitted on training codes)."),
+    components: int = typer.Option(10, help="Mixture components for --sampler gmm."),
     scale: int = SCALE,
     smooth: bool = SMOOTH,
 ) -> None:
-    """Decode draws from the prior into a PNG grid."""
+    """Decode sampled codes into a PNG grid."""
+    from vaelab.analysis.samplers import sample_images
     from vaelab.analysis.samples import sample_grid
     from vaelab.images import save_png
     from vaelab.training import load_model
 
-    _check_positive(n=n, scale=scale)
-    typer.echo(f"wrote {save_png(out, sample_grid(load_model(run), n, seed), scale, smooth)}")
+    _check_positive(n=n, scale=scale, components=components)
+    if out.suffix.lower() != ".png":
+        raise VaelabError(f"output {out} must end in .png")
+    images = sample_images(load_model(run), run, n, sampler, seed, components)
+    typer.echo(f"wrote {save_png(out, sample_grid(images), scale, smooth)}")
 
 
 @app.command()

@@ -19,8 +19,9 @@ def prior_samples(model: VAE, n: int, seed: int = 0) -> torch.Tensor:
     return model.sample(n, generator=torch.Generator().manual_seed(seed)).cpu()
 
 
-def sample_grid(model: VAE, n: int, seed: int = 0) -> np.ndarray:
-    return make_grid(prior_samples(model, n, seed), columns=math.ceil(math.sqrt(n)))
+def sample_grid(images: torch.Tensor) -> np.ndarray:
+    """Samples `[n, C, H, W]` in a square-ish grid."""
+    return make_grid(images, columns=math.ceil(math.sqrt(len(images))))
 
 
 @torch.no_grad()
