@@ -106,11 +106,11 @@ def sample(
     from vaelab.analysis.samplers import sample_images
     from vaelab.analysis.samples import sample_grid
     from vaelab.images import save_png
+    from vaelab.io import require_suffix
     from vaelab.training import load_model
 
     _check_positive(n=n, scale=scale, components=components)
-    if out.suffix.lower() != ".png":
-        raise VaelabError(f"output {out} must end in .png")
+    require_suffix(out, ".png")  # before the mixture is fitted
     images = sample_images(load_model(run), run, n, sampler, seed, components)
     typer.echo(f"wrote {save_png(out, sample_grid(images), scale, smooth)}")
 
@@ -255,14 +255,13 @@ def embed(
 ) -> None:
     """Test-set posterior means in 2-d, coloured by class, with decoded thumbnails."""
     from vaelab.analysis.embedding import METHODS
-    from vaelab.io import atomic_write_bytes
+    from vaelab.io import atomic_write_bytes, require_suffix
     from vaelab.report.figures import latent_map_png
 
     _check_positive(limit=limit)
     if method not in METHODS:
         raise VaelabError(f"unknown --method '{method}'; choose one of: {', '.join(METHODS)}")
-    if out.suffix.lower() != ".png":
-        raise VaelabError(f"--out {out} must end in .png")
+    require_suffix(out, ".png")
     atomic_write_bytes(out, latent_map_png(run, method, limit))
     typer.echo(f"wrote {out}")
 

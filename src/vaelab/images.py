@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vaelab.io import atomic_write_bytes
+from vaelab.io import atomic_write_bytes, require_suffix
 
 DISPLAY_SCALE = 4
 
@@ -43,10 +43,6 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 def save_png(path: str | Path, picture: np.ndarray, scale: int = DISPLAY_SCALE, smooth: bool = False) -> Path:
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        from vaelab.errors import VaelabError
-
-        raise VaelabError(f"output {path} must end in .png")
+    path = require_suffix(path, ".png")
     atomic_write_bytes(path, png_bytes(upscale(picture, scale, smooth)))
     return path

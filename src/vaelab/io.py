@@ -9,6 +9,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vaelab.errors import VaelabError
+
+
+def require_suffix(path: str | Path, suffix: str) -> Path:
+    """Refuse an output path with the wrong ending before any work is done (a `VaelabError` naming the fix)."""
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise VaelabError(f"output {path} must end in {suffix}")
+    return path
+
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

@@ -46,7 +46,7 @@ from vaelab.analysis.traversal import (
 )
 from vaelab.errors import VaelabError
 from vaelab.evaluation.latents import dimensions_by_kl
-from vaelab.io import atomic_write_json
+from vaelab.io import atomic_write_json, require_suffix
 from vaelab.models import VAE
 from vaelab.training.checkpoint import load_model, read_config
 
@@ -161,9 +161,7 @@ def analyse_factors(
     if bases < 1:
         raise VaelabError(f"bases must be at least 1 test image (got {bases})")
     values = traversal_values(radius, steps)
-    out = Path(out) if out is not None else run_dir / FACTORS
-    if out.suffix.lower() != ".json":
-        raise VaelabError(f"output {out} must end in .json")
+    out = require_suffix(out if out is not None else run_dir / FACTORS, ".json")
     data = read_config(run_dir).data
     model = load_model(run_dir)
     test, inputs = load_test_inputs(data)
