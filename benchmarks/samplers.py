@@ -1,44 +1,57 @@
-"""Prior vs ex-post (GMM) sampling on a trained run, judged without retraining anything:
-sharpness (mean gradient magnitude, real test images for reference), the share of samples the reference
-classifier gives ≥ 90% to one class, and the class histogram of the samples.
+"""Sample quality of every sampler of a trained run (prior, GMM, two-stage), measured without retraining the VAE:
+Inception FID (published protocol: 10,000 samples vs. the 10,000 test images), classifier-feature FID,
+precision/recall (k=3), classes covered, sharpness — and the confident share of the reference classifier.
 
-    python benchmarks/samplers.py runs/demo [-n 2000] [--components 10]
+    python benchmarks/samplers.py runs/demo [--samples 10000] [--inception-samples N | --no-inception]
+
+Writes RUN/generation.json (as `vaelab fid`) and prints a table for docs/results.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import subprocess
 import time
 
 import torch
 
-from vaelab.analysis.samplers import SAMPLERS, sample_images
+from vaelab.analysis.sample_quality import generation_table, measure_generation, parse_samplers
+from vaelab.analysis.samplers import sample_images
 from vaelab.analysis.smoothness import CONFIDENCE_THRESHOLD, confident_fraction
-from vaelab.data import load_split, to_float
-from vaelab.evaluation.generation import sharpness
-from vaelab.evaluation.reference_classifier import load_or_train_classifier, predict_probabilities
+from vaelab.evaluation.reference_classifier import load_or_train_classifier
 from vaelab.training import load_model, read_config
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run")
-    parser.add_argument("-n", type=int, default=2000)
+    parser.add_argument("--samplers", default="all")
+    parser.add_argument("--samples", type=int, default=10_000)
+    parser.add_argument("--inception-samples", type=int, default=None)
+    parser.add_argument("--no-inception", action="store_true")
     parser.add_argument("--components", type=int, default=10)
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {torch.get_num_threads()} threads, commit {commit}, {args.run}, "
-          f"{args.n} samples per sampler, seed 0")
-    dataset = read_config(args.run).data.dataset
-    model, judge = load_model(args.run), load_or_train_classifier(dataset, log=lambda m: None)
-    real = to_float(load_split(dataset, "test").images[: args.n])
-    print(f"real test images: sharpness {sharpness(real):.4f}, confident {confident_fraction(real, judge):.1%}")
-    for sampler in SAMPLERS:
-        images = sample_images(model, args.run, args.n, sampler, seed=0, components=args.components)
-        classes = torch.bincount(predict_probabilities(judge, images).argmax(1), minlength=10)
-        print(f"{sampler:6s} sharpness {sharpness(images):.4f}, confident (≥{CONFIDENCE_THRESHOLD:.0%}) "
-              f"{confident_fraction(images, judge):.1%}, class histogram {classes.tolist()}")
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.processor() or platform.machine()}, {os.cpu_count()} "
+          f"cores, {torch.get_num_threads()} threads, no GPU, commit {commit}, {args.run}")
+    started = time.perf_counter()
+    samplers = parse_samplers(args.samplers)
+    result = measure_generation(args.run, samplers, args.samples, not args.no_inception, args.inception_samples,
+                                components=args.components, log=lambda m: print(f"  … {m}", flush=True))
+    print(generation_table(result, samplers))
+    for name in samplers:
+        entry = result["samplers"][name]
+        if "fid_inception_protocol" in entry:
+            print(f"{name}: Inception FID {entry['fid_inception']:.2f} — {entry['fid_inception_protocol']}")
+    model = load_model(args.run)
+    judge = load_or_train_classifier(read_config(args.run).data.dataset, log=lambda m: None)
+    shares = {name: confident_fraction(sample_images(model, args.run, 2000, name, 0, args.components), judge)
+              for name in samplers}
+    print(f"confident (≥{CONFIDENCE_THRESHOLD:.0%} to one class, 2,000 samples): "
+          + ", ".join(f"{name} {share:.1%}" for name, share in shares.items()))
+    print(f"# {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

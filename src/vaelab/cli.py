@@ -16,6 +16,7 @@ app.add_typer(data_app, name="data")
 RUN = typer.Argument(..., help="Run directory (written by `vaelab train`).")
 SCALE = typer.Option(4, help="Display upscaling factor (the images themselves stay 28×28).")
 SMOOTH = typer.Option(False, help="Bicubic instead of nearest-neighbour upscaling.")
+INCEPTION = typer.Option(True, "--inception/--no-inception", help="Inception FID (≈0.11 s per image on 2 CPU cores).")
 
 
 @data_app.command("fetch")
@@ -78,17 +79,47 @@ def evaluate(
     iw_images: int | None = typer.Option(None, help="Compute IWAE on the first N test images only."),
     test_limit: int | None = typer.Option(None, help="Evaluate on the first N test images only."),
     device: str = typer.Option("auto"),
+    generation: bool = typer.Option(False, help="Also measure every sampler's samples (as `vaelab fid RUN`)."),
+    generation_samples: int = typer.Option(10_000, help="Samples per sampler (published protocol: 10,000)."),
+    inception: bool = INCEPTION,
 ) -> None:
     """Test-split ELBO, IWAE_k NLL, KL per dimension, active units, MSE → RUN/eval.json."""
     from vaelab.evaluation import evaluate_run
     from vaelab.evaluation.tables import eval_table
 
-    _check_positive(iw_images=iw_images, test_limit=test_limit)
+    _check_positive(iw_images=iw_images, test_limit=test_limit, generation_samples=generation_samples)
     if iw_samples < 0:
         raise VaelabError("--iw-samples must be ≥ 0")
-    result = evaluate_run(run, iw_samples, iw_images, test_limit, device, log=lambda m: typer.echo(m, err=True))
+    result = evaluate_run(run, iw_samples, iw_images, test_limit, device, log=_stderr)
     typer.echo(eval_table(result))
     typer.echo(f"written to {run / 'eval.json'}")
+    if generation:
+        fid(run, "all", generation_samples, inception, None, 10_000, 10)
+
+
+@app.command()
+def fid(
+    run: Path = RUN,
+    sampler: str = typer.Option("all", help="all, or a list of: prior, gmm, two-stage."),
+    samples: int = typer.Option(10_000, "-n", "--samples", help="Samples per sampler (published protocol: 10,000)."),
+    inception: bool = INCEPTION,
+    inception_samples: int | None = typer.Option(
+        None, help="Inception features for the first N samples only (quick runs; the figure is flagged QUICK)."
+    ),
+    reference_images: int = typer.Option(10_000, help="Test images for the Inception statistics (cached)."),
+    components: int = typer.Option(10, help="Mixture components for the gmm sampler."),
+) -> None:
+    """Generation quality per sampler: Inception FID, classifier FID, precision/recall, classes, sharpness."""
+    from vaelab.analysis.sample_quality import GENERATION, generation_table, measure_generation, parse_samplers
+
+    _check_positive(samples=samples, inception_samples=inception_samples, reference_images=reference_images,
+                    components=components)
+    names = parse_samplers(sampler)
+    result = measure_generation(
+        run, names, samples, inception, inception_samples, reference_images, components, log=_stderr
+    )
+    typer.echo(generation_table(result, names))
+    typer.echo(f"written to {run / GENERATION}")
 
 
 @app.command()
@@ -97,7 +128,9 @@ def sample(
     n: int = typer.Option(64, "-n", help="Number of samples."),
     out: Path = typer.Option(Path("samples.png"), "--out"),
     seed: int = typer.Option(0),
-    sampler: str = typer.Option("prior", help="prior (N(0, I)) or gmm (a mixture fitted on training codes)."),
+    sampler: str = typer.Option(
+        "prior", help="prior (N(0, I)), gmm (a mixture fitted on training codes) or two-stage (a VAE on them)."
+    ),
     components: int = typer.Option(10, help="Mixture components for --sampler gmm."),
     scale: int = SCALE,
     smooth: bool = SMOOTH,
@@ -111,7 +144,7 @@ def sample(
 
     _check_positive(n=n, scale=scale, components=components)
     require_suffix(out, ".png")  # before the mixture is fitted
-    images = sample_images(load_model(run), run, n, sampler, seed, components)
+    images = sample_images(load_model(run), run, n, sampler, seed, components, _stderr)
     typer.echo(f"wrote {save_png(out, sample_grid(images), scale, smooth)}")
 
 
@@ -264,6 +297,37 @@ def embed(
     require_suffix(out, ".png")
     atomic_write_bytes(out, latent_map_png(run, method, limit))
     typer.echo(f"wrote {out}")
+
+
+@app.command()
+def sweep(
+    beta: str = typer.Option(..., help="β values, comma-separated, e.g. 0.1,0.25,0.5,1,2,4,8."),
+    epochs: int = typer.Option(..., help="Training epochs per β."),
+    out: Path = typer.Option(..., "--out", help="Sweep directory: one run per β, sweep.json, sweep.html."),
+    dataset: str | None = typer.Option(None, help="mnist or fashion-mnist (default: the config's)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML file for everything but β and epochs."),
+    samples: int = typer.Option(2000, help="Prior samples per β for classifier FID, precision/recall, sharpness."),
+    inception_samples: int = typer.Option(0, help="Inception FID on the first N samples (0: skip; ≈0.11 s each)."),
+    iw_samples: int = typer.Option(100, help="k of the IWAE bound."),
+    iw_images: int = typer.Option(1000, help="Test images for the IWAE bound."),
+    factor_bases: int = typer.Option(50, help="Test codes the factor analysis traverses from."),
+    train_limit: int | None = typer.Option(None, help="Use only the first N training images."),
+    val_limit: int | None = typer.Option(None, help="Use only the first N validation images."),
+) -> None:
+    """Train, evaluate and analyse one model per β (same seeds), then write sweep.json and sweep.html."""
+    from vaelab.config import RunConfig, load_yaml_config
+    from vaelab.pipelines.sweep import SWEEP_HTML, SWEEP_JSON, SweepSettings, parse_betas, run_sweep
+
+    _check_positive(epochs=epochs, iw_samples=iw_samples, iw_images=iw_images, factor_bases=factor_bases)
+    base = load_yaml_config(config) if config is not None else RunConfig()
+    settings = SweepSettings(epochs, samples, inception_samples, iw_samples, iw_images, factor_bases)
+    overrides = {"dataset": dataset, "train_limit": train_limit, "val_limit": val_limit}
+    summary = run_sweep(out, parse_betas(beta), settings, base, overrides, log=_stderr)
+    for row in summary["runs"]:
+        typer.echo(f"β={row['beta']:<6g} recon {row['recon']:7.2f}  KL {row['kl']:6.2f}  active "
+                   f"{row['active_units']:2d}  FID classifier {row['fid_classifier']:8.3f}  "
+                   f"sharpness {row['sharpness']:.4f}  named factors {row['named_factors']}")
+    typer.echo(f"wrote {out / SWEEP_JSON} and {out / SWEEP_HTML}")
 
 
 @app.command()

@@ -1,28 +1,47 @@
 """Ex-post samplers: where to draw z from when the prior N(0, I) is not where the codes live.
 
 The aggregate posterior of a trained VAE leaves holes in the prior; decoding prior draws that fall there gives
-poor samples. A Gaussian mixture fitted on the training set's posterior means (Ghosh et al. 2020, "From
-variational to deterministic autoencoders") is drawn from instead. The fit is stored in the run directory as
-safetensors (`sampler-gmm.safetensors`): no pickle, and reused until deleted.
+poor samples. Two samplers fitted on the training set's posterior means (never the test split) are drawn from
+instead, without retraining the VAE:
+- `gmm`: a full-covariance Gaussian mixture (Ghosh et al. 2020, "From variational to deterministic autoencoders");
+- `two-stage`: a second, small VAE on the codes (Dai & Wipf 2019, "Diagnosing and enhancing VAE models").
+Each fit is stored in the run directory as safetensors (`sampler-gmm.safetensors`, `sampler-two-stage.safetensors`):
+no pickle, and reused while its settings match.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from vaelab.analysis.samples import prior_samples
-from vaelab.analysis.traversal import posterior_moments
-from vaelab.data import load_split, prepare_inputs
+from vaelab.analysis.traversal import decode_codes, posterior_moments
+from vaelab.data import iterate_batches, load_split, prepare_inputs
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.models import VAE
-from vaelab.training.checkpoint import load_tensors, read_config, save_tensors
+from vaelab.models.latent_vae import LatentVAE
+from vaelab.training.checkpoint import load_model_weights, load_tensors, model_tensors, read_config, save_tensors
+from vaelab.training.schedules import learning_rate
 
-SAMPLERS = ("prior", "gmm")
+SAMPLERS = ("prior", "gmm", "two-stage")
 GMM_FILE = "sampler-gmm.safetensors"
+TWO_STAGE_FILE = "sampler-two-stage.safetensors"
+
+
+@dataclass(frozen=True)
+class TwoStageConfig:
+    """The second-stage VAE and its fit: ~1 minute on 2 CPU cores for 55,000 MNIST codes."""
+
+    hidden: int = 512
+    depth: int = 2
+    epochs: int = 40
+    batch_size: int = 256
+    lr: float = 1e-3
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -38,6 +57,13 @@ class GaussianMixture:
         return self.means[component] + torch.einsum("nij,nj->ni", self.cholesky[component], eps)
 
 
+def training_codes(model: VAE, dataset: str, input_mode: str, limit: int | None = None) -> torch.Tensor:
+    """Posterior means `[N, D]` of the training split (the first `limit` images when given)."""
+    train = load_split(dataset, "train").subset(limit)
+    means, _ = posterior_moments(model, prepare_inputs(train.images, input_mode, EVAL_SEED))
+    return means
+
+
 def fit_gmm(
     model: VAE, dataset: str, input_mode: str, components: int = 10, limit: int | None = None, seed: int = 0
 ) -> GaussianMixture:
@@ -46,8 +72,7 @@ def fit_gmm(
 
     if components < 1:
         raise VaelabError(f"--components must be at least 1 (got {components})")
-    train = load_split(dataset, "train").subset(limit)
-    means, _ = posterior_moments(model, prepare_inputs(train.images, input_mode, EVAL_SEED))
+    means = training_codes(model, dataset, input_mode, limit)
     if components > len(means):
         raise VaelabError(f"--components {components} is more than the {len(means)} training codes")
     fitted = SklearnMixture(components, covariance_type="full", random_state=seed, reg_covar=1e-4).fit(means.numpy())
@@ -71,14 +96,79 @@ def load_or_fit_gmm(run_dir: str | Path, model: VAE, components: int = 10) -> Ga
     return mixture
 
 
+@torch.enable_grad()  # also when called from a sampler under no_grad
+def fit_two_stage(
+    codes: torch.Tensor, config: TwoStageConfig = TwoStageConfig(), log: Callable[[str], None] = lambda m: None
+) -> LatentVAE:
+    """Train the second-stage VAE on first-stage codes `[N, D]`: Adam, cosine decay, seeded order and noise."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        stage = LatentVAE(codes.shape[1], config.hidden, config.depth)
+    optimizer = torch.optim.Adam(stage.parameters(), lr=config.lr)
+    noise = torch.Generator().manual_seed(config.seed + 1)
+    total_steps = config.epochs * -(-len(codes) // config.batch_size)
+    step = 0
+    for epoch in range(config.epochs):
+        order = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        for index in iterate_batches(len(codes), config.batch_size, order):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, total_steps, config.lr, config.lr / 100, "cosine")
+            z = codes[index]
+            terms = stage.loss_terms(z, torch.randn(z.shape, generator=noise))
+            loss = (terms["recon"] + terms["kl"]).mean()
+            if not torch.isfinite(loss):
+                raise VaelabError(f"the second-stage VAE diverged at step {step} (loss {loss.item()}); lower its lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+        if epoch % 10 == 9 or epoch == config.epochs - 1:
+            log(f"second stage: epoch {epoch + 1}/{config.epochs}, loss {loss.item():.2f} nats, "
+                f"γ {stage.log_gamma.exp().item():.2e}")
+    return stage.eval()
+
+
+def load_or_fit_two_stage(
+    run_dir: str | Path, model: VAE, config: TwoStageConfig | None = None, log: Callable[[str], None] = print
+) -> LatentVAE:
+    """The run's stored second stage (when `config` is given: only if it was fitted with it), otherwise a new fit
+    with `config` (default settings when None), stored."""
+    path = Path(run_dir) / TWO_STAGE_FILE
+    if path.is_file():
+        tensors, metadata = load_tensors(path)
+        stored = TwoStageConfig(**json.loads(metadata.get("config", "{}")))
+        if config is None or stored == config:
+            stage = LatentVAE(model.latent_dim, stored.hidden, stored.depth)
+            load_model_weights(stage, tensors, path)
+            return stage.eval()
+    config = config or TwoStageConfig()
+    data = read_config(run_dir).data
+    log(f"fitting the two-stage sampler on the {data.dataset} training codes (stored in {path})")
+    stage = fit_two_stage(training_codes(model, data.dataset, data.input_mode), config, log)
+    save_tensors(path, model_tensors(stage), {"config": json.dumps(asdict(config), sort_keys=True)})
+    return stage
+
+
 @torch.no_grad()
-def sample_images(
-    model: VAE, run_dir: str | Path, n: int, sampler: str = "prior", seed: int = 0, components: int = 10
+def sample_codes(
+    model: VAE, run_dir: str | Path, n: int, sampler: str = "prior", seed: int = 0, components: int = 10,
+    log: Callable[[str], None] = print,
 ) -> torch.Tensor:
-    """`n` decoded samples `[n, C, H, W]` from the chosen sampler, reproducible by seed."""
+    """`n` latent codes `[n, D]` from the chosen sampler, reproducible by seed."""
     if sampler not in SAMPLERS:
         raise VaelabError(f"unknown --sampler '{sampler}'; choose one of: {', '.join(SAMPLERS)}")
+    generator = torch.Generator().manual_seed(seed)
     if sampler == "prior":
-        return prior_samples(model, n, seed)
-    codes = load_or_fit_gmm(run_dir, model, components).sample(n, torch.Generator().manual_seed(seed))
-    return model.decode(codes.to(model.device)).cpu()
+        return torch.randn(n, model.latent_dim, generator=generator)
+    if sampler == "gmm":
+        return load_or_fit_gmm(run_dir, model, components).sample(n, generator)
+    return load_or_fit_two_stage(run_dir, model, log=log).sample(n, generator)
+
+
+@torch.no_grad()
+def sample_images(
+    model: VAE, run_dir: str | Path, n: int, sampler: str = "prior", seed: int = 0, components: int = 10,
+    log: Callable[[str], None] = print,
+) -> torch.Tensor:
+    """`n` decoded samples `[n, C, H, W]` from the chosen sampler, reproducible by seed."""
+    return decode_codes(model, sample_codes(model, run_dir, n, sampler, seed, components, log))

@@ -54,6 +54,10 @@ class ReferenceClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x)).float()
 
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """The 128-d penultimate activations: the feature space of `fid_classifier` and precision / recall."""
+        return self.head[:-1](self.features(x)).float()
+
 
 def classifier_paths(dataset: str, root: Path | None = None) -> tuple[Path, Path]:
     """Where the weights and the JSON summary of a dataset's classifier live."""
@@ -71,6 +75,20 @@ def predict_probabilities(classifier: nn.Module, images: torch.Tensor) -> torch.
         for index in iterate_batches(images.shape[0], EVAL_BATCH_SIZE)
     ]
     return torch.cat(chunks) if chunks else torch.zeros(0, 10)
+
+
+@torch.no_grad()
+def classifier_outputs(classifier: ReferenceClassifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Penultimate-layer features `[N, 128]` and class probabilities `[N, C]` of float images `[N, 1, H, W]` in
+    [0, 1], in one pass (fp32, batched)."""
+    classifier.eval()
+    device = next(classifier.parameters()).device
+    features, probabilities = [], []
+    for index in iterate_batches(images.shape[0], EVAL_BATCH_SIZE):
+        embedding = classifier.embedding(images[index].to(device))
+        features.append(embedding.cpu())
+        probabilities.append(classifier.head[-1](embedding).softmax(dim=1).cpu())
+    return torch.cat(features), torch.cat(probabilities)
 
 
 def accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:

@@ -38,12 +38,12 @@ INTERPOLATION_PAIR = ("test:0", "test:1")
 Log = Callable[[str], None]
 
 
-def _img(picture: np.ndarray | bytes, alt: str, scale: int = 3) -> str:
+def img_tag(picture: np.ndarray | bytes, alt: str, scale: int = 3) -> str:
     data = picture if isinstance(picture, bytes) else png_bytes(upscale(picture, scale))
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
+def html_table(header: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join(
         "<tr>" + "".join(f"<td>{c if str(c).startswith('<img') else html.escape(str(c))}</td>" for c in row) + "</tr>"
@@ -52,7 +52,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _number(value: float | None, form: str = ".2f") -> str:
+def number_text(value: float | None, form: str = ".2f") -> str:
     return "–" if value is None else format(value, form)
 
 
@@ -76,14 +76,14 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, log: Log = 
 
     sections.append(("Configuration", f"<pre>{html.escape(json.dumps(config.to_dict(), indent=2))}</pre>"))
     if history:
-        sections.append(("Training curves", _img(training_curves(history), "training curves")))
+        sections.append(("Training curves", img_tag(training_curves(history), "training curves")))
     sections.append(("Evaluation on the test split", _evaluation_table(evaluation, eval_note)))
 
     log("samples and reconstructions")
     samples = prior_samples(model, 64, seed=0)
-    sections.append(("Prior samples", _img(make_grid(samples, columns=8), "prior samples")))
+    sections.append(("Prior samples", img_tag(make_grid(samples, columns=8), "prior samples")))
     recon = reconstruction_grid(model, dataset, config.data.input_mode, 32)
-    sections.append(("Reconstructions (inputs above, reconstructions below)", _img(recon, "reconstructions")))
+    sections.append(("Reconstructions (inputs above, reconstructions below)", img_tag(recon, "reconstructions")))
 
     log("traversals and factors")
     traversal = traverse_run(run_dir, "auto", 3.0, 11, "prior")
@@ -94,30 +94,30 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, log: Log = 
     else:
         factors = analyse_factors(run_dir, classifier=judge)
     sections.append(("Latent traversals, most informative first (±3σ around the prior mean)",
-                     _img(traversal_grid(traversal), "traversals", scale=2)))
+                     img_tag(traversal_grid(traversal), "traversals", scale=2)))
     sections.append(("What each dimension controls", _factor_table(factors, traversal)))
 
     log("interpolations")
     pictures, rows = [], []
     for mode in ("linear", "slerp"):
         path = interpolate_run(run_dir, *INTERPOLATION_PAIR, 10, mode)
-        pictures.append(_img(interpolation_grid(path), f"{mode} interpolation"))
-        rows.append([f"latent, {mode}", _number(smoothness_ratio(path.decoded)),
+        pictures.append(img_tag(interpolation_grid(path), f"{mode} interpolation"))
+        rows.append([f"latent, {mode}", number_text(smoothness_ratio(path.decoded)),
                      f"{confident_fraction(path.decoded, judge):.0%}"])
-    rows.append(["pixel cross-fade", _number(smoothness_ratio(path.crossfade)),
+    rows.append(["pixel cross-fade", number_text(smoothness_ratio(path.crossfade)),
                  f"{confident_fraction(path.crossfade, judge):.0%}"])
-    measured = _table(["path", "smoothness (max/mean step)", "frames the reference classifier is ≥ 90% sure of"],
+    measured = html_table(["path", "smoothness (max/mean step)", "frames the reference classifier is ≥ 90% sure of"],
                       rows)
     sections.append((f"Interpolations between {INTERPOLATION_PAIR[0]} and {INTERPOLATION_PAIR[1]} "
                      "(latent path above, pixel cross-fade below)", "<br>".join(pictures) + measured))
 
     log("latent maps")
     maps = [
-        _img(latent_map_png(run_dir, "pca"), "PCA map"),
-        _img(latent_map_png(run_dir, "tsne", TSNE_POINTS), "t-SNE map"),
+        img_tag(latent_map_png(run_dir, "pca"), "PCA map"),
+        img_tag(latent_map_png(run_dir, "tsne", TSNE_POINTS), "t-SNE map"),
     ]
     if model.latent_dim == 2:
-        maps.append(_img(manifold_grid(model), "decoded manifold", scale=2))
+        maps.append(img_tag(manifold_grid(model), "decoded manifold", scale=2))
     sections.append(("Latent maps", "".join(maps)))
 
     log("limitations")
@@ -128,7 +128,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, log: Log = 
                                                             sharpness(real), per_class, classes)))
 
     body = "".join(f"<section><h2>{html.escape(title)}</h2>{content}</section>" for title, content in sections)
-    page = _PAGE.format(
+    page = PAGE_TEMPLATE.format(
         title=html.escape(f"vaelab report — {run_dir.name}"),
         subtitle=html.escape(f"{dataset}, {config.data.input_mode}, latent {config.model.latent_dim}, "
                              f"β={config.train.beta} · generated {time.strftime('%Y-%m-%d %H:%M')} from {run_dir}"),
@@ -152,7 +152,7 @@ def _evaluation_table(ev: dict[str, Any], note: str) -> str:
         ["reconstruction MSE", f"{ev['mse']:.5f}", "per pixel, [0,1] intensities"],
     ]
     extra = f"<p class='note'>{html.escape(ev['note'])}</p>" if "note" in ev else ""
-    return _table(["metric", "value", ""], rows) + f"<p class='note'>{html.escape(note)}; " \
+    return html_table(["metric", "value", ""], rows) + f"<p class='note'>{html.escape(note)}; " \
         f"{ev['images']:,} test images, {ev['input_mode']} inputs.</p>" + extra
 
 
@@ -162,16 +162,16 @@ def _factor_table(factors: list[dict[str, Any]], traversal) -> str:
     for f in factors:
         strip = make_grid(traversal.images[row_of_dim[f["dim"]]], columns=traversal.images.shape[1])
         rows.append([
-            f"z{f['dim']}", _number(f["kl"]), "yes" if f["active"] else "no",
-            f"{f['top_attribute'] or '–'} ({_number(f['top_rho'], '+.2f')})",
-            f"{f['second_attribute'] or '–'} ({_number(f['second_rho'], '+.2f')})",
-            _number(f["mi_with_class"], ".3f"), _number(f["smoothness_ratio"]),
-            _number(f.get("confident_fraction"), ".0%"), f["name"],
-            _img(strip, f"traversal of z{f['dim']}", scale=2),
+            f"z{f['dim']}", number_text(f["kl"]), "yes" if f["active"] else "no",
+            f"{f['top_attribute'] or '–'} ({number_text(f['top_rho'], '+.2f')})",
+            f"{f['second_attribute'] or '–'} ({number_text(f['second_rho'], '+.2f')})",
+            number_text(f["mi_with_class"], ".3f"), number_text(f["smoothness_ratio"]),
+            number_text(f.get("confident_fraction"), ".0%"), f["name"],
+            img_tag(strip, f"traversal of z{f['dim']}", scale=2),
         ])
     header = ["dim", "KL (nats)", "active", "top attribute (ρ)", "second (ρ)", "MI with class (nats)",
               "smoothness (max/mean step)", "confident frames", "name", "traversal −3σ … +3σ"]
-    return _table(header, rows)
+    return html_table(header, rows)
 
 
 def _limitations(
@@ -199,7 +199,7 @@ def _limitations(
     return "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>"
 
 
-_PAGE = """<!DOCTYPE html>
+PAGE_TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
 <title>{title}</title>

@@ -1,0 +1,1 @@
+"""Pipelines: multi-step workflows over many runs (train → evaluate → analyse → report)."""
