@@ -8,6 +8,8 @@ import http.client
 import io
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -424,3 +426,24 @@ def test_page_in_chromium_slider_moves_the_image_drawing_is_reconstructed_nothin
         browser.close()
     outside = [url for url in requests if not url.startswith((base, "blob:" + base[:-1], "data:"))]
     assert outside == []
+
+
+# --- the command -----------------------------------------------------------------------------------------------------
+
+
+def test_vaelab_explore_prints_its_url_serves_and_refuses_a_busy_port(analysed_run):
+    command = [sys.executable, "-m", "vaelab.cli", "explore", str(analysed_run), "--port", "0"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        assert "http://127.0.0.1:" in line, server.stderr.read() if server.poll() is not None else line
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        assert get_json((HOST, port), "/api/info")["latent_dim"] == LATENT_DIM
+        busy = subprocess.run([*command[:-1], str(port)], capture_output=True, text=True, timeout=120)
+        assert busy.returncode == 2 and "cannot listen on 127.0.0.1 port" in busy.stderr
+        assert busy.stderr.strip().count("\n") == 0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    missing = subprocess.run([*command[:4], "no-such-run"], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "run directory no-such-run does not exist" in missing.stderr
