@@ -88,7 +88,7 @@ function addSlider(parent, row) {
   line.className = "slider";
   const label = document.createElement("label");
   label.textContent = row.factor ? `z${row.dim} · ${row.factor}` : `z${row.dim}`;
-  label.title = `KL ${row.kl.toFixed(3)} nats${row.active ? "" : " (inactive)"}`;
+  label.title = `${label.textContent}: KL ${row.kl.toFixed(3)} nats${row.active ? "" : " (inactive)"}`;
   const input = document.createElement("input");
   Object.assign(input, { type: "range", min: -SLIDER_RANGE, max: SLIDER_RANGE, step: 0.01, value: 0 });
   input.id = label.htmlFor = `z${row.dim}`;
