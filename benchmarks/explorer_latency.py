@@ -82,13 +82,14 @@ def run_clients(host: str, port: int, codes: np.ndarray, clients: int, requests:
 
 
 def measure(name: str, server: subprocess.Popen, *client_args) -> str:
-    cpu_before = cpu_seconds(server.pid)
+    server_before, client_before = cpu_seconds(server.pid), time.process_time()
     latencies, seconds, errors = run_clients(*client_args)
-    server_cpu_ms = (cpu_seconds(server.pid) - cpu_before) * 1000 / len(latencies)
+    server_ms = (cpu_seconds(server.pid) - server_before) * 1000 / len(latencies)
+    client_ms = (time.process_time() - client_before) * 1000 / len(latencies)
     p50, p99 = np.percentile(latencies, [50, 99]) * 1000
-    return (f"{name:9s} {len(latencies):5d} decodes in {seconds:5.2f} s: {len(latencies) / seconds:6.0f} decodes/s, "
+    return (f"{name:9s} {len(latencies):5d} decodes in {seconds:5.2f} s: {len(latencies) / seconds:4.0f} decodes/s, "
             f"p50 {p50:5.2f} ms, p99 {p99:6.2f} ms, max {latencies.max() * 1000:6.2f} ms, errors {len(errors)}; "
-            f"server CPU {server_cpu_ms:.2f} ms per decode")
+            f"CPU per decode: server {server_ms:.2f} ms, clients {client_ms:.2f} ms")
 
 
 def main() -> None:
