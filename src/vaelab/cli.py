@@ -286,14 +286,12 @@ def explore(
     """A local web app: drive the decoder with one slider per latent dimension, draw, encode, interpolate."""
     from vaelab.web.app import bind_socket, create_app, serve, server_url
 
-    if not 0 <= port <= 65535:
-        raise VaelabError(f"--port must be from 0 to 65535 (got {port})")
-    explorer = create_app(run)
+    web_app = create_app(run)
     sock = bind_socket(host, port)
     if host not in ("127.0.0.1", "localhost", "::1"):
         _stderr(f"warning: listening on {host}: anyone who can reach this machine can use the explorer")
     typer.echo(f"latent explorer for {run}: {server_url(sock)}  (API docs at {server_url(sock)}docs; Ctrl-C stops)")
-    serve(explorer, sock)
+    serve(web_app, sock)
 
 
 def main() -> None:

@@ -240,6 +240,12 @@ def read_png(encoded: str) -> np.ndarray:
 # --- HTTP --------------------------------------------------------------------------------------------------------
 
 
+class Problem(BaseModel):
+    """What a refused request gets back (422, 404, 405; a 413 is plain text)."""
+
+    detail: str = Field(description="One line saying what is wrong, e.g. `z.3: Input should be a finite number`.")
+
+
 def _validation_message(error: RequestValidationError) -> str:
     """FastAPI's list of errors as one line: `z.3: Input should be a finite number; …` (no input echoed back)."""
     parts = []
@@ -331,6 +337,7 @@ def create_app(run_dir: str | Path) -> FastAPI:
         docs_url=None,  # served below with local files
         redoc_url=None,
         max_body_size=MAX_BODY_BYTES,  # a 413 from Content-Length before reading, or once the stream exceeds it
+        responses={422: {"model": Problem, "description": "The request is malformed."}},
     )
 
     @app.exception_handler(RequestValidationError)
@@ -433,6 +440,8 @@ def create_app(run_dir: str | Path) -> FastAPI:
 
 def bind_socket(host: str, port: int) -> socket.socket:
     """A listening TCP socket on (host, port); port 0 picks a free one. A busy port is a `VaelabError`."""
+    if not 0 <= port <= 65535:
+        raise VaelabError(f"--port must be from 0 to 65535 (got {port})")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto IPPROTO_TCP, not the default 0: only then does asyncio turn Nagle's algorithm off on the accepted
     # connections; without it every answer on a kept-alive connection waited ~40 ms for a delayed ACK.
