@@ -6,7 +6,6 @@ const SLIDER_RANGE = 4; // sliders span ±4 prior standard deviations; a code ou
 const BRUSH_WIDTH = 20; // px on the 280 px canvas: about an MNIST stroke once the digit is scaled into 20×20
 
 const state = {
-  info: null,
   z: [], // the current code, by dimension index
   inputs: new Map(), // dimension → its slider
   outputs: new Map(), // dimension → the number beside its slider
@@ -216,8 +215,7 @@ function setUpClassChoice(classes) {
 }
 
 async function start() {
-  const info = (await (await api("/api/info")).json());
-  state.info = info;
+  const info = await (await api("/api/info")).json();
   $("run-info").textContent = `${info.dataset}, ${info.input_mode} inputs, ${info.latent_dim}-d latent, ` +
     `KL from ${info.kl_source}`;
   const inactive = info.dims.filter((row) => !row.active);
