@@ -1,10 +1,11 @@
 """Latency and throughput of the explorer's decode endpoint (z → 28×28 PNG) over loopback.
 
-Starts `vaelab explore RUN --port 0` as its own process on 127.0.0.1, then runs 8 concurrent clients (threads,
-one keep-alive HTTP connection each, a fresh prior code per request) in two phases, each bounded by a request
-count and a time limit:
+Starts `vaelab explore RUN --port 0` as its own process on 127.0.0.1, then runs clients (threads, one keep-alive
+HTTP connection each, a fresh prior code per request) in three phases, each bounded by a request count and a
+time limit:
 
-- saturated: every client sends its next request as soon as the previous answer is in (the throughput);
+- one client: requests back to back, one at a time (the latency of a decode with no queue);
+- saturated: each of 8 clients sends its next request as soon as the previous answer is in (the throughput);
 - paced: the clients send RATE requests per second between them (500/s: 62.5 each, about one per display frame,
   the rate a dragged slider fires input events), i.e. 8 people dragging sliders at once.
 
@@ -111,6 +112,7 @@ def main() -> None:
               f"load average {os.getloadavg()[0]:.2f}, commit {commit}, {args.run} ({latent_dim}-d), "
               f"{args.clients} clients over loopback, POST /api/decode → PNG")
         run_clients(host, port, codes, args.clients, min(400, args.requests), None)  # warm-up, not reported
+        print(measure("1 client", server, host, port, codes, 1, args.requests // 4, None))
         print(measure("saturated", server, host, port, codes, args.clients, args.requests, None))
         paced = args.rate / args.clients
         print(measure(f"{args.rate:.0f}/s", server, host, port, codes, args.clients, args.requests, paced))
