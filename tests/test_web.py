@@ -45,7 +45,7 @@ def bare_copy(run_dir: Path, to: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def analysed_run(trained_run, tmp_path_factory) -> Path:
-    """A run after `vaelab factors` and with a fitted mixture sampler, as the explorer finds a finished run."""
+    """A run after `vaelab factors` and with a stored mixture sampler, as the explorer finds a finished run."""
     run = bare_copy(trained_run, tmp_path_factory.mktemp("explorer") / "run")
     analyse_factors(run, bases=10, steps=5)
     # A stored two-component mixture: the explorer only draws from the file `vaelab sample --sampler gmm` leaves.
@@ -72,18 +72,16 @@ def server(analysed_run) -> Iterator[tuple[str, int]]:
 
 
 def call(
-    server: tuple[str, int], method: str, path: str, body: bytes | dict | list | None = None,
-    headers: dict[str, str] | None = None,
+    server: tuple[str, int], method: str, path: str, body: bytes | dict | list | None = None
 ) -> tuple[int, str, bytes]:
     """One HTTP request on a new connection: (status, content type, body). A body is sent as JSON, bytes as they are
     (labelled JSON either way)."""
     if isinstance(body, dict | list):
         body = json.dumps(body).encode()
-    if body is not None:
-        headers = {"Content-Type": "application/json", **(headers or {})}
+    headers = {} if body is None else {"Content-Type": "application/json"}
     connection = http.client.HTTPConnection(*server, timeout=30)
     try:
-        connection.request(method, path, body, headers or {})
+        connection.request(method, path, body, headers)
         response = connection.getresponse()
         return response.status, response.getheader("Content-Type", ""), response.read()
     finally:
