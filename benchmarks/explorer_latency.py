@@ -7,7 +7,8 @@ time limit:
 - one client: requests back to back, one at a time (the latency of a decode with no queue);
 - saturated: each of 8 clients sends its next request as soon as the previous answer is in (the throughput);
 - paced: the clients send RATE requests per second between them (500/s: 62.5 each, about one per display frame,
-  the rate a dragged slider fires input events), i.e. 8 people dragging sliders at once.
+  the rate a dragged slider fires input events), each at its own random phase, i.e. 8 people dragging sliders at
+  once.
 
     python benchmarks/explorer_latency.py runs/demo [--clients 8] [--requests 4000] [--rate 500]
 """
@@ -57,7 +58,8 @@ def run_clients(host: str, port: int, codes: np.ndarray, clients: int, requests:
     def client(index: int) -> None:
         connection = http.client.HTTPConnection(host, port, timeout=10)
         headers = {"Content-Type": "application/json"}
-        start = time.perf_counter()
+        # Paced clients start at independent random phases, as people dragging sliders do, not in lockstep.
+        start = time.perf_counter() + (np.random.default_rng(index).uniform(0, 1 / rate) if rate else 0.0)
         for i in range(per_client):
             if rate is not None:  # the i-th request is due at start + i / rate
                 time.sleep(max(0.0, start + i / rate - time.perf_counter()))
