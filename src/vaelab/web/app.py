@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vaelab.analysis.factors import FACTORS
 from vaelab.analysis.interpolation import MODES, interpolate_codes
-from vaelab.analysis.samplers import SAMPLERS, GaussianMixture, read_gmm
+from vaelab.analysis.samplers import GaussianMixture, read_gmm
 from vaelab.analysis.traversal import LatentUsage, latent_usage, load_test_inputs
 from vaelab.data import CLASS_NAMES, ImageSet, prepare_inputs
 from vaelab.errors import VaelabError
@@ -61,6 +61,8 @@ MAX_IMAGE_SIDE = 1024  # pixels, checked from the PNG header before the pixels a
 Z_BOUND = 10.0  # |z_i| above this is 10 prior standard deviations out: no code the model was trained on
 MAX_INTERPOLATION_STEPS = 256
 MAX_SEED = 2**63 - 1
+# What the sample button may draw from: nothing is ever fitted on a request, so gmm only when the run has one stored.
+OFFERED_SAMPLERS = ("prior", "gmm")
 
 # The page and its files may load only from this server; the docs page needs its inline start-up script.
 PAGE_POLICY = "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'"
@@ -103,7 +105,7 @@ class Explorer:
         return self.model.latent_dim
 
     def samplers(self) -> list[str]:
-        return [name for name in SAMPLERS if name != "gmm" or self.gmm is not None]
+        return [name for name in OFFERED_SAMPLERS if name != "gmm" or self.gmm is not None]
 
     def info(self) -> dict[str, Any]:
         return {
@@ -416,7 +418,7 @@ def create_app(run_dir: str | Path) -> FastAPI:
 
     @app.get("/api/sample")
     async def sample(
-        sampler: Literal[SAMPLERS] = "prior",
+        sampler: Literal[OFFERED_SAMPLERS] = "prior",
         seed: Annotated[int | None, Query(ge=0, le=MAX_SEED, description="Random when left out.")] = None,
     ) -> SampleResponse:
         """One code drawn from the prior N(0, I), or from the run's fitted mixture (`gmm`, when /api/info lists
