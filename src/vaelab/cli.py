@@ -341,6 +341,23 @@ def report(
     typer.echo(f"wrote {build_report(run, out, log=_stderr)}")
 
 
+@app.command()
+def explore(
+    run: Path = RUN,
+    port: int = typer.Option(8000, help="Port to listen on (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on; anything but loopback exposes the explorer."),
+) -> None:
+    """A local web app: drive the decoder with one slider per latent dimension, draw, encode, interpolate."""
+    from vaelab.web.app import bind_socket, create_app, serve, server_url
+
+    web_app = create_app(run)
+    sock = bind_socket(host, port)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        _stderr(f"warning: listening on {host}: anyone who can reach this machine can use the explorer")
+    typer.echo(f"latent explorer for {run}: {server_url(sock)}  (API docs at {server_url(sock)}docs; Ctrl-C stops)")
+    serve(web_app, sock)
+
+
 def main() -> None:
     """Entry point: user errors are one line on stderr and exit code 2, never a traceback."""
     try:

@@ -83,13 +83,21 @@ def fit_gmm(
     )
 
 
+def read_gmm(run_dir: str | Path) -> GaussianMixture | None:
+    """The run's stored mixture, or None when none has been fitted (never fits one)."""
+    path = Path(run_dir) / GMM_FILE
+    if not path.is_file():
+        return None
+    tensors, _ = load_tensors(path)
+    return GaussianMixture(tensors["weights"], tensors["means"], tensors["cholesky"])
+
+
 def load_or_fit_gmm(run_dir: str | Path, model: VAE, components: int = 10) -> GaussianMixture:
     """The run's stored mixture when it has `components` components, otherwise a new fit, stored."""
     path = Path(run_dir) / GMM_FILE
-    if path.is_file():
-        tensors, _ = load_tensors(path)
-        if tensors["weights"].shape[0] == components:
-            return GaussianMixture(tensors["weights"], tensors["means"], tensors["cholesky"])
+    stored = read_gmm(run_dir)
+    if stored is not None and stored.weights.shape[0] == components:
+        return stored
     data = read_config(run_dir).data
     mixture = fit_gmm(model, data.dataset, data.input_mode, components)
     save_tensors(path, {"weights": mixture.weights, "means": mixture.means, "cholesky": mixture.cholesky})

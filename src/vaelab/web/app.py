@@ -1,0 +1,475 @@
+"""The latent explorer: a local web app that drives a run's decoder by hand (`vaelab explore RUN`).
+
+One static page (plain JavaScript, everything served from here, nothing fetched from outside) and a JSON API
+under /api, documented on the OpenAPI page at /docs. The app reads the run directory with the safetensors loader
+and calls the model and the analysis code; it holds no numerics of its own.
+
+Endpoints are `async def` (a plain `def` endpoint goes through a thread pool; issue 6 measured it ~50× slower),
+and decoding runs on one dedicated worker thread (`DecodeWorker`), so the event loop reads the next requests while
+the decoder works.
+
+Every request is validated: codes must have exactly `latent_dim` finite numbers within ±Z_BOUND, uploaded
+images must be PNGs of at most MAX_IMAGE_SIDE pixels a side, bodies over MAX_BODY_BYTES are refused with 413
+before they are read whole, and a malformed request is a 422 with one clear message. Static files are served from
+memory by name; no path from a client ever reaches the filesystem.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at runtime, and the
+# request models are built per app (their lengths depend on the model), where a string annotation could not be
+# resolved.
+
+import asyncio
+import base64
+import binascii
+import io
+import json
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import torch
+import uvicorn
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from vaelab.analysis.factors import FACTORS
+from vaelab.analysis.interpolation import MODES, interpolate_codes
+from vaelab.analysis.samplers import GaussianMixture, read_gmm
+from vaelab.analysis.traversal import LatentUsage, latent_usage, load_test_inputs
+from vaelab.data import CLASS_NAMES, ImageSet, prepare_inputs
+from vaelab.errors import VaelabError
+from vaelab.evaluation.evaluate import EVAL_SEED
+from vaelab.evaluation.latents import dimensions_by_kl
+from vaelab.images import make_grid, png_bytes
+from vaelab.models import VAE
+from vaelab.training.checkpoint import load_model, read_config
+from vaelab.web.drawing import DRAWING_BOX, IMAGE_SIZE, prepare_drawing
+
+MAX_BODY_BYTES = 256 * 1024  # a 280×280 canvas drawing is ~10–30 KB as base64 PNG; 784 numbers as JSON ~16 KB
+MAX_IMAGE_SIDE = 1024  # pixels, checked from the PNG header before the pixels are decompressed
+Z_BOUND = 10.0  # |z_i| above this is 10 prior standard deviations out: no code the model was trained on
+MAX_INTERPOLATION_STEPS = 256
+MAX_SEED = 2**63 - 1
+# What the sample button may draw from: nothing is ever fitted on a request, so gmm only when the run has one stored.
+OFFERED_SAMPLERS = ("prior", "gmm")
+
+# The page and its files may load only from this server; the docs page needs its inline start-up script.
+PAGE_POLICY = "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'"
+DOCS_POLICY = "default-src 'self'; script-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'"
+PAGE_FILES = {"app.js": "text/javascript", "style.css": "text/css"}
+DOCS_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css", "favicon.png": "image/png"}
+
+
+# --- the loaded run ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Explorer:
+    """Everything the app needs from one run directory, loaded once at start-up."""
+
+    model: VAE  # eval mode, CPU
+    dataset: str
+    input_mode: str
+    test: ImageSet  # the test split: labels and count
+    test_inputs: torch.Tensor  # [N, 1, 28, 28]: the test split as the model sees it in evaluation
+    usage: LatentUsage  # KL per dimension and active units (eval.json, or estimated from test images)
+    factors: dict[int, str]  # dimension → name from factors.json; empty until `vaelab factors` has run
+    gmm: GaussianMixture | None  # the run's fitted mixture sampler, if `vaelab sample --sampler gmm` made one
+    # Class names a conditional model decodes for, in label order; None for an unconditional model (the only
+    # kind vaelab trains so far). The page shows its class selector only when /api/info lists classes.
+    classes: list[str] | None = None
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "Explorer":
+        run_dir = Path(run_dir)
+        data = read_config(run_dir).data
+        model = load_model(run_dir)
+        test, test_inputs = load_test_inputs(data)
+        usage = latent_usage(run_dir, model, test_inputs)
+        return cls(model, data.dataset, data.input_mode, test, test_inputs, usage, read_factor_names(run_dir),
+                   read_gmm(run_dir))
+
+    @property
+    def latent_dim(self) -> int:
+        return self.model.latent_dim
+
+    def samplers(self) -> list[str]:
+        return [name for name in OFFERED_SAMPLERS if name != "gmm" or self.gmm is not None]
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "input_mode": self.input_mode,
+            "latent_dim": self.latent_dim,
+            "image_size": IMAGE_SIZE,
+            "test_count": len(self.test),
+            "z_bound": Z_BOUND,
+            "dims": [
+                {"dim": d, "kl": self.usage.kl_per_dim[d], "active": self.usage.active[d],
+                 "factor": self.factors.get(d)}
+                for d in dimensions_by_kl(self.usage.kl_per_dim)
+            ],
+            "kl_source": self.usage.source,
+            "samplers": self.samplers(),
+            "interpolation_modes": list(MODES),
+            "classes": self.classes,
+            "max_body_bytes": MAX_BODY_BYTES,
+            "max_image_side": MAX_IMAGE_SIDE,
+        }
+
+    @torch.inference_mode()
+    def decode(self, codes: list[list[float]]) -> np.ndarray:
+        """The mean images of p(x|z) for codes `[N, D]`, as float32 `[N, 28, 28]` in [0, 1]."""
+        return self.model.decode(torch.tensor(codes, dtype=torch.float32))[:, 0].numpy()
+
+    @torch.inference_mode()
+    def encode(self, x: torch.Tensor) -> tuple[list[float], list[float]]:
+        """Posterior mean and log-variance of one input `[1, 1, 28, 28]` as the model sees it."""
+        mu, logvar = self.model.encode(x)
+        return mu[0].tolist(), logvar[0].tolist()
+
+    def prepare(self, picture: np.ndarray, centre: bool) -> torch.Tensor:
+        """A grayscale picture `[H, W]` in [0, 1] → the model's input `[1, 1, 28, 28]`: drawings are prepared the
+        way the dataset's images were (`centre`), then fed as evaluation feeds test images (binarized with the
+        same fixed seed for a binarized model)."""
+        if centre:
+            picture = prepare_drawing(picture, DRAWING_BOX[self.dataset])
+        elif picture.shape != (IMAGE_SIZE, IMAGE_SIZE):
+            raise ValueError(f"image: without centre it must be {IMAGE_SIZE}×{IMAGE_SIZE} (got {picture.shape})")
+        pixels = torch.from_numpy((np.clip(picture, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+        return prepare_inputs(pixels[None], self.input_mode, EVAL_SEED)
+
+    def sample(self, sampler: str, seed: int) -> list[float]:
+        """One code from the prior N(0, I) or from the fitted mixture, reproducible by seed."""
+        generator = torch.Generator().manual_seed(seed)
+        if sampler == "gmm" and self.gmm is not None:
+            return self.gmm.sample(1, generator)[0].tolist()
+        return torch.randn(self.latent_dim, generator=generator).tolist()
+
+
+class DecodeWorker:
+    """Decodes for every request on one dedicated thread. Codes that arrive while it is busy are decoded together
+    in its next pass: a 32-d decode is bound by reading the decoder's weights, so one pass for 8 codes costs little
+    more than for 1 (with 8 clients, more decodes/s than one code at a time; docs/results.md). A code decoded in a
+    batch gives the numbers of `model.decode` alone up to float rounding (≤ 1e-6 measured; no 8-bit pixel differed
+    in 64 codes)."""
+
+    def __init__(self, explorer: Explorer) -> None:
+        self.explorer = explorer
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="vaelab-decode")
+        self.waiting: list[tuple[list[float], asyncio.Future]] = []
+        self.busy = False
+
+    async def decode(self, z: list[float]) -> np.ndarray:
+        """The mean image of p(x|z) for one code, float32 `[28, 28]` in [0, 1]."""
+        loop = asyncio.get_running_loop()
+        result = loop.create_future()
+        self.waiting.append((z, result))
+        if not self.busy:
+            self.busy = True
+            loop.create_task(self._decode_waiting())
+        return await result
+
+    async def _decode_waiting(self) -> None:
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting, []
+                try:
+                    images = await asyncio.get_running_loop().run_in_executor(
+                        self.thread, self.explorer.decode, [z for z, _ in batch]
+                    )
+                except Exception as error:  # each waiting request fails with it (a 500), the worker goes on
+                    for _, result in batch:
+                        result.set_exception(error)
+                    continue
+                for (_, result), image in zip(batch, images, strict=True):
+                    if not result.done():  # a client that went away leaves a cancelled future
+                        result.set_result(image)
+        finally:
+            self.busy = False
+
+    def close(self) -> None:
+        self.thread.shutdown(wait=True, cancel_futures=True)
+
+
+def read_factor_names(run_dir: Path) -> dict[int, str]:
+    """Dimension → factor name from RUN/factors.json (written by `vaelab factors`); empty when there is none."""
+    path = run_dir / FACTORS
+    if not path.is_file():
+        return {}
+    try:
+        rows = json.loads(path.read_text())
+        return {int(row["dim"]): str(row["name"]) for row in rows}
+    except (json.JSONDecodeError, TypeError, KeyError, ValueError) as error:
+        raise VaelabError(f"{path} is not a factor table ({error}); run `vaelab factors {run_dir}` again") from None
+
+
+def picture_png(picture: np.ndarray) -> bytes:
+    """float `[H, W]` in [0, 1] → 8-bit grayscale PNG at its own size (the page upscales it, pixelated)."""
+    return png_bytes(Image.fromarray(make_grid(picture[None], columns=1, padding=0)))
+
+
+def read_png(encoded: str) -> np.ndarray:
+    """Base64 PNG → grayscale float `[H, W]` in [0, 1]; transparent pixels count as background (black)."""
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("image: not valid base64") from None
+    too_large = f"image: larger than {MAX_IMAGE_SIDE} px a side"
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+            if max(image.size) > MAX_IMAGE_SIDE:  # from the header, before decompressing anything
+                raise ValueError(f"{too_large} ({image.width}×{image.height})")
+            gray_alpha = np.asarray(image.convert("LA"), dtype=np.float32) / 255.0
+    except Image.DecompressionBombError:  # Pillow's own limit, hit while reading a header far beyond ours
+        raise ValueError(too_large) from None
+    except (UnidentifiedImageError, OSError, SyntaxError):
+        raise ValueError("image: not a readable PNG") from None
+    return gray_alpha[..., 0] * gray_alpha[..., 1]
+
+
+# --- HTTP --------------------------------------------------------------------------------------------------------
+
+
+class Problem(BaseModel):
+    """What a refused request gets back (422, 404, 405; a 413 is plain text)."""
+
+    detail: str = Field(description="One line saying what is wrong, e.g. `z.3: Input should be a finite number`.")
+
+
+def _validation_message(error: RequestValidationError) -> str:
+    """FastAPI's list of errors as one line: `z.3: Input should be a finite number; …` (no input echoed back)."""
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"] if part != "body")
+        parts.append(f"{location}: {item['msg']}" if location else item["msg"])
+    return "; ".join(parts)
+
+
+def _static_files(package: str, names: dict[str, str]) -> dict[str, tuple[bytes, str]]:
+    """The named files of the package's `static` folder, read into memory: name → (content, media type)."""
+    folder = resources.files(package) / "static"
+    return {name: ((folder / name).read_bytes(), media_type) for name, media_type in names.items()}
+
+
+def create_app(run_dir: str | Path) -> FastAPI:
+    """The explorer app for one run directory (loaded now: errors in the run are `VaelabError`s here)."""
+    explorer = Explorer.load(run_dir)
+    page_files = _static_files("vaelab.web", {"index.html": "text/html", **PAGE_FILES})
+    # Swagger UI's files come from the fastapi-offline package: FastAPI's own /docs page loads them from a CDN.
+    docs_files = _static_files("fastapi_offline", DOCS_FILES)
+
+    coordinate = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-Z_BOUND, le=Z_BOUND)]
+    code = Annotated[list[coordinate], Field(min_length=explorer.latent_dim, max_length=explorer.latent_dim)]
+    intensity = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0.0, le=1.0)]
+    pixel_count = IMAGE_SIZE * IMAGE_SIZE
+
+    class DecodeRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        z: code = Field(description=f"The code: exactly {explorer.latent_dim} numbers, each within ±{Z_BOUND}.")
+        format: Literal["png", "array"] = Field("png", description="A 28×28 grayscale PNG, or JSON rows of [0, 1].")
+        label: Annotated[int, Field(strict=True, ge=0)] | None = Field(
+            None, description="Class to decode as (conditional models only; see `classes` in /api/info)."
+        )
+
+    class EncodeRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        test_index: Annotated[int, Field(strict=True, ge=0, lt=len(explorer.test))] | None = Field(
+            None, description="Encode this test image."
+        )
+        image: Annotated[str, Field(max_length=MAX_BODY_BYTES)] | None = Field(
+            None, description=f"Base64 PNG, at most {MAX_IMAGE_SIDE} px a side; bright ink on dark (alpha: dark)."
+        )
+        pixels: Annotated[list[intensity], Field(min_length=pixel_count, max_length=pixel_count)] | None = Field(
+            None, description=f"{pixel_count} intensities in [0, 1], row by row (a 28×28 image)."
+        )
+        centre: bool = Field(True, description="For image/pixels: crop, scale and centre the drawing MNIST-style.")
+
+        @model_validator(mode="after")
+        def exactly_one_source(self) -> "EncodeRequest":
+            given = [name for name in ("test_index", "image", "pixels") if getattr(self, name) is not None]
+            if len(given) != 1:
+                raise ValueError(f"give exactly one of test_index, image, pixels (got {', '.join(given) or 'none'})")
+            return self
+
+    class EncodeResponse(BaseModel):
+        mu: list[float] = Field(description="Posterior mean.")
+        logvar: list[float] = Field(description="Posterior log-variance, log σ².")
+        input_png: str = Field(description="Base64 PNG of the 28×28 input exactly as the model saw it.")
+        label: int | None = Field(None, description="The test image's class (test_index only).")
+        class_name: str | None = None
+
+    class SampleResponse(BaseModel):
+        z: list[float]
+        sampler: str
+        seed: int
+
+    class InterpolateRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        start: code
+        end: code
+        steps: Annotated[int, Field(strict=True, ge=2, le=MAX_INTERPOLATION_STEPS)] = 33
+        mode: Literal[MODES] = "linear"
+
+    class InterpolateResponse(BaseModel):
+        codes: list[list[float]] = Field(description="`steps` codes from start to end, both included.")
+
+    worker = DecodeWorker(explorer)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        worker.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="vaelab latent explorer",
+        summary=f"Drive the decoder of {Path(run_dir).name} ({explorer.dataset}, {explorer.latent_dim}-d) by hand.",
+        docs_url=None,  # served below with local files
+        redoc_url=None,
+        max_body_size=MAX_BODY_BYTES,  # a 413 from Content-Length before reading, or once the stream exceeds it
+        responses={422: {"model": Problem, "description": "The request is malformed."}},
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_message(error)}, status_code=422)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> Response:
+        content, media_type = page_files["index.html"]
+        return Response(content, media_type=media_type, headers={"Content-Security-Policy": PAGE_POLICY})
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static_file(name: str) -> Response:
+        if name not in PAGE_FILES:  # the name is only a key into files read at start-up
+            raise HTTPException(404, "no such file")
+        content, media_type = page_files[name]
+        return Response(content, media_type=media_type, headers={"Content-Security-Policy": PAGE_POLICY})
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        page = get_swagger_ui_html(
+            openapi_url="/openapi.json", title=app.title, swagger_js_url="/docs-files/swagger-ui-bundle.js",
+            swagger_css_url="/docs-files/swagger-ui.css", swagger_favicon_url="/docs-files/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from the validator service
+        )
+        page.headers["Content-Security-Policy"] = DOCS_POLICY
+        return page
+
+    @app.get("/docs-files/{name}", include_in_schema=False)
+    async def docs_file(name: str) -> Response:
+        if name not in docs_files:
+            raise HTTPException(404, "no such file")
+        content, media_type = docs_files[name]
+        return Response(content, media_type=media_type)
+
+    @app.get("/api/info")
+    async def info() -> dict[str, Any]:
+        """The model and what is known about its latents: dimensions ordered by KL (largest first) with their
+        factor names from factors.json, the samplers on offer, and the limits requests must keep to."""
+        return explorer.info()
+
+    @app.post(
+        "/api/decode",
+        responses={200: {"content": {"image/png": {}, "application/json": {}}, "description": "The mean image."}},
+    )
+    async def decode(request: DecodeRequest) -> Response:
+        """z → the mean image of p(x|z): a 28×28 grayscale PNG, or `{"image": [[…28 numbers…] × 28]}`."""
+        if request.label is not None and explorer.classes is None:
+            raise HTTPException(422, "label: this model is not conditional; leave label out")
+        picture = await worker.decode(request.z)
+        if request.format == "array":
+            return JSONResponse({"image": picture.tolist()})
+        return Response(picture_png(picture), media_type="image/png")
+
+    @app.post("/api/encode")
+    async def encode(request: EncodeRequest) -> EncodeResponse:
+        """An image → posterior mean μ and log σ². The image is a test image by index, a base64 PNG, or 784
+        intensities; a PNG or pixels are prepared the way the dataset's images were unless `centre` is false."""
+        label = None
+        try:
+            if request.test_index is not None:
+                x = explorer.test_inputs[request.test_index : request.test_index + 1]
+                label = int(explorer.test.labels[request.test_index])
+            elif request.image is not None:
+                x = explorer.prepare(read_png(request.image), request.centre)
+            else:
+                pixels = np.asarray(request.pixels, dtype=np.float32).reshape(IMAGE_SIZE, IMAGE_SIZE)
+                x = explorer.prepare(pixels, request.centre)
+        except ValueError as error:
+            raise HTTPException(422, str(error)) from None
+        mu, logvar = explorer.encode(x)
+        return EncodeResponse(
+            mu=mu, logvar=logvar, input_png=base64.b64encode(picture_png(x[0, 0].numpy())).decode("ascii"),
+            label=label, class_name=None if label is None else CLASS_NAMES[explorer.dataset][label],
+        )
+
+    @app.get("/api/sample")
+    async def sample(
+        sampler: Literal[OFFERED_SAMPLERS] = "prior",
+        seed: Annotated[int | None, Query(ge=0, le=MAX_SEED, description="Random when left out.")] = None,
+    ) -> SampleResponse:
+        """One code drawn from the prior N(0, I), or from the run's fitted mixture (`gmm`, when /api/info lists
+        it). The seed is returned, so any draw can be repeated."""
+        if sampler not in explorer.samplers():
+            raise HTTPException(422, "sampler: this run has no fitted mixture; run `vaelab sample RUN --sampler gmm`")
+        seed = secrets.randbelow(MAX_SEED) if seed is None else seed
+        return SampleResponse(z=explorer.sample(sampler, seed), sampler=sampler, seed=seed)
+
+    @app.post("/api/interpolate")
+    async def interpolate(request: InterpolateRequest) -> InterpolateResponse:
+        """The path of `steps` codes from `start` to `end` (linear or slerp), for the page's scrub slider."""
+        path = interpolate_codes(torch.tensor(request.start), torch.tensor(request.end), request.steps, request.mode)
+        return InterpolateResponse(codes=path.tolist())
+
+    return app
+
+
+# --- serving -----------------------------------------------------------------------------------------------------
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port); port 0 picks a free one. A busy port is a `VaelabError`."""
+    if not 0 <= port <= 65535:
+        raise VaelabError(f"--port must be from 0 to 65535 (got {port})")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto IPPROTO_TCP, not the default 0: only then does asyncio turn Nagle's algorithm off on the accepted
+    # connections; without it every answer on a kept-alive connection waited ~40 ms for a delayed ACK.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as error:
+        sock.close()
+        raise VaelabError(f"cannot listen on {host} port {port} ({error.strerror}); choose another --port") from None
+    return sock
+
+
+def server_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def make_server(app: FastAPI) -> uvicorn.Server:
+    return uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+
+
+def serve(app: FastAPI, sock: socket.socket) -> None:
+    """Serve `app` on the bound socket until interrupted (Ctrl-C)."""
+    # One decode is too small to split across threads; on a busy 2-core machine, idle intra-op threads waiting
+    # for a core made the p99 of a single decode ~50 ms instead of ~5 ms (measured).
+    torch.set_num_threads(1)
+    make_server(app).run(sockets=[sock])

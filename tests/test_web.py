@@ -1,0 +1,454 @@
+"""The latent explorer, tested as a person and a client would use it: a real uvicorn server on 127.0.0.1, real HTTP
+requests, a real headless Chromium driving the page, and a short bounded load test. Every address is loopback."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vaelab.analysis.factors import FACTORS, analyse_factors
+from vaelab.analysis.samplers import GMM_FILE
+from vaelab.analysis.traversal import load_test_inputs
+from vaelab.data import load_split
+from vaelab.images import make_grid, png_bytes
+from vaelab.training import load_model, read_config
+from vaelab.training.checkpoint import BEST, CONFIG, save_tensors
+from vaelab.web.app import MAX_BODY_BYTES, Explorer, bind_socket, create_app, make_server
+from vaelab.web.drawing import prepare_drawing
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package, installed by `make test`; no browser download
+HOST = "127.0.0.1"
+LATENT_DIM = 8  # the trained_run fixture's
+
+
+def bare_copy(run_dir: Path, to: Path) -> Path:
+    """The run with only what training wrote (the session fixture gains factors.json and a mixture elsewhere)."""
+    to.mkdir()
+    for name in (CONFIG, BEST):
+        shutil.copy(run_dir / name, to / name)
+    return to
+
+
+@pytest.fixture(scope="module")
+def analysed_run(trained_run, tmp_path_factory) -> Path:
+    """A run after `vaelab factors` and with a stored mixture sampler, as the explorer finds a finished run."""
+    run = bare_copy(trained_run, tmp_path_factory.mktemp("explorer") / "run")
+    analyse_factors(run, bases=10, steps=5)
+    # A stored two-component mixture: the explorer only draws from the file `vaelab sample --sampler gmm` leaves.
+    means = torch.randn(2, LATENT_DIM, generator=torch.Generator().manual_seed(0))
+    save_tensors(run / GMM_FILE, {"weights": torch.tensor([0.3, 0.7], dtype=torch.float64), "means": means,
+                                  "cholesky": 0.5 * torch.eye(LATENT_DIM).repeat(2, 1, 1)})
+    return run
+
+
+@pytest.fixture(scope="module")
+def server(analysed_run) -> Iterator[tuple[str, int]]:
+    """The explorer served by uvicorn on a free port of 127.0.0.1, in a thread of this process."""
+    sock = bind_socket(HOST, 0)
+    uvicorn_server = make_server(create_app(analysed_run))
+    thread = threading.Thread(target=uvicorn_server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uvicorn_server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.05)
+    yield HOST, sock.getsockname()[1]
+    uvicorn_server.should_exit = True
+    thread.join(timeout=10)
+
+
+def call(
+    server: tuple[str, int], method: str, path: str, body: bytes | dict | list | None = None
+) -> tuple[int, str, bytes]:
+    """One HTTP request on a new connection: (status, content type, body). A body is sent as JSON, bytes as they are
+    (labelled JSON either way)."""
+    if isinstance(body, dict | list):
+        body = json.dumps(body).encode()
+    headers = {} if body is None else {"Content-Type": "application/json"}
+    connection = http.client.HTTPConnection(*server, timeout=30)
+    try:
+        connection.request(method, path, body, headers)
+        response = connection.getresponse()
+        return response.status, response.getheader("Content-Type", ""), response.read()
+    finally:
+        connection.close()
+
+
+def post_json(server: tuple[str, int], path: str, body: dict) -> dict:
+    status, _, content = call(server, "POST", path, body)
+    assert status == 200, content
+    return json.loads(content)
+
+
+def get_json(server: tuple[str, int], path: str) -> dict:
+    status, content_type, content = call(server, "GET", path)
+    assert status == 200 and content_type == "application/json", content
+    return json.loads(content)
+
+
+def png_base64(picture: np.ndarray) -> str:
+    return base64.b64encode(png_bytes(Image.fromarray(make_grid(picture[None], columns=1, padding=0)))).decode()
+
+
+def read_png(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG"
+        return np.asarray(image)
+
+
+def moved_and_enlarged(digit: np.ndarray, scale: int = 4, top: int = 17, left: int = 61) -> np.ndarray:
+    """A real digit as a person might draw it: bigger and off-centre on a larger canvas."""
+    size = digit.shape[0] * scale
+    enlarged = np.asarray(Image.fromarray(digit).resize((size, size), Image.Resampling.BILINEAR))
+    canvas = np.zeros((200, 240), dtype=np.float32)
+    canvas[top : top + size, left : left + size] = enlarged
+    return canvas
+
+
+# --- preparing drawings the way MNIST was prepared ----------------------------------------------------------------
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def test_a_real_digit_is_left_as_it_is_and_a_moved_enlarged_copy_comes_back_close_to_it():
+    digits = load_split("mnist", "test").images[:100].numpy().astype(np.float32) / 255.0
+    unshifted = []
+    for digit in digits:
+        assert np.abs(prepare_drawing(digit) - digit).mean() < 1e-3  # already in a 20×20 box, centred by mass
+        restored = prepare_drawing(moved_and_enlarged(digit))
+        unshifted.append(correlation(restored, digit))
+        # The centre of mass is rounded to whole pixels (in MNIST as here): a copy may land one pixel off.
+        nearby = [np.roll(restored, (dy, dx), axis=(0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+        assert max(correlation(shifted, digit) for shifted in nearby) > 0.8
+    assert np.median(unshifted) > 0.9
+
+
+def test_a_drawing_is_scaled_into_a_20_pixel_box_and_centred_by_mass():
+    stroke = np.zeros((300, 120), dtype=np.float32)
+    stroke[40:260, 50:70] = 1.0  # a tall bar, far from centred
+    prepared = prepare_drawing(stroke)
+    rows, cols = np.nonzero(prepared > 0.05)
+    assert rows.max() - rows.min() + 1 == 20 and prepared.shape == (28, 28)
+    mass = prepared.sum()
+    centre = ((prepared.sum(1) * np.arange(28)).sum() / mass, (prepared.sum(0) * np.arange(28)).sum() / mass)
+    assert abs(centre[0] - 14) <= 0.5 and abs(centre[1] - 14) <= 0.5
+    assert prepare_drawing(np.zeros((50, 50))).sum() == 0  # an empty canvas stays empty
+
+
+# --- the loaded run ----------------------------------------------------------------------------------------------
+
+
+def test_a_run_without_analysis_offers_prior_samples_only_and_no_factor_names(trained_run, tmp_path):
+    info = Explorer.load(bare_copy(trained_run, tmp_path / "bare")).info()
+    assert info["samplers"] == ["prior"]
+    assert all(row["factor"] is None for row in info["dims"])
+    assert info["classes"] is None  # an unconditional model: the page shows no class selector
+
+
+# --- the API over real HTTP --------------------------------------------------------------------------------------
+
+
+def test_info_lists_dimensions_by_kl_with_their_factor_names(server, analysed_run):
+    info = get_json(server, "/api/info")
+    factors = {row["dim"]: row["name"] for row in json.loads((analysed_run / FACTORS).read_text())}
+    assert info["latent_dim"] == LATENT_DIM and info["dataset"] == "mnist" and info["test_count"] == 10_000
+    kls = [row["kl"] for row in info["dims"]]
+    assert sorted(row["dim"] for row in info["dims"]) == list(range(LATENT_DIM)) and kls == sorted(kls, reverse=True)
+    assert all(row["factor"] == factors[row["dim"]] for row in info["dims"])
+    assert info["samplers"] == ["prior", "gmm"] and info["classes"] is None
+
+
+def test_decoded_png_and_array_equal_model_decode_for_the_same_code(server, analysed_run):
+    model = load_model(analysed_run)
+    z = torch.randn(LATENT_DIM, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        expected = model.decode(z[None])[0, 0]
+    status, content_type, content = call(server, "POST", "/api/decode", {"z": z.tolist()})
+    assert status == 200 and content_type == "image/png"
+    assert np.array_equal(read_png(content), make_grid(expected[None], columns=1, padding=0))
+    array = post_json(server, "/api/decode", {"z": z.tolist(), "format": "array"})["image"]
+    assert np.asarray(array).shape == (28, 28)
+    torch.testing.assert_close(torch.tensor(array), expected, atol=1e-6, rtol=0)
+
+
+def test_encoding_a_test_image_gives_its_posterior_and_the_input_the_model_saw(server, analysed_run):
+    model = load_model(analysed_run)
+    _, inputs = load_test_inputs(read_config(analysed_run).data)
+    with torch.inference_mode():
+        mu, logvar = model.encode(inputs[7:8])
+    result = post_json(server, "/api/encode", {"test_index": 7})
+    torch.testing.assert_close(torch.tensor([result["mu"]]), mu)
+    torch.testing.assert_close(torch.tensor([result["logvar"]]), logvar)
+    assert result["label"] == 9 and result["class_name"] == "9"  # MNIST test image 7 is a nine
+    seen = read_png(base64.b64decode(result["input_png"]))
+    assert np.array_equal(seen, (inputs[7, 0].numpy() * 255).astype(np.uint8))
+
+
+def test_a_drawn_digit_is_encoded_near_the_code_of_the_digit_it_was_drawn_from(server):
+    digits = load_split("mnist", "test").images[:20].numpy().astype(np.float32) / 255.0
+    own, others = [], []
+    codes = [np.array(post_json(server, "/api/encode", {"pixels": d.ravel().tolist(), "centre": False})["mu"])
+             for d in digits]
+    for index, digit in enumerate(digits):
+        drawn = np.array(post_json(server, "/api/encode", {"image": png_base64(moved_and_enlarged(digit))})["mu"])
+        assert drawn.shape == (LATENT_DIM,)
+        distances = [np.linalg.norm(drawn - code) for code in codes]
+        own.append(distances[index])
+        others.append(np.median(np.delete(distances, index)))
+    assert np.median(own) < 0.5 * np.median(others)
+
+
+def test_samples_are_reproducible_by_seed_from_both_samplers(server):
+    for sampler in ("prior", "gmm"):
+        first = get_json(server, f"/api/sample?sampler={sampler}&seed=5")
+        assert first == get_json(server, f"/api/sample?sampler={sampler}&seed=5")
+        assert len(first["z"]) == LATENT_DIM and first["sampler"] == sampler
+    unseeded = get_json(server, "/api/sample")
+    assert unseeded == get_json(server, f"/api/sample?seed={unseeded['seed']}")
+
+
+def test_interpolation_path_runs_from_one_code_to_the_other(server):
+    start, end = [1.0] * LATENT_DIM, [-2.0] + [0.5] * (LATENT_DIM - 1)
+    for mode in ("linear", "slerp"):
+        codes = post_json(server, "/api/interpolate", {"start": start, "end": end, "steps": 7, "mode": mode})["codes"]
+        assert len(codes) == 7 and codes[0] == start and codes[-1] == end
+
+
+def test_the_page_its_files_and_the_api_docs_are_served_from_here_only(server):
+    status, content_type, page = call(server, "GET", "/")
+    assert status == 200 and content_type.startswith("text/html")
+    assert b"http://" not in page and b"https://" not in page
+    for name in ("app.js", "style.css"):
+        status, _, content = call(server, "GET", f"/static/{name}")
+        assert status == 200 and b"http://" not in content and b"https://" not in content
+    status, _, docs = call(server, "GET", "/docs")
+    assert status == 200 and b"/docs-files/swagger-ui-bundle.js" in docs and b"cdn" not in docs
+    paths = get_json(server, "/openapi.json")["paths"]
+    assert {"/api/decode", "/api/encode", "/api/sample", "/api/info", "/api/interpolate"} <= set(paths)
+
+
+# --- malformed requests: a 4xx with one clear message, and the server goes on --------------------------------------
+
+CODE = [0.0] * LATENT_DIM
+BIG_PNG = png_bytes(Image.new("L", (2000, 10)))
+MALFORMED = {
+    "short code": ("POST", "/api/decode", {"z": CODE[:-1]}, 422, "at least 8 items"),
+    "long code": ("POST", "/api/decode", {"z": [*CODE, 0.0]}, 422, "at most 8 items"),
+    "empty code": ("POST", "/api/decode", {"z": []}, 422, "z"),
+    "NaN": ("POST", "/api/decode", b'{"z": [NaN, 0, 0, 0, 0, 0, 0, 0]}', 422, "finite"),
+    "Infinity": ("POST", "/api/decode", b'{"z": [0, 0, 0, 0, 0, 0, 0, Infinity]}', 422, "finite"),
+    "strings": ("POST", "/api/decode", {"z": ["1"] * LATENT_DIM}, 422, "valid number"),
+    "booleans": ("POST", "/api/decode", {"z": [True] * LATENT_DIM}, 422, "valid number"),
+    "code as a string": ("POST", "/api/decode", {"z": "0,0,0,0,0,0,0,0"}, 422, "z"),
+    "nested lists": ("POST", "/api/decode", {"z": [[0.0]] * LATENT_DIM}, 422, "valid number"),
+    "out of bounds": ("POST", "/api/decode", {"z": [11.0, *CODE[1:]]}, 422, "less than or equal to 10"),
+    "huge number": ("POST", "/api/decode", b'{"z": [1e999, 0, 0, 0, 0, 0, 0, 0]}', 422, "finite"),
+    "missing code": ("POST", "/api/decode", {}, 422, "z: Field required"),
+    "unknown format": ("POST", "/api/decode", {"z": CODE, "format": "jpeg"}, 422, "format"),
+    "path-like field": ("POST", "/api/decode", {"z": CODE, "path": "../../etc/passwd"}, 422, "path: Extra inputs"),
+    "label for an unconditional model": ("POST", "/api/decode", {"z": CODE, "label": 3}, 422, "not conditional"),
+    "not JSON": ("POST", "/api/decode", b"z=1,2,3", 422, "JSON"),
+    "a JSON list": ("POST", "/api/decode", [0.0] * LATENT_DIM, 422, "valid dictionary"),
+    "empty body": ("POST", "/api/decode", b"", 422, "Field required"),
+    "GET on decode": ("GET", "/api/decode", None, 405, ""),
+    "huge body": ("POST", "/api/decode", {"z": [0.0] * (MAX_BODY_BYTES // 2)}, 413, ""),
+    "no image source": ("POST", "/api/encode", {}, 422, "exactly one of"),
+    "two image sources": ("POST", "/api/encode", {"test_index": 1, "pixels": [0.0] * 784}, 422, "exactly one of"),
+    "test index out of range": ("POST", "/api/encode", {"test_index": 10_000}, 422, "less than 10000"),
+    "negative test index": ("POST", "/api/encode", {"test_index": -1}, 422, "greater than or equal to 0"),
+    "test index as a path": ("POST", "/api/encode", {"test_index": "/etc/passwd"}, 422, "valid integer"),
+    "too few pixels": ("POST", "/api/encode", {"pixels": [0.0] * 783}, 422, "at least 784"),
+    "pixel above 1": ("POST", "/api/encode", {"pixels": [2.0] * 784}, 422, "less than or equal to 1"),
+    "pixels not 28×28 without centring": ("POST", "/api/encode", {"image": base64.b64encode(
+        png_bytes(Image.new("L", (30, 30)))).decode(), "centre": False}, 422, "must be 28×28"),
+    "not base64": ("POST", "/api/encode", {"image": "not base64!"}, 422, "not valid base64"),
+    "not a PNG": ("POST", "/api/encode", {"image": base64.b64encode(b"GIF89a" + bytes(100)).decode()}, 422,
+                  "not a readable PNG"),
+    "a file name as image": ("POST", "/api/encode", {"image": "/etc/passwd"}, 422, "base64"),
+    "image too large": ("POST", "/api/encode", {"image": base64.b64encode(BIG_PNG).decode()}, 422,
+                        "larger than 1024 px a side"),
+    "unknown sampler": ("GET", "/api/sample?sampler=vae", None, 422, "sampler"),
+    "negative seed": ("GET", "/api/sample?seed=-1", None, 422, "seed"),
+    "one-step interpolation": ("POST", "/api/interpolate", {"start": CODE, "end": CODE, "steps": 1}, 422, "steps"),
+    "static path traversal": ("GET", "/static/..%2Fapp.py", None, 404, ""),
+    "static file not ours": ("GET", "/static/__init__.py", None, 404, ""),
+    "dot-dot path": ("GET", "/static/../../web/app.py", None, 404, ""),
+    "docs path traversal": ("GET", "/docs-files/..%2F__init__.py", None, 404, ""),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_request_is_refused_with_a_clear_4xx_and_the_server_keeps_serving(server, case):
+    method, path, body, expected_status, message = case
+    status, content_type, content = call(server, method, path, body)
+    assert status == expected_status, content[:300]
+    assert b"Traceback" not in content
+    if status == 422:
+        detail = json.loads(content)["detail"]
+        assert isinstance(detail, str) and "\n" not in detail and message in detail, detail
+    assert call(server, "POST", "/api/decode", {"z": CODE})[0] == 200
+
+
+def test_a_huge_body_streamed_without_a_length_is_refused_with_413(server):
+    def chunks() -> Iterator[bytes]:
+        yield b'{"z": ['
+        for _ in range(MAX_BODY_BYTES // 1000 + 10):
+            yield b"0," * 500
+        yield b"0]}"
+
+    connection = http.client.HTTPConnection(*server, timeout=30)
+    try:
+        connection.request("POST", "/api/decode", chunks(), {"Content-Type": "application/json"}, encode_chunked=True)
+        assert connection.getresponse().status == 413
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server answered 413 and closed before the client finished sending: refused all the same
+    finally:
+        connection.close()
+    assert call(server, "POST", "/api/decode", {"z": CODE})[0] == 200
+
+
+# --- load ----------------------------------------------------------------------------------------------------------
+
+
+def test_eight_concurrent_clients_get_every_decode_without_an_error(server):
+    clients, per_client, time_limit = 8, 60, 60.0
+    deadline = time.monotonic() + time_limit
+    failures: list[str] = []
+    done = [0] * clients
+    codes = torch.randn(clients * per_client, LATENT_DIM, generator=torch.Generator().manual_seed(0)).clamp(-4, 4)
+
+    def client(index: int) -> None:
+        connection = http.client.HTTPConnection(*server, timeout=30)  # kept alive, as a browser does
+        headers = {"Content-Type": "application/json"}
+        for i in range(per_client):
+            if time.monotonic() > deadline:
+                break
+            connection.request("POST", "/api/decode", json.dumps({"z": codes[index * per_client + i].tolist()}),
+                               headers)
+            response = connection.getresponse()
+            content = response.read()
+            if response.status != 200 or not content.startswith(b"\x89PNG"):
+                failures.append(f"{response.status}: {content[:100]!r}")
+            done[index] += 1
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=time_limit + 10)
+    assert failures == [] and sum(done) == clients * per_client
+
+
+# --- the page in a real browser ------------------------------------------------------------------------------------
+
+
+# The pixels of a loaded <img> (same origin, so a canvas may read them), or null while it is still loading.
+PIXELS = """img => {
+    if (!img.complete || img.naturalWidth === 0) return null;
+    const canvas = document.createElement("canvas");
+    canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+    const context = canvas.getContext("2d");
+    context.drawImage(img, 0, 0);
+    return Array.from(context.getImageData(0, 0, canvas.width, canvas.height).data);
+}"""
+
+
+def wait_for_new_picture(page, element_id: str, before: list[int] | None) -> list[int]:
+    """Wait until the image has loaded and shows something else than `before`; its pixels."""
+    page.wait_for_function(
+        f"""before => {{
+            const pixels = ({PIXELS})(document.getElementById("{element_id}"));
+            return pixels !== null && (before === null || pixels.some((value, i) => value !== before[i]));
+        }}""",
+        arg=before,
+    )
+    return page.eval_on_selector(f"#{element_id}", PIXELS)
+
+
+def test_page_in_chromium_slider_moves_the_image_drawing_is_reconstructed_nothing_leaves_loopback(server):
+    from playwright.sync_api import sync_playwright
+
+    base = f"http://{server[0]}:{server[1]}/"
+    requests: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(base, wait_until="networkidle")
+        assert page.locator("#sliders input[type=range]").count() + page.locator(
+            "#inactive-sliders input[type=range]").count() == LATENT_DIM
+        assert page.locator("#sample-gmm").is_visible() and not page.locator("#class-choice").is_visible()
+        before = wait_for_new_picture(page, "decoded", None)
+
+        # Drag the slider of the dimension with the largest KL from the middle to near its right end.
+        slider = page.locator("#sliders input[type=range]").first
+        box = slider.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.95, box["y"] + box["height"] / 2, steps=8)
+        page.mouse.up()
+        assert float(slider.input_value()) > 2.5
+        wait_for_new_picture(page, "decoded", before)
+
+        # Draw a "7" on the canvas: a reconstruction appears and the sliders jump to its code.
+        codes_before = page.eval_on_selector("#z-text", "pre => pre.textContent")
+        canvas = page.locator("#canvas").bounding_box()
+        page.mouse.move(canvas["x"] + 80, canvas["y"] + 60)
+        page.mouse.down()
+        for x, y in ((200, 60), (130, 230)):
+            page.mouse.move(canvas["x"] + x, canvas["y"] + y, steps=10)
+        page.mouse.up()
+        wait_for_new_picture(page, "reconstruction", None)
+        original = wait_for_new_picture(page, "original", None)
+        assert page.locator("#compare").is_visible()
+        assert page.eval_on_selector("#z-text", "pre => pre.textContent") != codes_before  # the sliders jumped
+        assert sum(original[0::4]) > 0  # the drawing reached the model's 28×28 input (red channel, not black)
+        assert page.inner_text("#status") == ""
+
+        page.goto(f"{base}docs", wait_until="networkidle")
+        page.wait_for_selector(".opblock-summary-path")
+        browser.close()
+    outside = [url for url in requests if not url.startswith((base, "blob:" + base[:-1], "data:"))]
+    assert outside == []
+
+
+# --- the command -----------------------------------------------------------------------------------------------------
+
+
+def test_vaelab_explore_prints_its_url_serves_and_refuses_a_busy_port(analysed_run):
+    command = [sys.executable, "-m", "vaelab.cli", "explore", str(analysed_run), "--port", "0"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        assert "http://127.0.0.1:" in line, server.stderr.read() if server.poll() is not None else line
+        port = int(line.split("http://127.0.0.1:")[1].split("/")[0])
+        assert get_json((HOST, port), "/api/info")["latent_dim"] == LATENT_DIM
+        busy = subprocess.run([*command[:-1], str(port)], capture_output=True, text=True, timeout=120)
+        assert busy.returncode == 2 and "cannot listen on 127.0.0.1 port" in busy.stderr
+        assert busy.stderr.strip().count("\n") == 0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    missing = subprocess.run([*command[:4], "no-such-run"], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "run directory no-such-run does not exist" in missing.stderr
