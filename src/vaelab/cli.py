@@ -35,6 +35,7 @@ def train(
     config: Path | None = typer.Option(None, "--config", help="YAML file; flags override it."),
     dataset: str | None = typer.Option(None, help="mnist or fashion-mnist"),
     input_mode: str | None = typer.Option(None, help="grayscale or binarized"),
+    model: str | None = typer.Option(None, "--model", help="vae, or cvae (conditioned on the class label)"),
     latent_dim: int | None = typer.Option(None),
     channels: str | None = typer.Option(None, help="Widths of the stride-2 stages, e.g. 32,64"),
     blocks_per_stage: int | None = typer.Option(None),
@@ -60,7 +61,7 @@ def train(
     from vaelab.training.runs import start_or_resume
 
     overrides = {
-        "dataset": dataset, "input_mode": input_mode, "latent_dim": latent_dim, "channels": channels,
+        "dataset": dataset, "input_mode": input_mode, "kind": model, "latent_dim": latent_dim, "channels": channels,
         "blocks_per_stage": blocks_per_stage, "hidden_dim": hidden_dim, "likelihood": likelihood, "beta": beta,
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "lr_schedule": lr_schedule,
         "kl_warmup_steps": kl_warmup_steps, "free_bits": free_bits, "seed": seed, "precision": precision,
