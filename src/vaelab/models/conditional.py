@@ -26,13 +26,19 @@ class ConditionalVAE(VAE):
     def classes(self) -> int:
         return self.config.classes
 
+    def check_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Labels as int64 `[N]`; a class the model does not know is a one-line error, not an index error."""
+        labels = torch.as_tensor(labels).long().reshape(-1)
+        unknown = labels[(labels < 0) | (labels >= self.classes)]
+        if unknown.numel():
+            raise VaelabError(
+                f"class {unknown[0].item()} is out of range; this model knows classes 0 to {self.classes - 1}"
+            )
+        return labels
+
     def one_hot(self, labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """Labels `[N]` → one-hot `[N, classes]` with the dtype and device of `like`; unknown classes are errors."""
-        labels = torch.as_tensor(labels, device=like.device).long().reshape(-1)
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self.classes):
-            bad = labels[(labels < 0) | (labels >= self.classes)][0].item()
-            raise VaelabError(f"class {bad} is out of range; this model knows classes 0 to {self.classes - 1}")
-        return F.one_hot(labels, self.classes).to(like.dtype)
+        """Labels `[N]` → one-hot `[N, classes]` with the dtype and device of `like`."""
+        return F.one_hot(self.check_labels(labels).to(like.device), self.classes).to(like.dtype)
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z|x, y): the encoder's hidden features with the one-hot label appended, read out as mu, logvar."""
