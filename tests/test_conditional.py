@@ -36,7 +36,8 @@ def test_samples_for_each_class_are_classified_as_that_class_far_above_chance(cv
     accuracy = conditional_accuracy(model, load_or_train_classifier("mnist", log=lambda m: None), 100, seed=0)
     assert len(accuracy["per_class"]) == 10
     assert accuracy["overall"] == pytest.approx(sum(accuracy["per_class"]) / 10)
-    # An unconditioned model's samples hit the asked class about 10% of the time; this one was measured at 0.82.
+    # An unconditioned model's samples hit the asked class about 10% of the time; this one reached 0.88
+    # (100 per class, 9 classes at ≥ 0.89; class 4 at 0).
     assert accuracy["overall"] >= 0.6
     assert sum(value >= 0.3 for value in accuracy["per_class"]) >= 8
 
