@@ -35,6 +35,7 @@ def train(
     config: Path | None = typer.Option(None, "--config", help="YAML file; flags override it."),
     dataset: str | None = typer.Option(None, help="mnist or fashion-mnist"),
     input_mode: str | None = typer.Option(None, help="grayscale or binarized"),
+    model: str | None = typer.Option(None, "--model", help="vae, or cvae (conditioned on the class label)"),
     latent_dim: int | None = typer.Option(None),
     channels: str | None = typer.Option(None, help="Widths of the stride-2 stages, e.g. 32,64"),
     blocks_per_stage: int | None = typer.Option(None),
@@ -60,7 +61,7 @@ def train(
     from vaelab.training.runs import start_or_resume
 
     overrides = {
-        "dataset": dataset, "input_mode": input_mode, "latent_dim": latent_dim, "channels": channels,
+        "dataset": dataset, "input_mode": input_mode, "kind": model, "latent_dim": latent_dim, "channels": channels,
         "blocks_per_stage": blocks_per_stage, "hidden_dim": hidden_dim, "likelihood": likelihood, "beta": beta,
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "lr_schedule": lr_schedule,
         "kl_warmup_steps": kl_warmup_steps, "free_bits": free_bits, "seed": seed, "precision": precision,
@@ -82,15 +83,17 @@ def evaluate(
     generation: bool = typer.Option(False, help="Also measure every sampler's samples (as `vaelab fid RUN`)."),
     generation_samples: int = typer.Option(10_000, help="Samples per sampler (published protocol: 10,000)."),
     inception: bool = INCEPTION,
+    class_samples: int = typer.Option(1000, help="Samples per class for a cvae run's conditional accuracy."),
 ) -> None:
-    """Test-split ELBO, IWAE_k NLL, KL per dimension, active units, MSE → RUN/eval.json."""
+    """Test-split ELBO, IWAE_k NLL, KL per dimension, active units, MSE (a cvae: conditional accuracy) → eval.json."""
     from vaelab.evaluation import evaluate_run
     from vaelab.evaluation.tables import eval_table
 
-    _check_positive(iw_images=iw_images, test_limit=test_limit, generation_samples=generation_samples)
+    _check_positive(iw_images=iw_images, test_limit=test_limit, generation_samples=generation_samples,
+                    class_samples=class_samples)
     if iw_samples < 0:
         raise VaelabError("--iw-samples must be ≥ 0")
-    result = evaluate_run(run, iw_samples, iw_images, test_limit, device, log=_stderr)
+    result = evaluate_run(run, iw_samples, iw_images, test_limit, device, log=_stderr, class_samples=class_samples)
     typer.echo(eval_table(result))
     typer.echo(f"written to {run / 'eval.json'}")
     if generation:
@@ -132,20 +135,56 @@ def sample(
         "prior", help="prior (N(0, I)), gmm (a mixture fitted on training codes) or two-stage (a VAE on them)."
     ),
     components: int = typer.Option(10, help="Mixture components for --sampler gmm."),
+    label: int | None = typer.Option(None, "--class", help="A cvae run: draw every sample as this class."),
+    grid_classes: bool = typer.Option(
+        False, "--grid-classes", help="A cvae run: one row per class, the same z down each column."
+    ),
+    columns: int = typer.Option(10, help="Columns (styles) of --grid-classes."),
     scale: int = SCALE,
     smooth: bool = SMOOTH,
 ) -> None:
     """Decode sampled codes into a PNG grid."""
+    from vaelab.analysis.conditional import class_grid, class_grid_picture, class_samples
     from vaelab.analysis.samplers import sample_images
     from vaelab.analysis.samples import sample_grid
     from vaelab.images import save_png
     from vaelab.io import require_suffix
     from vaelab.training import load_model
 
-    _check_positive(n=n, scale=scale, components=components)
+    _check_positive(n=n, scale=scale, components=components, columns=columns)
     require_suffix(out, ".png")  # before the mixture is fitted
-    images = sample_images(load_model(run), run, n, sampler, seed, components, _stderr)
-    typer.echo(f"wrote {save_png(out, sample_grid(images), scale, smooth)}")
+    if (label is not None or grid_classes) and sampler != "prior":
+        raise VaelabError("--class and --grid-classes draw z from the prior; leave out --sampler")
+    if label is not None and grid_classes:
+        raise VaelabError("give --class or --grid-classes, not both")
+    model = load_model(run)
+    if grid_classes:
+        picture = class_grid_picture(class_grid(model, columns, seed))
+    elif label is not None:
+        picture = sample_grid(class_samples(model, label, n, seed))
+    else:
+        picture = sample_grid(sample_images(model, run, n, sampler, seed, components, _stderr))
+    typer.echo(f"wrote {save_png(out, picture, scale, smooth)}")
+
+
+@app.command()
+def restyle(
+    run: Path = RUN,
+    source: str = typer.Option(..., "--from", help="The test image whose style is kept, as test:INDEX."),
+    out: Path = typer.Option(Path("restyle.png"), "--out"),
+    scale: int = SCALE,
+    smooth: bool = SMOOTH,
+) -> None:
+    """A cvae run: a test image, then its style (z from its own label) decoded as every class, as a PNG."""
+    from vaelab.analysis.conditional import restyle_run, restyle_strip
+    from vaelab.images import save_png
+    from vaelab.io import require_suffix
+
+    _check_positive(scale=scale)
+    require_suffix(out, ".png")
+    original, restyled, label = restyle_run(run, source)
+    typer.echo(f"{source} (class {label}) restyled as classes 0 to {len(restyled) - 1}")
+    typer.echo(f"wrote {save_png(out, restyle_strip(original, restyled), scale, smooth)}")
 
 
 @app.command()

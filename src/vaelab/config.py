@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from vaelab.data.datasets import INPUT_MODES
+from vaelab.data.datasets import CLASS_NAMES, INPUT_MODES
 from vaelab.data.sources import DATASETS
 from vaelab.errors import VaelabError
 
@@ -20,6 +20,7 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 LR_SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
+MODEL_KINDS = ("vae", "cvae")  # cvae: encoder and decoder also see the class label (Kingma et al. 2014)
 
 
 @dataclass
@@ -34,6 +35,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    kind: str = "vae"  # "vae" or "cvae" (conditioned on the class label; z then carries style)
+    classes: int = 10  # labels a cvae is conditioned on; must match the dataset
     latent_dim: int = 32
     channels: list[int] = field(default_factory=lambda: [32, 64])  # one stride-2 conv stage each
     blocks_per_stage: int = 0  # residual 3×3 blocks after each stage
@@ -106,6 +109,12 @@ class RunConfig:
         for name in ("train_limit", "val_limit"):
             value = getattr(d, name)
             _check(value is None or value > 0, f"{name} must be a positive number of images")
+        _check(m.kind in MODEL_KINDS, f"model kind '{m.kind}' is unknown; choose one of: {', '.join(MODEL_KINDS)}")
+        dataset_classes = len(CLASS_NAMES.get(d.dataset, ()))
+        _check(
+            m.kind != "cvae" or m.classes == dataset_classes,
+            f"classes must be {dataset_classes} for a cvae on {d.dataset} (its number of classes), got {m.classes}",
+        )
         _check(m.latent_dim >= 1, "latent_dim must be at least 1")
         _check(len(m.channels) >= 1 and all(c >= 1 for c in m.channels), "channels must be positive widths")
         _check(

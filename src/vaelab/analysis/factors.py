@@ -47,7 +47,7 @@ from vaelab.analysis.traversal import (
 from vaelab.errors import VaelabError
 from vaelab.evaluation.latents import dimensions_by_kl
 from vaelab.io import atomic_write_json, require_suffix
-from vaelab.models import VAE
+from vaelab.models import VAE, refuse_conditional
 from vaelab.training.checkpoint import load_model, read_config
 
 FACTORS = "factors.json"
@@ -164,6 +164,7 @@ def analyse_factors(
     out = require_suffix(out if out is not None else run_dir / FACTORS, ".json")
     data = read_config(run_dir).data
     model = load_model(run_dir)
+    refuse_conditional(model, "vaelab factors")
     test, inputs = load_test_inputs(data)
     means, _ = posterior_moments(model, inputs)
     usage = latent_usage(run_dir, model, inputs)

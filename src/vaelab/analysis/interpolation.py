@@ -25,6 +25,7 @@ from vaelab.analysis.traversal import (
 from vaelab.data import to_float
 from vaelab.errors import VaelabError
 from vaelab.images import make_grid
+from vaelab.models import refuse_conditional
 from vaelab.training.checkpoint import load_model, read_config
 
 MODES = ("linear", "slerp")
@@ -100,6 +101,7 @@ def interpolate_run(
     """Interpolate between two test images named `test:INDEX`, in latent space (decoded) and in pixel space."""
     check_arguments(steps, mode)  # before any loading
     model = load_model(run_dir)
+    refuse_conditional(model, "vaelab interpolate")
     test, inputs = load_test_inputs(read_config(run_dir).data)
     first = parse_test_reference(start, "from", len(test))
     last = parse_test_reference(end, "to", len(test))

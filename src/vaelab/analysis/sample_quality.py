@@ -45,6 +45,7 @@ from vaelab.evaluation.reference_classifier import (
     load_or_train_classifier,
 )
 from vaelab.io import atomic_write_json
+from vaelab.models import refuse_conditional
 from vaelab.training import load_model, read_config
 
 GENERATION = "generation.json"
@@ -163,6 +164,7 @@ def measure_generation(
     elif reference.dataset != dataset:
         raise VaelabError(f"{run_dir} is a {dataset} run; the reference given is {reference.dataset}")
     model = load_model(run_dir)
+    refuse_conditional(model, "vaelab fid")
 
     path = run_dir / GENERATION
     result: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}

@@ -22,7 +22,7 @@ from vaelab.analysis.traversal import decode_codes, posterior_moments
 from vaelab.data import iterate_batches, load_split, prepare_inputs
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
-from vaelab.models import VAE
+from vaelab.models import VAE, is_conditional, refuse_conditional
 from vaelab.models.latent_vae import LatentVAE
 from vaelab.training.checkpoint import load_model_weights, load_tensors, model_tensors, read_config, save_tensors
 from vaelab.training.schedules import learning_rate
@@ -166,6 +166,8 @@ def sample_codes(
     if sampler not in SAMPLERS:
         raise VaelabError(f"unknown --sampler '{sampler}'; choose one of: {', '.join(SAMPLERS)}")
     generator = torch.Generator().manual_seed(seed)
+    if sampler != "prior":
+        refuse_conditional(model, f"--sampler {sampler}")  # both are fitted on codes of unlabelled images
     if sampler == "prior":
         return torch.randn(n, model.latent_dim, generator=generator)
     if sampler == "gmm":
@@ -179,4 +181,8 @@ def sample_images(
     log: Callable[[str], None] = print,
 ) -> torch.Tensor:
     """`n` decoded samples `[n, C, H, W]` from the chosen sampler, reproducible by seed."""
-    return decode_codes(model, sample_codes(model, run_dir, n, sampler, seed, components, log))
+    codes = sample_codes(model, run_dir, n, sampler, seed, components, log)
+    if is_conditional(model):  # the classes in turn, as ConditionalVAE.sample draws them
+        labels = torch.arange(n) % model.classes
+        return torch.cat([model.decode(codes[i].to(model.device), labels[i]).cpu() for i in iterate_batches(n, 1000)])
+    return decode_codes(model, codes)

@@ -10,7 +10,7 @@ import torch
 from vaelab.data import load_split, prepare_inputs
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.images import make_grid
-from vaelab.models import VAE
+from vaelab.models import VAE, is_conditional
 
 
 @torch.no_grad()
@@ -32,7 +32,10 @@ def reconstruction_grid(
     below, repeated until `n` images are shown."""
     test = load_split(dataset, "test")
     x = prepare_inputs(test.images[start : start + n], input_mode, EVAL_SEED)  # as evaluation sees them
-    reconstructions = model.reconstruct(x.to(model.device)).cpu()
+    if is_conditional(model):  # decoded with the images' own labels
+        reconstructions = model.reconstruct(x.to(model.device), test.labels[start : start + n]).cpu()
+    else:
+        reconstructions = model.reconstruct(x.to(model.device)).cpu()
     rows = []
     for first in range(0, len(x), columns):
         rows += [x[first : first + columns], reconstructions[first : first + columns]]

@@ -24,7 +24,7 @@ from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.evaluation.latents import active_units, dimensions_by_kl
 from vaelab.images import DISPLAY_SCALE, make_grid, upscale
 from vaelab.io import atomic_write
-from vaelab.models import VAE
+from vaelab.models import VAE, refuse_conditional
 from vaelab.models.vae import kl_per_dimension
 from vaelab.training.checkpoint import EVAL, load_model, read_config
 
@@ -190,6 +190,7 @@ def traverse_run(
     `prior` or `test:INDEX`."""
     values = traversal_values(radius, steps)
     model = load_model(run_dir)
+    refuse_conditional(model, "vaelab traverse")
     _, inputs = load_test_inputs(read_config(run_dir).data)
     code = base_code(model, base, inputs)
     usage = latent_usage(run_dir, model, inputs)

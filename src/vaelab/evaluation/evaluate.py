@@ -10,10 +10,12 @@ from typing import Any
 import torch
 
 from vaelab.data import iterate_batches, load_split, prepare_inputs, to_float
+from vaelab.evaluation.conditional import conditional_accuracy
 from vaelab.evaluation.latents import active_units
 from vaelab.evaluation.likelihood import bits_per_dim, elbo_terms, importance_weights, iwae_bound
+from vaelab.evaluation.reference_classifier import classifier_summary, load_or_train_classifier
 from vaelab.io import atomic_write_json
-from vaelab.models import VAE
+from vaelab.models import VAE, is_conditional
 from vaelab.training.checkpoint import EVAL, load_model, read_config
 from vaelab.training.hardware import resolve_device
 
@@ -29,11 +31,13 @@ def evaluate_run(
     device: str = "auto",
     log: Callable[[str], None] = lambda message: None,
     write: bool = True,
+    class_samples: int = 1000,
 ) -> dict[str, Any]:
     """ELBO, IWAE_k, KL per dimension, active units and MSE on the test split (fp32, fixed seeds).
 
     `iw_images` limits the IWAE bound to the first N test images (it costs k decoder passes per image); the
-    number used is recorded beside the bound.
+    number used is recorded beside the bound. A conditional run's bounds are on log p(x|y), with the test labels;
+    its conditional accuracy (`class_samples` samples per class) is added under "conditional_accuracy".
     """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
@@ -42,6 +46,8 @@ def evaluate_run(
     test = load_split(config.data.dataset, "test").subset(test_limit)
     x_all = prepare_inputs(test.images, config.data.input_mode, EVAL_SEED)
     intensities = to_float(test.images)
+    conditional = is_conditional(model)
+    labels_all = test.labels if conditional else None
     n, pixels = len(test), x_all[0].numel()
     started = time.perf_counter()
 
@@ -50,12 +56,13 @@ def evaluate_run(
     recon, kl, kl_dims, means, squared_error = [], [], [], [], 0.0
     for index in iterate_batches(n, 1000):
         x = x_all[index].to(torch_device)
-        terms = elbo_terms(model, x, generator)
+        labels = labels_all[index] if conditional else None
+        terms = elbo_terms(model, x, generator, labels)
         recon.append(terms["recon"].cpu())
         kl.append(terms["kl"].cpu())
         kl_dims.append(terms["kl_per_dim"].cpu())
         means.append(terms["mu"].cpu())
-        reconstruction = model.decode(terms["mu"]).cpu()
+        reconstruction = (model.decode(terms["mu"], labels) if conditional else model.decode(terms["mu"])).cpu()
         squared_error += (reconstruction - intensities[index]).pow(2).sum().item()
     recon_t, kl_t = torch.cat(recon), torch.cat(kl)
     elbo = -(recon_t + kl_t)
@@ -89,7 +96,9 @@ def evaluate_run(
         batch = max(1, 20_000 // chunk)
         iwae, same_sample_elbo = [], []
         for done, index in enumerate(iterate_batches(m, batch)):
-            log_w = importance_weights(model, x_all[index].to(torch_device), iw_samples, generator, chunk).cpu()
+            labels = labels_all[index] if conditional else None
+            log_w = importance_weights(model, x_all[index].to(torch_device), iw_samples, generator, chunk, labels)
+            log_w = log_w.cpu()
             iwae.append(iwae_bound(log_w))
             same_sample_elbo.append(log_w.mean(1))
             if done % 10 == 0:
@@ -105,6 +114,12 @@ def evaluate_run(
             "elbo_same_draws": same_t.mean().item(),
             "images_below_elbo": int((iwae_t < same_t - 1e-4).sum()),
         }
+    if conditional:
+        log(f"conditional accuracy: {class_samples:,} samples per class, judged by the reference classifier")
+        judge = load_or_train_classifier(config.data.dataset, log=log).to(torch_device)
+        accuracy = conditional_accuracy(model, judge, class_samples, EVAL_SEED)
+        accuracy["classifier_test_accuracy"] = classifier_summary(config.data.dataset)["test_accuracy"]
+        result["conditional_accuracy"] = accuracy
     result["seconds"] = time.perf_counter() - started
     if write:
         atomic_write_json(run_dir / EVAL, result)
@@ -114,5 +129,7 @@ def evaluate_run(
 @torch.no_grad()
 def per_class_reconstruction(model: VAE, inputs: torch.Tensor, labels: torch.Tensor) -> list[float]:
     """Mean reconstruction term −log p(x|z) per class, nats (one z sample per image, fixed seed)."""
-    recon = elbo_terms(model, inputs.to(model.device), torch.Generator().manual_seed(EVAL_SEED))["recon"].cpu()
+    generator = torch.Generator().manual_seed(EVAL_SEED)
+    recon = elbo_terms(model, inputs.to(model.device), generator, labels if is_conditional(model) else None)["recon"]
+    recon = recon.cpu()
     return [recon[labels == c].mean().item() for c in range(int(labels.max()) + 1)]

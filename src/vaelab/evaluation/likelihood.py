@@ -11,24 +11,33 @@ import math
 
 import torch
 
-from vaelab.models import VAE, gaussian_log_density
+from vaelab.models import VAE, gaussian_log_density, is_conditional
 
 
 @torch.no_grad()
-def elbo_terms(model: VAE, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """Per-image reconstruction term (one z sample), analytic KL, and KL per dimension."""
-    mu, _ = model.encode(x)
-    noise = torch.randn(mu.shape, generator=generator).to(mu.device)
-    terms = model.loss_terms(x, noise)
+def elbo_terms(
+    model: VAE, x: torch.Tensor, generator: torch.Generator | None = None, labels: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """Per-image reconstruction term (one z sample), analytic KL, and KL per dimension. A conditional model needs
+    the images' `labels`: its bound is on log p(x|y)."""
+    noise = torch.randn(x.shape[0], model.latent_dim, generator=generator).to(x.device)
+    terms = model.loss_terms(x, noise, labels) if is_conditional(model) else model.loss_terms(x, noise)
     return {"recon": terms["recon"], "kl": terms["kl"], "kl_per_dim": terms["kl_per_dim"], "mu": terms["mu"]}
 
 
 @torch.no_grad()
 def importance_weights(
-    model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None, chunk: int = 250
+    model: VAE,
+    x: torch.Tensor,
+    k: int,
+    generator: torch.Generator | None = None,
+    chunk: int = 250,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """log p(x, z_i) − log q(z_i|x) for k draws z_i ~ q(z|x): `[N, k]`."""
-    mu, logvar = model.encode(x)
+    """log p(x, z_i) − log q(z_i|x) for k draws z_i ~ q(z|x): `[N, k]` (given the `labels` for a conditional
+    model: then the bound is on log p(x|y))."""
+    conditional = is_conditional(model)
+    mu, logvar = model.encode(x, labels) if conditional else model.encode(x)
     n, d = mu.shape
     columns = []
     for start in range(0, k, chunk):
@@ -38,7 +47,11 @@ def importance_weights(
         log_q = gaussian_log_density(z, mu[:, None], logvar[:, None])
         log_prior = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(-1)
         x_rep = x[:, None].expand(n, m, *x.shape[1:]).reshape(n * m, *x.shape[1:])
-        log_px = model.decode_dist(z.reshape(n * m, d)).log_prob(x_rep).view(n, m)
+        if conditional:
+            px = model.decode_dist(z.reshape(n * m, d), labels.to(mu.device).repeat_interleave(m))
+        else:
+            px = model.decode_dist(z.reshape(n * m, d))
+        log_px = px.log_prob(x_rep).view(n, m)
         columns.append(log_px + log_prior - log_q)
     return torch.cat(columns, dim=1)
 

@@ -24,6 +24,17 @@ def eval_table(result: dict[str, Any]) -> str:
         ("active units (Cov > 0.01)", f"{result['active_units']} of {result['latent_dim']}"),
         ("reconstruction MSE (per pixel)", f"{result['mse']:.5f}"),
     ]
+    if "conditional_accuracy" in result:
+        accuracy = result["conditional_accuracy"]
+        per_class = " ".join(f"{value:.0%}" for value in accuracy["per_class"])
+        rows += [
+            (
+                "conditional accuracy",
+                f"{accuracy['overall']:.2%} ({accuracy['samples_per_class']:,} samples per class; the judge's "
+                f"accuracy on real test images {accuracy['classifier_test_accuracy']:.2%})",
+            ),
+            ("  per class 0, 1, …", per_class),
+        ]
     width = max(len(name) for name, _ in rows)
     lines = [f"{name.ljust(width)}  {value}" for name, value in rows]
     if "note" in result:

@@ -8,6 +8,7 @@ in nats.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -29,7 +30,9 @@ def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
 
 
 class VAE(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, condition_dim: int = 0) -> None:
+        """`condition_dim` widens the encoder's last layer and the decoder's first by a condition vector (the
+        one-hot label of the conditional variant); 0 gives the plain VAE, whose parameter names it keeps."""
         super().__init__()
         self.config = config
         widths = [config.image_channels, *config.channels]
@@ -41,11 +44,12 @@ class VAE(nn.Module):
         ]
         encoder.append(nn.Flatten())
         decoder_input: list[nn.Module] = []
+        decoder_width = config.latent_dim + condition_dim
         if config.hidden_dim:
             encoder += [nn.Linear(features, config.hidden_dim), nn.ReLU()]
-            decoder_input += [nn.Linear(config.latent_dim, config.hidden_dim), nn.ReLU()]
-        encoder.append(nn.Linear(config.hidden_dim or features, 2 * config.latent_dim))
-        decoder_input += [nn.Linear(config.hidden_dim or config.latent_dim, features), nn.ReLU()]
+            decoder_input += [nn.Linear(decoder_width, config.hidden_dim), nn.ReLU()]
+        encoder.append(nn.Linear((config.hidden_dim or features) + condition_dim, 2 * config.latent_dim))
+        decoder_input += [nn.Linear(config.hidden_dim or decoder_width, features), nn.ReLU()]
         self.encoder = nn.Sequential(*encoder)
         self.decoder_input = nn.Sequential(*decoder_input)
         self.decoder = nn.Sequential(
@@ -99,13 +103,29 @@ class VAE(nn.Module):
         `noise` (standard normal, `[N, latent_dim]`) may be passed so that callers control the randomness.
         """
         mu, logvar = self.encode(x)
+        return self.terms_from_posterior(x, mu, logvar, noise, self.decode_dist)
+
+    def terms_from_posterior(
+        self,
+        x: torch.Tensor,
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        noise: torch.Tensor | None,
+        decode_dist: Callable[[torch.Tensor], Distribution],
+    ) -> dict[str, torch.Tensor]:
+        """The loss terms once q(z|x) is known; variants pass their own `decode_dist` (e.g. with the label bound)."""
         if noise is None:
             noise = torch.randn_like(mu)
         z = mu + noise * (0.5 * logvar).exp()
-        recon = -self.decode_dist(z).log_prob(x)
+        recon = -decode_dist(z).log_prob(x)
         kl_dims = kl_per_dimension(mu, logvar)
         return {"recon": recon, "kl_per_dim": kl_dims, "kl": kl_dims.sum(1), "mu": mu, "logvar": logvar}
 
 
 def build_model(config: ModelConfig) -> VAE:
+    """The model a config describes: the plain VAE, or the conditional one for `kind: cvae`."""
+    if config.kind == "cvae":
+        from vaelab.models.conditional import ConditionalVAE  # it subclasses VAE, so it imports this module
+
+        return ConditionalVAE(config)
     return VAE(config)

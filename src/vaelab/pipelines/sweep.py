@@ -162,6 +162,8 @@ def run_sweep(
     if settings.inception_samples > settings.samples:
         raise VaelabError(f"--inception-samples {settings.inception_samples} is more than --samples {settings.samples}")
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    if given.get("kind", (base or RunConfig()).model.kind) != "vae":
+        raise VaelabError("vaelab sweep does not support conditional runs yet; set model kind: vae in its config")
     configs = {beta: (base or RunConfig()).with_overrides({**given, "beta": beta, "epochs": settings.epochs})
                for beta in betas}
     dataset = next(iter(configs.values())).data.dataset

@@ -18,6 +18,7 @@ from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
 from vaelab.analysis.embedding import embed, spread_points  # noqa: E402
 from vaelab.analysis.traversal import load_test_inputs, posterior_moments  # noqa: E402
 from vaelab.data import CLASS_NAMES  # noqa: E402
+from vaelab.models import refuse_conditional  # noqa: E402
 from vaelab.training import load_model, read_config  # noqa: E402
 
 DPI = 110
@@ -83,6 +84,7 @@ def latent_map_png(
     points that cover the map."""
     config = read_config(run_dir)
     model = load_model(run_dir)
+    refuse_conditional(model, "vaelab embed")
     test, inputs = load_test_inputs(config.data)
     count = min(limit or len(test), len(test))
     means, _ = posterior_moments(model, inputs[:count])

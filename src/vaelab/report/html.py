@@ -26,6 +26,7 @@ from vaelab.evaluation.generation import sharpness
 from vaelab.evaluation.reference_classifier import load_or_train_classifier
 from vaelab.images import make_grid, png_bytes, upscale
 from vaelab.io import atomic_write_text
+from vaelab.models import refuse_conditional
 from vaelab.report.figures import latent_map_png, training_curves
 from vaelab.training import load_model, read_config, read_metrics
 from vaelab.training.checkpoint import EVAL
@@ -63,6 +64,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, log: Log = 
     dataset = config.data.dataset
     classes = CLASS_NAMES[dataset]
     model = load_model(run_dir)
+    refuse_conditional(model, "vaelab report")
     history = read_metrics(run_dir)
     sections: list[tuple[str, str]] = []
 

@@ -21,7 +21,7 @@ import torch
 from vaelab.config import RunConfig
 from vaelab.data import iterate_batches, load_split, prepare_inputs, to_float
 from vaelab.errors import VaelabError
-from vaelab.models import VAE, build_model
+from vaelab.models import VAE, build_model, is_conditional
 from vaelab.training import checkpoint
 from vaelab.training.hardware import autocast, resolve_device, use_bf16
 from vaelab.training.schedules import kl_weight, kl_with_free_bits, learning_rate
@@ -67,7 +67,9 @@ def train(
     train_set = load_split(data.dataset, "train", data.val_size, data.split_seed).subset(data.train_limit)
     val_set = load_split(data.dataset, "val", data.val_size, data.split_seed).subset(data.val_limit)
     train_x = to_float(train_set.images).to(device)
+    train_y = train_set.labels.to(device)  # only a conditional model reads them
     val_x = prepare_inputs(val_set.images, data.input_mode, VALIDATION_SEED).to(device)
+    val_y = val_set.labels.to(device)
     steps_per_epoch = len(train_set) // train_cfg.batch_size
     if steps_per_epoch == 0:
         raise VaelabError(f"batch_size {train_cfg.batch_size} is larger than the {len(train_set)} training images")
@@ -102,7 +104,7 @@ def train(
         sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
         seen, epoch_start = 0, time.perf_counter()
         for index in batches[state["batch_in_epoch"] :]:
-            x = train_x[index.to(device)]
+            x, labels = train_x[index.to(device)], train_y[index.to(device)]
             if data.input_mode == "binarized":
                 x = torch.bernoulli(x, generator=generators["binarize"])
             x = x.contiguous(memory_format=memory_format)
@@ -115,7 +117,7 @@ def train(
                 x.shape[0], config.model.latent_dim, generator=generators["noise"], device=device
             )
             with autocast(device, bf16):
-                terms = model.loss_terms(x, noise)
+                terms = model_terms(model, x, noise, labels)
             loss = (terms["recon"] + beta * kl_with_free_bits(terms["kl_per_dim"], train_cfg.free_bits)).mean()
             if not torch.isfinite(loss):
                 bar.close()
@@ -150,7 +152,7 @@ def train(
             checkpoint.save_last(run_dir, model, optimizer, generators, state)
             break
 
-        val = validate(model, val_x, config, device)
+        val = validate(model, val_x, val_y, config, device)
         row = {
             "epoch": epoch + 1,
             "step": state["step"],
@@ -186,8 +188,15 @@ def train(
     return TrainResult(run_dir, state["epoch"], state["step"], state["best_val_elbo"], finished, state["history"])
 
 
+def model_terms(model: VAE, x: torch.Tensor, noise: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The model's loss terms; a conditional model is also given the batch's labels."""
+    return model.loss_terms(x, noise, labels) if is_conditional(model) else model.loss_terms(x, noise)
+
+
 @torch.no_grad()
-def validate(model: VAE, val_x: torch.Tensor, config: RunConfig, device: torch.device) -> dict[str, Any]:
+def validate(
+    model: VAE, val_x: torch.Tensor, val_y: torch.Tensor, config: RunConfig, device: torch.device
+) -> dict[str, Any]:
     """Validation ELBO in fp32 with fixed noise: one reparameterised sample per image, analytic KL."""
     model.eval()
     generator = torch.Generator(device).manual_seed(VALIDATION_SEED)
@@ -195,7 +204,7 @@ def validate(model: VAE, val_x: torch.Tensor, config: RunConfig, device: torch.d
     for index in iterate_batches(val_x.shape[0], 1000):
         x = val_x[index.to(device)]
         noise = torch.randn(x.shape[0], config.model.latent_dim, generator=generator, device=device)
-        terms = model.loss_terms(x, noise)
+        terms = model_terms(model, x, noise, val_y[index.to(device)])
         recon_sum += terms["recon"].sum().item()
         kl_dims_sum += terms["kl_per_dim"].sum(0)
     n = val_x.shape[0]

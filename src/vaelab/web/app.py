@@ -52,7 +52,7 @@ from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.evaluation.latents import dimensions_by_kl
 from vaelab.images import make_grid, png_bytes
-from vaelab.models import VAE
+from vaelab.models import VAE, refuse_conditional
 from vaelab.training.checkpoint import load_model, read_config
 from vaelab.web.drawing import DRAWING_BOX, IMAGE_SIZE, prepare_drawing
 
@@ -95,6 +95,7 @@ class Explorer:
         run_dir = Path(run_dir)
         data = read_config(run_dir).data
         model = load_model(run_dir)
+        refuse_conditional(model, "vaelab explore")
         test, test_inputs = load_test_inputs(data)
         usage = latent_usage(run_dir, model, test_inputs)
         return cls(model, data.dataset, data.input_mode, test, test_inputs, usage, read_factor_names(run_dir),

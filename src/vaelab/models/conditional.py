@@ -1,0 +1,88 @@
+"""The conditional VAE (Kingma et al. 2014, "M1+M2"'s generative half without the classifier): encoder and
+decoder both see the class label y as a one-hot vector, so q(z|x, y) and p(x|z, y). The label carries the
+content (which digit or garment), so z is free to carry only the style (slant, thickness, size).
+
+The label enters where it is cheapest and most direct: appended to the encoder's last hidden layer (the one
+that reads out mu and log-variance) and to z at the decoder's input. Everything else is the VAE's; each method
+takes the labels `[N]` (int64, 0 … classes−1) beside its usual arguments.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.distributions import Distribution
+from torch.nn import functional as F
+
+from vaelab.config import ModelConfig
+from vaelab.errors import VaelabError
+from vaelab.models.vae import VAE
+
+
+class ConditionalVAE(VAE):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config, condition_dim=config.classes)
+
+    @property
+    def classes(self) -> int:
+        return self.config.classes
+
+    def check_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Labels as int64 `[N]`; a class the model does not know is a one-line error, not an index error."""
+        labels = torch.as_tensor(labels).long().reshape(-1)
+        unknown = labels[(labels < 0) | (labels >= self.classes)]
+        if unknown.numel():
+            raise VaelabError(
+                f"class {unknown[0].item()} is out of range; this model knows classes 0 to {self.classes - 1}"
+            )
+        return labels
+
+    def one_hot(self, labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Labels `[N]` → one-hot `[N, classes]` with the dtype and device of `like`."""
+        return F.one_hot(self.check_labels(labels).to(like.device), self.classes).to(like.dtype)
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x, y): the encoder's hidden features with the one-hot label appended, read out as mu, logvar."""
+        hidden = self.encoder[:-1](x)
+        mu, logvar = self.encoder[-1](torch.cat([hidden, self.one_hot(labels, hidden)], dim=1)).float().chunk(2, 1)
+        return mu, logvar
+
+    def decoder_output(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return super().decoder_output(torch.cat([z, self.one_hot(labels, z)], dim=1))
+
+    def decode_dist(self, z: torch.Tensor, labels: torch.Tensor) -> Distribution:
+        return self.likelihood(self.decoder_output(z, labels))
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.decode_dist(z, labels).mean
+
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`n` images from z ~ N(0, I) decoded as `labels` `[n]`; without labels, the classes in turn (0, 1, …)."""
+        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+        if labels is None:
+            labels = torch.arange(n) % self.classes
+        return self.decode(z, labels)
+
+    def reconstruct(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        mu, _ = self.encode(x, labels)
+        return self.decode(mu, labels)
+
+    def loss_terms(
+        self, x: torch.Tensor, noise: torch.Tensor | None, labels: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        mu, logvar = self.encode(x, labels)
+        return self.terms_from_posterior(x, mu, logvar, noise, lambda z: self.decode_dist(z, labels))
+
+
+def is_conditional(model: VAE) -> bool:
+    return isinstance(model, ConditionalVAE)
+
+
+def refuse_conditional(model: VAE, what: str) -> None:
+    """A one-line error for the analyses that only know the unconditional API (they would call encode(x))."""
+    if is_conditional(model):
+        raise VaelabError(
+            f"{what} does not support conditional runs yet; use `vaelab sample --class/--grid-classes`, "
+            "`vaelab restyle` or `vaelab eval` on a cvae run"
+        )
