@@ -9,6 +9,16 @@ import pytest
 from vaelab.config import RunConfig
 from vaelab.training import train
 
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package, installed by `make test`; no browser download
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def launch_chromium(playwright):
+    """Headless Debian Chromium driven by Playwright, with no background traffic of its own."""
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+
+
 TINY = {
     "train_limit": 2048, "val_limit": 512, "batch_size": 128, "channels": [16, 32], "hidden_dim": 64, "latent_dim": 8,
 }

@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import launch_chromium
 from vaelab.report.html import build_report
-
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package, installed by `make test`; no browser download
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +29,7 @@ def test_report_opens_in_headless_chromium_with_every_image_loaded_and_no_outsid
 
     requests: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
+        browser = launch_chromium(playwright)
         page = browser.new_page()
         page.on("request", lambda request: requests.append(request.url))
         page.goto(report.as_uri(), wait_until="load")

@@ -20,6 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.conftest import launch_chromium
 from vaelab.analysis.factors import FACTORS, analyse_factors
 from vaelab.analysis.samplers import GMM_FILE
 from vaelab.analysis.traversal import load_test_inputs
@@ -30,7 +31,6 @@ from vaelab.training.checkpoint import BEST, CONFIG, save_tensors
 from vaelab.web.app import MAX_BODY_BYTES, Explorer, bind_socket, create_app, make_server
 from vaelab.web.drawing import prepare_drawing
 
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's package, installed by `make test`; no browser download
 HOST = "127.0.0.1"
 LATENT_DIM = 8  # the trained_run fixture's
 
@@ -388,11 +388,7 @@ def test_page_in_chromium_slider_moves_the_image_drawing_is_reconstructed_nothin
     base = f"http://{server[0]}:{server[1]}/"
     requests: list[str] = []
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"],
-        )
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.on("request", lambda request: requests.append(request.url))
         page.goto(base, wait_until="networkidle")
