@@ -9,12 +9,9 @@ Targets (issue 5): ≥ 99% on MNIST, ≥ 95% on Fashion-MNIST. Prints lines for 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
 import time
 
-import torch
+from machine import run_header
 
 from vaelab.data import CLASS_NAMES
 from vaelab.evaluation.conditional import conditional_accuracy
@@ -30,9 +27,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')} UTC  {platform.processor() or platform.machine()}, {os.cpu_count()} "
-          f"cores, {torch.get_num_threads()} threads, no GPU, commit {commit}, {args.run}")
+    print(run_header(args.run))
     started = time.perf_counter()
     dataset = read_config(args.run).data.dataset
     metrics = read_metrics(args.run)

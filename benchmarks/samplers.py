@@ -10,12 +10,9 @@ Writes RUN/generation.json (as `vaelab fid`) and prints a table for docs/results
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
 import time
 
-import torch
+from machine import run_header
 
 from vaelab.analysis.sample_quality import generation_table, measure_generation, parse_samplers
 from vaelab.analysis.samplers import sample_images
@@ -33,9 +30,7 @@ def main() -> None:
     parser.add_argument("--no-inception", action="store_true")
     parser.add_argument("--components", type=int, default=10)
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.processor() or platform.machine()}, {os.cpu_count()} "
-          f"cores, {torch.get_num_threads()} threads, no GPU, commit {commit}, {args.run}")
+    print(run_header(args.run))
     started = time.perf_counter()
     samplers = parse_samplers(args.samplers)
     result = measure_generation(args.run, samplers, args.samples, not args.no_inception, args.inception_samples,
