@@ -52,6 +52,12 @@ def train(
     precision: str | None = typer.Option(None, help="auto, bf16 or fp32"),
     device: str | None = typer.Option(None, help="auto, cpu or cuda"),
     max_steps: int | None = typer.Option(None, help="Stop after this many steps in total (resumable)."),
+    checkpoint_every: int | None = typer.Option(
+        None, help="Steps between resumable checkpoints besides each epoch's end (default 500; 0: epochs only)."
+    ),
+    skip_nonfinite: int | None = typer.Option(
+        None, help="Skip (and report) up to N batches with a non-finite loss or gradient instead of stopping."
+    ),
     train_limit: int | None = typer.Option(None, help="Use only the first N training images."),
     val_limit: int | None = typer.Option(None, help="Use only the first N validation images."),
     tensorboard: bool | None = typer.Option(None, "--tensorboard/--no-tensorboard"),
@@ -65,7 +71,8 @@ def train(
         "blocks_per_stage": blocks_per_stage, "hidden_dim": hidden_dim, "likelihood": likelihood, "beta": beta,
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "lr_schedule": lr_schedule,
         "kl_warmup_steps": kl_warmup_steps, "free_bits": free_bits, "seed": seed, "precision": precision,
-        "device": device, "max_steps": max_steps, "train_limit": train_limit, "val_limit": val_limit,
+        "device": device, "max_steps": max_steps, "checkpoint_every": checkpoint_every,
+        "skip_nonfinite": skip_nonfinite, "train_limit": train_limit, "val_limit": val_limit,
         "tensorboard": tensorboard,
     }
     result = start_or_resume(out, resume, config, overrides, progress=progress, log=typer.echo)
@@ -89,7 +96,7 @@ def evaluate(
     from vaelab.evaluation import evaluate_run
     from vaelab.evaluation.tables import eval_table
 
-    _check_positive(iw_images=iw_images, test_limit=test_limit, generation_samples=generation_samples,
+    _check_counts(iw_images=iw_images, test_limit=test_limit, generation_samples=generation_samples,
                     class_samples=class_samples)
     if iw_samples < 0:
         raise VaelabError("--iw-samples must be ≥ 0")
@@ -115,7 +122,7 @@ def fid(
     """Generation quality per sampler: Inception FID, classifier FID, precision/recall, classes, sharpness."""
     from vaelab.analysis.sample_quality import GENERATION, generation_table, measure_generation, parse_samplers
 
-    _check_positive(samples=samples, inception_samples=inception_samples, reference_images=reference_images,
+    _check_counts(samples=samples, inception_samples=inception_samples, reference_images=reference_images,
                     components=components)
     names = parse_samplers(sampler)
     result = measure_generation(
@@ -151,7 +158,7 @@ def sample(
     from vaelab.io import require_suffix
     from vaelab.training import load_model
 
-    _check_positive(n=n, scale=scale, components=components, columns=columns)
+    _check_counts(n=n, scale=scale, components=components, columns=columns)
     require_suffix(out, ".png")  # before the mixture is fitted
     if (label is not None or grid_classes) and sampler != "prior":
         raise VaelabError("--class and --grid-classes draw z from the prior; leave out --sampler")
@@ -180,7 +187,7 @@ def restyle(
     from vaelab.images import save_png
     from vaelab.io import require_suffix
 
-    _check_positive(scale=scale)
+    _check_counts(scale=scale)
     require_suffix(out, ".png")
     original, restyled, label = restyle_run(run, source)
     typer.echo(f"{source} (class {label}) restyled as classes 0 to {len(restyled) - 1}")
@@ -201,16 +208,22 @@ def reconstruct(
     from vaelab.images import save_png
     from vaelab.training import load_model, read_config
 
-    _check_positive(n=n, scale=scale)
+    _check_counts(n=n, scale=scale)
     config = read_config(run)
     grid = reconstruction_grid(load_model(run), config.data.dataset, config.data.input_mode, n, start)
     typer.echo(f"wrote {save_png(out, grid, scale, smooth)}")
 
 
-def _check_positive(**values: int | None) -> None:
+# Upper bounds for counts, so that a typo (an extra zero, a pasted seed) is refused instead of filling memory.
+COUNT_LIMITS = {"scale": 32, "n": 10_000, "columns": 1_000, "components": 2_000, "bases": 10_000}
+DEFAULT_COUNT_LIMIT = 1_000_000
+
+
+def _check_counts(**values: int | None) -> None:
     for name, value in values.items():
-        if value is not None and value < 1:
-            raise VaelabError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
+        flag, limit = f"--{name.replace('_', '-')}", COUNT_LIMITS.get(name, DEFAULT_COUNT_LIMIT)
+        if value is not None and not 1 <= value <= limit:
+            raise VaelabError(f"{flag} must be between 1 and {limit:,} (got {value})")
 
 
 def _stderr(message: str) -> None:
@@ -233,7 +246,7 @@ def traverse(
     from vaelab.analysis.traversal import row_label, save_traversal_gifs, traversal_grid, traverse_run
     from vaelab.images import save_png
 
-    _check_positive(scale=scale)
+    _check_counts(scale=scale)
     traversal = traverse_run(run, dims, radius, steps, base)
     usage = traversal.usage
     typer.echo(f"rows, KL per dimension from {usage.source} (off: not an active unit):")
@@ -265,7 +278,7 @@ def interpolate(
     from vaelab.images import save_png
     from vaelab.training import read_config
 
-    _check_positive(scale=scale)
+    _check_counts(scale=scale)
     interpolation = interpolate_run(run, start, end, steps, mode)
     typer.echo(f"wrote {save_png(out, interpolation_grid(interpolation), scale, smooth)}")
     typer.echo(
@@ -330,7 +343,7 @@ def embed(
     from vaelab.io import atomic_write_bytes, require_suffix
     from vaelab.report.figures import latent_map_png
 
-    _check_positive(limit=limit)
+    _check_counts(limit=limit)
     if method not in METHODS:
         raise VaelabError(f"unknown --method '{method}'; choose one of: {', '.join(METHODS)}")
     require_suffix(out, ".png")
@@ -357,7 +370,7 @@ def sweep(
     from vaelab.config import RunConfig, load_yaml_config
     from vaelab.pipelines.sweep import SWEEP_HTML, SWEEP_JSON, SweepSettings, parse_betas, run_sweep
 
-    _check_positive(epochs=epochs, iw_samples=iw_samples, iw_images=iw_images, factor_bases=factor_bases)
+    _check_counts(epochs=epochs, iw_samples=iw_samples, iw_images=iw_images, factor_bases=factor_bases)
     base = load_yaml_config(config) if config is not None else RunConfig()
     settings = SweepSettings(epochs, samples, inception_samples, iw_samples, iw_images, factor_bases)
     overrides = {"dataset": dataset, "train_limit": train_limit, "val_limit": val_limit}

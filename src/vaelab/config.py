@@ -21,6 +21,7 @@ LR_SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 MODEL_KINDS = ("vae", "cvae")  # cvae: encoder and decoder also see the class label (Kingma et al. 2014)
+MAX_WIDTH = 4096  # widths above this cannot fit a 28×28 model in memory; refuse them before allocating
 
 
 @dataclass
@@ -62,6 +63,8 @@ class TrainConfig:
     channels_last: bool = True
     device: str = "auto"
     max_steps: int | None = None  # stop (with a resumable checkpoint) after this many steps in total
+    checkpoint_every: int = 500  # steps between resumable checkpoints, besides every epoch's end (0: epochs only)
+    skip_nonfinite: int = 0  # batches with a non-finite loss or gradient to skip (and report) before stopping
     tensorboard: bool = False
 
 
@@ -106,6 +109,8 @@ class RunConfig:
         _check(d.dataset in DATASETS, f"unknown dataset '{d.dataset}'; choose one of: {', '.join(DATASETS)}")
         _check(d.input_mode in INPUT_MODES, f"input_mode must be one of {', '.join(INPUT_MODES)}")
         _check(0 < d.val_size < 60000, "val_size must be between 1 and 59,999")
+        for name, value in (("split_seed", d.split_seed), ("seed", t.seed)):
+            _check(0 <= value < 2**31, f"{name} must be between 0 and 2**31 − 1 (got {value})")
         for name in ("train_limit", "val_limit"):
             value = getattr(d, name)
             _check(value is None or value > 0, f"{name} must be a positive number of images")
@@ -115,16 +120,24 @@ class RunConfig:
             m.kind != "cvae" or m.classes == dataset_classes,
             f"classes must be {dataset_classes} for a cvae on {d.dataset} (its number of classes), got {m.classes}",
         )
-        _check(m.latent_dim >= 1, "latent_dim must be at least 1")
-        _check(len(m.channels) >= 1 and all(c >= 1 for c in m.channels), "channels must be positive widths")
+        _check(1 <= m.latent_dim <= MAX_WIDTH, f"latent_dim must be between 1 and {MAX_WIDTH}")
+        _check(
+            1 <= len(m.channels) <= 4 and all(1 <= c <= MAX_WIDTH for c in m.channels),
+            f"channels must be 1 to 4 widths between 1 and {MAX_WIDTH}, e.g. 32,64",
+        )
+        _check(
+            (m.image_size, m.image_channels) == (28, 1),
+            f"{d.dataset} images are 28×28 with 1 channel; image_size/image_channels must be 28/1",
+        )
         _check(
             m.image_size % (2 ** len(m.channels)) == 0,
             f"image_size {m.image_size} must be divisible by 2**len(channels) = {2 ** len(m.channels)}",
         )
-        _check(m.blocks_per_stage >= 0 and m.hidden_dim >= 0, "blocks_per_stage and hidden_dim must be ≥ 0")
+        _check(0 <= m.blocks_per_stage <= 16, "blocks_per_stage must be between 0 and 16")
+        _check(0 <= m.hidden_dim <= MAX_WIDTH, f"hidden_dim must be between 0 and {MAX_WIDTH}")
         _check(m.likelihood in LIKELIHOODS, f"likelihood must be one of {', '.join(LIKELIHOODS)}")
-        _check(t.epochs >= 1, "epochs must be at least 1")
-        _check(t.batch_size >= 1, "batch_size must be at least 1")
+        _check(1 <= t.epochs <= 100_000, "epochs must be between 1 and 100,000")
+        _check(1 <= t.batch_size <= 60_000, "batch_size must be between 1 and 60,000")
         for name in ("lr", "beta", "grad_clip", "min_lr", "free_bits"):
             value = getattr(t, name)
             _check(math.isfinite(value) and value >= 0, f"{name} must be a finite number ≥ 0 (got {value})")
@@ -134,6 +147,8 @@ class RunConfig:
         _check(t.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
         _check(t.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
         _check(t.max_steps is None or t.max_steps >= 1, "max_steps must be at least 1")
+        _check(t.checkpoint_every >= 0, "checkpoint_every must be ≥ 0 steps (0: checkpoint at epoch ends only)")
+        _check(t.skip_nonfinite >= 0, "skip_nonfinite must be ≥ 0 batches")
 
 
 def load_yaml_config(path: Path) -> RunConfig:
@@ -210,6 +225,6 @@ def _coerce(value: Any, default: Any, type_name: str, where: str) -> Any:
             if isinstance(value, str):
                 value = [v for v in value.split(",") if v.strip()]
             return [_coerce(v, 0, "int", where) for v in value]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise VaelabError(f"{where} must be of type {base} (got {value!r})") from None
     raise AssertionError(f"no coercion for {type_name}")

@@ -37,8 +37,30 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        _fsync_directory(path.parent)  # the rename itself must survive a power cut, not only the bytes
+    except OSError as error:  # disk full, quota, permissions: the old file is untouched
+        kept = "the previous version is intact" if path.exists() else "nothing was written"
+        raise VaelabError(
+            f"could not write {path} ({error.strerror or error}); {kept} — free space or fix permissions, then rerun"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fsync_directory(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Delete temp files that a killed `atomic_write` left behind in `folder` (call only as its one writer)."""
+    stale = sorted(Path(folder).glob(".*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

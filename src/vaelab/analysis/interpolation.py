@@ -16,6 +16,7 @@ import torch
 
 from vaelab.analysis.traversal import (
     GRID_PADDING,
+    MAX_STEPS,
     add_row_labels,
     decode_codes,
     load_test_inputs,
@@ -42,8 +43,8 @@ class Interpolation:
 
 
 def check_arguments(steps: int, mode: str) -> None:
-    if steps < 2:
-        raise VaelabError(f"steps must be at least 2 to include both ends (got {steps})")
+    if not 2 <= steps <= MAX_STEPS:
+        raise VaelabError(f"steps must be between 2 and {MAX_STEPS} to include both ends (got {steps})")
     if mode not in MODES:
         raise VaelabError(f"mode {mode!r} is not known; use one of: {', '.join(MODES)}")
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from vaelab.data import load_split, prepare_inputs
+from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.images import make_grid
 from vaelab.models import VAE, is_conditional
@@ -31,6 +32,8 @@ def reconstruction_grid(
     """Test images (as fed to the model) in one row, their reconstructions from the posterior mean in the row
     below, repeated until `n` images are shown."""
     test = load_split(dataset, "test")
+    if not 0 <= start < len(test):
+        raise VaelabError(f"--start must be a test image index from 0 to {len(test) - 1} (got {start})")
     x = prepare_inputs(test.images[start : start + n], input_mode, EVAL_SEED)  # as evaluation sees them
     if is_conditional(model):  # decoded with the images' own labels
         reconstructions = model.reconstruct(x.to(model.device), test.labels[start : start + n]).cpu()

@@ -154,12 +154,16 @@ def select_dimensions(spec: str, kl_per_dim: Sequence[float]) -> list[int]:
 # --- traversing ------------------------------------------------------------------------------------------------
 
 
+MAX_RADIUS = 100.0  # prior standard deviations; far beyond anything the decoder saw in training
+MAX_STEPS = 1000  # frames per traversal or interpolation
+
+
 def traversal_values(radius: float, steps: int) -> torch.Tensor:
     """`steps` evenly spaced values from −radius to +radius, increasing."""
-    if not (math.isfinite(radius) and radius > 0):
-        raise VaelabError(f"range must be a positive number of standard deviations (got {radius})")
-    if steps < 2:
-        raise VaelabError(f"steps must be at least 2 to go from −range to +range (got {steps})")
+    if not (math.isfinite(radius) and 0 < radius <= MAX_RADIUS):
+        raise VaelabError(f"range must be a number of standard deviations in (0, {MAX_RADIUS}] (got {radius})")
+    if not 2 <= steps <= MAX_STEPS:
+        raise VaelabError(f"steps must be between 2 and {MAX_STEPS} to go from −range to +range (got {steps})")
     return torch.linspace(-radius, radius, steps)
 
 

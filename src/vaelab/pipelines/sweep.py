@@ -27,7 +27,7 @@ from vaelab.evaluation.reference_classifier import classifier_summary
 from vaelab.io import atomic_write_json
 from vaelab.report.sweep import build_sweep_report
 from vaelab.training import train
-from vaelab.training.checkpoint import CONFIG, EVAL, LAST, TRAINER_STATE, read_config
+from vaelab.training.checkpoint import CONFIG, EVAL, has_resumable_checkpoint, read_config, read_trainer_state
 
 SWEEP_JSON = "sweep.json"
 SWEEP_HTML = "sweep.html"
@@ -73,11 +73,10 @@ def _train_or_resume(config: RunConfig, run_dir: Path, log: Log) -> str:
                 f"{run_dir} holds a run with other settings than this sweep asks for; choose another --out "
                 "(or delete that run)"
             )
-        state = run_dir / TRAINER_STATE
-        epochs_done = json.loads(state.read_text())["epoch"] if state.is_file() else 0
+        epochs_done = read_trainer_state(run_dir).get("epoch", 0)
         if epochs_done >= config.train.epochs:
             return "skipped"
-        if (run_dir / LAST).is_file():
+        if has_resumable_checkpoint(run_dir):
             log(f"{run_dir.name}: resuming at epoch {epochs_done + 1}")
             train(config, run_dir, resume=True, progress=False, log=log)
             return "resumed"

@@ -4,16 +4,24 @@
     model.safetensors  weights of the best epoch by validation ELBO
     last.safetensors   weights + optimizer + RNG states of the newest step, with the trainer state embedded as
                        metadata, so one atomic rename moves all of it at once
+    previous.safetensors  the checkpoint before that one (a hard link, no copy): `--resume` falls back to it
+                       when last.safetensors is damaged
     trainer_state.json a readable copy of that trainer state (epoch, step, best ELBO, history)
     metrics.jsonl      one JSON line per finished epoch
     eval.json          written by `vaelab eval`
+    train.lock         held (flock) by the one process training the run
 
-Everything is safetensors or JSON: loading a stranger's run never unpickles anything.
+Everything is safetensors or JSON: loading a stranger's run never unpickles anything. Every safetensors file
+carries the SHA-256 of its tensors in its metadata, because the format itself has no checksum: a flipped byte
+in the data would otherwise load silently as a wrong weight.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +38,7 @@ from vaelab.models import VAE, build_model
 CONFIG = "config.json"
 BEST = "model.safetensors"
 LAST = "last.safetensors"
+PREVIOUS = "previous.safetensors"
 TRAINER_STATE = "trainer_state.json"
 METRICS = "metrics.jsonl"
 EVAL = "eval.json"
@@ -48,8 +57,22 @@ def read_config(run_dir: Path) -> RunConfig:
     return load_json_config(run_dir / CONFIG)
 
 
+CHECKSUM_KEY = "tensors_sha256"
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """Digest of names, dtypes, shapes and bytes of every tensor, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    metadata = {**(metadata or {}), CHECKSUM_KEY: tensors_sha256(cpu)}
     atomic_write(path, lambda tmp: save_file(cpu, str(tmp), metadata=metadata))
 
 
@@ -61,11 +84,16 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-        return load_file(str(path)), metadata
+        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else error.__class__.__name__
         raise VaelabError(
-            f"{path} is not a readable safetensors file ({error}); it is truncated or corrupted"
+            f"{path} is not a readable safetensors file ({reason}); it is truncated or corrupted"
         ) from None
+    # Files written before checksums were stored have none; they load as before.
+    if CHECKSUM_KEY in metadata and tensors_sha256(tensors) != metadata[CHECKSUM_KEY]:
+        raise VaelabError(f"{path} fails its SHA-256 check (its tensor bytes changed); it is corrupted")
+    return tensors, metadata
 
 
 def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -125,18 +153,67 @@ def save_last(
     for name, generator in generators.items():
         tensors[f"rng.{name}"] = generator.get_state()
     metadata = {"trainer_state": json.dumps(state), "param_groups": json.dumps(optim["param_groups"])}
+    _keep_as_previous(run_dir / LAST, run_dir / PREVIOUS)
     save_tensors(run_dir / LAST, tensors, metadata)
+    write_trainer_state(run_dir, state)
+
+
+def write_trainer_state(run_dir: Path, state: dict[str, Any]) -> None:
+    """The readable copy of the trainer state (the authoritative one is inside last.safetensors)."""
     atomic_write_json(run_dir / TRAINER_STATE, {k: v for k, v in state.items() if k != "history"})
 
 
+def read_trainer_state(run_dir: Path) -> dict[str, Any]:
+    """The readable trainer state, or {} when it is missing or damaged (resuming rewrites it)."""
+    try:
+        state = json.loads((Path(run_dir) / TRAINER_STATE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def has_resumable_checkpoint(run_dir: Path) -> bool:
+    return any((Path(run_dir) / name).is_file() for name in (LAST, PREVIOUS))
+
+
+def _keep_as_previous(last: Path, previous: Path) -> None:
+    """Make `previous` name the current `last` file before it is replaced (a hard link: no bytes copied)."""
+    if not last.is_file():
+        return
+    staged = previous.with_name(f".{previous.name}.link.tmp")  # swept like any stale temp file if killed here
+    staged.unlink(missing_ok=True)
+    try:
+        os.link(last, staged)
+    except OSError:  # a file system without hard links: the fallback checkpoint is simply not kept
+        return
+    os.replace(staged, previous)
+
+
 def load_last(
-    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generators: dict[str, torch.Generator]
+    run_dir: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generators: dict[str, torch.Generator],
+    log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Restore what `save_last` wrote; returns the trainer state."""
-    path = run_dir / LAST
+    """Restore the newest intact resumable checkpoint (last, else previous); returns the trainer state."""
+    try:
+        return _load_resumable(run_dir / LAST, model, optimizer, generators)
+    except VaelabError as error:
+        if not (run_dir / PREVIOUS).is_file():
+            raise
+        state = _load_resumable(run_dir / PREVIOUS, model, optimizer, generators)
+        log(f"warning: {error}; resuming from {PREVIOUS} (step {state['step']}) instead")
+        return state
+
+
+def _load_resumable(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generators: dict[str, torch.Generator]
+) -> dict[str, Any]:
     tensors, metadata = load_tensors(path)
-    if "trainer_state" not in metadata:
-        raise VaelabError(f"{path} has no trainer state; it was not written by `vaelab train`")
+    missing = [f"rng.{name}" for name in generators if f"rng.{name}" not in tensors]
+    if "trainer_state" not in metadata or "param_groups" not in metadata or missing:
+        raise VaelabError(f"{path} has no complete trainer state; it was not written by `vaelab train`")
     load_model_weights(model, _weights_only(tensors), path)
     device = next(model.parameters()).device
     optim_state: dict[int, dict[str, torch.Tensor]] = {}

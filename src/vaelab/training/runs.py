@@ -36,7 +36,7 @@ def start_or_resume(
                 "start a new run with --out instead"
             )
         config = checkpoint.read_config(resume)
-        if not (Path(resume) / checkpoint.LAST).is_file():
+        if not checkpoint.has_resumable_checkpoint(resume):
             raise VaelabError(f"{resume} has no {checkpoint.LAST} to resume from; start it again with --out")
         # A resumed run goes to the end unless a new stopping point is given.
         config = config.with_overrides({"max_steps": None, **given})

@@ -2,13 +2,17 @@
 
 Data lives in memory as one tensor (on the GPU when there is one); each step slices a batch, binarizes it
 when asked (a fresh draw per batch), and takes one Adam step on recon + β·KL. After each epoch: validation
-ELBO, best checkpoint, resumable last checkpoint, metrics line — all written atomically.
+ELBO, best checkpoint, resumable last checkpoint, metrics line — all written atomically. A resumable checkpoint
+is also written every `checkpoint_every` steps, so a kill costs at most that many steps; everything a step
+depends on (batch order, RNG states, optimizer moments, the epoch's running sums) is in it, so a resumed run
+ends bit-identical to an uninterrupted one on the CPU.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,9 +25,11 @@ import torch
 from vaelab.config import RunConfig
 from vaelab.data import iterate_batches, load_split, prepare_inputs, to_float
 from vaelab.errors import VaelabError
+from vaelab.io import remove_stale_temp_files
 from vaelab.models import VAE, build_model, is_conditional
 from vaelab.training import checkpoint
 from vaelab.training.hardware import autocast, resolve_device, use_bf16
+from vaelab.training.lock import run_lock
 from vaelab.training.schedules import kl_weight, kl_with_free_bits, learning_rate
 
 VALIDATION_SEED = 1234  # fixed binarization and noise for validation, so epochs are comparable
@@ -56,7 +62,27 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
+    """Train (or resume) `run_dir` as its only writer."""
     run_dir = Path(run_dir)
+    created = not resume and not run_dir.exists()
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with run_lock(run_dir):
+            stale = remove_stale_temp_files(run_dir)
+            if stale:
+                log(f"removed {len(stale)} unfinished temp file(s) left by an interrupted write: {stale[0].name} …")
+            return _train(config, run_dir, resume, progress, log)
+    except BaseException:
+        # A new run that failed before writing its config (bad data, no memory) leaves no half-made directory.
+        if created and not (run_dir / checkpoint.CONFIG).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _train(
+    config: RunConfig, run_dir: Path, resume: bool, progress: bool, log: Callable[[str], None]
+) -> TrainResult:
     data, train_cfg = config.data, config.train
     seed_everything(train_cfg.seed)
     device = resolve_device(train_cfg.device)
@@ -83,12 +109,16 @@ def train(
         "binarize": torch.Generator(device).manual_seed(train_cfg.seed + 1),
         "noise": torch.Generator(device).manual_seed(train_cfg.seed + 2),
     }
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "batch_in_epoch": 0, "best_val_elbo": -math.inf, "history": []}
+    state: dict[str, Any] = {
+        "epoch": 0, "step": 0, "batch_in_epoch": 0, "best_val_elbo": -math.inf, "history": [],
+        "epoch_sums": _zero_sums(), "skipped_steps": [],
+    }
     if resume:
-        state = checkpoint.load_last(run_dir, model, optimizer, generators)
+        state = {**state, **checkpoint.load_last(run_dir, model, optimizer, generators, log=log)}
         log(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step']}")
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        # A kill between the checkpoint and the metrics file leaves metrics.jsonl one epoch behind: rewrite it.
+        checkpoint.write_metrics(run_dir, state["history"])
+        checkpoint.write_trainer_state(run_dir, state)
     checkpoint.write_config(run_dir, config)
     writer = _tensorboard_writer(run_dir) if train_cfg.tensorboard else None
 
@@ -101,8 +131,8 @@ def train(
         # The epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
         order_gen = torch.Generator().manual_seed(train_cfg.seed * 100_003 + epoch)
         batches = list(iterate_batches(len(train_set), train_cfg.batch_size, order_gen, drop_last=True))
-        sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
-        seen, epoch_start = 0, time.perf_counter()
+        sums = state["epoch_sums"]  # carried in the checkpoint: a mid-epoch resume reports the same epoch means
+        seen_here, epoch_start = 0, time.perf_counter()
         for index in batches[state["batch_in_epoch"] :]:
             x, labels = train_x[index.to(device)], train_y[index.to(device)]
             if data.input_mode == "binarized":
@@ -119,27 +149,39 @@ def train(
             with autocast(device, bf16):
                 terms = model_terms(model, x, noise, labels)
             loss = (terms["recon"] + beta * kl_with_free_bits(terms["kl_per_dim"], train_cfg.free_bits)).mean()
-            if not torch.isfinite(loss):
-                bar.close()
-                raise NonFiniteLossError(
-                    f"loss became {loss.item()} at step {state['step']} (epoch {epoch + 1}); stopped, the last "
-                    f"good checkpoint in {run_dir} is intact — lower --lr or --grad-clip, or use --precision fp32"
-                )
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-            optimizer.step()
+            bad = None if torch.isfinite(loss) else f"loss became {loss.item()}"
+            if bad is None:
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
+                bad = None if torch.isfinite(grad_norm) else f"gradient norm became {grad_norm.item()}"
+            if bad is not None:
+                # The step is not taken, so the weights stay the last good ones; a skipped batch still counts as
+                # a step, keeping the data order and schedules those of an undisturbed run.
+                if len(state["skipped_steps"]) >= train_cfg.skip_nonfinite:
+                    bar.close()
+                    raise NonFiniteLossError(
+                        f"{bad} at step {state['step']} (epoch {epoch + 1}); stopped, the last good checkpoint in "
+                        f"{run_dir} is intact — lower --lr or --grad-clip, use --precision fp32, or allow a few "
+                        f"bad batches with --skip-nonfinite N"
+                    )
+                say(f"warning: {bad} at step {state['step']}; batch skipped "
+                    f"({len(state['skipped_steps']) + 1} of at most {train_cfg.skip_nonfinite})")
+                state["skipped_steps"].append(state["step"])
+            else:
+                optimizer.step()
+                recon, kl = terms["recon"].mean().item(), terms["kl"].mean().item()
+                sums["loss"] += loss.item() * x.shape[0]
+                sums["recon"] += recon * x.shape[0]
+                sums["kl"] += kl * x.shape[0]
+                sums["images"] += x.shape[0]
 
             state["step"] += 1
             state["batch_in_epoch"] += 1
-            seen += x.shape[0]
-            recon, kl = terms["recon"].mean().item(), terms["kl"].mean().item()
-            sums["loss"] += loss.item() * x.shape[0]
-            sums["recon"] += recon * x.shape[0]
-            sums["kl"] += kl * x.shape[0]
+            seen_here += x.shape[0]
             bar.update(1)
-            if state["step"] % 20 == 0:
-                rate = seen / (time.perf_counter() - epoch_start)
+            if state["step"] % 20 == 0 and bad is None:
+                rate = seen_here / (time.perf_counter() - epoch_start)
                 bar.set_postfix_str(
                     f"epoch {epoch + 1}/{train_cfg.epochs} loss {loss.item():.1f} "
                     f"ELBO {-(recon + kl):.1f} KL {kl:.1f} {rate:,.0f} img/s"
@@ -147,22 +189,28 @@ def train(
             if train_cfg.max_steps is not None and state["step"] >= train_cfg.max_steps:
                 finished = False
                 break
+            mid_epoch = state["batch_in_epoch"] < len(batches)  # the epoch's end writes its own checkpoint
+            if mid_epoch and train_cfg.checkpoint_every and state["step"] % train_cfg.checkpoint_every == 0:
+                checkpoint.save_last(run_dir, model, optimizer, generators, state)
         train_seconds = time.perf_counter() - epoch_start
         if not finished:
             checkpoint.save_last(run_dir, model, optimizer, generators, state)
             break
 
         val = validate(model, val_x, val_y, config, device)
+        last_step = state["step"] - 1  # the schedules' values at the epoch's last step, also after a resume
+        images = max(sums["images"], 1)
         row = {
             "epoch": epoch + 1,
             "step": state["step"],
-            "train_loss": sums["loss"] / seen,
-            "train_recon": sums["recon"] / seen,
-            "train_kl": sums["kl"] / seen,
+            "train_loss": sums["loss"] / images,
+            "train_recon": sums["recon"] / images,
+            "train_kl": sums["kl"] / images,
             **val,
-            "beta": beta,
-            "lr": lr,
-            "images_per_s": seen / train_seconds,
+            "beta": kl_weight(last_step, train_cfg.beta, train_cfg.kl_warmup_steps),
+            "lr": learning_rate(last_step, total_steps, train_cfg.lr, train_cfg.min_lr, train_cfg.lr_schedule),
+            "skipped_batches": sum(epoch * steps_per_epoch <= s < state["step"] for s in state["skipped_steps"]),
+            "images_per_s": seen_here / train_seconds if train_seconds > 0 else 0.0,
             "train_seconds": train_seconds,
             "wall_time": time.time(),
         }
@@ -172,6 +220,7 @@ def train(
             checkpoint.save_best(run_dir, model, epoch + 1, val["val_elbo"])
         state["epoch"] += 1
         state["batch_in_epoch"] = 0
+        state["epoch_sums"] = _zero_sums()
         checkpoint.save_last(run_dir, model, optimizer, generators, state)
         checkpoint.write_metrics(run_dir, state["history"])
         if writer is not None:
@@ -186,6 +235,10 @@ def train(
     if writer is not None:
         writer.close()
     return TrainResult(run_dir, state["epoch"], state["step"], state["best_val_elbo"], finished, state["history"])
+
+
+def _zero_sums() -> dict[str, float]:
+    return {"loss": 0.0, "recon": 0.0, "kl": 0.0, "images": 0}
 
 
 def model_terms(model: VAE, x: torch.Tensor, noise: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
