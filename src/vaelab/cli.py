@@ -35,7 +35,11 @@ def train(
     config: Path | None = typer.Option(None, "--config", help="YAML file; flags override it."),
     dataset: str | None = typer.Option(None, help="mnist or fashion-mnist"),
     input_mode: str | None = typer.Option(None, help="grayscale or binarized"),
-    model: str | None = typer.Option(None, "--model", help="vae, or cvae (conditioned on the class label)"),
+    model: str | None = typer.Option(
+        None, "--model", help="vae, cvae (conditioned on the class label), vae-classifier or m2 (semi-supervised)"
+    ),
+    labels: int | None = typer.Option(None, help="vae-classifier/m2: keep N training labels (balanced; default all)."),
+    classifier_weight: float | None = typer.Option(None, help="α of the cross-entropy (default 0.1 × train images)."),
     latent_dim: int | None = typer.Option(None),
     channels: str | None = typer.Option(None, help="Widths of the stride-2 stages, e.g. 32,64"),
     blocks_per_stage: int | None = typer.Option(None),
@@ -73,7 +77,7 @@ def train(
         "kl_warmup_steps": kl_warmup_steps, "free_bits": free_bits, "seed": seed, "precision": precision,
         "device": device, "max_steps": max_steps, "checkpoint_every": checkpoint_every,
         "skip_nonfinite": skip_nonfinite, "train_limit": train_limit, "val_limit": val_limit,
-        "tensorboard": tensorboard,
+        "tensorboard": tensorboard, "labels": labels, "classifier_weight": classifier_weight,
     }
     result = start_or_resume(out, resume, config, overrides, progress=progress, log=typer.echo)
     state = "finished" if result.finished else f"stopped at step {result.steps} (resume with --resume)"
@@ -91,20 +95,36 @@ def evaluate(
     generation_samples: int = typer.Option(10_000, help="Samples per sampler (published protocol: 10,000)."),
     inception: bool = INCEPTION,
     class_samples: int = typer.Option(1000, help="Samples per class for a cvae run's conditional accuracy."),
+    probe_images: int | None = typer.Option(None, help="Fit the linear probe on the first N training images only."),
 ) -> None:
     """Test-split ELBO, IWAE_k NLL, KL per dimension, active units, MSE (a cvae: conditional accuracy) → eval.json."""
     from vaelab.evaluation import evaluate_run
     from vaelab.evaluation.tables import eval_table
 
     _check_counts(iw_images=iw_images, test_limit=test_limit, generation_samples=generation_samples,
-                    class_samples=class_samples)
+                  class_samples=class_samples, probe_images=probe_images)
     if iw_samples < 0:
         raise VaelabError("--iw-samples must be ≥ 0")
-    result = evaluate_run(run, iw_samples, iw_images, test_limit, device, log=_stderr, class_samples=class_samples)
+    result = evaluate_run(run, iw_samples, iw_images, test_limit, device, log=_stderr, class_samples=class_samples,
+                          probe_images=probe_images)
     typer.echo(eval_table(result))
     typer.echo(f"written to {run / 'eval.json'}")
     if generation:
         fid(run, "all", generation_samples, inception, None, 10_000, 10)
+
+
+@app.command()
+def classify(
+    run: Path = RUN,
+    image: Path = typer.Argument(..., help="A PNG of one digit or garment (any size; 28×28 is taken as it is)."),
+) -> None:
+    """A vae-classifier or m2 run: the predicted class of an image, and every class's probability."""
+    from vaelab.evaluation.classification import classify_image
+
+    result = classify_image(run, image)
+    typer.echo(f"{image}: class {result['predicted']} ({result['name']}), probability {result['probability']:.3f}")
+    for label, (name, probability) in enumerate(zip(result["names"], result["probabilities"], strict=True)):
+        typer.echo(f"  {label} {name:<12} {probability:.3f}")
 
 
 @app.command()

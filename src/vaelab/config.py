@@ -20,7 +20,10 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 LR_SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
-MODEL_KINDS = ("vae", "cvae")  # cvae: encoder and decoder also see the class label (Kingma et al. 2014)
+# cvae: encoder and decoder also see the class label (Kingma et al. 2014); vae-classifier: a VAE with a classifier
+# q(y|x) on its posterior mean; m2: the semi-supervised M2 of Kingma et al. 2014 (a cvae with y latent when unknown)
+MODEL_KINDS = ("vae", "cvae", "vae-classifier", "m2")
+CLASSIFIER_KINDS = ("vae-classifier", "m2")
 MAX_WIDTH = 4096  # widths above this cannot fit a 28×28 model in memory; refuse them before allocating
 
 
@@ -32,12 +35,16 @@ class DataConfig:
     split_seed: int = 0
     train_limit: int | None = None  # use only the first N training images (quick runs and tests)
     val_limit: int | None = None
+    labels: int | None = None  # keep this many training labels (balanced over classes, by split_seed); None = all
 
 
 @dataclass
 class ModelConfig:
     kind: str = "vae"  # "vae" or "cvae" (conditioned on the class label; z then carries style)
-    classes: int = 10  # labels a cvae is conditioned on; must match the dataset
+    classes: int = 10  # labels a cvae is conditioned on (or a classifier predicts); must match the dataset
+    # α of Kingma et al. 2014: the weight of the labelled examples' mean cross-entropy in the objective summed over
+    # the training set (so each labelled example's is α / labels); None = 0.1 × training images, as in the paper
+    classifier_weight: float | None = None
     latent_dim: int = 32
     channels: list[int] = field(default_factory=lambda: [32, 64])  # one stride-2 conv stage each
     blocks_per_stage: int = 0  # residual 3×3 blocks after each stage
@@ -117,8 +124,17 @@ class RunConfig:
         _check(m.kind in MODEL_KINDS, f"model kind '{m.kind}' is unknown; choose one of: {', '.join(MODEL_KINDS)}")
         dataset_classes = len(CLASS_NAMES.get(d.dataset, ()))
         _check(
-            m.kind != "cvae" or m.classes == dataset_classes,
-            f"classes must be {dataset_classes} for a cvae on {d.dataset} (its number of classes), got {m.classes}",
+            m.kind == "vae" or m.classes == dataset_classes,
+            f"classes must be {dataset_classes} for a {m.kind} on {d.dataset} (its number of classes), got {m.classes}",
+        )
+        _check(
+            d.labels is None or m.kind in CLASSIFIER_KINDS,
+            f"labels (semi-supervised training) needs --model {' or '.join(CLASSIFIER_KINDS)}, not {m.kind}",
+        )
+        _check(d.labels is None or d.labels >= 1, "labels must be a positive number of training labels")
+        _check(
+            m.classifier_weight is None or (math.isfinite(m.classifier_weight) and m.classifier_weight >= 0),
+            f"classifier_weight must be a finite number ≥ 0 (got {m.classifier_weight})",
         )
         _check(1 <= m.latent_dim <= MAX_WIDTH, f"latent_dim must be between 1 and {MAX_WIDTH}")
         _check(

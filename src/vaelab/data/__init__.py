@@ -4,6 +4,7 @@ from vaelab.data.datasets import (
     CLASS_NAMES,
     INPUT_MODES,
     ImageSet,
+    balanced_label_subset,
     binarize,
     fixed_binarization,
     iterate_batches,
@@ -14,6 +15,6 @@ from vaelab.data.datasets import (
 from vaelab.data.sources import DATASETS, data_root, dataset_spec, fetch
 
 __all__ = [
-    "CLASS_NAMES", "DATASETS", "INPUT_MODES", "ImageSet", "binarize", "data_root", "dataset_spec", "fetch",
-    "fixed_binarization", "iterate_batches", "load_split", "prepare_inputs", "to_float",
+    "CLASS_NAMES", "DATASETS", "INPUT_MODES", "ImageSet", "balanced_label_subset", "binarize", "data_root",
+    "dataset_spec", "fetch", "fixed_binarization", "iterate_batches", "load_split", "prepare_inputs", "to_float",
 ]

@@ -15,6 +15,7 @@ import torch
 
 from vaelab.data.idx import parse_idx
 from vaelab.data.sources import dataset_spec, fetch, is_fetched, read_verified
+from vaelab.errors import VaelabError
 
 Split = Literal["train", "val", "test"]
 InputMode = Literal["grayscale", "binarized"]
@@ -77,6 +78,30 @@ def load_split(
     chosen = order[:val_size] if split == "val" else order[val_size:]
     chosen, _ = torch.sort(chosen)  # keep file order inside a split: prefixes are stable slices
     return ImageSet(images[chosen], labels[chosen], name, split)
+
+
+def balanced_label_subset(labels: torch.Tensor, n: int, seed: int, classes: int = 10) -> torch.Tensor:
+    """Indices (sorted, int64) of `n` examples whose labels are kept, `n / classes` of each class, chosen by `seed`.
+
+    Pass the training split's labels only: the subset is drawn from what it is given, so test labels are never
+    read. Semi-supervised training (`--labels N`) and the linear probe's 100-label fit both use it."""
+    labels = torch.as_tensor(labels).long().reshape(-1)
+    if n < 1 or n > labels.numel():
+        raise VaelabError(f"--labels {n} is not between 1 and the {labels.numel():,} training images")
+    if n % classes:
+        raise VaelabError(f"--labels {n} must be a multiple of the {classes} classes (a balanced subset)")
+    per_class = n // classes
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for label in range(classes):
+        members = (labels == label).nonzero().flatten()
+        if members.numel() < per_class:
+            raise VaelabError(
+                f"--labels {n} needs {per_class} images of class {label}, the training images have {members.numel()}"
+            )
+        # Every class draws from the same generator in turn: the subset depends only on (labels, n, seed).
+        chosen.append(members[torch.randperm(members.numel(), generator=generator)[:per_class]])
+    return torch.sort(torch.cat(chosen)).values
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

@@ -9,13 +9,14 @@ from typing import Any
 
 import torch
 
-from vaelab.data import iterate_batches, load_split, prepare_inputs, to_float
+from vaelab.data import CLASS_NAMES, iterate_batches, load_split, prepare_inputs, to_float
+from vaelab.evaluation.classification import classification_metrics, linear_probe, predict_probabilities, probe_features
 from vaelab.evaluation.conditional import conditional_accuracy
 from vaelab.evaluation.latents import active_units
 from vaelab.evaluation.likelihood import bits_per_dim, elbo_terms, importance_weights, iwae_bound
 from vaelab.evaluation.reference_classifier import classifier_summary, load_or_train_classifier
 from vaelab.io import atomic_write_json
-from vaelab.models import VAE, is_conditional
+from vaelab.models import VAE, is_classifier, is_conditional
 from vaelab.training.checkpoint import EVAL, load_model, read_config
 from vaelab.training.hardware import resolve_device
 
@@ -32,12 +33,16 @@ def evaluate_run(
     log: Callable[[str], None] = lambda message: None,
     write: bool = True,
     class_samples: int = 1000,
+    probe_images: int | None = None,
 ) -> dict[str, Any]:
     """ELBO, IWAE_k, KL per dimension, active units and MSE on the test split (fp32, fixed seeds).
 
     `iw_images` limits the IWAE bound to the first N test images (it costs k decoder passes per image); the
     number used is recorded beside the bound. A conditional run's bounds are on log p(x|y), with the test labels;
     its conditional accuracy (`class_samples` samples per class) is added under "conditional_accuracy".
+    A run that predicts classes adds "classification" (test accuracy, confusion matrix). Every run gets the linear
+    probe accuracies (`linear_probe_accuracy_100`, `_all`), fitted on the first `probe_images` training images
+    (all when None).
     """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
@@ -120,6 +125,18 @@ def evaluate_run(
         accuracy = conditional_accuracy(model, judge, class_samples, EVAL_SEED)
         accuracy["classifier_test_accuracy"] = classifier_summary(config.data.dataset)["test_accuracy"]
         result["conditional_accuracy"] = accuracy
+    if is_classifier(model):
+        log("classification accuracy and confusion matrix on the test split")
+        predicted = predict_probabilities(model, x_all).argmax(1)
+        result["classification"] = classification_metrics(predicted.numpy(), test.labels.numpy(), model.classes)
+    log("linear probe: logistic regression on the training split's posterior means")
+    train = load_split(config.data.dataset, "train", config.data.val_size, config.data.split_seed).subset(probe_images)
+    train_x = prepare_inputs(train.images, config.data.input_mode, EVAL_SEED)
+    features = "posterior means averaged over classes" if conditional else "posterior means"
+    result.update(
+        linear_probe(probe_features(model, train_x), train.labels, probe_features(model, x_all), test.labels,
+                     len(CLASS_NAMES[config.data.dataset]), config.data.split_seed, features)
+    )
     result["seconds"] = time.perf_counter() - started
     if write:
         atomic_write_json(run_dir / EVAL, result)

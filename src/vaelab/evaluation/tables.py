@@ -35,6 +35,20 @@ def eval_table(result: dict[str, Any]) -> str:
             ),
             ("  per class 0, 1, …", per_class),
         ]
+    if "classification" in result:
+        classification = result["classification"]
+        per_class = " ".join(f"{value:.0%}" for value in classification["per_class_accuracy"])
+        rows += [
+            ("classification accuracy", f"{classification['accuracy']:.2%} ({classification['images']:,} images)"),
+            ("  per class 0, 1, …", per_class),
+        ]
+    if "linear_probe_accuracy_all" in result:
+        probe = result["linear_probe"]
+        rows.append((
+            "linear probe accuracy",
+            f"{result['linear_probe_accuracy_100']:.2%} with 100 labels, {result['linear_probe_accuracy_all']:.2%} "
+            f"with all {probe['train_images']:,} ({probe['features']})",
+        ))
     width = max(len(name) for name, _ in rows)
     lines = [f"{name.ljust(width)}  {value}" for name, value in rows]
     if "note" in result:

@@ -123,7 +123,11 @@ class VAE(nn.Module):
 
 
 def build_model(config: ModelConfig) -> VAE:
-    """The model a config describes: the plain VAE, or the conditional one for `kind: cvae`."""
+    """The model a config describes: the plain VAE, the conditional one (`kind: cvae`) or a classifier variant."""
+    if config.kind in ("vae-classifier", "m2"):
+        from vaelab.models.classifier import M2, ClassifierVAE  # they subclass VAE, so they import this module
+
+        return ClassifierVAE(config) if config.kind == "vae-classifier" else M2(config)
     if config.kind == "cvae":
         from vaelab.models.conditional import ConditionalVAE  # it subclasses VAE, so it imports this module
 

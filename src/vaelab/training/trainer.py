@@ -22,15 +22,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaelab.config import RunConfig
+from vaelab.config import CLASSIFIER_KINDS, RunConfig
 from vaelab.data import iterate_batches, load_split, prepare_inputs, to_float
 from vaelab.errors import VaelabError
 from vaelab.io import remove_stale_temp_files
-from vaelab.models import VAE, build_model, is_conditional
+from vaelab.models import VAE, build_model, is_classifier, is_conditional
 from vaelab.training import checkpoint
 from vaelab.training.hardware import autocast, resolve_device, use_bf16
 from vaelab.training.lock import run_lock
 from vaelab.training.schedules import kl_weight, kl_with_free_bits, learning_rate
+from vaelab.training.semi_supervised import LabelledSet, labelled_loss, labelled_set, unlabelled_loss
 
 VALIDATION_SEED = 1234  # fixed binarization and noise for validation, so epochs are comparable
 
@@ -96,9 +97,13 @@ def _train(
     train_y = train_set.labels.to(device)  # only a conditional model reads them
     val_x = prepare_inputs(val_set.images, data.input_mode, VALIDATION_SEED).to(device)
     val_y = val_set.labels.to(device)
-    steps_per_epoch = len(train_set) // train_cfg.batch_size
+    # A classifier kind keeps all labels or a balanced subset; with a subset, epochs run over the unlabelled rest
+    # and every step also draws a labelled batch. Every other kind: epochs over all images, as always.
+    semi = labelled_set(config, train_set.labels) if config.model.kind in CLASSIFIER_KINDS else None
+    pool = semi.unlabelled if semi is not None and not semi.all_labelled else torch.arange(len(train_set))
+    steps_per_epoch = len(pool) // train_cfg.batch_size
     if steps_per_epoch == 0:
-        raise VaelabError(f"batch_size {train_cfg.batch_size} is larger than the {len(train_set)} training images")
+        raise VaelabError(f"batch_size {train_cfg.batch_size} is larger than the {len(pool)} training images")
     total_steps = steps_per_epoch * train_cfg.epochs
 
     # Model, optimizer and the generators that make every random draw reproducible.
@@ -109,6 +114,8 @@ def _train(
         "binarize": torch.Generator(device).manual_seed(train_cfg.seed + 1),
         "noise": torch.Generator(device).manual_seed(train_cfg.seed + 2),
     }
+    if semi is not None and not semi.all_labelled:
+        generators["labelled"] = torch.Generator().manual_seed(train_cfg.seed + 3)  # which labelled images, each step
     state: dict[str, Any] = {
         "epoch": 0, "step": 0, "batch_in_epoch": 0, "best_val_elbo": -math.inf, "history": [],
         "epoch_sums": _zero_sums(), "skipped_steps": [],
@@ -130,7 +137,7 @@ def _train(
         model.train()
         # The epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
         order_gen = torch.Generator().manual_seed(train_cfg.seed * 100_003 + epoch)
-        batches = list(iterate_batches(len(train_set), train_cfg.batch_size, order_gen, drop_last=True))
+        batches = [pool[i] for i in iterate_batches(len(pool), train_cfg.batch_size, order_gen, drop_last=True)]
         sums = state["epoch_sums"]  # carried in the checkpoint: a mid-epoch resume reports the same epoch means
         seen_here, epoch_start = 0, time.perf_counter()
         for index in batches[state["batch_in_epoch"] :]:
@@ -146,9 +153,14 @@ def _train(
             noise = torch.randn(
                 x.shape[0], config.model.latent_dim, generator=generators["noise"], device=device
             )
-            with autocast(device, bf16):
-                terms = model_terms(model, x, noise, labels)
-            loss = (terms["recon"] + beta * kl_with_free_bits(terms["kl_per_dim"], train_cfg.free_bits)).mean()
+            if semi is None:
+                with autocast(device, bf16):
+                    terms = model_terms(model, x, noise, labels)
+                loss = (terms["recon"] + beta * kl_with_free_bits(terms["kl_per_dim"], train_cfg.free_bits)).mean()
+            else:
+                loss, terms = _classifier_loss(
+                    model, semi, x, labels, noise, beta, train_x, train_y, generators, config, memory_format, bf16
+                )
             optimizer.zero_grad(set_to_none=True)
             bad = None if torch.isfinite(loss) else f"loss became {loss.item()}"
             if bad is None:
@@ -230,6 +242,7 @@ def _train(
         say(
             f"epoch {epoch + 1:3d}  train loss {row['train_loss']:.2f}  val ELBO {val['val_elbo']:.2f}  "
             f"val KL {val['val_kl']:.2f}  {row['images_per_s']:,.0f} img/s"
+            + (f"  val accuracy {val['val_accuracy']:.2%}" if "val_accuracy" in val else "")
         )
     bar.close()
     if writer is not None:
@@ -239,6 +252,41 @@ def _train(
 
 def _zero_sums() -> dict[str, float]:
     return {"loss": 0.0, "recon": 0.0, "kl": 0.0, "images": 0}
+
+
+def _classifier_loss(
+    model: VAE,
+    semi: LabelledSet,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    noise: torch.Tensor,
+    beta: float,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    generators: dict[str, torch.Generator],
+    config: RunConfig,
+    memory_format: torch.memory_format,
+    bf16: bool,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A classifier kind's step loss: the labelled objective on a labelled batch, or the unlabelled one on `x`
+    (whose labels are never read) plus the labelled one on a batch drawn from the kept labels."""
+    free_bits, device = config.train.free_bits, x.device
+    if semi.all_labelled:
+        with autocast(device, bf16):
+            per_image, terms = labelled_loss(model, x, labels, noise, beta, free_bits, semi.weight)
+        return per_image.mean(), terms
+    count = min(config.train.batch_size, semi.labelled.numel())
+    index = semi.labelled[torch.randperm(semi.labelled.numel(), generator=generators["labelled"])[:count]].to(device)
+    labelled_x = train_x[index]
+    if config.data.input_mode == "binarized":
+        labelled_x = torch.bernoulli(labelled_x, generator=generators["binarize"])
+    labelled_x = labelled_x.contiguous(memory_format=memory_format)
+    labelled_noise = torch.randn(count, config.model.latent_dim, generator=generators["noise"], device=device)
+    with autocast(device, bf16):
+        per_image, terms = unlabelled_loss(model, x, noise, beta, free_bits)
+        labelled_per_image, _ = labelled_loss(model, labelled_x, train_y[index], labelled_noise, beta, free_bits,
+                                              semi.weight)
+    return per_image.mean() + labelled_per_image.mean(), terms
 
 
 def model_terms(model: VAE, x: torch.Tensor, noise: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -253,24 +301,29 @@ def validate(
     """Validation ELBO in fp32 with fixed noise: one reparameterised sample per image, analytic KL."""
     model.eval()
     generator = torch.Generator(device).manual_seed(VALIDATION_SEED)
-    recon_sum, kl_dims_sum = 0.0, torch.zeros(config.model.latent_dim, device=device)
+    recon_sum, kl_dims_sum, correct = 0.0, torch.zeros(config.model.latent_dim, device=device), 0
     for index in iterate_batches(val_x.shape[0], 1000):
         x = val_x[index.to(device)]
         noise = torch.randn(x.shape[0], config.model.latent_dim, generator=generator, device=device)
         terms = model_terms(model, x, noise, val_y[index.to(device)])
         recon_sum += terms["recon"].sum().item()
         kl_dims_sum += terms["kl_per_dim"].sum(0)
+        if is_classifier(model):
+            correct += (model.classify(x).argmax(1) == val_y[index.to(device)]).sum().item()
     n = val_x.shape[0]
     kl_per_dim = (kl_dims_sum / n).tolist()
     recon, kl = recon_sum / n, sum(kl_per_dim)
     model.train()
-    return {
+    result = {
         "val_loss": recon + config.train.beta * kl,
         "val_recon": recon,
         "val_kl": kl,
         "val_elbo": -(recon + kl),
         "val_kl_per_dim": kl_per_dim,
     }
+    if is_classifier(model):
+        result["val_accuracy"] = correct / n
+    return result
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):

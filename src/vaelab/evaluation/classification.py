@@ -1,0 +1,131 @@
+"""Classification numbers: the test accuracy and confusion matrix of a run that predicts classes, and a linear
+probe of any run's latent space (how much of the class a linear read-out of the posterior means recovers).
+
+The probe fits scikit-learn's logistic regression (lbfgs, standardised features) on the training split's
+posterior means, once with a balanced subset of 100 labels and once with all of them, and scores the test split.
+A conditional model's encoder needs a label; its features are its posterior means averaged over every class, so
+the true label is never fed in (the probe would otherwise read the answer back).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaelab.data import CLASS_NAMES, balanced_label_subset, iterate_batches, prepare_inputs
+from vaelab.errors import VaelabError
+from vaelab.models import VAE, is_classifier, is_conditional
+
+PROBE_LABELS = 100
+PROBE_MAX_ITER = 200
+BATCH = 1000
+
+
+def require_classifier(model: VAE, what: str) -> None:
+    if not is_classifier(model):
+        raise VaelabError(
+            f"{what} needs a run that predicts classes (train one with `vaelab train --model vae-classifier` or m2)"
+        )
+
+
+@torch.no_grad()
+def predict_probabilities(model: VAE, x: torch.Tensor) -> torch.Tensor:
+    """q(y|x) for inputs `[N, C, H, W]`: `[N, classes]` on the CPU, in batches."""
+    require_classifier(model, "class prediction")
+    batches = iterate_batches(x.shape[0], BATCH)
+    return torch.cat([model.classify(x[i].to(model.device)).softmax(1).cpu() for i in batches])
+
+
+def classification_metrics(predicted: np.ndarray, labels: np.ndarray, classes: int) -> dict[str, Any]:
+    """Accuracy, per-class accuracy and the confusion matrix (rows: true class, columns: predicted) of labels."""
+    predicted, labels = np.asarray(predicted).reshape(-1), np.asarray(labels).reshape(-1)
+    confusion = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(confusion, (labels, predicted), 1)
+    per_class = confusion.diagonal() / np.maximum(confusion.sum(1), 1)
+    return {
+        "accuracy": float((predicted == labels).mean()),
+        "per_class_accuracy": per_class.tolist(),
+        "confusion_matrix": confusion.tolist(),
+        "images": int(labels.size),
+    }
+
+
+@torch.no_grad()
+def probe_features(model: VAE, x: torch.Tensor) -> torch.Tensor:
+    """Posterior means `[N, latent_dim]` on the CPU; for a conditional model, averaged over every class."""
+    chunks = []
+    for index in iterate_batches(x.shape[0], BATCH):
+        batch = x[index].to(model.device)
+        if is_conditional(model):
+            means = [model.encode(batch, torch.full((len(index),), c))[0] for c in range(model.classes)]
+            chunks.append(torch.stack(means).mean(0).cpu())
+        else:
+            chunks.append(model.encode(batch)[0].cpu())
+    return torch.cat(chunks)
+
+
+def probe_accuracy(
+    train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray, test_labels: np.ndarray
+) -> float:
+    """Test accuracy of a multinomial logistic regression fitted on standardised training features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITER))  # lbfgs by default
+    probe.fit(np.asarray(train_features), np.asarray(train_labels))
+    return float((probe.predict(np.asarray(test_features)) == np.asarray(test_labels)).mean())
+
+
+def linear_probe(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    test_labels: torch.Tensor,
+    classes: int,
+    seed: int = 0,
+    features: str = "posterior means",
+) -> dict[str, Any]:
+    """Probe accuracies with 100 balanced training labels (by `seed`) and with all of them; `features` says what
+    the features are, for eval.json."""
+    subset = balanced_label_subset(train_labels, PROBE_LABELS, seed, classes)
+    train_f, train_y = train_features.numpy(), train_labels.numpy()
+    test_f, test_y = test_features.numpy(), test_labels.numpy()
+    return {
+        "linear_probe_accuracy_100": probe_accuracy(train_f[subset], train_y[subset], test_f, test_y),
+        "linear_probe_accuracy_all": probe_accuracy(train_f, train_y, test_f, test_y),
+        "linear_probe": {
+            "train_images": int(train_y.size),
+            "test_images": int(test_y.size),
+            "features": features,
+            "seed": seed,
+        },
+    }
+
+
+def classify_image(run_dir: str | Path, image: str | Path) -> dict[str, Any]:
+    """`vaelab classify RUN image.png`: the run's q(y|x) for one PNG, prepared as the dataset's images were and fed
+    as evaluation feeds test images (the fixed binarization of a binarized model). Returns the predicted class,
+    its name and every class's probability."""
+    from vaelab.evaluation.evaluate import EVAL_SEED  # evaluate imports this module
+    from vaelab.images import read_picture
+    from vaelab.training.checkpoint import load_model, read_config
+
+    config = read_config(run_dir)
+    model = load_model(run_dir)
+    require_classifier(model, "vaelab classify")
+    picture = read_picture(image, config.data.dataset)
+    pixels = torch.from_numpy((np.clip(picture, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+    probabilities = predict_probabilities(model, prepare_inputs(pixels[None], config.data.input_mode, EVAL_SEED))[0]
+    predicted = int(probabilities.argmax())
+    names = CLASS_NAMES[config.data.dataset]
+    return {
+        "predicted": predicted,
+        "name": names[predicted],
+        "probability": probabilities[predicted].item(),
+        "probabilities": probabilities.tolist(),
+        "names": names,
+    }

@@ -1,0 +1,90 @@
+"""The classifier variants: a VAE that also predicts the class, q(y|x).
+
+`ClassifierVAE` (kind "vae-classifier") is the plain VAE with a small MLP on its posterior mean: trained jointly,
+the cross-entropy of labelled images shapes the encoder as well as the head, and the latent stays the VAE's.
+
+`M2` (kind "m2") is the semi-supervised model of Kingma et al. 2014: the conditional VAE's p(x|y, z) and
+q(z|x, y), plus q(y|x). An image without a label is explained by every class in turn, weighted by q(y|x):
+
+    −U(x) = Σ_y q(y|x) [log p(x|y, z) − KL(q(z|x, y) ‖ p(z))] − KL(q(y|x) ‖ p(y)),   p(y) uniform
+
+q(y|x) reads the encoder's label-free trunk (the layers before the label is appended), so the unlabelled bound
+also shapes the features the classifier uses; the trunk runs once per image, only the read-out and the decoder
+once per class.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vaelab.config import ModelConfig
+from vaelab.models.conditional import ConditionalVAE
+from vaelab.models.vae import VAE
+
+CLASSIFIER_HIDDEN = 256  # one hidden layer: enough for a head on 32 numbers, small beside the VAE
+
+
+def classifier_mlp(in_features: int, classes: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_features, CLASSIFIER_HIDDEN), nn.ReLU(), nn.Linear(CLASSIFIER_HIDDEN, classes))
+
+
+class ClassifierVAE(VAE):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.classifier = classifier_mlp(config.latent_dim, config.classes)
+
+    @property
+    def classes(self) -> int:
+        return self.config.classes
+
+    def logits_from_mean(self, mu: torch.Tensor) -> torch.Tensor:
+        """Class logits `[N, classes]` (float32) from posterior means `[N, latent_dim]`."""
+        return self.classifier(mu).float()
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """q(y|x) as logits `[N, classes]`: the head on the posterior mean of each image."""
+        mu, _ = self.encode(x)
+        return self.logits_from_mean(mu)
+
+
+class M2(ConditionalVAE):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        trunk_width = config.hidden_dim or config.channels[-1] * self.feature_size**2
+        self.classifier = classifier_mlp(trunk_width, config.classes)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """q(y|x) as logits `[N, classes]`, from the encoder's label-free trunk."""
+        return self.classifier(self.encoder[:-1](x)).float()
+
+    def unlabelled_terms(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Every image with every class: "recon" `[K, N]`, "kl_per_dim" `[K, N, D]`, "kl" `[K, N]` for y = 0 … K−1
+        (the same `noise` for every class), "logits" `[N, K]` of q(y|x) and "kl_y" `[N]` = KL(q(y|x) ‖ uniform)."""
+        n, k = x.shape[0], self.classes
+        hidden = self.encoder[:-1](x)
+        logits = self.classifier(hidden).float()
+        labels = torch.arange(k, device=x.device).repeat_interleave(n)  # class-major: rows y·N … y·N + N − 1
+        readout = torch.cat([hidden.repeat(k, 1), self.one_hot(labels, hidden)], dim=1)
+        mu, logvar = self.encoder[-1](readout).float().chunk(2, 1)
+        if noise is None:
+            noise = torch.randn(n, self.latent_dim, device=x.device)
+        terms = self.terms_from_posterior(
+            x.repeat(k, 1, 1, 1), mu, logvar, noise.repeat(k, 1), lambda z: self.decode_dist(z, labels)
+        )
+        log_q = F.log_softmax(logits, dim=1)
+        return {
+            "recon": terms["recon"].view(k, n),
+            "kl_per_dim": terms["kl_per_dim"].view(k, n, -1),
+            "kl": terms["kl"].view(k, n),
+            "logits": logits,
+            "kl_y": (log_q.exp() * log_q).sum(1) + math.log(k),
+        }
+
+
+def is_classifier(model: nn.Module) -> bool:
+    """Whether the model predicts classes (`model.classify(x)` → logits)."""
+    return isinstance(model, (ClassifierVAE, M2))
