@@ -96,3 +96,37 @@ def test_train_option_values_are_validated_before_any_work(tmp_path, option, val
     # and checked (type, range, name) with a clean error.
     invoke(["train", "--out", str(tmp_path / "new"), option, str(value), "--max-steps", "0"])
     assert not (tmp_path / "new").exists()
+
+
+BAD_INPUT = [
+    (["data", "fetch", "cifar"], "unknown dataset 'cifar'"),
+    (["eval", "{run}", "--iw-samples", "-1"], "--iw-samples must be ≥ 0"),
+    (["eval", "{run}", "--iw-images", "0"], "--iw-images must be between 1"),
+    (["fid", "{run}", "--sampler", "bogus"], "bogus"),
+    (["fid", "{run}", "-n", "0"], "--samples must be between 1"),
+    (["sample", "{run}", "--class", "3"], "cvae"),
+    (["restyle", "{run}", "--from", "test:3", "--out", "{tmp}/r.png"], "cvae"),
+    (["classify", "{run}", "{tmp}/missing.png"], "needs a run that predicts classes"),
+    (["factors", "{run}", "--bases", "0"], "bases must be at least 1"),
+    (["factors", "{run}", "--range", "-2"], "range must be"),
+    (["embed", "{run}", "--method", "bogus"], "bogus"),
+    (["embed", "{run}", "--limit", "-4"], "--limit must be between 1"),
+    (["classifier", "cifar"], "no reference classifier for dataset 'cifar'"),
+    (["sweep", "--beta", "a,b", "--epochs", "1", "--out", "{tmp}/sweep"], "--beta must be a comma-separated list"),
+    (["sweep", "--beta", "1", "--epochs", "0", "--out", "{tmp}/sweep"], "epochs"),
+    (["report", "{tmp}/missing-run"], "does not exist"),
+    (["explore", "{tmp}/missing-run"], "does not exist"),
+    (["train", "--resume", "{tmp}/missing-run"], "does not exist"),
+    (["train", "--out", "{tmp}/new", "--labels", "100"], "labels"),
+    (["train", "--out", "{tmp}/new", "--checkpoint-every", "-1"], "checkpoint_every"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT, ids=[" ".join(a[:2]) + f" #{i}" for i, (a, _) in
+                                                            enumerate(BAD_INPUT)])
+def test_every_command_answers_bad_input_in_one_line(run_copy, tmp_path, args, message):
+    args = [a.format(run=run_copy, tmp=tmp_path) for a in args]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, VaelabError), f"{args}: {result.exception!r} {result.output}"
+    assert message in str(result.exception) and "\n" not in str(result.exception)
+    assert not (tmp_path / "new").exists()
