@@ -49,6 +49,8 @@ def _child(run_dir: Path, phase: str, at: int) -> None:
     from vaelab.config import RunConfig
     from vaelab.training import checkpoint, trainer
 
+    if phase not in (*PHASES, "none"):
+        raise SystemExit(f"unknown phase {phase!r}; one of: {', '.join(PHASES)}, none")
     torch.set_num_threads(1)
     calls = 0
 
