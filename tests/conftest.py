@@ -28,6 +28,19 @@ def tiny_config(**overrides) -> RunConfig:
     return RunConfig().with_overrides({**TINY, "epochs": 2, **overrides})
 
 
+def train_straight_and_with_a_stop(config: RunConfig, folder: Path, stop_at: int):
+    """`config` trained into folder/straight uninterrupted, and into folder/split stopped after `stop_at` steps
+    then resumed to the end; returns both results."""
+    from vaelab.training.runs import start_or_resume
+
+    quiet = {"progress": False, "log": lambda message: None}
+    straight = train(config, folder / "straight", **quiet)
+    raw = config.to_dict()
+    start_or_resume(folder / "split", None, None, {**raw["data"], **raw["model"], **raw["train"], "max_steps": stop_at},
+                    **quiet)
+    return straight, start_or_resume(None, folder / "split", None, {}, **quiet)
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> Path:
     """A small MNIST model trained for a few epochs on 4,096 real images: real numbers, seconds of CPU."""

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from tests.conftest import TINY, tiny_config
+from tests.conftest import TINY, tiny_config, train_straight_and_with_a_stop
+from tests.faults import identical_weights
 from tests.test_cli import TINY_FLAGS, vaelab
 from vaelab.config import RunConfig
 from vaelab.data import balanced_label_subset, load_split, prepare_inputs
@@ -18,7 +19,6 @@ from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.classification import classification_metrics, predict_probabilities
 from vaelab.training import load_model, train
-from vaelab.training.runs import start_or_resume
 from vaelab.training.semi_supervised import train_labelled_only
 
 QUIET = {"progress": False, "log": lambda message: None}
@@ -87,15 +87,10 @@ def test_semi_supervised_m2_beats_the_same_classifier_trained_on_its_labelled_im
 
 def test_a_semi_supervised_run_resumes_bit_identically(tmp_path):
     config = tiny_config(kind="m2", labels=100, epochs=1)  # 1,948 unlabelled images: 15 steps
-    straight = train(config, tmp_path / "straight", **QUIET)
-    raw = config.to_dict()
-    start_or_resume(tmp_path / "split", None, None, {**raw["data"], **raw["model"], **raw["train"], "max_steps": 7},
-                    **QUIET)
-    resumed = start_or_resume(None, tmp_path / "split", None, {}, **QUIET)
+    straight, resumed = train_straight_and_with_a_stop(config, tmp_path, stop_at=7)
     assert resumed.finished and resumed.steps == straight.steps == 15
-    a, b = load_file(tmp_path / "straight" / "last.safetensors"), load_file(tmp_path / "split" / "last.safetensors")
-    assert "rng.labelled" in a
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert "rng.labelled" in load_file(tmp_path / "straight" / "last.safetensors")
+    assert identical_weights(tmp_path / "straight" / "last.safetensors", tmp_path / "split" / "last.safetensors")
 
 
 def test_labels_and_classifier_weight_are_validated():

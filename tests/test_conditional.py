@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from tests.conftest import TINY, tiny_config
+from tests.conftest import TINY, tiny_config, train_straight_and_with_a_stop
+from tests.faults import identical_weights
 from tests.test_cli import TINY_FLAGS, vaelab
 from vaelab.analysis.conditional import class_grid, class_samples, conditional_accuracy, restyle
 from vaelab.config import RunConfig
@@ -17,7 +17,6 @@ from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.reference_classifier import load_or_train_classifier
 from vaelab.models import ConditionalVAE, build_model
 from vaelab.training import load_model, train
-from vaelab.training.runs import start_or_resume
 
 QUIET = {"progress": False, "log": lambda message: None}
 
@@ -93,14 +92,9 @@ def test_model_kind_is_validated_and_old_configs_load_as_plain_vaes():
 
 def test_a_cvae_run_resumes_bit_identically(tmp_path):
     config = tiny_config(kind="cvae", epochs=1)  # 16 steps
-    straight = train(config, tmp_path / "straight", **QUIET)
-    raw = config.to_dict()
-    start_or_resume(tmp_path / "split", None, None, {**raw["data"], **raw["model"], **raw["train"], "max_steps": 7},
-                    **QUIET)
-    resumed = start_or_resume(None, tmp_path / "split", None, {}, **QUIET)
+    straight, resumed = train_straight_and_with_a_stop(config, tmp_path, stop_at=7)
     assert resumed.finished and resumed.steps == straight.steps == 16
-    a, b = load_file(tmp_path / "straight" / "last.safetensors"), load_file(tmp_path / "split" / "last.safetensors")
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert identical_weights(tmp_path / "straight" / "last.safetensors", tmp_path / "split" / "last.safetensors")
 
 
 def test_eval_of_a_cvae_run_bounds_log_p_x_given_y_and_measures_conditional_accuracy(cvae_run):
