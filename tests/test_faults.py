@@ -15,6 +15,7 @@ import torch
 
 from tests.conftest import tiny_config
 from tests.faults import CHILD_ENV, ROOT, comparable_metrics, identical_weights, kill_and_resume, kill_points, launch
+from tests.test_cli import vaelab
 from vaelab.errors import VaelabError
 from vaelab.training import NonFiniteLossError, load_model, train, trainer
 from vaelab.training.checkpoint import load_tensors
@@ -80,14 +81,9 @@ def finished_run(trained_run, tmp_path) -> Path:
     return run_dir
 
 
-def vaelab(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vaelab.cli", *args], capture_output=True, text=True,
-                          env=CHILD_ENV, cwd=ROOT, timeout=300)
-
-
 def test_a_second_trainer_is_refused_while_a_dead_one_holds_nothing(finished_run):
     with run_lock(finished_run):
-        refused = vaelab("train", "--resume", str(finished_run), "--no-progress")
+        refused = vaelab("train", "--resume", str(finished_run), "--no-progress", cwd=ROOT)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert f"{finished_run} is being trained by process {os.getpid()}" in refused.stderr
     # A holder killed with SIGKILL releases the lock with its death.
@@ -120,7 +116,7 @@ def test_damaged_best_model_is_a_one_line_error_naming_the_file(finished_run, ho
     damage(finished_run / "model.safetensors", how)
     with pytest.raises(VaelabError, match=r"model\.safetensors (is not a readable|fails its SHA-256)"):
         load_model(finished_run)
-    result = vaelab("sample", str(finished_run), "--out", str(finished_run / "s.png"))
+    result = vaelab("sample", str(finished_run), "--out", str(finished_run / "s.png"), cwd=ROOT)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "model.safetensors" in result.stderr
 
 
@@ -162,7 +158,7 @@ def test_damaged_config_is_a_one_line_error(finished_run, edit, message):
     config.write_text(edit(config.read_text()))
     with pytest.raises(VaelabError, match=message):
         load_model(finished_run)
-    result = vaelab("eval", str(finished_run), "--iw-samples", "0")
+    result = vaelab("eval", str(finished_run), "--iw-samples", "0", cwd=ROOT)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
