@@ -2,17 +2,21 @@
 beside the same classifier trained on the labelled images alone (same steps, lr, seed).
 
     python benchmarks/semi_supervised.py --out runs/semi [--kind m2] [--epochs 30] [--labels all,100,600,1000,3000]
+    python benchmarks/semi_supervised.py --out runs/semi --kind m1m2 --m1 runs/demo --epochs 50 --labels 100,600
     python benchmarks/semi_supervised.py --out /tmp/semi --epochs 2 --labels all,100,600 --train-limit 2000 \
         --test-limit 500 --channels 16,32 --hidden-dim 64 --latent-dim 8                   # a tiny smoke run
 
 Each variant is one run directory under --out (an existing finished run is reused, so an interrupted benchmark
-continues). Kingma et al. 2014 report M2 test errors of 11.97% (100 labels), 4.94% (600), 3.60% (1000) and
-3.92% (3000) on MNIST. Prints lines for docs/results.md.
+continues). `--kind m1m2` trains M2 on the codes of the finished unsupervised run `--m1` instead
+(`vaelab.training.stacked`; its folder holds stacked.json). Kingma et al. 2014 report M2 test errors of 11.97%
+(100 labels), 4.94% (600), 3.60% (1000) and 3.92% (3000) on MNIST, and M1+M2 3.33%, 2.59%, 2.40%, 2.18%.
+Prints lines for docs/results.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -25,6 +29,7 @@ from vaelab.evaluation.classification import predict_probabilities
 from vaelab.training import load_model, read_metrics
 from vaelab.training.runs import start_or_resume
 from vaelab.training.semi_supervised import train_labelled_only
+from vaelab.training.stacked import STACKED, StackedConfig, train_stacked
 
 
 def test_error(model, x: torch.Tensor, labels: torch.Tensor) -> float:
@@ -34,7 +39,8 @@ def test_error(model, x: torch.Tensor, labels: torch.Tensor) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--kind", default="m2", choices=["m2", "vae-classifier"])
+    parser.add_argument("--kind", default="m2", choices=["m2", "vae-classifier", "m1m2"])
+    parser.add_argument("--m1", type=Path, default=None, help="m1m2: the finished unsupervised run to stack on")
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--labels", default="all,100,600,1000,3000")
     parser.add_argument("--epochs", type=int, default=30)
@@ -49,6 +55,10 @@ def main() -> None:
     args = parser.parse_args()
     print(run_header(f"{args.kind} on {args.dataset}, {args.epochs} epochs, seed {args.seed}"))
     started = time.perf_counter()
+    if args.kind == "m1m2":
+        stacked(args)
+        print(f"# {time.perf_counter() - started:.0f} s")
+        return
     test = load_split(args.dataset, "test").subset(args.test_limit)
     base = {
         "dataset": args.dataset, "kind": args.kind, "epochs": args.epochs, "seed": args.seed,
@@ -82,6 +92,23 @@ def main() -> None:
         print(f"{label_count:>7}  {error:>10.2%}  {alone:>13}  {best:>9.2f}  {metrics[-1]['step']:>6}  "
               f"{time.perf_counter() - variant_start:>7.0f}", flush=True)
     print(f"# {time.perf_counter() - started:.0f} s, test images {len(test):,}")
+
+
+def stacked(args: argparse.Namespace) -> None:
+    """M1+M2 for each label count: test error beside q(y|z1) trained on the labelled codes alone."""
+    if args.m1 is None:
+        raise SystemExit("--kind m1m2 needs --m1 RUN (a finished unsupervised run)")
+    print(f"# M1: {args.m1}")
+    print(f"{'labels':>7}  {'test error':>10}  {'labelled only':>13}  {'steps':>6}  {'seconds':>7}")
+    for label_count in args.labels.split(","):
+        out = args.out / f"m1m2-{label_count}"
+        settings = StackedConfig(labels=int(label_count), epochs=args.epochs, seed=args.seed,
+                                 train_limit=args.train_limit)
+        path = out / STACKED
+        reusable = path.is_file() and json.loads(path.read_text())["settings"] == vars(settings)
+        result = json.loads(path.read_text()) if reusable else train_stacked(args.m1, out, settings, log=lambda m: None)
+        print(f"{label_count:>7}  {result['test_error']:>10.2%}  {result['test_error_labelled_only']:>13.2%}  "
+              f"{result['steps']:>6}  {result['seconds']:>7.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Shared fixtures: real data (small slices) and one quickly trained real model."""
+"""Shared fixtures: real data (small slices) and quickly trained real models (a VAE and a conditional VAE)."""
 
 from __future__ import annotations
 
@@ -46,5 +46,14 @@ def trained_run(tmp_path_factory) -> Path:
     """A small MNIST model trained for a few epochs on 4,096 real images: real numbers, seconds of CPU."""
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     config = RunConfig().with_overrides({**TINY, "train_limit": 4096, "epochs": 4, "lr": 2e-3})
+    train(config, run_dir, progress=False, log=lambda message: None)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def cvae_run(tmp_path_factory) -> Path:
+    """A small MNIST cvae trained on 4,096 real images: long enough (8 epochs) to use its labels."""
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny-cvae"
+    config = RunConfig().with_overrides({**TINY, "train_limit": 4096, "epochs": 8, "lr": 3e-3, "kind": "cvae"})
     train(config, run_dir, progress=False, log=lambda message: None)
     return run_dir

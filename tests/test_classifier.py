@@ -18,8 +18,12 @@ from vaelab.data import balanced_label_subset, load_split, prepare_inputs
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.classification import classification_metrics, predict_probabilities
+from vaelab.models import build_model
+from vaelab.models.stacked import CodeM2, CodeM2Config
+from vaelab.report.html import build_report
 from vaelab.training import load_model, train
 from vaelab.training.semi_supervised import train_labelled_only
+from vaelab.training.stacked import StackedConfig, train_stacked
 
 QUIET = {"progress": False, "log": lambda message: None}
 WARMUP = {"kl_warmup_steps": 100, "lr": 2e-3}  # the tiny model's KL collapses early without it
@@ -63,6 +67,19 @@ def test_classification_head_is_far_above_chance_on_real_test_images(head_run):
     metrics = classification_metrics(probabilities.argmax(1).numpy(), test.labels.numpy(), 10)
     assert np.asarray(metrics["confusion_matrix"]).sum() == 1000
     assert metrics["accuracy"] > 0.75  # chance is 0.1; this run reached 0.89 on validation images
+
+
+def test_a_head_on_the_encoder_trunk_reads_the_hidden_features_and_is_far_above_chance(tmp_path):
+    config = RunConfig().with_overrides(
+        {**TINY, **WARMUP, "train_limit": 4096, "epochs": 4, "kind": "vae-classifier", "classifier_weight": 409_600,
+         "head_input": "trunk"}
+    )
+    train(config, tmp_path / "trunk", **QUIET)
+    model = load_model(tmp_path / "trunk")
+    assert model.classifier[0].in_features == TINY["hidden_dim"]
+    test = load_split("mnist", "test").subset(1000)
+    predicted = predict_probabilities(model, prepare_inputs(test.images, "binarized", 0)).argmax(1)
+    assert (predicted == test.labels).float().mean() > 0.75  # chance is 0.1
 
 
 def test_semi_supervised_m2_beats_the_same_classifier_trained_on_its_labelled_images_alone(tmp_path):
@@ -163,3 +180,43 @@ def test_eval_json_of_a_cli_trained_m2_run_has_the_classification_numbers(tmp_pa
     saved = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert {"classification", "linear_probe_accuracy_100", "linear_probe_accuracy_all"} <= saved.keys()
     assert saved["linear_probe"]["features"] == "posterior means averaged over classes"
+
+
+def test_report_of_a_classifier_run_shows_its_accuracy_and_confusion_matrix(head_run, tmp_path):
+    evaluate_run(head_run, iw_samples=0, test_limit=1000, probe_images=2000)  # the eval.json the report reads
+    page = build_report(head_run, tmp_path / "report.html").read_text()
+    section = page.split("<h2>Classification of the test split</h2>")[1].split("</section>")[0]
+    accuracy = json.loads((head_run / "eval.json").read_text())["classification"]["accuracy"]
+    assert f"Test accuracy {accuracy:.2%} on 1,000 images" in section
+    assert section.count("<tr>") == 11 and 'alt="confusion matrix"' in section  # a header and a row per class
+
+
+@pytest.mark.parametrize("which", ["m2", "code-m2"])
+def test_the_unlabelled_bound_scores_every_class_as_the_labelled_bound_does(which):
+    """UnlabelledBound decodes every input as every class at once; row y must be the labelled terms for y."""
+    torch.manual_seed(0)
+    if which == "m2":
+        model, x = build_model(tiny_config(kind="m2").model), torch.rand(3, 1, 28, 28).round()
+    else:
+        model, x = CodeM2(CodeM2Config(code_dim=8, latent_dim=4, hidden=32)), torch.randn(3, 8)
+    noise = torch.randn(3, model.latent_dim)
+    with torch.no_grad():
+        terms = model.unlabelled_terms(x, noise)
+        for label in (0, 6):
+            one = model.loss_terms(x, noise, torch.full((3,), label))
+            assert torch.allclose(terms["recon"][label], one["recon"], atol=1e-4)
+            assert torch.allclose(terms["kl"][label], one["kl"], atol=1e-5)
+    assert terms["logits"].shape == (3, 10) and (terms["kl_y"] >= -1e-6).all()
+
+
+def test_m1_m2_stacks_on_a_finished_run_and_beats_chance_on_the_test_split(trained_run, tmp_path):
+    settings = StackedConfig(labels=100, epochs=3, train_limit=3000)
+    result = train_stacked(trained_run, tmp_path / "m1m2", settings, log=lambda message: None)
+    assert json.loads((tmp_path / "m1m2" / "stacked.json").read_text())["test_error"] == result["test_error"]
+    assert load_file(tmp_path / "m1m2" / "model.safetensors")  # the weights, as safetensors
+    assert result["train_images"] == 3000 and result["test_images"] == 10_000
+    assert result["weight_per_labelled_code"] == pytest.approx(0.1 * 3000 / 100)
+    assert len(result["history"]) == 3 and result["steps"] == 3 * ((3000 - 100) // 100)
+    assert result["test_error"] < 0.8  # chance is 0.9 (the tiny 8-d M1 and 3 epochs reach ≈ 0.73)
+    with pytest.raises(VaelabError, match="is not between 1 and the 3,000 training images"):
+        train_stacked(trained_run, tmp_path / "bad", StackedConfig(labels=3010, epochs=1, train_limit=3000))

@@ -2,32 +2,23 @@
 clear errors, it resumes bit-identically and `vaelab eval` measures it."""
 
 import json
-from pathlib import Path
+import math
 
 import pytest
 import torch
 
-from tests.conftest import TINY, tiny_config, train_straight_and_with_a_stop
+from tests.conftest import tiny_config, train_straight_and_with_a_stop
 from tests.faults import identical_weights
 from tests.test_cli import TINY_FLAGS, vaelab
-from vaelab.analysis.conditional import class_grid, class_samples, conditional_accuracy, restyle
+from vaelab.analysis.conditional import class_grid, class_samples, conditional_accuracy, restyle, style_traversal
+from vaelab.analysis.factors import analyse_factors
+from vaelab.analysis.traversal import traversal_values, traverse_run
 from vaelab.config import RunConfig
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.reference_classifier import load_or_train_classifier
 from vaelab.models import ConditionalVAE, build_model
 from vaelab.training import load_model, train
-
-QUIET = {"progress": False, "log": lambda message: None}
-
-
-@pytest.fixture(scope="module")
-def cvae_run(tmp_path_factory) -> Path:
-    """A small MNIST cvae trained on 4,096 real images: long enough (8 epochs) to use its labels."""
-    run_dir = tmp_path_factory.mktemp("runs") / "tiny-cvae"
-    config = RunConfig().with_overrides({**TINY, "train_limit": 4096, "epochs": 8, "lr": 3e-3, "kind": "cvae"})
-    train(config, run_dir, **QUIET)
-    return run_dir
 
 
 def test_samples_for_each_class_are_classified_as_that_class_far_above_chance(cvae_run):
@@ -71,6 +62,40 @@ def test_an_unknown_class_is_a_clear_error(cvae_run, label):
         model.sample(2, labels=torch.tensor([3, label]))
 
 
+def test_style_traversal_sweeps_one_dimension_as_every_class_and_each_row_is_that_class_decoded(cvae_run):
+    model = load_model(cvae_run)
+    values = traversal_values(2.0, 5)
+    rows = style_traversal(model, dim=3, values=values)
+    assert rows.shape == (10, 5, 1, 28, 28)
+    codes = torch.zeros(5, model.latent_dim)
+    codes[:, 3] = values
+    with torch.no_grad():
+        assert torch.allclose(rows[7], model.decode(codes, torch.full((5,), 7)), atol=1e-6)
+    assert not torch.allclose(rows[:, 0], rows[:, -1], atol=1e-2)  # the dimension changes the picture
+
+
+def test_a_cvae_traversal_decodes_as_the_base_images_own_class_or_the_class_asked_for(cvae_run):
+    own = traverse_run(cvae_run, "0,1", 2.0, 5, "test:0")  # test image 0 is a 7
+    assert own.label == 7 and own.images.shape == (2, 5, 1, 28, 28)
+    as_three = traverse_run(cvae_run, "0,1", 2.0, 5, "test:0", label=3)
+    assert as_three.label == 3 and not torch.allclose(own.images, as_three.images, atol=1e-2)
+
+
+def test_cvae_factors_carry_per_class_correlations_of_the_top_attribute(cvae_run, tmp_path):
+    conditional = analyse_factors(cvae_run, bases=60, steps=7, out=tmp_path / "cvae.json")
+    traversed = [row for row in conditional if row["top_attribute"] is not None]
+    assert traversed
+    for row in traversed:
+        per_class = row["top_rho_per_class"]
+        assert len(per_class) == 10 and all(rho is None or -1 <= rho <= 1 for rho in per_class)
+        sign = 1 if row["top_rho"] >= 0 else -1
+        defined = [sign * rho for rho in per_class if rho is not None]
+        assert row["top_rho_weakest_class"] == pytest.approx(min(defined))
+        assert sign * per_class[row["weakest_class"]] == pytest.approx(min(defined))
+    # Mutual information with the class, from codes given the true labels: at most the label entropy, ln 10.
+    assert all(0 <= row["mi_with_class"] <= math.log(10) + 1e-6 for row in conditional)
+
+
 def test_class_pictures_of_an_unconditional_model_are_a_clear_error():
     model = build_model(tiny_config().model)
     for call in (lambda: class_samples(model, 3, 4), lambda: class_grid(model, 4)):
@@ -88,6 +113,26 @@ def test_model_kind_is_validated_and_old_configs_load_as_plain_vaes():
     assert RunConfig.from_dict(old).model.kind == "vae"
     assert isinstance(build_model(tiny_config(kind="cvae").model), ConditionalVAE)
     assert not isinstance(build_model(tiny_config().model), ConditionalVAE)
+
+
+def test_label_at_input_adds_one_encoder_input_plane_per_class_and_only_a_cvae_takes_it(tmp_path):
+    config = tiny_config(kind="cvae", label_at_input=True, epochs=1)
+    first_conv = next(m for m in build_model(config.model).encoder.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.in_channels == 1 + 10
+    result = train(config, tmp_path / "run", progress=False, log=lambda message: None)
+    assert result.finished and math.isfinite(result.best_val_elbo)
+    model = load_model(tmp_path / "run")
+    x = torch.rand(2, 1, 28, 28).round()
+    with torch.no_grad():  # the label reaches the code through the whole encoder, not only its read-out
+        assert not torch.allclose(model.encode(x, torch.tensor([3, 3]))[0], model.encode(x, torch.tensor([5, 5]))[0])
+    for kind, option, message in (
+        ("m2", {"label_at_input": True}, "label_at_input applies to --model cvae only"),
+        ("vae", {"label_at_input": True}, "label_at_input applies to --model cvae only"),
+        ("cvae", {"head_input": "trunk"}, "head_input applies to --model vae-classifier only"),
+        ("vae-classifier", {"head_input": "logits"}, "head_input must be one of mean, trunk"),
+    ):
+        with pytest.raises(VaelabError, match=message):
+            tiny_config(kind=kind, **option)
 
 
 def test_a_cvae_run_resumes_bit_identically(tmp_path):
@@ -116,6 +161,9 @@ def test_cli_samples_restyles_and_evaluates_a_cvae_run_and_refuses_bad_classes(t
         ["sample", "run", "-n", "4", "--out", "any.png"],
         ["restyle", "run", "--from", "test:5", "--out", "restyle.png"],
         ["reconstruct", "run", "-n", "4", "--out", "recon.png"],
+        ["traverse", "run", "--class", "3", "--steps", "5", "--out", "three.png"],
+        ["traverse", "run", "--base", "test:5", "--steps", "5", "--out", "own-class.png"],
+        ["interpolate", "run", "--from", "test:0", "--to", "test:1", "--class", "2", "--out", "style-path.png"],
     ):
         result = vaelab(*args, cwd=tmp_path)
         assert result.returncode == 0, (args, result.stderr)
@@ -131,8 +179,9 @@ def test_cli_samples_restyles_and_evaluates_a_cvae_run_and_refuses_bad_classes(t
         (["restyle", str(trained_run), "--from", "test:0"], "needs a conditional run"),
         (["restyle", "run", "--from", "test:99999"], "is out of range"),
         (["sample", "run", "--sampler", "gmm"], "--sampler gmm does not support conditional runs yet"),
-        (["traverse", "run"], "vaelab traverse does not support conditional runs yet"),
-        (["interpolate", "run", "--from", "test:0", "--to", "test:1"], "does not support conditional runs yet"),
+        (["traverse", "run"], "a conditional run decodes a traversal as one class; add --class C (0 to 9)"),
+        (["traverse", "run", "--class", "10"], "class 10 is out of range"),
+        (["traverse", str(trained_run), "--class", "3"], "--class applies to conditional runs only"),
     ):
         result = vaelab(*args, "--out", "bad.png", cwd=tmp_path)
         assert result.returncode == 2, args

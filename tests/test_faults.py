@@ -17,7 +17,8 @@ from tests.conftest import tiny_config
 from tests.faults import CHILD_ENV, ROOT, comparable_metrics, identical_weights, kill_and_resume, kill_points, launch
 from tests.test_cli import vaelab
 from vaelab.errors import VaelabError
-from vaelab.training import NonFiniteLossError, load_model, train, trainer
+from vaelab.models import VAE
+from vaelab.training import NonFiniteLossError, load_model, train
 from vaelab.training.checkpoint import load_tensors
 from vaelab.training.lock import run_lock
 from vaelab.training.runs import start_or_resume
@@ -163,10 +164,10 @@ def test_damaged_config_is_a_one_line_error(finished_run, edit, message):
 
 
 def poison(steps: set[int], where: str):
-    """Wrap the trainer's loss terms so that the given training steps give a NaN loss or a NaN gradient."""
-    real, calls = trainer.model_terms, [0]
+    """Wrap the model's loss terms so that the given training steps give a NaN loss or a NaN gradient."""
+    real, calls = VAE.loss_terms, [0]
 
-    def model_terms(model, x, noise, labels):
+    def loss_terms(model, x, noise=None, labels=None):
         terms = real(model, x, noise, labels)
         if model.training:
             calls[0] += 1
@@ -178,12 +179,12 @@ def poison(steps: set[int], where: str):
                     terms["recon"] = terms["recon"] + 0 * torch.sqrt(zero)
         return terms
 
-    return model_terms
+    return loss_terms
 
 
 @pytest.mark.parametrize("where", ["loss", "gradient"])
 def test_non_finite_batches_are_skipped_up_to_the_limit_and_reported(tmp_path, monkeypatch, where):
-    monkeypatch.setattr(trainer, "model_terms", poison({3, 20}, where))
+    monkeypatch.setattr(VAE, "loss_terms", poison({3, 20}, where))
     messages: list[str] = []
     result = train(tiny_config(skip_nonfinite=2), tmp_path / "run", progress=False, log=messages.append)
     assert result.finished and [row["skipped_batches"] for row in result.history] == [1, 1]
@@ -195,7 +196,7 @@ def test_non_finite_batches_beyond_the_limit_stop_and_keep_the_last_good_checkpo
     run_dir = tmp_path / "run"
     train(tiny_config(epochs=1), run_dir, **QUIET)
     before = {name: (run_dir / name).read_bytes() for name in ("model.safetensors", "last.safetensors")}
-    monkeypatch.setattr(trainer, "model_terms", poison({2, 5}, "gradient"))
+    monkeypatch.setattr(VAE, "loss_terms", poison({2, 5}, "gradient"))
     with pytest.raises(NonFiniteLossError, match=r"gradient norm became nan at step 21 .*--skip-nonfinite"):
         start_or_resume(None, run_dir, None, {"epochs": 2, "skip_nonfinite": 1}, **QUIET)
     assert {name: (run_dir / name).read_bytes() for name in before} == before

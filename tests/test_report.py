@@ -1,6 +1,7 @@
 """The report is one self-contained file: opened from disk in a real headless Chromium, every image loads and
 the page asks for nothing outside itself."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -8,23 +9,46 @@ import pytest
 from tests.conftest import launch_chromium
 from vaelab.report.html import build_report
 
+CORE_SECTIONS = ("Configuration", "Training curves", "Evaluation on the test split", "Prior samples",
+                 "Reconstructions", "Latent traversals", "What each dimension controls", "Latent maps",
+                 "Limitations (measured)")
+CONDITIONAL_SECTIONS = ("Class-conditioned samples", "Restyle", "Style dimensions written as every class")
+
 
 @pytest.fixture(scope="module")
 def report(trained_run, tmp_path_factory) -> Path:
     return build_report(trained_run, tmp_path_factory.mktemp("report") / "report.html")
 
 
+@pytest.fixture(scope="module")
+def cvae_report(cvae_run, tmp_path_factory) -> Path:
+    return build_report(cvae_run, tmp_path_factory.mktemp("report") / "cvae.html")
+
+
 def test_report_holds_every_section_and_no_external_reference(report):
     page = report.read_text()
-    for title in ("Configuration", "Training curves", "Evaluation on the test split", "Prior samples",
-                  "Reconstructions", "Latent traversals", "What each dimension controls", "Interpolations",
-                  "Latent maps", "Limitations (measured)"):
+    for title in (*CORE_SECTIONS, "Interpolations"):
         assert f"<h2>{title}" in page, title
+    for title in CONDITIONAL_SECTIONS:
+        assert f"<h2>{title}" not in page, title
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert page.count("data:image/png;base64,") >= 10
 
 
-def test_report_opens_in_headless_chromium_with_every_image_loaded_and_no_outside_request(report):
+def test_cvae_report_adds_class_grid_restyle_and_style_sections_and_per_class_correlations(cvae_report, cvae_run):
+    page = cvae_report.read_text()
+    active = [row for row in json.loads((cvae_run / "factors.json").read_text()) if row["active"]]
+    for title in (*CORE_SECTIONS, *CONDITIONAL_SECTIONS):
+        assert f"<h2>{title}" in page, title
+    assert "<h2>Interpolations" not in page  # z holds no class to interpolate
+    assert "conditional accuracy" in page and "its weakest class ρ" in page
+    assert page.count("(test images of this class)") == min(3, len(active))  # a ρ table per style dimension shown
+    assert page.count('alt="restyled test image') == 5
+
+
+@pytest.mark.parametrize("which", ["report", "cvae_report"])
+def test_report_opens_in_headless_chromium_with_every_image_loaded_and_no_outside_request(which, request):
+    report = request.getfixturevalue(which)
     from playwright.sync_api import sync_playwright
 
     requests: list[str] = []
@@ -39,6 +63,6 @@ def test_report_opens_in_headless_chromium_with_every_image_loaded_and_no_outsid
         headings = page.eval_on_selector_all("h2", "els => els.length")
         browser.close()
     assert len(images) >= 10 and all(image["ok"] for image in images), [i for i in images if not i["ok"]]
-    assert headings == 10
+    assert headings == (10 if which == "report" else 12)
     outside = [url for url in requests if not url.startswith(("file://", "data:"))]
     assert outside == []

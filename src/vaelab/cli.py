@@ -16,6 +16,9 @@ app.add_typer(data_app, name="data")
 RUN = typer.Argument(..., help="Run directory (written by `vaelab train`).")
 SCALE = typer.Option(4, help="Display upscaling factor (the images themselves stay 28×28).")
 SMOOTH = typer.Option(False, help="Bicubic instead of nearest-neighbour upscaling.")
+DECODE_CLASS = typer.Option(
+    None, "--class", help="A cvae/m2 run: decode every frame as this class (default: the first test image's class)."
+)
 INCEPTION = typer.Option(True, "--inception/--no-inception", help="Inception FID (≈0.11 s per image on 2 CPU cores).")
 
 
@@ -40,6 +43,12 @@ def train(
     ),
     labels: int | None = typer.Option(None, help="vae-classifier/m2: keep N training labels (balanced; default all)."),
     classifier_weight: float | None = typer.Option(None, help="α of the cross-entropy (default 0.1 × train images)."),
+    label_at_input: bool | None = typer.Option(
+        None, "--label-at-input/--no-label-at-input", help="cvae: also feed the label to the encoder's first layer."
+    ),
+    head_input: str | None = typer.Option(
+        None, help="vae-classifier: the head reads the posterior mean (mean) or the encoder's hidden features (trunk)."
+    ),
     latent_dim: int | None = typer.Option(None),
     channels: str | None = typer.Option(None, help="Widths of the stride-2 stages, e.g. 32,64"),
     blocks_per_stage: int | None = typer.Option(None),
@@ -78,6 +87,7 @@ def train(
         "device": device, "max_steps": max_steps, "checkpoint_every": checkpoint_every,
         "skip_nonfinite": skip_nonfinite, "train_limit": train_limit, "val_limit": val_limit,
         "tensorboard": tensorboard, "labels": labels, "classifier_weight": classifier_weight,
+        "label_at_input": label_at_input, "head_input": head_input,
     }
     result = start_or_resume(out, resume, config, overrides, progress=progress, log=typer.echo)
     state = "finished" if result.finished else f"stopped at step {result.steps} (resume with --resume)"
@@ -257,6 +267,7 @@ def traverse(
     radius: float = typer.Option(3.0, "--range", help="Sweep from −range to +range prior standard deviations."),
     steps: int = typer.Option(11, help="Columns per row."),
     base: str = typer.Option("prior", help="prior (the zero code) or test:INDEX (that test image's code)."),
+    label: int | None = DECODE_CLASS,
     gif_dir: Path | None = typer.Option(None, help="Also write one looping GIF per dimension into this folder."),
     out: Path = typer.Option(Path("traverse.png"), "--out"),
     scale: int = SCALE,
@@ -267,8 +278,10 @@ def traverse(
     from vaelab.images import save_png
 
     _check_counts(scale=scale)
-    traversal = traverse_run(run, dims, radius, steps, base)
+    traversal = traverse_run(run, dims, radius, steps, base, label)
     usage = traversal.usage
+    if traversal.label is not None:
+        typer.echo(f"every frame decoded as class {traversal.label}")
     typer.echo(f"rows, KL per dimension from {usage.source} (off: not an active unit):")
     for dim in traversal.dims:
         typer.echo(f"  {row_label(dim, usage):<8} KL {usage.kl_per_dim[dim]:.3f} nats")
@@ -284,6 +297,7 @@ def interpolate(
     end: str = typer.Option(..., "--to", help="Last test image, as test:INDEX."),
     steps: int = typer.Option(10, help="Frames, both ends included."),
     mode: str = typer.Option("linear", help="linear or slerp (spherical)."),
+    label: int | None = DECODE_CLASS,
     out: Path = typer.Option(Path("interp.png"), "--out"),
     scale: int = SCALE,
     smooth: bool = SMOOTH,
@@ -299,7 +313,9 @@ def interpolate(
     from vaelab.training import read_config
 
     _check_counts(scale=scale)
-    interpolation = interpolate_run(run, start, end, steps, mode)
+    interpolation = interpolate_run(run, start, end, steps, mode, label)
+    if interpolation.label is not None:
+        typer.echo(f"every frame decoded as class {interpolation.label}")
     typer.echo(f"wrote {save_png(out, interpolation_grid(interpolation), scale, smooth)}")
     typer.echo(
         f"smoothness (largest step / mean step, 1 = even): {mode} {smoothness_ratio(interpolation.decoded):.2f}, "

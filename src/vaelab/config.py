@@ -24,6 +24,7 @@ DEVICES = ("auto", "cpu", "cuda")
 # q(y|x) on its posterior mean; m2: the semi-supervised M2 of Kingma et al. 2014 (a cvae with y latent when unknown)
 MODEL_KINDS = ("vae", "cvae", "vae-classifier", "m2")
 CLASSIFIER_KINDS = ("vae-classifier", "m2")
+HEAD_INPUTS = ("mean", "trunk")
 MAX_WIDTH = 4096  # widths above this cannot fit a 28×28 model in memory; refuse them before allocating
 
 
@@ -45,6 +46,12 @@ class ModelConfig:
     # α of Kingma et al. 2014: the weight of the labelled examples' mean cross-entropy in the objective summed over
     # the training set (so each labelled example's is α / labels); None = 0.1 × training images, as in the paper
     classifier_weight: float | None = None
+    # cvae: the one-hot label also enters the encoder at its input, as constant planes beside the image, so the
+    # whole encoder (not only its read-out) can discount what the class explains
+    label_at_input: bool = False
+    # vae-classifier: the head reads the posterior mean ("mean", the latent code) or the encoder's hidden features
+    # ("trunk", as M2's q(y|x) does)
+    head_input: str = "mean"
     latent_dim: int = 32
     channels: list[int] = field(default_factory=lambda: [32, 64])  # one stride-2 conv stage each
     blocks_per_stage: int = 0  # residual 3×3 blocks after each stage
@@ -131,6 +138,11 @@ class RunConfig:
             d.labels is None or m.kind in CLASSIFIER_KINDS,
             f"labels (semi-supervised training) needs --model {' or '.join(CLASSIFIER_KINDS)}, not {m.kind}",
         )
+        _check(not m.label_at_input or m.kind == "cvae",
+               f"label_at_input applies to --model cvae only (m2's q(y|x) reads the label-free trunk), not {m.kind}")
+        _check(m.head_input in HEAD_INPUTS, f"head_input must be one of {', '.join(HEAD_INPUTS)}")
+        _check(m.head_input == "mean" or m.kind == "vae-classifier",
+               f"head_input applies to --model vae-classifier only, not {m.kind}")
         _check(d.labels is None or d.labels >= 1, "labels must be a positive number of training labels")
         _check(
             m.classifier_weight is None or (math.isfinite(m.classifier_weight) and m.classifier_weight >= 0),

@@ -2,7 +2,9 @@
 
 In a conditional VAE the label says what is drawn and z how: decoding one z as every class writes one style as
 every digit (the style/content analogy of Kingma et al. 2014, figure 1). `class_grid` shows that with one row
-per class and one z per column; `restyle` takes the z of a real test image (encoded with its own label).
+per class and one z per column; `restyle` takes the z of a real test image (encoded with its own label), and
+`style_traversal` sweeps one dimension of z while writing every class, so a style factor can be seen (and
+measured) to be the same for every class.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaelab.analysis.traversal import load_test_inputs, parse_test_reference
+from vaelab.analysis.traversal import load_test_inputs, parse_test_reference, traverse_from_bases
 from vaelab.evaluation.conditional import class_samples, conditional_accuracy, require_conditional
 from vaelab.images import make_grid
 from vaelab.models import VAE
@@ -20,7 +22,7 @@ from vaelab.training.checkpoint import load_model, read_config
 
 __all__ = [
     "class_grid", "class_grid_picture", "class_samples", "conditional_accuracy", "restyle", "restyle_run",
-    "restyle_strip",
+    "restyle_strip", "style_traversal",
 ]
 
 
@@ -42,6 +44,15 @@ def restyle(model: VAE, inputs: torch.Tensor, labels: torch.Tensor, index: int) 
     x = inputs[index : index + 1].to(model.device)
     mu, _ = model.encode(x, labels[index : index + 1])
     return model.decode(mu.expand(model.classes, -1), torch.arange(model.classes)).cpu()
+
+
+@torch.no_grad()
+def style_traversal(model: VAE, dim: int, values: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
+    """`code` `[D]` (default the prior mean) with dimension `dim` set to each of `values` `[S]`, decoded as every
+    class: `[classes, S, C, H, W]`, a row per class."""
+    require_conditional(model, "a style traversal")
+    code = torch.zeros(model.latent_dim) if code is None else code
+    return traverse_from_bases(model, code.expand(model.classes, -1), dim, values, torch.arange(model.classes))
 
 
 def restyle_run(run_dir: str | Path, source: str) -> tuple[torch.Tensor, torch.Tensor, int]:

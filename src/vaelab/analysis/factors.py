@@ -15,6 +15,11 @@ For every active dimension:
   cut into MI_BINS equally populated (quantile) bins, and I(bin; label) is the plug-in estimate from the joint
   counts, in **nats** (the upper bound is the label entropy, ln 10 ≈ 2.30 nats for ten balanced classes; the
   estimator's positive bias is about (bins − 1)(classes − 1)/(2N) ≈ 0.009 nats on 10,000 images).
+- **Per class.** The top attribute's ρ again, pooled over the bases of each class alone (`top_rho_per_class`),
+  and the weakest of them along the pooled sign (`top_rho_weakest_class`, the signed ρ of the class where the
+  dimension moves the attribute least). A style factor that is the same for every class keeps a large weakest
+  ρ; a dimension that thickens 1s but reshapes 8s does not. A conditional run (cvae, m2) encodes and decodes
+  every base with its own label, so there this measures how class-independent its style dimensions are.
 - **Smoothness.** Mean over bases of max step / mean step between consecutive decoded frames of the traversal
   (see `vaelab.analysis.smoothness`): 1 for an even change, large when the picture jumps.
 
@@ -44,10 +49,11 @@ from vaelab.analysis.traversal import (
     traversal_values,
     traverse_from_bases,
 )
+from vaelab.data import CLASS_NAMES
 from vaelab.errors import VaelabError
 from vaelab.evaluation.latents import dimensions_by_kl
 from vaelab.io import atomic_write_json, require_suffix
-from vaelab.models import VAE, refuse_conditional
+from vaelab.models import VAE
 from vaelab.training.checkpoint import load_model, read_config
 
 FACTORS = "factors.json"
@@ -60,7 +66,8 @@ MI_BINS = 20
 MIN_POINTS = 3  # finite measurements needed for a rank correlation
 NOT_TRAVERSED = {  # the row of a dimension that is not an active unit
     "top_attribute": None, "top_rho": None, "second_attribute": None, "second_rho": None,
-    "smoothness_ratio": None, "confident_fraction": None, "name": "inactive",
+    "top_rho_per_class": None, "top_rho_weakest_class": None, "weakest_class": None, "smoothness_ratio": None,
+    "confident_fraction": None, "name": "inactive",
 }
 
 
@@ -101,6 +108,24 @@ def mutual_information(values: np.ndarray, labels: np.ndarray, bins: int = MI_BI
     return float((joint[filled] * np.log(joint[filled] / independent[filled])).sum())
 
 
+def per_class_rank_correlation(
+    values: np.ndarray, measurements: np.ndarray, base_labels: np.ndarray, classes: int
+) -> list[float]:
+    """The pooled ρ of `pooled_rank_correlation` over the bases of each class alone (nan for a class without
+    bases): `measurements` `[B, S]`, `base_labels` `[B]`."""
+    return [
+        pooled_rank_correlation(values, measurements[base_labels == c]) if (base_labels == c).any() else math.nan
+        for c in range(classes)
+    ]
+
+
+def weakest_class(per_class: list[float], pooled: float) -> tuple[float, int | None]:
+    """The class whose ρ, signed along the pooled ρ, is smallest: (that signed ρ, the class)."""
+    sign = 1.0 if pooled >= 0 else -1.0
+    defined = [(sign * rho, c) for c, rho in enumerate(per_class) if math.isfinite(rho)]
+    return min(defined) if defined else (math.nan, None)
+
+
 def factor_name(top_attribute: str | None, top_rho: float, mi_with_class: float) -> str:
     if top_attribute is not None and abs(top_rho) >= ATTRIBUTE_RHO_THRESHOLD:
         return f"{top_attribute} (ρ={top_rho:+.2f})"
@@ -115,24 +140,33 @@ def traversal_measurements(
     dim: int,
     values: torch.Tensor,
     dataset: str,
+    base_labels: torch.Tensor,
     classifier: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Traverse `dim` from every base code; the two attributes with the largest |ρ|, the mean smoothness ratio
-    of the traversals, and (with a reference classifier) the share of frames it confidently assigns a class."""
-    images = traverse_from_bases(model, base_codes, dim, values)  # [B, S, 1, H, W]
+    """Traverse `dim` from every base code (a conditional model decodes each as its base's label, `base_labels`
+    `[B]`); the two attributes with the largest |ρ|, the top one's ρ per class, the mean smoothness ratio of the
+    traversals, and (with a reference classifier) the share of frames it confidently assigns a class."""
+    images = traverse_from_bases(model, base_codes, dim, values, base_labels)  # [B, S, 1, H, W]
     bases, steps = images.shape[:2]
-    measured = measure_batch(images.flatten(end_dim=1), dataset)
-    rhos = {
-        name: pooled_rank_correlation(values.numpy(), measured[name].reshape(bases, steps))
-        for name in attributes_for(dataset)
+    measured = {
+        name: series.reshape(bases, steps) for name, series in measure_batch(images.flatten(end_dim=1), dataset).items()
     }
+    rhos = {name: pooled_rank_correlation(values.numpy(), measured[name]) for name in attributes_for(dataset)}
     ranked = sorted((name for name in rhos if math.isfinite(rhos[name])), key=lambda name: -abs(rhos[name]))
     top, second = [*ranked, None, None][:2]  # None where fewer than two attributes have a defined ρ
+    per_class = (
+        per_class_rank_correlation(values.numpy(), measured[top], base_labels.numpy(), len(CLASS_NAMES[dataset]))
+        if top else []
+    )
+    weakest_rho, weakest = weakest_class(per_class, rhos[top]) if top else (math.nan, None)
     return {
         "top_attribute": top,
         "top_rho": rhos[top] if top else math.nan,
         "second_attribute": second,
         "second_rho": rhos[second] if second else math.nan,
+        "top_rho_per_class": [None if not math.isfinite(rho) else rho for rho in per_class] or None,
+        "top_rho_weakest_class": weakest_rho,
+        "weakest_class": weakest,
         "smoothness_ratio": float(np.mean([smoothness_ratio(row) for row in images])),
         "confident_fraction": (
             confident_fraction(images.flatten(end_dim=1), classifier) if classifier is not None else None
@@ -156,7 +190,8 @@ def analyse_factors(
 ) -> list[dict[str, Any]]:
     """The factor table of a run, one row per dimension, largest KL first; written atomically to `out`
     (default RUN/factors.json). Rows: dim, kl, active, top_attribute, top_rho, second_attribute, second_rho,
-    mi_with_class, smoothness_ratio, confident_fraction (null without a classifier), name."""
+    top_rho_per_class, top_rho_weakest_class, weakest_class, mi_with_class, smoothness_ratio, confident_fraction
+    (null without a classifier), name. A conditional run's codes are its posterior means given the true labels."""
     run_dir = Path(run_dir)
     if bases < 1:
         raise VaelabError(f"bases must be at least 1 test image (got {bases})")
@@ -164,11 +199,10 @@ def analyse_factors(
     out = require_suffix(out if out is not None else run_dir / FACTORS, ".json")
     data = read_config(run_dir).data
     model = load_model(run_dir)
-    refuse_conditional(model, "vaelab factors")
     test, inputs = load_test_inputs(data)
-    means, _ = posterior_moments(model, inputs)
-    usage = latent_usage(run_dir, model, inputs)
-    base_codes = means[:bases]
+    means, _ = posterior_moments(model, inputs, test.labels)
+    usage = latent_usage(run_dir, model, inputs, test.labels)
+    base_codes, base_labels = means[:bases], test.labels[:bases]
     rows = []
     for dim in dimensions_by_kl(usage.kl_per_dim):
         row: dict[str, Any] = {
@@ -178,7 +212,7 @@ def analyse_factors(
             "mi_with_class": mutual_information(means[:, dim].numpy(), test.labels.numpy()),
         }
         if usage.active[dim]:
-            row.update(traversal_measurements(model, base_codes, dim, values, data.dataset, classifier))
+            row.update(traversal_measurements(model, base_codes, dim, values, data.dataset, base_labels, classifier))
             row["name"] = factor_name(row["top_attribute"], row["top_rho"], row["mi_with_class"])
         else:
             row.update(NOT_TRAVERSED)
@@ -188,10 +222,17 @@ def analyse_factors(
     return rows
 
 
+def weakest_class_text(row: dict[str, Any]) -> str:
+    """`+0.41 (class 8)`: the top attribute's smallest ρ over the classes, signed along the pooled ρ."""
+    if row.get("top_rho_weakest_class") is None:
+        return "–"
+    return f"{row['top_rho_weakest_class']:+.2f} (class {row['weakest_class']})"
+
+
 def factor_table(rows: list[dict[str, Any]]) -> str:
     """The factor rows as a plain-text table for the terminal."""
-    header = ("dim", "KL nats", "top attribute", "ρ", "second attribute", "ρ", "MI class", "smooth", "confident",
-              "name")
+    header = ("dim", "KL nats", "top attribute", "ρ", "weakest class ρ", "second attribute", "ρ", "MI class", "smooth",
+              "confident", "name")
 
     def number(value: float | None, form: str) -> str:
         return "–" if value is None else format(value, form)
@@ -199,8 +240,9 @@ def factor_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         (
             str(row["dim"]), number(row["kl"], ".2f"), row["top_attribute"] or "–", number(row["top_rho"], "+.2f"),
-            row["second_attribute"] or "–", number(row["second_rho"], "+.2f"), number(row["mi_with_class"], ".3f"),
-            number(row["smoothness_ratio"], ".2f"), number(row.get("confident_fraction"), ".0%"), row["name"],
+            weakest_class_text(row), row["second_attribute"] or "–", number(row["second_rho"], "+.2f"),
+            number(row["mi_with_class"], ".3f"), number(row["smoothness_ratio"], ".2f"),
+            number(row.get("confident_fraction"), ".0%"), row["name"],
         )
         for row in rows
     ]

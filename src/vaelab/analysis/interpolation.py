@@ -4,6 +4,9 @@ The latent path runs between the posterior means of the two images and is decode
 path is the plain cross-fade of the two images' intensities. A model with a useful latent space turns one image
 into the other through images that look like data, where the cross-fade shows two faint images on top of each
 other.
+
+A conditional run encodes each image with its own label and decodes the whole path as one class (`label`, by
+default the first image's): it interpolates the style while the class stays put.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from vaelab.analysis.traversal import (
     MAX_STEPS,
     add_row_labels,
     decode_codes,
+    decoding_label,
     load_test_inputs,
     parse_test_reference,
     posterior_moments,
@@ -26,7 +30,6 @@ from vaelab.analysis.traversal import (
 from vaelab.data import to_float
 from vaelab.errors import VaelabError
 from vaelab.images import make_grid
-from vaelab.models import refuse_conditional
 from vaelab.training.checkpoint import load_model, read_config
 
 MODES = ("linear", "slerp")
@@ -40,6 +43,7 @@ class Interpolation:
     crossfade: torch.Tensor  # [S, 1, H, W]: the pixel-space path between the two test images
     indices: tuple[int, int]  # the two test images
     mode: str
+    label: int | None = None  # the class every frame is decoded as (conditional runs only)
 
 
 def check_arguments(steps: int, mode: str) -> None:
@@ -97,20 +101,22 @@ def crossfade(start_image: torch.Tensor, end_image: torch.Tensor, steps: int) ->
 
 
 def interpolate_run(
-    run_dir: str | Path, start: str, end: str, steps: int = 10, mode: str = "linear"
+    run_dir: str | Path, start: str, end: str, steps: int = 10, mode: str = "linear", label: int | None = None
 ) -> Interpolation:
-    """Interpolate between two test images named `test:INDEX`, in latent space (decoded) and in pixel space."""
+    """Interpolate between two test images named `test:INDEX`, in latent space (decoded) and in pixel space; a
+    conditional run decodes the path as class `label` (default: the first image's class)."""
     check_arguments(steps, mode)  # before any loading
     model = load_model(run_dir)
-    refuse_conditional(model, "vaelab interpolate")
     test, inputs = load_test_inputs(read_config(run_dir).data)
     first = parse_test_reference(start, "from", len(test))
     last = parse_test_reference(end, "to", len(test))
-    means, _ = posterior_moments(model, inputs[[first, last]])
+    label = decoding_label(model, start, label, test.labels)
+    means, _ = posterior_moments(model, inputs[[first, last]], test.labels[[first, last]])
     codes = interpolate_codes(means[0], means[1], steps, mode)
+    decoded = decode_codes(model, codes, None if label is None else torch.full((steps,), label))
     # The cross-fade blends the real intensities, not the binarized inputs some models are fed.
     images = to_float(test.images[[first, last]])
-    return Interpolation(codes, decode_codes(model, codes), crossfade(images[0], images[1], steps), (first, last), mode)
+    return Interpolation(codes, decoded, crossfade(images[0], images[1], steps), (first, last), mode, label)
 
 
 def interpolation_grid(interpolation: Interpolation, labels: bool = True) -> np.ndarray:

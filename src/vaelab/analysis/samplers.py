@@ -182,7 +182,5 @@ def sample_images(
 ) -> torch.Tensor:
     """`n` decoded samples `[n, C, H, W]` from the chosen sampler, reproducible by seed."""
     codes = sample_codes(model, run_dir, n, sampler, seed, components, log)
-    if is_conditional(model):  # the classes in turn, as ConditionalVAE.sample draws them
-        labels = torch.arange(n) % model.classes
-        return torch.cat([model.decode(codes[i].to(model.device), labels[i]).cpu() for i in iterate_batches(n, 1000)])
-    return decode_codes(model, codes)
+    labels = torch.arange(n) % model.classes if is_conditional(model) else None  # as ConditionalVAE.sample does
+    return decode_codes(model, codes, labels)

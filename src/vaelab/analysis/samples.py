@@ -11,7 +11,7 @@ from vaelab.data import load_split, prepare_inputs
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.images import make_grid
-from vaelab.models import VAE, is_conditional
+from vaelab.models import VAE
 
 
 @torch.no_grad()
@@ -35,10 +35,7 @@ def reconstruction_grid(
     if not 0 <= start < len(test):
         raise VaelabError(f"--start must be a test image index from 0 to {len(test) - 1} (got {start})")
     x = prepare_inputs(test.images[start : start + n], input_mode, EVAL_SEED)  # as evaluation sees them
-    if is_conditional(model):  # decoded with the images' own labels
-        reconstructions = model.reconstruct(x.to(model.device), test.labels[start : start + n]).cpu()
-    else:
-        reconstructions = model.reconstruct(x.to(model.device)).cpu()
+    reconstructions = model.reconstruct(x.to(model.device), test.labels[start : start + n]).cpu()
     rows = []
     for first in range(0, len(x), columns):
         rows += [x[first : first + columns], reconstructions[first : first + columns]]

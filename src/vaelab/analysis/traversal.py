@@ -3,6 +3,9 @@
 A row of the picture is one dimension; its columns set that dimension to evenly spaced values from −r to +r
 prior standard deviations (the prior is N(0, I), so σ = 1), in increasing order, while every other dimension keeps
 the base code's value. The base code is the prior mean (all zeros) or the posterior mean of one test image.
+
+A conditional run decodes every frame as one class: the base image's own label, or the class asked for (a
+traversal from the prior needs one). Its z holds the style, so the rows show style factors written as that class.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.evaluation.latents import active_units, dimensions_by_kl
 from vaelab.images import DISPLAY_SCALE, make_grid, upscale
 from vaelab.io import atomic_write
-from vaelab.models import VAE, refuse_conditional
+from vaelab.models import VAE, is_conditional
 from vaelab.models.vae import kl_per_dimension
 from vaelab.training.checkpoint import EVAL, load_model, read_config
 
@@ -51,6 +54,7 @@ class Traversal:
     values: torch.Tensor  # [steps], increasing: the value each column sets
     usage: LatentUsage
     base: str  # "prior" or "test:INDEX"
+    label: int | None = None  # the class every frame is decoded as (conditional runs only)
 
 
 # --- test images and their codes -------------------------------------------------------------------------------
@@ -64,11 +68,14 @@ def load_test_inputs(data: DataConfig) -> tuple[ImageSet, torch.Tensor]:
 
 
 @torch.no_grad()
-def posterior_moments(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior means and log-variances `[N, D]` of inputs `[N, 1, H, W]`, on the CPU."""
+def posterior_moments(
+    model: VAE, x: torch.Tensor, labels: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means and log-variances `[N, D]` of inputs `[N, 1, H, W]` (with their `labels` `[N]`, which a
+    conditional model needs), on the CPU."""
     means, logvars = [], []
     for index in iterate_batches(x.shape[0], BATCH_SIZE):
-        mu, logvar = model.encode(x[index].to(model.device))
+        mu, logvar = model.encode(x[index].to(model.device), None if labels is None else labels[index])
         means.append(mu.cpu())
         logvars.append(logvar.cpu())
     return torch.cat(means), torch.cat(logvars)
@@ -89,9 +96,9 @@ def parse_test_reference(spec: str, what: str, test_count: int) -> int:
     return index
 
 
-def base_code(model: VAE, base: str, inputs: torch.Tensor) -> torch.Tensor:
+def base_code(model: VAE, base: str, inputs: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
     """The code `[D]` a traversal starts from: the prior mean (`prior`) or a test image's posterior mean
-    (`test:INDEX`, an index into the prepared test inputs)."""
+    (`test:INDEX`, an index into the prepared test inputs, whose `labels` a conditional model needs)."""
     if base == "prior":
         return torch.zeros(model.latent_dim)
     if not base.startswith("test:"):
@@ -99,7 +106,7 @@ def base_code(model: VAE, base: str, inputs: torch.Tensor) -> torch.Tensor:
             f"base {base!r} is not valid; use prior or test:INDEX (INDEX from 0 to {inputs.shape[0] - 1})"
         )
     index = parse_test_reference(base, "base", inputs.shape[0])
-    mu, _ = posterior_moments(model, inputs[index : index + 1])
+    mu, _ = posterior_moments(model, inputs[index : index + 1], None if labels is None else labels[index : index + 1])
     return mu[0]
 
 
@@ -111,7 +118,9 @@ def usage_from_posteriors(mu: torch.Tensor, logvar: torch.Tensor, source: str) -
     return LatentUsage(kl.tolist(), active_units(mu).tolist(), source)
 
 
-def latent_usage(run_dir: str | Path, model: VAE, inputs: torch.Tensor) -> LatentUsage:
+def latent_usage(
+    run_dir: str | Path, model: VAE, inputs: torch.Tensor, labels: torch.Tensor | None = None
+) -> LatentUsage:
     """KL per dimension and active units from the run's eval.json (the whole test split, as of the last
     `vaelab eval`), or else computed on the first KL_ESTIMATE_IMAGES of the prepared test inputs."""
     path = Path(run_dir) / EVAL
@@ -125,7 +134,8 @@ def latent_usage(run_dir: str | Path, model: VAE, inputs: torch.Tensor) -> Laten
             active_dims = set(result["active_dims"])
             return LatentUsage(kl, [d in active_dims for d in range(model.latent_dim)], str(path))
     count = min(KL_ESTIMATE_IMAGES, inputs.shape[0])
-    return usage_from_posteriors(*posterior_moments(model, inputs[:count]), f"first {count:,} test images")
+    moments = posterior_moments(model, inputs[:count], None if labels is None else labels[:count])
+    return usage_from_posteriors(*moments, f"first {count:,} test images")
 
 
 def select_dimensions(spec: str, kl_per_dim: Sequence[float]) -> list[int]:
@@ -168,38 +178,70 @@ def traversal_values(radius: float, steps: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def decode_codes(model: VAE, codes: torch.Tensor) -> torch.Tensor:
-    """Mean images `[N, 1, H, W]` of codes `[N, D]`, decoded in batches, on the CPU."""
+def decode_codes(model: VAE, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean images `[N, 1, H, W]` of codes `[N, D]` (as classes `labels` `[N]` for a conditional model), decoded
+    in batches, on the CPU."""
     batches = iterate_batches(codes.shape[0], DECODE_BATCH_SIZE)
-    return torch.cat([model.decode(codes[index].to(model.device)).cpu() for index in batches])
+    return torch.cat([
+        model.decode(codes[index].to(model.device), None if labels is None else labels[index]).cpu()
+        for index in batches
+    ])
 
 
-def traverse_from_bases(model: VAE, base_codes: torch.Tensor, dim: int, values: torch.Tensor) -> torch.Tensor:
-    """Each base code `[B, D]` with dimension `dim` set to each value `[S]`, decoded: `[B, S, 1, H, W]`."""
-    codes = base_codes[:, None, :].repeat(1, values.shape[0], 1)
+def traverse_from_bases(
+    model: VAE, base_codes: torch.Tensor, dim: int, values: torch.Tensor, base_labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Each base code `[B, D]` with dimension `dim` set to each value `[S]`, decoded (a conditional model: as the
+    base's class, `base_labels` `[B]`): `[B, S, 1, H, W]`."""
+    steps = values.shape[0]
+    codes = base_codes[:, None, :].repeat(1, steps, 1)
     codes[:, :, dim] = values.to(codes.dtype)
-    images = decode_codes(model, codes.flatten(end_dim=1))
-    return images.unflatten(0, (base_codes.shape[0], values.shape[0]))
+    labels = None if base_labels is None else base_labels.repeat_interleave(steps)
+    images = decode_codes(model, codes.flatten(end_dim=1), labels)
+    return images.unflatten(0, (base_codes.shape[0], steps))
 
 
-def traversal_images(model: VAE, code: torch.Tensor, dims: Sequence[int], values: torch.Tensor) -> torch.Tensor:
-    """One code `[D]` traversed along each of `dims`: `[len(dims), S, 1, H, W]`."""
-    return torch.stack([traverse_from_bases(model, code[None], dim, values)[0] for dim in dims])
+def traversal_images(
+    model: VAE, code: torch.Tensor, dims: Sequence[int], values: torch.Tensor, label: int | None = None
+) -> torch.Tensor:
+    """One code `[D]` traversed along each of `dims` (decoded as class `label` if given):
+    `[len(dims), S, 1, H, W]`."""
+    labels = None if label is None else torch.tensor([label])
+    return torch.stack([traverse_from_bases(model, code[None], dim, values, labels)[0] for dim in dims])
+
+
+def decoding_label(model: VAE, base: str, label: int | None, test_labels: torch.Tensor) -> int | None:
+    """The class a traversal (or an interpolation starting at `base`) is decoded as: None for an unconditional
+    model; else `label`, or the base test image's own label; from the prior without a class it is an error."""
+    if not is_conditional(model):
+        if label is not None:
+            raise VaelabError("--class applies to conditional runs only (cvae, m2); leave it out for this run")
+        return None
+    if label is not None:
+        model.check_labels(torch.tensor([label]))
+        return label
+    if base == "prior":
+        raise VaelabError(
+            f"a conditional run decodes a traversal as one class; add --class C (0 to {model.classes - 1}) "
+            "or start from a test image with --base test:INDEX"
+        )
+    return int(test_labels[parse_test_reference(base, "base", len(test_labels))])
 
 
 def traverse_run(
-    run_dir: str | Path, dims: str = "auto", radius: float = 3.0, steps: int = 11, base: str = "prior"
+    run_dir: str | Path, dims: str = "auto", radius: float = 3.0, steps: int = 11, base: str = "prior",
+    label: int | None = None,
 ) -> Traversal:
     """Traverse the run's model: `dims` is `auto` (all, largest KL first) or a list like `0,3,7`; `base` is
-    `prior` or `test:INDEX`."""
+    `prior` or `test:INDEX`; `label` the class of a conditional run (default: the base image's)."""
     values = traversal_values(radius, steps)
     model = load_model(run_dir)
-    refuse_conditional(model, "vaelab traverse")
-    _, inputs = load_test_inputs(read_config(run_dir).data)
-    code = base_code(model, base, inputs)
-    usage = latent_usage(run_dir, model, inputs)
+    test, inputs = load_test_inputs(read_config(run_dir).data)
+    label = decoding_label(model, base, label, test.labels)
+    code = base_code(model, base, inputs, test.labels)
+    usage = latent_usage(run_dir, model, inputs, test.labels)
     chosen = select_dimensions(dims, usage.kl_per_dim)
-    return Traversal(traversal_images(model, code, chosen, values), chosen, values, usage, base)
+    return Traversal(traversal_images(model, code, chosen, values, label), chosen, values, usage, base, label)
 
 
 # --- pictures --------------------------------------------------------------------------------------------------

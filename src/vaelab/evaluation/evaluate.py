@@ -52,7 +52,6 @@ def evaluate_run(
     x_all = prepare_inputs(test.images, config.data.input_mode, EVAL_SEED)
     intensities = to_float(test.images)
     conditional = is_conditional(model)
-    labels_all = test.labels if conditional else None
     n, pixels = len(test), x_all[0].numel()
     started = time.perf_counter()
 
@@ -61,13 +60,13 @@ def evaluate_run(
     recon, kl, kl_dims, means, squared_error = [], [], [], [], 0.0
     for index in iterate_batches(n, 1000):
         x = x_all[index].to(torch_device)
-        labels = labels_all[index] if conditional else None
+        labels = test.labels[index]
         terms = elbo_terms(model, x, generator, labels)
         recon.append(terms["recon"].cpu())
         kl.append(terms["kl"].cpu())
         kl_dims.append(terms["kl_per_dim"].cpu())
         means.append(terms["mu"].cpu())
-        reconstruction = (model.decode(terms["mu"], labels) if conditional else model.decode(terms["mu"])).cpu()
+        reconstruction = model.decode(terms["mu"], labels).cpu()
         squared_error += (reconstruction - intensities[index]).pow(2).sum().item()
     recon_t, kl_t = torch.cat(recon), torch.cat(kl)
     elbo = -(recon_t + kl_t)
@@ -101,8 +100,8 @@ def evaluate_run(
         batch = max(1, 20_000 // chunk)
         iwae, same_sample_elbo = [], []
         for done, index in enumerate(iterate_batches(m, batch)):
-            labels = labels_all[index] if conditional else None
-            log_w = importance_weights(model, x_all[index].to(torch_device), iw_samples, generator, chunk, labels)
+            log_w = importance_weights(model, x_all[index].to(torch_device), iw_samples, generator, chunk,
+                                       test.labels[index])
             log_w = log_w.cpu()
             iwae.append(iwae_bound(log_w))
             same_sample_elbo.append(log_w.mean(1))
@@ -147,6 +146,6 @@ def evaluate_run(
 def per_class_reconstruction(model: VAE, inputs: torch.Tensor, labels: torch.Tensor) -> list[float]:
     """Mean reconstruction term −log p(x|z) per class, nats (one z sample per image, fixed seed)."""
     generator = torch.Generator().manual_seed(EVAL_SEED)
-    recon = elbo_terms(model, inputs.to(model.device), generator, labels if is_conditional(model) else None)["recon"]
+    recon = elbo_terms(model, inputs.to(model.device), generator, labels)["recon"]
     recon = recon.cpu()
     return [recon[labels == c].mean().item() for c in range(int(labels.max()) + 1)]

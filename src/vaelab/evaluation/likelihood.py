@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from vaelab.models import VAE, gaussian_log_density, is_conditional
+from vaelab.models import VAE, gaussian_log_density
 
 
 @torch.no_grad()
@@ -21,7 +21,7 @@ def elbo_terms(
     """Per-image reconstruction term (one z sample), analytic KL, and KL per dimension. A conditional model needs
     the images' `labels`: its bound is on log p(x|y)."""
     noise = torch.randn(x.shape[0], model.latent_dim, generator=generator).to(x.device)
-    terms = model.loss_terms(x, noise, labels) if is_conditional(model) else model.loss_terms(x, noise)
+    terms = model.loss_terms(x, noise, labels)
     return {"recon": terms["recon"], "kl": terms["kl"], "kl_per_dim": terms["kl_per_dim"], "mu": terms["mu"]}
 
 
@@ -36,8 +36,7 @@ def importance_weights(
 ) -> torch.Tensor:
     """log p(x, z_i) − log q(z_i|x) for k draws z_i ~ q(z|x): `[N, k]` (given the `labels` for a conditional
     model: then the bound is on log p(x|y))."""
-    conditional = is_conditional(model)
-    mu, logvar = model.encode(x, labels) if conditional else model.encode(x)
+    mu, logvar = model.encode(x, labels)
     n, d = mu.shape
     columns = []
     for start in range(0, k, chunk):
@@ -47,11 +46,8 @@ def importance_weights(
         log_q = gaussian_log_density(z, mu[:, None], logvar[:, None])
         log_prior = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(-1)
         x_rep = x[:, None].expand(n, m, *x.shape[1:]).reshape(n * m, *x.shape[1:])
-        if conditional:
-            px = model.decode_dist(z.reshape(n * m, d), labels.to(mu.device).repeat_interleave(m))
-        else:
-            px = model.decode_dist(z.reshape(n * m, d))
-        log_px = px.log_prob(x_rep).view(n, m)
+        repeated_labels = None if labels is None else labels.to(mu.device).repeat_interleave(m)
+        log_px = model.decode_dist(z.reshape(n * m, d), repeated_labels).log_prob(x_rep).view(n, m)
         columns.append(log_px + log_prior - log_q)
     return torch.cat(columns, dim=1)
 

@@ -1,11 +1,12 @@
-"""Plain-text tables of evaluation results, for the terminal."""
+"""Evaluation results as (name, value) rows: a plain-text table for the terminal, and the rows the report shows."""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-def eval_table(result: dict[str, Any]) -> str:
+def eval_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every number of an eval.json as (name, value) text, in reading order."""
     rows = [
         ("dataset / split", f"{result['dataset']} / test ({result['images']:,} images, {result['input_mode']})"),
         ("ELBO", f"{result['elbo']:.2f} nats  ({result['bits_per_dim_elbo']:.4f} bits/dim)"),
@@ -49,6 +50,11 @@ def eval_table(result: dict[str, Any]) -> str:
             f"{result['linear_probe_accuracy_100']:.2%} with 100 labels, {result['linear_probe_accuracy_all']:.2%} "
             f"with all {probe['train_images']:,} ({probe['features']})",
         ))
+    return rows
+
+
+def eval_table(result: dict[str, Any]) -> str:
+    rows = eval_rows(result)
     width = max(len(name) for name, _ in rows)
     lines = [f"{name.ljust(width)}  {value}" for name, value in rows]
     if "note" in result:

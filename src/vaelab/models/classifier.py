@@ -1,7 +1,8 @@
 """The classifier variants: a VAE that also predicts the class, q(y|x).
 
-`ClassifierVAE` (kind "vae-classifier") is the plain VAE with a small MLP on its posterior mean: trained jointly,
-the cross-entropy of labelled images shapes the encoder as well as the head, and the latent stays the VAE's.
+`ClassifierVAE` (kind "vae-classifier") is the plain VAE with a small MLP on its posterior mean (or, with
+`head_input: trunk`, on the encoder's hidden features): trained jointly, the cross-entropy of labelled images
+shapes the encoder as well as the head, and the latent stays the VAE's.
 
 `M2` (kind "m2") is the semi-supervised model of Kingma et al. 2014: the conditional VAE's p(x|y, z) and
 q(z|x, y), plus q(y|x). An image without a label is explained by every class in turn, weighted by q(y|x):
@@ -10,7 +11,7 @@ q(z|x, y), plus q(y|x). An image without a label is explained by every class in 
 
 q(y|x) reads the encoder's label-free trunk (the layers before the label is appended), so the unlabelled bound
 also shapes the features the classifier uses; the trunk runs once per image, only the read-out and the decoder
-once per class.
+once per class. That bound lives in `UnlabelledBound`, shared with the M2 stacked on codes (`models.stacked`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch.nn import functional as F
 
 from vaelab.config import ModelConfig
 from vaelab.models.conditional import ConditionalVAE
-from vaelab.models.vae import VAE
+from vaelab.models.vae import VAE, reparameterised_terms
 
 CLASSIFIER_HIDDEN = 256  # one hidden layer: enough for a head on 32 numbers, small beside the VAE
 
@@ -32,48 +33,58 @@ def classifier_mlp(in_features: int, classes: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_features, CLASSIFIER_HIDDEN), nn.ReLU(), nn.Linear(CLASSIFIER_HIDDEN, classes))
 
 
+def trunk_width(config: ModelConfig, feature_size: int) -> int:
+    """Width of the encoder's hidden features, the layer before the read-out of mu and log-variance."""
+    return config.hidden_dim or config.channels[-1] * feature_size**2
+
+
 class ClassifierVAE(VAE):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        self.classifier = classifier_mlp(config.latent_dim, config.classes)
+        reads_trunk = config.head_input == "trunk"
+        self.classifier = classifier_mlp(
+            trunk_width(config, self.feature_size) if reads_trunk else config.latent_dim, config.classes
+        )
 
     @property
     def classes(self) -> int:
         return self.config.classes
 
-    def logits_from_mean(self, mu: torch.Tensor) -> torch.Tensor:
-        """Class logits `[N, classes]` (float32) from posterior means `[N, latent_dim]`."""
+    def head_logits(self, x: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        """Class logits `[N, classes]` (float32) of inputs `x` whose posterior means `mu` are already known (a head
+        on the mean then needs no second pass through the encoder)."""
+        if self.config.head_input == "trunk":
+            return self.classifier(self.encoder[:-1](x)).float()
         return self.classifier(mu).float()
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
-        """q(y|x) as logits `[N, classes]`: the head on the posterior mean of each image."""
+        """q(y|x) as logits `[N, classes]`: the head on each image's posterior mean (or hidden features)."""
         mu, _ = self.encode(x)
-        return self.logits_from_mean(mu)
+        return self.head_logits(x, mu)
 
 
-class M2(ConditionalVAE):
-    def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config)
-        trunk_width = config.hidden_dim or config.channels[-1] * self.feature_size**2
-        self.classifier = classifier_mlp(trunk_width, config.classes)
+class UnlabelledBound:
+    """M2's bound for inputs without a label, for a model with a label-free trunk (`trunk_features(x)`), the read-out
+    of q(z|x, y) from it (`posterior_from_trunk(hidden, labels)`), q(y|x) on it (`classifier`) and p(x|y, z)
+    (`decode_dist(z, labels)`)."""
 
-    def classify(self, x: torch.Tensor) -> torch.Tensor:
-        """q(y|x) as logits `[N, classes]`, from the encoder's label-free trunk."""
-        return self.classifier(self.encoder[:-1](x)).float()
+    classes: int
+    latent_dim: int
+    classifier: nn.Module
 
     def unlabelled_terms(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Every image with every class: "recon" `[K, N]`, "kl_per_dim" `[K, N, D]`, "kl" `[K, N]` for y = 0 … K−1
+        """Every input with every class: "recon" `[K, N]`, "kl_per_dim" `[K, N, D]`, "kl" `[K, N]` for y = 0 … K−1
         (the same `noise` for every class), "logits" `[N, K]` of q(y|x) and "kl_y" `[N]` = KL(q(y|x) ‖ uniform)."""
         n, k = x.shape[0], self.classes
-        hidden = self.encoder[:-1](x)
+        hidden = self.trunk_features(x)
         logits = self.classifier(hidden).float()
         labels = torch.arange(k, device=x.device).repeat_interleave(n)  # class-major: rows y·N … y·N + N − 1
-        readout = torch.cat([hidden.repeat(k, 1), self.one_hot(labels, hidden)], dim=1)
-        mu, logvar = self.encoder[-1](readout).float().chunk(2, 1)
+        mu, logvar = self.posterior_from_trunk(hidden.repeat(k, 1), labels)
         if noise is None:
             noise = torch.randn(n, self.latent_dim, device=x.device)
-        terms = self.terms_from_posterior(
-            x.repeat(k, 1, 1, 1), mu, logvar, noise.repeat(k, 1), lambda z: self.decode_dist(z, labels)
+        repeated_x = x.repeat(k, *[1] * (x.dim() - 1))
+        terms = reparameterised_terms(
+            repeated_x, mu, logvar, noise.repeat(k, 1), lambda z: self.decode_dist(z, labels)
         )
         log_q = F.log_softmax(logits, dim=1)
         return {
@@ -83,6 +94,24 @@ class M2(ConditionalVAE):
             "logits": logits,
             "kl_y": (log_q.exp() * log_q).sum(1) + math.log(k),
         }
+
+
+class M2(UnlabelledBound, ConditionalVAE):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__(config)
+        self.classifier = classifier_mlp(trunk_width(config, self.feature_size), config.classes)
+
+    def trunk_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder before the label is appended."""
+        return self.encoder[:-1](x)
+
+    def posterior_from_trunk(self, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encoder[-1](torch.cat([hidden, self.one_hot(labels, hidden)], dim=1)).float().chunk(2, 1)
+        return mu, logvar
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """q(y|x) as logits `[N, classes]`, from the encoder's label-free trunk."""
+        return self.classifier(self.trunk_features(x)).float()
 
 
 def is_classifier(model: nn.Module) -> bool:

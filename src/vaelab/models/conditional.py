@@ -3,8 +3,9 @@ decoder both see the class label y as a one-hot vector, so q(z|x, y) and p(x|z, 
 content (which digit or garment), so z is free to carry only the style (slant, thickness, size).
 
 The label enters where it is cheapest and most direct: appended to the encoder's last hidden layer (the one
-that reads out mu and log-variance) and to z at the decoder's input. Everything else is the VAE's; each method
-takes the labels `[N]` (int64, 0 … classes−1) beside its usual arguments.
+that reads out mu and log-variance) and to z at the decoder's input. With `label_at_input` it also enters the
+encoder's first layer, as one constant plane per class beside the image. Everything else is the VAE's; each method
+needs the labels `[N]` (int64, 0 … classes−1) that the plain VAE's methods accept and ignore.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ from vaelab.models.vae import VAE
 
 class ConditionalVAE(VAE):
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config, condition_dim=config.classes)
+        super().__init__(config, condition_dim=config.classes, input_planes=config.classes * config.label_at_input)
 
     @property
     def classes(self) -> int:
         return self.config.classes
 
-    def check_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        """Labels as int64 `[N]`; a class the model does not know is a one-line error, not an index error."""
+    def check_labels(self, labels: torch.Tensor | None) -> torch.Tensor:
+        """Labels as int64 `[N]`; a class the model does not know, or none, is a one-line error."""
+        if labels is None:
+            raise VaelabError("a conditional model needs the class of every image; give one (e.g. --class C)")
         labels = torch.as_tensor(labels).long().reshape(-1)
         unknown = labels[(labels < 0) | (labels >= self.classes)]
         if unknown.numel():
@@ -36,24 +39,21 @@ class ConditionalVAE(VAE):
             )
         return labels
 
-    def one_hot(self, labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    def one_hot(self, labels: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
         """Labels `[N]` → one-hot `[N, classes]` with the dtype and device of `like`."""
         return F.one_hot(self.check_labels(labels).to(like.device), self.classes).to(like.dtype)
 
-    def encode(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z|x, y): the encoder's hidden features with the one-hot label appended, read out as mu, logvar."""
+        one_hot = self.one_hot(labels, x)
+        if self.config.label_at_input:
+            x = torch.cat([x, one_hot[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
         hidden = self.encoder[:-1](x)
-        mu, logvar = self.encoder[-1](torch.cat([hidden, self.one_hot(labels, hidden)], dim=1)).float().chunk(2, 1)
+        mu, logvar = self.encoder[-1](torch.cat([hidden, one_hot.to(hidden.dtype)], dim=1)).float().chunk(2, 1)
         return mu, logvar
 
-    def decoder_output(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return super().decoder_output(torch.cat([z, self.one_hot(labels, z)], dim=1))
-
-    def decode_dist(self, z: torch.Tensor, labels: torch.Tensor) -> Distribution:
-        return self.likelihood(self.decoder_output(z, labels))
-
-    def decode(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.decode_dist(z, labels).mean
+    def decode_dist(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> Distribution:
+        return self.likelihood(self.decoder_output(torch.cat([z, self.one_hot(labels, z)], dim=1)))
 
     def sample(
         self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None
@@ -63,16 +63,6 @@ class ConditionalVAE(VAE):
         if labels is None:
             labels = torch.arange(n) % self.classes
         return self.decode(z, labels)
-
-    def reconstruct(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        mu, _ = self.encode(x, labels)
-        return self.decode(mu, labels)
-
-    def loss_terms(
-        self, x: torch.Tensor, noise: torch.Tensor | None, labels: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        mu, logvar = self.encode(x, labels)
-        return self.terms_from_posterior(x, mu, logvar, noise, lambda z: self.decode_dist(z, labels))
 
 
 def is_conditional(model: VAE) -> bool:

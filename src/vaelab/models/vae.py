@@ -2,7 +2,8 @@
 
 The public surface (kept stable for outside tools): `encode(x) → (mu, logvar)`, `decode_dist(z)` (a torch
 distribution whose `log_prob(x)` is `[N]`), `sample(n, generator)`, `latent_dim`. Loss terms are per image,
-in nats.
+in nats. Every method also takes `labels` (the class of each image, int64 `[N]`): the conditional variants need
+them, the plain VAE ignores them, so that code written once serves both.
 """
 
 from __future__ import annotations
@@ -29,18 +30,38 @@ def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
 
 
+def reparameterised_terms(
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    noise: torch.Tensor | None,
+    decode_dist: Callable[[torch.Tensor], Distribution],
+) -> dict[str, torch.Tensor]:
+    """The loss terms once q(z|x) is known: −log p(x|z) at one reparameterised z (standard normal `noise`, drawn
+    when None) and the KL per dimension. Each model passes its own `decode_dist` (e.g. with the label bound)."""
+    if noise is None:
+        noise = torch.randn_like(mu)
+    z = mu + noise * (0.5 * logvar).exp()
+    recon = -decode_dist(z).log_prob(x)
+    kl_dims = kl_per_dimension(mu, logvar)
+    return {"recon": recon, "kl_per_dim": kl_dims, "kl": kl_dims.sum(1), "mu": mu, "logvar": logvar}
+
+
 class VAE(nn.Module):
-    def __init__(self, config: ModelConfig, condition_dim: int = 0) -> None:
+    def __init__(self, config: ModelConfig, condition_dim: int = 0, input_planes: int = 0) -> None:
         """`condition_dim` widens the encoder's last layer and the decoder's first by a condition vector (the
-        one-hot label of the conditional variant); 0 gives the plain VAE, whose parameter names it keeps."""
+        one-hot label of the conditional variant), `input_planes` the encoder's input by that many image planes;
+        0 and 0 give the plain VAE, whose parameter names it keeps."""
         super().__init__()
         self.config = config
         widths = [config.image_channels, *config.channels]
+        encoder_widths = [config.image_channels + input_planes, *config.channels]
         self.feature_size = config.image_size // 2 ** len(config.channels)
         features = config.channels[-1] * self.feature_size**2
 
         encoder: list[nn.Module] = [
-            down_stage(widths[i], widths[i + 1], config.blocks_per_stage) for i in range(len(config.channels))
+            down_stage(encoder_widths[i], encoder_widths[i + 1], config.blocks_per_stage)
+            for i in range(len(config.channels))
         ]
         encoder.append(nn.Flatten())
         decoder_input: list[nn.Module] = []
@@ -68,7 +89,7 @@ class VAE(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x `[N, C, H, W]` in [0, 1] → posterior mean and log-variance, each `[N, latent_dim]`, float32."""
         mu, logvar = self.encoder(x).float().chunk(2, dim=1)
         return mu, logvar
@@ -79,47 +100,35 @@ class VAE(nn.Module):
         h = self.decoder_input(z).view(-1, c.channels[-1], self.feature_size, self.feature_size)
         return self.decoder(h).float()
 
-    def decode_dist(self, z: torch.Tensor) -> Distribution:
+    def decode_dist(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> Distribution:
         """p(x|z) as a distribution over whole images: `log_prob(x)` is `[N]`, `.mean` is `[N, C, H, W]`."""
         return self.likelihood(self.decoder_output(z))
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The mean image of p(x|z), in [0, 1]."""
-        return self.decode_dist(z).mean
+        return self.decode_dist(z, labels).mean
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """`n` images decoded from prior draws z ~ N(0, I): `[n, C, H, W]` in [0, 1]."""
         z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
-        return self.decode(z)
+        return self.decode(z, labels)
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Decode the posterior mean of each input."""
-        mu, _ = self.encode(x)
-        return self.decode(mu)
+        mu, _ = self.encode(x, labels)
+        return self.decode(mu, labels)
 
-    def loss_terms(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def loss_terms(
+        self, x: torch.Tensor, noise: torch.Tensor | None = None, labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Per-image reconstruction −log p(x|z) with one reparameterised z, and the KL per dimension.
 
         `noise` (standard normal, `[N, latent_dim]`) may be passed so that callers control the randomness.
         """
-        mu, logvar = self.encode(x)
-        return self.terms_from_posterior(x, mu, logvar, noise, self.decode_dist)
-
-    def terms_from_posterior(
-        self,
-        x: torch.Tensor,
-        mu: torch.Tensor,
-        logvar: torch.Tensor,
-        noise: torch.Tensor | None,
-        decode_dist: Callable[[torch.Tensor], Distribution],
-    ) -> dict[str, torch.Tensor]:
-        """The loss terms once q(z|x) is known; variants pass their own `decode_dist` (e.g. with the label bound)."""
-        if noise is None:
-            noise = torch.randn_like(mu)
-        z = mu + noise * (0.5 * logvar).exp()
-        recon = -decode_dist(z).log_prob(x)
-        kl_dims = kl_per_dimension(mu, logvar)
-        return {"recon": recon, "kl_per_dim": kl_dims, "kl": kl_dims.sum(1), "mu": mu, "logvar": logvar}
+        mu, logvar = self.encode(x, labels)
+        return reparameterised_terms(x, mu, logvar, noise, lambda z: self.decode_dist(z, labels))
 
 
 def build_model(config: ModelConfig) -> VAE:

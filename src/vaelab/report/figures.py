@@ -18,7 +18,6 @@ from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
 from vaelab.analysis.embedding import embed, spread_points  # noqa: E402
 from vaelab.analysis.traversal import load_test_inputs, posterior_moments  # noqa: E402
 from vaelab.data import CLASS_NAMES  # noqa: E402
-from vaelab.models import refuse_conditional  # noqa: E402
 from vaelab.training import load_model, read_config  # noqa: E402
 
 DPI = 110
@@ -54,6 +53,24 @@ def training_curves(history: Sequence[dict[str, Any]]) -> bytes:
     return figure_png(figure)
 
 
+def confusion_matrix_png(confusion: Sequence[Sequence[int]], class_names: Sequence[str]) -> bytes:
+    """The confusion matrix (rows: true class, columns: predicted) as a heat map of each row's shares, with the
+    counts written in the cells."""
+    counts = np.asarray(confusion)
+    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    figure, ax = plt.subplots(figsize=(7, 6))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (row, column), count in np.ndenumerate(counts):
+        colour = "white" if shares[row, column] > 0.5 else "black"
+        ax.text(column, row, str(count), ha="center", va="center", fontsize=7, color=colour)
+    ticks = range(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(ticks, class_names, fontsize=8)
+    ax.set(xlabel="predicted class", ylabel="true class", title="confusion matrix (test split)")
+    figure.colorbar(image, ax=ax, label="share of the true class")
+    return figure_png(figure)
+
+
 def latent_map(
     coords: np.ndarray,
     labels: np.ndarray,
@@ -81,17 +98,18 @@ def latent_map_png(
     run_dir: str | Path, method: str = "pca", limit: int | None = None, thumbnails: int = THUMBNAILS
 ) -> bytes:
     """The run's test-set posterior means embedded in 2-d, coloured by class, with decoded thumbnails placed at
-    points that cover the map."""
+    points that cover the map. A conditional run's codes are given the images' labels (its map shows how little
+    class z keeps), and each thumbnail is decoded as its image's class."""
     config = read_config(run_dir)
     model = load_model(run_dir)
-    refuse_conditional(model, "vaelab embed")
     test, inputs = load_test_inputs(config.data)
     count = min(limit or len(test), len(test))
-    means, _ = posterior_moments(model, inputs[:count])
+    labels = test.labels[:count]
+    means, _ = posterior_moments(model, inputs[:count], labels)
     coords = embed(means.numpy(), method)
     spots = spread_points(coords, thumbnails)
     with torch.no_grad():
-        images = model.decode(means[spots].to(model.device)).cpu()[:, 0].numpy()
+        images = model.decode(means[spots].to(model.device), labels[spots]).cpu()[:, 0].numpy()
     title = f"{method.upper()} of posterior means ({count:,} test images)"
-    return latent_map(coords, test.labels[:count].numpy(), CLASS_NAMES[config.data.dataset], title, images,
+    return latent_map(coords, labels.numpy(), CLASS_NAMES[config.data.dataset], title, images,
                       coords[spots])

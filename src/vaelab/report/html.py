@@ -1,5 +1,10 @@
 """`vaelab report`: everything about one run in one self-contained HTML file (images embedded as data URIs, no
-scripts, no network requests), regenerated from the run directory alone."""
+scripts, no network requests), regenerated from the run directory alone.
+
+Every kind of run gets the same core (evaluation, samples, reconstructions, traversals, factors, latent maps,
+limitations). A conditional run (cvae, m2) adds its class grid, restyled test images and its style dimensions
+written as every class, and skips the interpolations (its z holds no class to interpolate); a run that predicts
+classes (vae-classifier, m2) adds its accuracy and confusion matrix."""
 
 from __future__ import annotations
 
@@ -12,22 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from vaelab.analysis.conditional import class_grid, class_grid_picture, restyle, restyle_strip, style_traversal
 from vaelab.analysis.embedding import manifold_grid
-from vaelab.analysis.factors import FACTORS, analyse_factors
+from vaelab.analysis.factors import FACTORS, analyse_factors, weakest_class_text
 from vaelab.analysis.interpolation import interpolate_run, interpolation_grid
 from vaelab.analysis.samples import prior_samples, reconstruction_grid
 from vaelab.analysis.smoothness import confident_fraction, smoothness_ratio
-from vaelab.analysis.traversal import load_test_inputs, traversal_grid, traverse_run
+from vaelab.analysis.traversal import load_test_inputs, traversal_grid, traversal_values, traverse_run
 from vaelab.data import CLASS_NAMES, to_float
 from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.evaluate import per_class_reconstruction
 from vaelab.evaluation.generation import sharpness
 from vaelab.evaluation.reference_classifier import load_or_train_classifier
+from vaelab.evaluation.tables import eval_rows
 from vaelab.images import make_grid, png_bytes, upscale
 from vaelab.io import atomic_write_text
-from vaelab.models import refuse_conditional
-from vaelab.report.figures import latent_map_png, training_curves
+from vaelab.models import VAE, is_conditional
+from vaelab.report.figures import confusion_matrix_png, latent_map_png, training_curves
 from vaelab.training import load_model, read_config, read_metrics
 from vaelab.training.checkpoint import EVAL
 
@@ -35,6 +43,8 @@ SMOOTHNESS_LIMIT = 3.0  # the target: a larger max/mean step ratio over ±3σ is
 QUICK_EVAL = {"iw_samples": 100, "iw_images": 1000}  # when the run has no eval.json yet
 TSNE_POINTS = 2000
 INTERPOLATION_PAIR = ("test:0", "test:1")
+RESTYLED_IMAGES = 5  # test images 0 … 4, each written as every class
+STYLE_DIMENSIONS = 3  # the conditional model's dimensions with the most KL, drawn as every class
 
 Log = Callable[[str], None]
 
@@ -64,7 +74,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, log: Log = 
     dataset = config.data.dataset
     classes = CLASS_NAMES[dataset]
     model = load_model(run_dir)
-    refuse_conditional(model, "vaelab report")
+    conditional = is_conditional(model)
     history = read_metrics(run_dir)
     sections: list[tuple[str, str]] = []
 
@@ -80,26 +90,70 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, log: Log = 
     if history:
         sections.append(("Training curves", img_tag(training_curves(history), "training curves")))
     sections.append(("Evaluation on the test split", _evaluation_table(evaluation, eval_note)))
+    if "classification" in evaluation:
+        sections.append(("Classification of the test split", _classification(evaluation["classification"],
+                                                                              classes)))
+    test, inputs = load_test_inputs(config.data)
 
     log("samples and reconstructions")
     samples = prior_samples(model, 64, seed=0)
-    sections.append(("Prior samples", img_tag(make_grid(samples, columns=8), "prior samples")))
+    sections.append(("Prior samples" + (" (the classes in turn)" if conditional else ""),
+                     img_tag(make_grid(samples, columns=8), "prior samples")))
     recon = reconstruction_grid(model, dataset, config.data.input_mode, 32)
     sections.append(("Reconstructions (inputs above, reconstructions below)", img_tag(recon, "reconstructions")))
+    if conditional:
+        log("class grid and restyling")
+        sections += _conditional_sections(model, inputs, test.labels, classes)
 
     log("traversals and factors")
-    traversal = traverse_run(run_dir, "auto", 3.0, 11, "prior")
+    # A conditional model decodes a traversal as one class: that of the test image it starts from.
+    base = "test:0" if conditional else "prior"
+    traversal = traverse_run(run_dir, "auto", 3.0, 11, base)
     factors_path = run_dir / FACTORS
     judge = load_or_train_classifier(dataset, log=log)
     if factors_path.is_file():
         factors = json.loads(factors_path.read_text())
     else:
         factors = analyse_factors(run_dir, classifier=judge)
-    sections.append(("Latent traversals, most informative first (±3σ around the prior mean)",
+    around = f"test image 0's code, decoded as class {traversal.label}" if conditional else "the prior mean"
+    sections.append((f"Latent traversals, most informative first (±3σ around {around})",
                      img_tag(traversal_grid(traversal), "traversals", scale=2)))
     sections.append(("What each dimension controls", _factor_table(factors, traversal)))
+    if conditional:
+        sections.append(_style_dimensions(model, factors, classes))
+    else:
+        log("interpolations")
+        sections.append(_interpolations(run_dir, judge))
 
-    log("interpolations")
+    log("latent maps")
+    maps = [
+        img_tag(latent_map_png(run_dir, "pca"), "PCA map"),
+        img_tag(latent_map_png(run_dir, "tsne", TSNE_POINTS), "t-SNE map"),
+    ]
+    if model.latent_dim == 2 and not conditional:
+        maps.append(img_tag(manifold_grid(model), "decoded manifold", scale=2))
+    sections.append(("Latent maps" + (" (posterior means given the true labels)" if conditional else ""),
+                     "".join(maps)))
+
+    log("limitations")
+    real = to_float(test.images[:1000])
+    per_class = per_class_reconstruction(model, inputs[:2000], test.labels[:2000])
+    sections.append(("Limitations (measured)", _limitations(evaluation, factors, sharpness(samples),
+                                                            sharpness(real), per_class, classes)))
+
+    body = "".join(f"<section><h2>{html.escape(title)}</h2>{content}</section>" for title, content in sections)
+    page = PAGE_TEMPLATE.format(
+        title=html.escape(f"vaelab report — {run_dir.name}"),
+        subtitle=html.escape(f"{dataset}, {config.data.input_mode}, {config.model.kind}, latent "
+                             f"{config.model.latent_dim}, β={config.train.beta} · generated "
+                             f"{time.strftime('%Y-%m-%d %H:%M')} from {run_dir}"),
+        body=body,
+    )
+    atomic_write_text(out, page)
+    return out
+
+
+def _interpolations(run_dir: Path, judge: torch.nn.Module) -> tuple[str, str]:
     pictures, rows = [], []
     for mode in ("linear", "slerp"):
         path = interpolate_run(run_dir, *INTERPOLATION_PAIR, 10, mode)
@@ -109,53 +163,62 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, log: Log = 
     rows.append(["pixel cross-fade", number_text(smoothness_ratio(path.crossfade)),
                  f"{confident_fraction(path.crossfade, judge):.0%}"])
     measured = html_table(["path", "smoothness (max/mean step)", "frames the reference classifier is ≥ 90% sure of"],
-                      rows)
-    sections.append((f"Interpolations between {INTERPOLATION_PAIR[0]} and {INTERPOLATION_PAIR[1]} "
-                     "(latent path above, pixel cross-fade below)", "<br>".join(pictures) + measured))
+                          rows)
+    return (f"Interpolations between {INTERPOLATION_PAIR[0]} and {INTERPOLATION_PAIR[1]} "
+            "(latent path above, pixel cross-fade below)", "<br>".join(pictures) + measured)
 
-    log("latent maps")
-    maps = [
-        img_tag(latent_map_png(run_dir, "pca"), "PCA map"),
-        img_tag(latent_map_png(run_dir, "tsne", TSNE_POINTS), "t-SNE map"),
+
+def _conditional_sections(
+    model: VAE, inputs: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]
+) -> list[tuple[str, str]]:
+    """The class × style grid and restyled test images of a conditional model."""
+    names = ", ".join(f"{c} {name}" for c, name in enumerate(classes))
+    grid = img_tag(class_grid_picture(class_grid(model, columns=10, seed=0)), "class grid")
+    strips = [
+        img_tag(restyle_strip(inputs[i : i + 1], restyle(model, inputs, labels, i)), f"restyled test image {i}")
+        for i in range(RESTYLED_IMAGES)
     ]
-    if model.latent_dim == 2:
-        maps.append(img_tag(manifold_grid(model), "decoded manifold", scale=2))
-    sections.append(("Latent maps", "".join(maps)))
+    return [
+        ("Class-conditioned samples: one row per class, the same z down each column",
+         grid + f"<p class='note'>Rows: {html.escape(names)}. A column is one prior draw of z (the style) "
+                "written as every class.</p>"),
+        (f"Restyle: test images 0 to {RESTYLED_IMAGES - 1} (left), their style written as every class",
+         "<br>".join(strips) + "<p class='note'>Each image is encoded with its own label; its posterior mean is "
+                               "decoded with every label in turn.</p>"),
+    ]
 
-    log("limitations")
-    test, inputs = load_test_inputs(config.data)
-    real = to_float(test.images[:1000])
-    per_class = per_class_reconstruction(model, inputs[:2000], test.labels[:2000])
-    sections.append(("Limitations (measured)", _limitations(evaluation, factors, sharpness(samples),
-                                                            sharpness(real), per_class, classes)))
 
-    body = "".join(f"<section><h2>{html.escape(title)}</h2>{content}</section>" for title, content in sections)
-    page = PAGE_TEMPLATE.format(
-        title=html.escape(f"vaelab report — {run_dir.name}"),
-        subtitle=html.escape(f"{dataset}, {config.data.input_mode}, latent {config.model.latent_dim}, "
-                             f"β={config.train.beta} · generated {time.strftime('%Y-%m-%d %H:%M')} from {run_dir}"),
-        body=body,
-    )
-    atomic_write_text(out, page)
-    return out
+def _style_dimensions(model: VAE, factors: list[dict[str, Any]], classes: tuple[str, ...]) -> tuple[str, str]:
+    """The most informative active dimensions, each swept ±3σ from the prior mean and written as every class."""
+    values = traversal_values(3.0, 11)
+    parts = []
+    for f in [f for f in factors if f["active"]][:STYLE_DIMENSIONS]:
+        picture = class_grid_picture(style_traversal(model, f["dim"], values))
+        parts.append(f"<h3>z{f['dim']}: {html.escape(f['name'])}</h3>"
+                     + img_tag(picture, f"z{f['dim']} as every class", scale=2))
+        if f.get("top_rho_per_class"):
+            rows = [[classes[c], number_text(rho, "+.2f")] for c, rho in enumerate(f["top_rho_per_class"])]
+            parts.append(html_table(["class", f"ρ with {f['top_attribute']} (test images of this class)"], rows))
+    note = ("<p class='note'>A class-independent style factor moves the same attribute the same way in every "
+            "row.</p>")
+    return "Style dimensions written as every class (rows: classes; columns: −3σ … +3σ)", "".join(parts) + note
+
+
+def _classification(classification: dict[str, Any], classes: tuple[str, ...]) -> str:
+    per_class = [
+        [name, f"{accuracy:.2%}"]
+        for name, accuracy in zip(classes, classification["per_class_accuracy"], strict=True)
+    ]
+    summary = (f"<p>Test accuracy {classification['accuracy']:.2%} on {classification['images']:,} images "
+               "(the run's own classifier q(y|x)).</p>")
+    confusion = img_tag(confusion_matrix_png(classification["confusion_matrix"], classes), "confusion matrix",
+                        scale=1)
+    return summary + html_table(["class", "accuracy"], per_class) + confusion
 
 
 def _evaluation_table(ev: dict[str, Any], note: str) -> str:
-    rows = [
-        ["ELBO", f"{ev['elbo']:.2f} nats", f"{ev['bits_per_dim_elbo']:.4f} bits/dim"],
-        ["reconstruction", f"{ev['recon']:.2f} nats", ""],
-        ["KL", f"{ev['kl']:.2f} nats", ""],
-    ]
-    if "iwae" in ev:
-        iw = ev["iwae"]
-        rows.append([f"IWAE-{iw['k']} NLL", f"{iw['nll']:.2f} nats", f"first {iw['images']:,} test images"])
-    rows += [
-        ["active units", f"{ev['active_units']} of {ev['latent_dim']}", "Cov_x E_q[z_i] > 0.01"],
-        ["reconstruction MSE", f"{ev['mse']:.5f}", "per pixel, [0,1] intensities"],
-    ]
-    extra = f"<p class='note'>{html.escape(ev['note'])}</p>" if "note" in ev else ""
-    return html_table(["metric", "value", ""], rows) + f"<p class='note'>{html.escape(note)}; " \
-        f"{ev['images']:,} test images, {ev['input_mode']} inputs.</p>" + extra
+    return html_table(["metric", "value"], [list(row) for row in eval_rows(ev)]) + \
+        f"<p class='note'>{html.escape(note)}.</p>"
 
 
 def _factor_table(factors: list[dict[str, Any]], traversal) -> str:
@@ -166,13 +229,14 @@ def _factor_table(factors: list[dict[str, Any]], traversal) -> str:
         rows.append([
             f"z{f['dim']}", number_text(f["kl"]), "yes" if f["active"] else "no",
             f"{f['top_attribute'] or '–'} ({number_text(f['top_rho'], '+.2f')})",
+            weakest_class_text(f),
             f"{f['second_attribute'] or '–'} ({number_text(f['second_rho'], '+.2f')})",
             number_text(f["mi_with_class"], ".3f"), number_text(f["smoothness_ratio"]),
             number_text(f.get("confident_fraction"), ".0%"), f["name"],
             img_tag(strip, f"traversal of z{f['dim']}", scale=2),
         ])
-    header = ["dim", "KL (nats)", "active", "top attribute (ρ)", "second (ρ)", "MI with class (nats)",
-              "smoothness (max/mean step)", "confident frames", "name", "traversal −3σ … +3σ"]
+    header = ["dim", "KL (nats)", "active", "top attribute (ρ)", "its weakest class ρ", "second (ρ)",
+              "MI with class (nats)", "smoothness (max/mean step)", "confident frames", "name", "traversal −3σ … +3σ"]
     return html_table(header, rows)
 
 

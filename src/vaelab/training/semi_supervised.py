@@ -22,7 +22,8 @@ from torch.nn import functional as F
 
 from vaelab.config import RunConfig
 from vaelab.data import balanced_label_subset
-from vaelab.models import M2, VAE
+from vaelab.models import VAE
+from vaelab.models.classifier import UnlabelledBound
 from vaelab.training.schedules import kl_with_free_bits
 
 PAPER_ALPHA_PER_IMAGE = 0.1  # α = 0.1 · N_total (Kingma et al. 2014, section 3.1.2)
@@ -61,12 +62,8 @@ def labelled_loss(
     model: VAE, x: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor, beta: float, free_bits: float, weight: float
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Per-image −ELBO(x, y) + w · CE, and the terms (recon, kl, ce, logits)."""
-    if isinstance(model, M2):
-        terms = model.loss_terms(x, noise, labels)
-        logits = model.classify(x)
-    else:
-        terms = model.loss_terms(x, noise)
-        logits = model.logits_from_mean(terms["mu"])
+    terms = model.loss_terms(x, noise, labels)
+    logits = model.classify(x) if isinstance(model, UnlabelledBound) else model.head_logits(x, terms["mu"])
     ce = F.cross_entropy(logits, labels, reduction="none")
     loss = terms["recon"] + beta * kl_with_free_bits(terms["kl_per_dim"], free_bits) + weight * ce
     return loss, {"recon": terms["recon"], "kl": terms["kl"], "ce": ce, "logits": logits}
@@ -76,7 +73,7 @@ def unlabelled_loss(
     model: VAE, x: torch.Tensor, noise: torch.Tensor, beta: float, free_bits: float
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Per-image U(x) and its expected terms (recon, kl; for m2 the kl includes KL(q(y|x) ‖ p(y)))."""
-    if not isinstance(model, M2):
+    if not isinstance(model, UnlabelledBound):
         terms = model.loss_terms(x, noise)
         loss = terms["recon"] + beta * kl_with_free_bits(terms["kl_per_dim"], free_bits)
         return loss, {"recon": terms["recon"], "kl": terms["kl"]}

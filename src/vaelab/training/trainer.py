@@ -26,7 +26,7 @@ from vaelab.config import CLASSIFIER_KINDS, RunConfig
 from vaelab.data import iterate_batches, load_split, prepare_inputs, to_float
 from vaelab.errors import VaelabError
 from vaelab.io import remove_stale_temp_files
-from vaelab.models import VAE, build_model, is_classifier, is_conditional
+from vaelab.models import VAE, build_model, is_classifier
 from vaelab.training import checkpoint
 from vaelab.training.hardware import autocast, resolve_device, use_bf16
 from vaelab.training.lock import run_lock
@@ -155,7 +155,7 @@ def _train(
             )
             if semi is None:
                 with autocast(device, bf16):
-                    terms = model_terms(model, x, noise, labels)
+                    terms = model.loss_terms(x, noise, labels)
                 loss = (terms["recon"] + beta * kl_with_free_bits(terms["kl_per_dim"], train_cfg.free_bits)).mean()
             else:
                 loss, terms = _classifier_loss(
@@ -289,11 +289,6 @@ def _classifier_loss(
     return per_image.mean() + labelled_per_image.mean(), terms
 
 
-def model_terms(model: VAE, x: torch.Tensor, noise: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The model's loss terms; a conditional model is also given the batch's labels."""
-    return model.loss_terms(x, noise, labels) if is_conditional(model) else model.loss_terms(x, noise)
-
-
 @torch.no_grad()
 def validate(
     model: VAE, val_x: torch.Tensor, val_y: torch.Tensor, config: RunConfig, device: torch.device
@@ -305,7 +300,7 @@ def validate(
     for index in iterate_batches(val_x.shape[0], 1000):
         x = val_x[index.to(device)]
         noise = torch.randn(x.shape[0], config.model.latent_dim, generator=generator, device=device)
-        terms = model_terms(model, x, noise, val_y[index.to(device)])
+        terms = model.loss_terms(x, noise, val_y[index.to(device)])
         recon_sum += terms["recon"].sum().item()
         kl_dims_sum += terms["kl_per_dim"].sum(0)
         if is_classifier(model):

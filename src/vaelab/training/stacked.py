@@ -1,0 +1,153 @@
+"""M1+M2 (Kingma et al. 2014, section 3.1): the semi-supervised M2 trained on a finished unsupervised run's codes.
+
+The M1 run is frozen. Every training image becomes its posterior q(z1|x) (mean and log-variance, of the image as
+evaluation prepares it); each step draws fresh codes z1 ~ q(z1|x) for one batch of unlabelled images and one of
+the N labelled ones (a balanced subset of the training split, by the run's split seed: the same images a
+`--labels N` run keeps) and takes an Adam step on the semi-supervised objective of `training.semi_supervised`:
+
+    loss = mean over unlabelled U(z1) + mean over labelled [−ELBO(z1, y) + w · CE],   w = α / N, α = 0.1 · N_total
+
+Test error is that of q(y|z1) on the test images' posterior means, after the last epoch: no epoch is chosen by
+validation labels (a semi-supervised learner with 100 labels has no 5,000 labelled images to choose with). The
+same q(y|z1) trained by cross-entropy on the labelled codes alone, for as many steps, is the baseline it must beat.
+The result folder holds `stacked.json` (settings, per-epoch validation error, test errors) and the weights.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from vaelab.data import balanced_label_subset, iterate_batches, load_split, prepare_inputs
+from vaelab.errors import VaelabError
+from vaelab.io import atomic_write_json
+from vaelab.models import VAE, is_conditional
+from vaelab.models.stacked import CodeM2, CodeM2Config
+from vaelab.training.checkpoint import load_model, model_tensors, read_config, save_tensors
+from vaelab.training.semi_supervised import PAPER_ALPHA_PER_IMAGE, labelled_loss, unlabelled_loss
+
+STACKED = "stacked.json"
+WEIGHTS = "model.safetensors"
+INPUT_SEED = 0  # the fixed binarization of every split, as evaluation uses
+
+
+@dataclass(frozen=True)
+class StackedConfig:
+    labels: int = 100
+    epochs: int = 100
+    batch_size: int = 100
+    lr: float = 3e-4
+    latent_dim: int = 50
+    hidden: int = 500
+    seed: int = 0
+    train_limit: int | None = None  # the first N training images only (tests)
+
+
+@dataclass(frozen=True)
+class Codes:
+    mu: torch.Tensor  # [N, D] posterior means of M1
+    std: torch.Tensor  # [N, D] posterior standard deviations
+    labels: torch.Tensor  # [N]
+
+    def draw(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Fresh codes z1 ~ q(z1|x) for the images at `index`."""
+        mu = self.mu[index]
+        return mu + self.std[index] * torch.randn(mu.shape, generator=generator)
+
+
+@torch.no_grad()
+def m1_codes(model: VAE, images: torch.Tensor, labels: torch.Tensor, input_mode: str) -> Codes:
+    """The posterior of M1 for uint8 images `[N, 28, 28]`, in batches, on the CPU."""
+    x = prepare_inputs(images, input_mode, INPUT_SEED)
+    means, stds = [], []
+    for index in iterate_batches(len(x), 1000):
+        mu, logvar = model.encode(x[index].to(model.device))
+        means.append(mu.cpu())
+        stds.append((0.5 * logvar).exp().cpu())
+    return Codes(torch.cat(means), torch.cat(stds), labels)
+
+
+@torch.no_grad()
+def error_rate(model: CodeM2, codes: Codes) -> float:
+    """Test (or validation) error of q(y|z1) on the posterior means."""
+    return (model.classify(codes.mu).argmax(1) != codes.labels).float().mean().item()
+
+
+def train_stacked(
+    m1_run: str | Path, out: str | Path, config: StackedConfig = StackedConfig(), log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Train M2 on the codes of the finished run `m1_run` with `config.labels` labels; results and weights go to
+    `out`. Returns what `stacked.json` holds."""
+    started = time.perf_counter()
+    run_config = read_config(Path(m1_run))
+    m1 = load_model(m1_run)
+    if is_conditional(m1):
+        raise VaelabError(f"{m1_run} is a conditional run; M1+M2 stacks on an unsupervised run (--model vae)")
+    data = run_config.data
+    train_split = load_split(data.dataset, "train", data.val_size, data.split_seed).subset(config.train_limit)
+    val_split = load_split(data.dataset, "val", data.val_size, data.split_seed)
+    test_split = load_split(data.dataset, "test")
+    train, val, test = (m1_codes(m1, s.images, s.labels, data.input_mode) for s in (train_split, val_split, test_split))
+    labelled = balanced_label_subset(train.labels, config.labels, data.split_seed)
+    keep = torch.zeros(len(train.labels), dtype=torch.bool)
+    keep[labelled] = True
+    unlabelled = (~keep).nonzero().flatten()
+    weight = PAPER_ALPHA_PER_IMAGE * len(train.labels) / config.labels
+
+    torch.manual_seed(config.seed)
+    model_config = CodeM2Config(code_dim=m1.latent_dim, latent_dim=config.latent_dim, hidden=config.hidden)
+    model = CodeM2(model_config)
+    baseline = CodeM2(model_config)  # same initial weights (same seed): only the objective differs
+    baseline.load_state_dict(model.state_dict())
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    baseline_optimizer = torch.optim.Adam(baseline.parameters(), lr=config.lr)
+    order = torch.Generator().manual_seed(config.seed + 1)
+    draws = torch.Generator().manual_seed(config.seed + 2)
+    history, steps = [], 0
+    for epoch in range(1, config.epochs + 1):
+        for index in iterate_batches(len(unlabelled), config.batch_size, order, drop_last=True):
+            chosen = labelled[torch.randint(len(labelled), (config.batch_size,), generator=order)]
+            z1_labelled, y = train.draw(chosen, draws), train.labels[chosen]
+            z1 = train.draw(unlabelled[index], draws)
+            unlabelled_term, _ = unlabelled_loss(model, z1, None, 1.0, 0.0)
+            labelled_term, _ = labelled_loss(model, z1_labelled, y, None, 1.0, 0.0, weight)
+            _step(optimizer, unlabelled_term.mean() + labelled_term.mean())
+            _step(baseline_optimizer, F.cross_entropy(baseline.classify(z1_labelled), y))
+            steps += 1
+        history.append({"epoch": epoch, "steps": steps, "val_error": error_rate(model, val),
+                        "val_error_labelled_only": error_rate(baseline, val)})
+        log(f"epoch {epoch}: validation error {history[-1]['val_error']:.2%} "
+            f"(labelled only {history[-1]['val_error_labelled_only']:.2%})")
+    result = {
+        "m1_run": str(m1_run),
+        "dataset": data.dataset,
+        "settings": asdict(config),
+        "alpha": PAPER_ALPHA_PER_IMAGE * len(train.labels),
+        "weight_per_labelled_code": weight,
+        "train_images": len(train.labels),
+        "test_images": len(test.labels),
+        "test_error": error_rate(model, test),
+        "test_error_labelled_only": error_rate(baseline, test),
+        "steps": steps,
+        "seconds": time.perf_counter() - started,
+        "history": history,
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_tensors(out / WEIGHTS, model_tensors(model), {"code_m2": str(asdict(model_config))})
+    atomic_write_json(out / STACKED, result)
+    return result
+
+
+def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    if not torch.isfinite(loss):
+        raise VaelabError("the M1+M2 loss became non-finite; lower --lr and run again")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
