@@ -40,7 +40,7 @@ def test_cvae_report_adds_class_grid_restyle_and_style_sections_and_per_class_co
     active = [row for row in json.loads((cvae_run / "factors.json").read_text()) if row["active"]]
     for title in (*CORE_SECTIONS, *CONDITIONAL_SECTIONS):
         assert f"<h2>{title}" in page, title
-    assert "<h2>Interpolations" not in page  # z holds no class to interpolate
+    assert "<h2>Interpolations" not in page  # a cvae path between two digits changes only the style
     assert "conditional accuracy" in page and "its weakest class ρ" in page
     assert page.count("(test images of this class)") == min(3, len(active))  # a ρ table per style dimension shown
     assert page.count('alt="restyled test image') == 5

@@ -51,10 +51,6 @@ class CodeM2(UnlabelledBound, nn.Module):
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
     def one_hot(self, labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return F.one_hot(labels.long().to(like.device), self.classes).to(like.dtype)
 

@@ -3,8 +3,9 @@ scripts, no network requests), regenerated from the run directory alone.
 
 Every kind of run gets the same core (evaluation, samples, reconstructions, traversals, factors, latent maps,
 limitations). A conditional run (cvae, m2) adds its class grid, restyled test images and its style dimensions
-written as every class, and skips the interpolations (its z holds no class to interpolate); a run that predicts
-classes (vae-classifier, m2) adds its accuracy and confusion matrix."""
+written as every class, and skips the interpolations (a path between two digits would change only the style;
+`vaelab interpolate --class` draws one); a run that predicts classes (vae-classifier, m2) adds its accuracy and
+confusion matrix."""
 
 from __future__ import annotations
 
@@ -197,8 +198,9 @@ def _style_dimensions(model: VAE, factors: list[dict[str, Any]], classes: tuple[
         parts.append(f"<h3>z{f['dim']}: {html.escape(f['name'])}</h3>"
                      + img_tag(picture, f"z{f['dim']} as every class", scale=2))
         if f.get("top_rho_per_class"):
-            rows = [[classes[c], number_text(rho, "+.2f")] for c, rho in enumerate(f["top_rho_per_class"])]
-            parts.append(html_table(["class", f"ρ with {f['top_attribute']} (test images of this class)"], rows))
+            rhos = [number_text(rho, "+.2f") for rho in f["top_rho_per_class"]]
+            parts.append(html_table(["class", *classes], [[f"ρ with {f['top_attribute']} (test images of this class)",
+                                                           *rhos]]))
     note = ("<p class='note'>A class-independent style factor moves the same attribute the same way in every "
             "row.</p>")
     return "Style dimensions written as every class (rows: classes; columns: −3σ … +3σ)", "".join(parts) + note
@@ -217,8 +219,9 @@ def _classification(classification: dict[str, Any], classes: tuple[str, ...]) ->
 
 
 def _evaluation_table(ev: dict[str, Any], note: str) -> str:
+    caveat = f" {ev['note']}." if "note" in ev else ""
     return html_table(["metric", "value"], [list(row) for row in eval_rows(ev)]) + \
-        f"<p class='note'>{html.escape(note)}.</p>"
+        f"<p class='note'>{html.escape(note + '.' + caveat)}</p>"
 
 
 def _factor_table(factors: list[dict[str, Any]], traversal) -> str:
