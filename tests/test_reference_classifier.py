@@ -91,3 +91,10 @@ def test_confident_fraction_counts_frames_with_a_class_probability_at_or_above_t
 def test_unknown_dataset_has_no_classifier():
     with pytest.raises(VaelabError, match="no reference classifier for dataset 'cifar'"):
         load_or_train_classifier("cifar")
+
+
+def test_training_called_under_no_grad_still_learns():
+    """`vaelab eval` runs under no_grad and trains the judge on first use: that must not break its training."""
+    with torch.no_grad():
+        _, info = train_classifier("mnist", epochs=1, train_limit=512, test_limit=500, log=lambda message: None)
+    assert info["test_accuracy"] > 0.2  # chance is 0.1

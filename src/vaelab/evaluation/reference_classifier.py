@@ -96,6 +96,7 @@ def accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor) 
     return (predict_probabilities(classifier, images).argmax(dim=1) == labels).float().mean().item()
 
 
+@torch.enable_grad()  # callers such as `vaelab eval` run under no_grad; training needs gradients regardless
 def train_classifier(
     dataset: str,
     epochs: int = EPOCHS,
