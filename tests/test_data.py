@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaelab.data import fetch, iterate_batches, load_split, prepare_inputs
+from vaelab.data import fetch, iterate_batches, load_split, prepare_inputs, random_translation
 from vaelab.data.idx import parse_idx
 from vaelab.data.sources import DATASETS, DEBIAN_FASHION_MNIST_DIR, data_root, dataset_spec, read_verified
 from vaelab.errors import VaelabError
@@ -107,3 +107,23 @@ def test_batches_cover_every_index_once():
     seen = torch.cat(list(iterate_batches(1000, 64, torch.Generator().manual_seed(0))))
     assert np.array_equal(np.sort(seen.numpy()), np.arange(1000))
     assert sum(len(b) for b in iterate_batches(1000, 64, drop_last=True)) == 960
+
+
+def test_random_translation_moves_each_image_by_its_own_whole_pixel_offset_within_the_bound():
+    images = prepare_inputs(load_split("mnist", "test").images[:200], "grayscale")
+    # Digits with a 3-pixel empty border lose no ink when moved by ≤ 3 pixels: each result is an exact roll.
+    interior = torch.zeros(28, 28, dtype=torch.bool)
+    interior[3:-3, 3:-3] = True
+    images = images[(images[:, 0] * ~interior).sum((1, 2)) == 0][:64]
+    assert len(images) == 64
+    moved = random_translation(images, 3, torch.Generator().manual_seed(0))
+    assert moved.shape == images.shape
+    offsets = set()
+    for original, shifted in zip(images, moved, strict=True):
+        matches = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)
+                   if torch.equal(torch.roll(original, (dy, dx), dims=(1, 2)), shifted)]
+        assert len(matches) == 1
+        offsets.add(matches[0])
+    assert len(offsets) > 20  # 49 possible offsets, drawn per image
+    assert torch.equal(moved, random_translation(images, 3, torch.Generator().manual_seed(0)))
+    assert random_translation(images, 0) is images

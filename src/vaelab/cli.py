@@ -49,6 +49,9 @@ def train(
     head_input: str | None = typer.Option(
         None, help="vae-classifier: the head reads the posterior mean (mean) or the encoder's hidden features (trunk)."
     ),
+    head_shift: int | None = typer.Option(
+        None, help="vae-classifier/m2: the cross-entropy reads labelled images moved by up to ±N pixels (0: off)."
+    ),
     latent_dim: int | None = typer.Option(None),
     channels: str | None = typer.Option(None, help="Widths of the stride-2 stages, e.g. 32,64"),
     blocks_per_stage: int | None = typer.Option(None),
@@ -87,7 +90,7 @@ def train(
         "device": device, "max_steps": max_steps, "checkpoint_every": checkpoint_every,
         "skip_nonfinite": skip_nonfinite, "train_limit": train_limit, "val_limit": val_limit,
         "tensorboard": tensorboard, "labels": labels, "classifier_weight": classifier_weight,
-        "label_at_input": label_at_input, "head_input": head_input,
+        "label_at_input": label_at_input, "head_input": head_input, "head_shift": head_shift,
     }
     result = start_or_resume(out, resume, config, overrides, progress=progress, log=typer.echo)
     state = "finished" if result.finished else f"stopped at step {result.steps} (resume with --resume)"

@@ -26,6 +26,7 @@ MODEL_KINDS = ("vae", "cvae", "vae-classifier", "m2")
 CLASSIFIER_KINDS = ("vae-classifier", "m2")
 HEAD_INPUTS = ("mean", "trunk")
 MAX_WIDTH = 4096  # widths above this cannot fit a 28×28 model in memory; refuse them before allocating
+MAX_HEAD_SHIFT = 7  # a quarter of a 28-pixel image; further moves digits out of the frame
 
 
 @dataclass
@@ -79,6 +80,7 @@ class TrainConfig:
     max_steps: int | None = None  # stop (with a resumable checkpoint) after this many steps in total
     checkpoint_every: int = 500  # steps between resumable checkpoints, besides every epoch's end (0: epochs only)
     skip_nonfinite: int = 0  # batches with a non-finite loss or gradient to skip (and report) before stopping
+    head_shift: int = 0  # classifier kinds: the cross-entropy reads labelled images moved by up to ±N pixels
     tensorboard: bool = False
 
 
@@ -144,6 +146,9 @@ class RunConfig:
         _check(m.head_input == "mean" or m.kind == "vae-classifier",
                f"head_input applies to --model vae-classifier only, not {m.kind}")
         _check(d.labels is None or d.labels >= 1, "labels must be a positive number of training labels")
+        _check(0 <= t.head_shift <= MAX_HEAD_SHIFT, f"head_shift must be between 0 and {MAX_HEAD_SHIFT} pixels")
+        _check(t.head_shift == 0 or m.kind in CLASSIFIER_KINDS,
+               f"head_shift (translated images for the classifier) needs --model {' or '.join(CLASSIFIER_KINDS)}")
         _check(
             m.classifier_weight is None or (math.isfinite(m.classifier_weight) and m.classifier_weight >= 0),
             f"classifier_weight must be a finite number ≥ 0 (got {m.classifier_weight})",

@@ -45,7 +45,6 @@ from vaelab.analysis.smoothness import confident_fraction, smoothness_ratio
 from vaelab.analysis.traversal import (
     latent_usage,
     load_test_inputs,
-    posterior_moments,
     traversal_values,
     traverse_from_bases,
 )
@@ -53,7 +52,7 @@ from vaelab.data import CLASS_NAMES
 from vaelab.errors import VaelabError
 from vaelab.evaluation.latents import dimensions_by_kl
 from vaelab.io import atomic_write_json, require_suffix
-from vaelab.models import VAE
+from vaelab.models import VAE, posterior_moments
 from vaelab.training.checkpoint import load_model, read_config
 
 FACTORS = "factors.json"

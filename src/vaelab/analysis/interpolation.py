@@ -25,11 +25,11 @@ from vaelab.analysis.traversal import (
     decoding_label,
     load_test_inputs,
     parse_test_reference,
-    posterior_moments,
 )
 from vaelab.data import to_float
 from vaelab.errors import VaelabError
 from vaelab.images import make_grid
+from vaelab.models import posterior_moments
 from vaelab.training.checkpoint import load_model, read_config
 
 MODES = ("linear", "slerp")

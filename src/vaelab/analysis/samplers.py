@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from vaelab.analysis.traversal import decode_codes, posterior_moments
+from vaelab.analysis.traversal import decode_codes
 from vaelab.data import iterate_batches, load_split, prepare_inputs
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
-from vaelab.models import VAE, is_conditional, refuse_conditional
+from vaelab.models import VAE, is_conditional, posterior_moments, refuse_conditional
 from vaelab.models.latent_vae import LatentVAE
 from vaelab.training.checkpoint import load_model_weights, load_tensors, model_tensors, read_config, save_tensors
 from vaelab.training.schedules import learning_rate

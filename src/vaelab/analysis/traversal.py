@@ -28,11 +28,10 @@ from vaelab.evaluation.latents import active_units, dimensions_by_kl
 from vaelab.images import DISPLAY_SCALE, make_grid, upscale
 from vaelab.io import atomic_write
 from vaelab.models import VAE, is_conditional
-from vaelab.models.vae import kl_per_dimension
+from vaelab.models.vae import kl_per_dimension, posterior_moments
 from vaelab.training.checkpoint import EVAL, load_model, read_config
 
 KL_ESTIMATE_IMAGES = 2000  # test images used for KL per dimension when the run has no eval.json
-BATCH_SIZE = 1000  # images per encoder call
 DECODE_BATCH_SIZE = 2000  # codes per decoder call: bounds memory for large traversals
 GRID_PADDING = 2  # make_grid's default, needed to place the row labels
 GIF_FRAME_MS = 80
@@ -65,20 +64,6 @@ def load_test_inputs(data: DataConfig) -> tuple[ImageSet, torch.Tensor]:
     image has the same code whichever analysis asks for it)."""
     test = load_split(data.dataset, "test")
     return test, prepare_inputs(test.images, data.input_mode, EVAL_SEED)
-
-
-@torch.no_grad()
-def posterior_moments(
-    model: VAE, x: torch.Tensor, labels: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior means and log-variances `[N, D]` of inputs `[N, 1, H, W]` (with their `labels` `[N]`, which a
-    conditional model needs), on the CPU."""
-    means, logvars = [], []
-    for index in iterate_batches(x.shape[0], BATCH_SIZE):
-        mu, logvar = model.encode(x[index].to(model.device), None if labels is None else labels[index])
-        means.append(mu.cpu())
-        logvars.append(logvar.cpu())
-    return torch.cat(means), torch.cat(logvars)
 
 
 def parse_test_reference(spec: str, what: str, test_count: int) -> int:

@@ -17,7 +17,7 @@ import torch
 
 from vaelab.data import CLASS_NAMES, balanced_label_subset, iterate_batches, prepare_inputs
 from vaelab.errors import VaelabError
-from vaelab.models import VAE, is_classifier, is_conditional
+from vaelab.models import VAE, is_classifier, is_conditional, posterior_moments
 
 PROBE_LABELS = 100
 PROBE_MAX_ITER = 200
@@ -53,18 +53,12 @@ def classification_metrics(predicted: np.ndarray, labels: np.ndarray, classes: i
     }
 
 
-@torch.no_grad()
 def probe_features(model: VAE, x: torch.Tensor) -> torch.Tensor:
     """Posterior means `[N, latent_dim]` on the CPU; for a conditional model, averaged over every class."""
-    chunks = []
-    for index in iterate_batches(x.shape[0], BATCH):
-        batch = x[index].to(model.device)
-        if is_conditional(model):
-            means = [model.encode(batch, torch.full((len(index),), c))[0] for c in range(model.classes)]
-            chunks.append(torch.stack(means).mean(0).cpu())
-        else:
-            chunks.append(model.encode(batch)[0].cpu())
-    return torch.cat(chunks)
+    if not is_conditional(model):
+        return posterior_moments(model, x)[0]
+    n = x.shape[0]
+    return torch.stack([posterior_moments(model, x, torch.full((n,), c))[0] for c in range(model.classes)]).mean(0)
 
 
 def probe_accuracy(

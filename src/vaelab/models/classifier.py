@@ -38,7 +38,27 @@ def trunk_width(config: ModelConfig, feature_size: int) -> int:
     return config.hidden_dim or config.channels[-1] * feature_size**2
 
 
-class ClassifierVAE(VAE):
+class LabelledBound:
+    """The labelled half of the classifier kinds' objective, for a model with a label-free trunk
+    (`trunk_features(x)`), the read-out of q(z|x, y) from it (`posterior_from_trunk(hidden, labels)`), a head
+    (`head_logits(hidden, mu)`) and p(x|y, z) (`decode_dist(z, labels)`): the trunk runs once for both."""
+
+    def labelled_terms(
+        self, x: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """`loss_terms(x, noise, labels)` plus "logits" `[N, classes]` of q(y|x)."""
+        hidden = self.trunk_features(x)
+        mu, logvar = self.posterior_from_trunk(hidden, labels)
+        terms = reparameterised_terms(x, mu, logvar, noise, lambda z: self.decode_dist(z, labels))
+        terms["logits"] = self.head_logits(hidden, mu)
+        return terms
+
+    def head_logits(self, hidden: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        """q(y|x) as logits from the trunk's features (float32)."""
+        return self.classifier(hidden).float()
+
+
+class ClassifierVAE(LabelledBound, VAE):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         reads_trunk = config.head_input == "trunk"
@@ -50,20 +70,27 @@ class ClassifierVAE(VAE):
     def classes(self) -> int:
         return self.config.classes
 
-    def head_logits(self, x: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-        """Class logits `[N, classes]` (float32) of inputs `x` whose posterior means `mu` are already known (a head
-        on the mean then needs no second pass through the encoder)."""
-        if self.config.head_input == "trunk":
-            return self.classifier(self.encoder[:-1](x)).float()
-        return self.classifier(mu).float()
+    def trunk_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's hidden features, before the read-out of mu and log-variance."""
+        return self.encoder[:-1](x)
+
+    def posterior_from_trunk(
+        self, hidden: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encoder[-1](hidden).float().chunk(2, dim=1)
+        return mu, logvar
+
+    def head_logits(self, hidden: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+        """The head on the hidden features (`head_input: trunk`) or on the posterior mean."""
+        return self.classifier(hidden if self.config.head_input == "trunk" else mu).float()
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """q(y|x) as logits `[N, classes]`: the head on each image's posterior mean (or hidden features)."""
-        mu, _ = self.encode(x)
-        return self.head_logits(x, mu)
+        hidden = self.trunk_features(x)
+        return self.head_logits(hidden, self.posterior_from_trunk(hidden)[0])
 
 
-class UnlabelledBound:
+class UnlabelledBound(LabelledBound):
     """M2's bound for inputs without a label, for a model with a label-free trunk (`trunk_features(x)`), the read-out
     of q(z|x, y) from it (`posterior_from_trunk(hidden, labels)`), q(y|x) on it (`classifier`) and p(x|y, z)
     (`decode_dist(z, labels)`)."""

@@ -19,6 +19,11 @@ from vaelab.errors import VaelabError
 from vaelab.models.vae import VAE
 
 
+def one_hot(labels: torch.Tensor, classes: int, like: torch.Tensor) -> torch.Tensor:
+    """Labels `[N]` → one-hot `[N, classes]` with the dtype and device of `like`."""
+    return F.one_hot(labels.long().to(like.device), classes).to(like.dtype)
+
+
 class ConditionalVAE(VAE):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config, condition_dim=config.classes, input_planes=config.classes * config.label_at_input)
@@ -40,8 +45,7 @@ class ConditionalVAE(VAE):
         return labels
 
     def one_hot(self, labels: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-        """Labels `[N]` → one-hot `[N, classes]` with the dtype and device of `like`."""
-        return F.one_hot(self.check_labels(labels).to(like.device), self.classes).to(like.dtype)
+        return one_hot(self.check_labels(labels), self.classes, like)
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z|x, y): the encoder's hidden features with the one-hot label appended, read out as mu, logvar."""

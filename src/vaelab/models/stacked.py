@@ -4,7 +4,7 @@ M1 is an unsupervised vaelab run: its q(z1|x) turns each image into a code z1 (3
 where the classes are far easier to separate than in pixels. `CodeM2` is the semi-supervised M2 model whose data
 are those codes: q(y|z1), q(z2|z1, y) and p(z1|z2, y) are small MLPs, p(z1|z2, y) a diagonal Gaussian (mean and
 log-variance from the decoder), p(z2) = N(0, I), p(y) uniform. It has the methods the semi-supervised objective
-calls on M2 (`loss_terms`, `classify`, `unlabelled_terms`), so `vaelab.training.semi_supervised` trains both.
+calls on M2 (`labelled_terms`, `classify`, `unlabelled_terms`), so `vaelab.training.semi_supervised` trains both.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.distributions import Distribution, Independent, Normal
-from torch.nn import functional as F
 
 from vaelab.models.classifier import UnlabelledBound, classifier_mlp
-from vaelab.models.vae import reparameterised_terms
+from vaelab.models.conditional import one_hot
 
 MIN_LOG_VARIANCE = -9.0  # p(z1|z2, y)'s variance ≥ 1.2e-4: keeps the density finite on near-constant dimensions
 
@@ -52,7 +51,7 @@ class CodeM2(UnlabelledBound, nn.Module):
         return self.config.latent_dim
 
     def one_hot(self, labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return F.one_hot(labels.long().to(like.device), self.classes).to(like.dtype)
+        return one_hot(labels, self.classes, like)
 
     def trunk_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.trunk(x)
@@ -60,10 +59,6 @@ class CodeM2(UnlabelledBound, nn.Module):
     def posterior_from_trunk(self, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.readout(torch.cat([hidden, self.one_hot(labels, hidden)], dim=1)).float().chunk(2, 1)
         return mu, logvar
-
-    def encode(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """q(z2|z1, y) of codes `x` `[N, code_dim]`."""
-        return self.posterior_from_trunk(self.trunk(x), labels)
 
     def decode_dist(self, z: torch.Tensor, labels: torch.Tensor) -> Distribution:
         """p(z1|z2, y): a diagonal Gaussian over codes, `log_prob` `[N]`."""
@@ -73,9 +68,3 @@ class CodeM2(UnlabelledBound, nn.Module):
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """q(y|z1) as logits `[N, classes]`."""
         return self.classifier(self.trunk(x)).float()
-
-    def loss_terms(
-        self, x: torch.Tensor, noise: torch.Tensor | None = None, labels: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
-        mu, logvar = self.encode(x, labels)
-        return reparameterised_terms(x, mu, logvar, noise, lambda z: self.decode_dist(z, labels))

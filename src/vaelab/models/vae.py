@@ -131,6 +131,18 @@ class VAE(nn.Module):
         return reparameterised_terms(x, mu, logvar, noise, lambda z: self.decode_dist(z, labels))
 
 
+@torch.no_grad()
+def posterior_moments(
+    model: VAE, x: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 1000
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means and log-variances `[N, D]` of inputs `[N, C, H, W]` (with their `labels` `[N]`, which a
+    conditional model needs), encoded in batches on the model's device and returned on the CPU."""
+    label_batches = [None] * len(x.split(batch_size)) if labels is None else labels.split(batch_size)
+    moments = [model.encode(batch.to(model.device), batch_labels) for batch, batch_labels in
+               zip(x.split(batch_size), label_batches, strict=True)]
+    return torch.cat([mu.cpu() for mu, _ in moments]), torch.cat([logvar.cpu() for _, logvar in moments])
+
+
 def build_model(config: ModelConfig) -> VAE:
     """The model a config describes: the plain VAE, the conditional one (`kind: cvae`) or a classifier variant."""
     if config.kind in ("vae-classifier", "m2"):

@@ -16,8 +16,9 @@ import torch  # noqa: E402
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
 
 from vaelab.analysis.embedding import embed, spread_points  # noqa: E402
-from vaelab.analysis.traversal import load_test_inputs, posterior_moments  # noqa: E402
+from vaelab.analysis.traversal import load_test_inputs  # noqa: E402
 from vaelab.data import CLASS_NAMES  # noqa: E402
+from vaelab.models import posterior_moments  # noqa: E402
 from vaelab.training import load_model, read_config  # noqa: E402
 
 DPI = 110

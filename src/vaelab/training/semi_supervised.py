@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from vaelab.config import RunConfig
 from vaelab.data import balanced_label_subset
 from vaelab.models import VAE
-from vaelab.models.classifier import UnlabelledBound
+from vaelab.models.classifier import LabelledBound, UnlabelledBound
 from vaelab.training.schedules import kl_with_free_bits
 
 PAPER_ALPHA_PER_IMAGE = 0.1  # α = 0.1 · N_total (Kingma et al. 2014, section 3.1.2)
@@ -59,11 +59,19 @@ def labelled_set(config: RunConfig, train_labels: torch.Tensor) -> LabelledSet:
 
 
 def labelled_loss(
-    model: VAE, x: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor, beta: float, free_bits: float, weight: float
+    model: LabelledBound,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    noise: torch.Tensor,
+    beta: float,
+    free_bits: float,
+    weight: float,
+    classified_x: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Per-image −ELBO(x, y) + w · CE, and the terms (recon, kl, ce, logits)."""
-    terms = model.loss_terms(x, noise, labels)
-    logits = model.classify(x) if isinstance(model, UnlabelledBound) else model.head_logits(x, terms["mu"])
+    """Per-image −ELBO(x, y) + w · CE, and the terms (recon, kl, ce, logits). The cross-entropy reads
+    `classified_x` when given (the same images translated, `--head-shift`), otherwise `x` itself."""
+    terms = model.labelled_terms(x, labels, noise)
+    logits = terms["logits"] if classified_x is None else model.classify(classified_x)
     ce = F.cross_entropy(logits, labels, reduction="none")
     loss = terms["recon"] + beta * kl_with_free_bits(terms["kl_per_dim"], free_bits) + weight * ce
     return loss, {"recon": terms["recon"], "kl": terms["kl"], "ce": ce, "logits": logits}

@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from vaelab.data import balanced_label_subset, iterate_batches, load_split, prepare_inputs
 from vaelab.errors import VaelabError
 from vaelab.io import atomic_write_json
-from vaelab.models import VAE, is_conditional
+from vaelab.models import VAE, is_conditional, posterior_moments
 from vaelab.models.stacked import CodeM2, CodeM2Config
 from vaelab.training.checkpoint import load_model, model_tensors, read_config, save_tensors
 from vaelab.training.semi_supervised import PAPER_ALPHA_PER_IMAGE, labelled_loss, unlabelled_loss
@@ -61,16 +61,10 @@ class Codes:
         return mu + self.std[index] * torch.randn(mu.shape, generator=generator)
 
 
-@torch.no_grad()
 def m1_codes(model: VAE, images: torch.Tensor, labels: torch.Tensor, input_mode: str) -> Codes:
-    """The posterior of M1 for uint8 images `[N, 28, 28]`, in batches, on the CPU."""
-    x = prepare_inputs(images, input_mode, INPUT_SEED)
-    means, stds = [], []
-    for index in iterate_batches(len(x), 1000):
-        mu, logvar = model.encode(x[index].to(model.device))
-        means.append(mu.cpu())
-        stds.append((0.5 * logvar).exp().cpu())
-    return Codes(torch.cat(means), torch.cat(stds), labels)
+    """The posterior of M1 for uint8 images `[N, 28, 28]`, on the CPU."""
+    mu, logvar = posterior_moments(model, prepare_inputs(images, input_mode, INPUT_SEED))
+    return Codes(mu, (0.5 * logvar).exp(), labels)
 
 
 @torch.no_grad()

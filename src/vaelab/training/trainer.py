@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from vaelab.config import CLASSIFIER_KINDS, RunConfig
-from vaelab.data import iterate_batches, load_split, prepare_inputs, to_float
+from vaelab.data import iterate_batches, load_split, prepare_inputs, random_translation, to_float
 from vaelab.errors import VaelabError
 from vaelab.io import remove_stale_temp_files
 from vaelab.models import VAE, build_model, is_classifier
@@ -116,6 +116,8 @@ def _train(
     }
     if semi is not None and not semi.all_labelled:
         generators["labelled"] = torch.Generator().manual_seed(train_cfg.seed + 3)  # which labelled images, each step
+    if train_cfg.head_shift:
+        generators["shift"] = torch.Generator().manual_seed(train_cfg.seed + 4)  # the classifier's translations
     state: dict[str, Any] = {
         "epoch": 0, "step": 0, "batch_in_epoch": 0, "best_val_elbo": -math.inf, "history": [],
         "epoch_sums": _zero_sums(), "skipped_steps": [],
@@ -270,10 +272,17 @@ def _classifier_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """A classifier kind's step loss: the labelled objective on a labelled batch, or the unlabelled one on `x`
     (whose labels are never read) plus the labelled one on a batch drawn from the kept labels."""
-    free_bits, device = config.train.free_bits, x.device
+    free_bits, device, shift = config.train.free_bits, x.device, config.train.head_shift
+
+    def translated(images: torch.Tensor) -> torch.Tensor | None:
+        """What the cross-entropy reads besides the ELBO's images: a translated copy (`head_shift`), or nothing."""
+        if not shift:
+            return None
+        return random_translation(images, shift, generators["shift"]).contiguous(memory_format=memory_format)
+
     if semi.all_labelled:
         with autocast(device, bf16):
-            per_image, terms = labelled_loss(model, x, labels, noise, beta, free_bits, semi.weight)
+            per_image, terms = labelled_loss(model, x, labels, noise, beta, free_bits, semi.weight, translated(x))
         return per_image.mean(), terms
     count = min(config.train.batch_size, semi.labelled.numel())
     index = semi.labelled[torch.randperm(semi.labelled.numel(), generator=generators["labelled"])[:count]].to(device)
@@ -285,7 +294,7 @@ def _classifier_loss(
     with autocast(device, bf16):
         per_image, terms = unlabelled_loss(model, x, noise, beta, free_bits)
         labelled_per_image, _ = labelled_loss(model, labelled_x, train_y[index], labelled_noise, beta, free_bits,
-                                              semi.weight)
+                                              semi.weight, translated(labelled_x))
     return per_image.mean() + labelled_per_image.mean(), terms
 
 
