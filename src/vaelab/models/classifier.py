@@ -70,10 +70,6 @@ class ClassifierVAE(LabelledBound, VAE):
     def classes(self) -> int:
         return self.config.classes
 
-    def trunk_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The encoder's hidden features, before the read-out of mu and log-variance."""
-        return self.encoder[:-1](x)
-
     def posterior_from_trunk(
         self, hidden: torch.Tensor, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,10 +123,6 @@ class M2(UnlabelledBound, ConditionalVAE):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         self.classifier = classifier_mlp(trunk_width(config, self.feature_size), config.classes)
-
-    def trunk_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The encoder before the label is appended."""
-        return self.encoder[:-1](x)
 
     def posterior_from_trunk(self, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder[-1](torch.cat([hidden, self.one_hot(labels, hidden)], dim=1)).float().chunk(2, 1)

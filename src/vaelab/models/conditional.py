@@ -52,7 +52,7 @@ class ConditionalVAE(VAE):
         one_hot = self.one_hot(labels, x)
         if self.config.label_at_input:
             x = torch.cat([x, one_hot[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
-        hidden = self.encoder[:-1](x)
+        hidden = self.trunk_features(x)
         mu, logvar = self.encoder[-1](torch.cat([hidden, one_hot.to(hidden.dtype)], dim=1)).float().chunk(2, 1)
         return mu, logvar
 

@@ -94,6 +94,11 @@ class VAE(nn.Module):
         mu, logvar = self.encoder(x).float().chunk(2, dim=1)
         return mu, logvar
 
+    def trunk_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's hidden features, before the read-out of mu and log-variance (where a conditional variant
+        appends the label)."""
+        return self.encoder[:-1](x)
+
     def decoder_output(self, z: torch.Tensor) -> torch.Tensor:
         """Raw decoder output (logits for Bernoulli), float32 `[N, C, H, W]`."""
         c = self.config
