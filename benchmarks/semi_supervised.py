@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -94,6 +95,11 @@ def main() -> None:
     print(f"# {time.perf_counter() - started:.0f} s, test images {len(test):,}")
 
 
+def progress(message: str) -> None:
+    """Per-epoch validation errors go to stderr, so stdout keeps only the lines for docs/results.md."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def stacked(args: argparse.Namespace) -> None:
     """M1+M2 for each label count: test error beside q(y|z1) trained on the labelled codes alone."""
     if args.m1 is None:
@@ -106,7 +112,7 @@ def stacked(args: argparse.Namespace) -> None:
                                  train_limit=args.train_limit)
         path = out / STACKED
         reusable = path.is_file() and json.loads(path.read_text())["settings"] == vars(settings)
-        result = json.loads(path.read_text()) if reusable else train_stacked(args.m1, out, settings, log=lambda m: None)
+        result = json.loads(path.read_text()) if reusable else train_stacked(args.m1, out, settings, log=progress)
         print(f"{label_count:>7}  {result['test_error']:>10.2%}  {result['test_error_labelled_only']:>13.2%}  "
               f"{result['steps']:>6}  {result['seconds']:>7.0f}", flush=True)
 
