@@ -118,6 +118,10 @@ class UnlabelledBound(LabelledBound):
             "kl_y": (log_q.exp() * log_q).sum(1) + math.log(k),
         }
 
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """q(y|x) as logits `[N, classes]`, from the label-free trunk."""
+        return self.classifier(self.trunk_features(x)).float()
+
 
 class M2(UnlabelledBound, ConditionalVAE):
     def __init__(self, config: ModelConfig) -> None:
@@ -127,10 +131,6 @@ class M2(UnlabelledBound, ConditionalVAE):
     def posterior_from_trunk(self, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder[-1](torch.cat([hidden, self.one_hot(labels, hidden)], dim=1)).float().chunk(2, 1)
         return mu, logvar
-
-    def classify(self, x: torch.Tensor) -> torch.Tensor:
-        """q(y|x) as logits `[N, classes]`, from the encoder's label-free trunk."""
-        return self.classifier(self.trunk_features(x)).float()
 
 
 def is_classifier(model: nn.Module) -> bool:

@@ -64,7 +64,3 @@ class CodeM2(UnlabelledBound, nn.Module):
         """p(z1|z2, y): a diagonal Gaussian over codes, `log_prob` `[N]`."""
         mean, logvar = self.decoder(torch.cat([z, self.one_hot(labels, z)], dim=1)).float().chunk(2, 1)
         return Independent(Normal(mean, (0.5 * logvar.clamp(min=MIN_LOG_VARIANCE)).exp(), validate_args=False), 1)
-
-    def classify(self, x: torch.Tensor) -> torch.Tensor:
-        """q(y|z1) as logits `[N, classes]`."""
-        return self.classifier(self.trunk(x)).float()
