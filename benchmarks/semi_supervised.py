@@ -25,7 +25,7 @@ import torch
 from machine import run_header
 
 from vaelab.config import RunConfig
-from vaelab.data import balanced_label_subset, load_split, prepare_inputs
+from vaelab.data import balanced_label_subset, load_split, to_float
 from vaelab.evaluation.classification import predict_probabilities
 from vaelab.training import load_model, read_metrics
 from vaelab.training.runs import start_or_resume
@@ -79,7 +79,7 @@ def main() -> None:
             metrics = read_metrics(run_dir)
         model = load_model(run_dir)  # the best epoch by validation ELBO
         config = RunConfig().with_overrides({**base, "labels": labels})
-        x = prepare_inputs(test.images, config.data.input_mode, 0)
+        x = to_float(test.images)  # q(y|x) reads intensities, also in binarized runs
         error = test_error(model, x, test.labels)
         alone = "—"
         if labels is not None:

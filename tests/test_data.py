@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from vaelab.data import fetch, iterate_batches, load_split, prepare_inputs, random_translation
+from vaelab.data import fetch, iterate_batches, load_split, prepare_inputs, random_flip, random_translation
 from vaelab.data.idx import parse_idx
 from vaelab.data.sources import DATASETS, DEBIAN_FASHION_MNIST_DIR, data_root, dataset_spec, read_verified
 from vaelab.errors import VaelabError
@@ -127,3 +127,13 @@ def test_random_translation_moves_each_image_by_its_own_whole_pixel_offset_withi
     assert len(offsets) > 20  # 49 possible offsets, drawn per image
     assert torch.equal(moved, random_translation(images, 3, torch.Generator().manual_seed(0)))
     assert random_translation(images, 0) is images
+
+
+def test_random_flip_mirrors_about_half_of_the_images_and_leaves_the_rest():
+    images = prepare_inputs(load_split("fashion-mnist", "test").images[:200], "grayscale")
+    flipped = random_flip(images, torch.Generator().manual_seed(0))
+    mirrored = torch.tensor([torch.equal(f, x.flip(-1)) for f, x in zip(flipped, images, strict=True)])
+    kept = torch.tensor([torch.equal(f, x) for f, x in zip(flipped, images, strict=True)])
+    assert bool((mirrored ^ kept).all())  # no real image is its own mirror, so each is exactly one of the two
+    assert 70 < int(mirrored.sum()) < 130
+    assert torch.equal(flipped, random_flip(images, torch.Generator().manual_seed(0)))

@@ -52,6 +52,9 @@ def train(
     head_shift: int | None = typer.Option(
         None, help="vae-classifier/m2: the cross-entropy reads labelled images moved by up to ±N pixels (0: off)."
     ),
+    head_flip: bool | None = typer.Option(
+        None, "--head-flip/--no-head-flip", help="vae-classifier/m2: … and mirrors half of them left–right."
+    ),
     latent_dim: int | None = typer.Option(None),
     channels: str | None = typer.Option(None, help="Widths of the stride-2 stages, e.g. 32,64"),
     blocks_per_stage: int | None = typer.Option(None),
@@ -91,6 +94,7 @@ def train(
         "skip_nonfinite": skip_nonfinite, "train_limit": train_limit, "val_limit": val_limit,
         "tensorboard": tensorboard, "labels": labels, "classifier_weight": classifier_weight,
         "label_at_input": label_at_input, "head_input": head_input, "head_shift": head_shift,
+        "head_flip": head_flip,
     }
     result = start_or_resume(out, resume, config, overrides, progress=progress, log=typer.echo)
     state = "finished" if result.finished else f"stopped at step {result.steps} (resume with --resume)"

@@ -81,6 +81,7 @@ class TrainConfig:
     checkpoint_every: int = 500  # steps between resumable checkpoints, besides every epoch's end (0: epochs only)
     skip_nonfinite: int = 0  # batches with a non-finite loss or gradient to skip (and report) before stopping
     head_shift: int = 0  # classifier kinds: the cross-entropy reads labelled images moved by up to ±N pixels
+    head_flip: bool = False  # classifier kinds: … and mirrors half of them left–right (clothes, not digits)
     tensorboard: bool = False
 
 
@@ -149,6 +150,8 @@ class RunConfig:
         _check(0 <= t.head_shift <= MAX_HEAD_SHIFT, f"head_shift must be between 0 and {MAX_HEAD_SHIFT} pixels")
         _check(t.head_shift == 0 or m.kind in CLASSIFIER_KINDS,
                f"head_shift (translated images for the classifier) needs --model {' or '.join(CLASSIFIER_KINDS)}")
+        _check(not t.head_flip or m.kind in CLASSIFIER_KINDS,
+               f"head_flip (mirrored images for the classifier) needs --model {' or '.join(CLASSIFIER_KINDS)}")
         _check(
             m.classifier_weight is None or (math.isfinite(m.classifier_weight) and m.classifier_weight >= 0),
             f"classifier_weight must be a finite number ≥ 0 (got {m.classifier_weight})",

@@ -10,6 +10,7 @@ from vaelab.data.datasets import (
     iterate_batches,
     load_split,
     prepare_inputs,
+    random_flip,
     random_translation,
     to_float,
 )
@@ -18,5 +19,5 @@ from vaelab.data.sources import DATASETS, data_root, dataset_spec, fetch
 __all__ = [
     "CLASS_NAMES", "DATASETS", "INPUT_MODES", "ImageSet", "balanced_label_subset", "binarize", "data_root",
     "dataset_spec", "fetch", "fixed_binarization", "iterate_batches", "load_split", "prepare_inputs",
-    "random_translation", "to_float",
+    "random_flip", "random_translation", "to_float",
 ]

@@ -140,6 +140,12 @@ def random_translation(x: torch.Tensor, max_pixels: int, generator: torch.Genera
     return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
+def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """`x` `[N, C, H, W]` with each image mirrored left–right by a fair coin (drawn on the CPU, like the shifts)."""
+    flipped = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
+    return torch.where(flipped[:, None, None, None], x.flip(-1), x)
+
+
 def iterate_batches(
     count: int, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False
 ) -> Iterator[torch.Tensor]:

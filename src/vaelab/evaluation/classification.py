@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaelab.data import CLASS_NAMES, balanced_label_subset, iterate_batches, prepare_inputs
+from vaelab.data import CLASS_NAMES, balanced_label_subset, iterate_batches, to_float
 from vaelab.errors import VaelabError
 from vaelab.models import VAE, is_classifier, is_conditional, posterior_moments
 
@@ -33,7 +33,8 @@ def require_classifier(model: VAE, what: str) -> None:
 
 @torch.no_grad()
 def predict_probabilities(model: VAE, x: torch.Tensor) -> torch.Tensor:
-    """q(y|x) for inputs `[N, C, H, W]`: `[N, classes]` on the CPU, in batches."""
+    """q(y|x) for inputs `[N, C, H, W]`: `[N, classes]` on the CPU, in batches. The classifier kinds read
+    intensities in [0, 1], never a binarization (their training shows q(y|x) the images before binarizing)."""
     require_classifier(model, "class prediction")
     batches = iterate_batches(x.shape[0], BATCH)
     return torch.cat([model.classify(x[i].to(model.device)).softmax(1).cpu() for i in batches])
@@ -101,10 +102,9 @@ def linear_probe(
 
 
 def classify_image(run_dir: str | Path, image: str | Path) -> dict[str, Any]:
-    """`vaelab classify RUN image.png`: the run's q(y|x) for one PNG, prepared as the dataset's images were and fed
-    as evaluation feeds test images (the fixed binarization of a binarized model). Returns the predicted class,
-    its name and every class's probability."""
-    from vaelab.evaluation.evaluate import EVAL_SEED  # evaluate imports this module
+    """`vaelab classify RUN image.png`: the run's q(y|x) for one PNG, prepared as the dataset's images were and read
+    as intensities, like the test images in evaluation. Returns the predicted class, its name and every class's
+    probability."""
     from vaelab.images import read_picture
     from vaelab.training.checkpoint import load_model, read_config
 
@@ -113,7 +113,7 @@ def classify_image(run_dir: str | Path, image: str | Path) -> dict[str, Any]:
     require_classifier(model, "vaelab classify")
     picture = read_picture(image, config.data.dataset)
     pixels = torch.from_numpy((np.clip(picture, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
-    probabilities = predict_probabilities(model, prepare_inputs(pixels[None], config.data.input_mode, EVAL_SEED))[0]
+    probabilities = predict_probabilities(model, to_float(pixels[None]))[0]
     predicted = int(probabilities.argmax())
     names = CLASS_NAMES[config.data.dataset]
     return {

@@ -126,7 +126,7 @@ def evaluate_run(
         result["conditional_accuracy"] = accuracy
     if is_classifier(model):
         log("classification accuracy and confusion matrix on the test split")
-        predicted = predict_probabilities(model, x_all).argmax(1)
+        predicted = predict_probabilities(model, intensities).argmax(1)
         result["classification"] = classification_metrics(predicted.numpy(), test.labels.numpy(), model.classes)
     log("linear probe: logistic regression on the training split's posterior means")
     train = load_split(config.data.dataset, "train", config.data.val_size, config.data.split_seed).subset(probe_images)

@@ -95,12 +95,15 @@ class UnlabelledBound(LabelledBound):
     latent_dim: int
     classifier: nn.Module
 
-    def unlabelled_terms(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def unlabelled_terms(
+        self, x: torch.Tensor, noise: torch.Tensor | None = None, classified_x: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Every input with every class: "recon" `[K, N]`, "kl_per_dim" `[K, N, D]`, "kl" `[K, N]` for y = 0 … K−1
-        (the same `noise` for every class), "logits" `[N, K]` of q(y|x) and "kl_y" `[N]` = KL(q(y|x) ‖ uniform)."""
+        (the same `noise` for every class), "logits" `[N, K]` of q(y|x) and "kl_y" `[N]` = KL(q(y|x) ‖ uniform).
+        q(y|x) reads `classified_x` when given (the images before binarizing: any q gives a bound), else `x`."""
         n, k = x.shape[0], self.classes
         hidden = self.trunk_features(x)
-        logits = self.classifier(hidden).float()
+        logits = self.classifier(hidden if classified_x is None else self.trunk_features(classified_x)).float()
         labels = torch.arange(k, device=x.device).repeat_interleave(n)  # class-major: rows y·N … y·N + N − 1
         mu, logvar = self.posterior_from_trunk(hidden.repeat(k, 1), labels)
         if noise is None:

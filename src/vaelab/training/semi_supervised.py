@@ -69,7 +69,7 @@ def labelled_loss(
     classified_x: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Per-image −ELBO(x, y) + w · CE, and the terms (recon, kl, ce, logits). The cross-entropy reads
-    `classified_x` when given (the same images translated, `--head-shift`), otherwise `x` itself."""
+    `classified_x` when given (the same images before binarizing, moved or mirrored), otherwise `x` itself."""
     terms = model.labelled_terms(x, labels, noise)
     logits = terms["logits"] if classified_x is None else model.classify(classified_x)
     ce = F.cross_entropy(logits, labels, reduction="none")
@@ -78,14 +78,20 @@ def labelled_loss(
 
 
 def unlabelled_loss(
-    model: VAE, x: torch.Tensor, noise: torch.Tensor, beta: float, free_bits: float
+    model: VAE,
+    x: torch.Tensor,
+    noise: torch.Tensor,
+    beta: float,
+    free_bits: float,
+    classified_x: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Per-image U(x) and its expected terms (recon, kl; for m2 the kl includes KL(q(y|x) ‖ p(y)))."""
+    """Per-image U(x) and its expected terms (recon, kl; for m2 the kl includes KL(q(y|x) ‖ p(y))). M2's q(y|x)
+    reads `classified_x` when given (the same images before binarizing), otherwise `x`."""
     if not isinstance(model, UnlabelledBound):
         terms = model.loss_terms(x, noise)
         loss = terms["recon"] + beta * kl_with_free_bits(terms["kl_per_dim"], free_bits)
         return loss, {"recon": terms["recon"], "kl": terms["kl"]}
-    terms = model.unlabelled_terms(x, noise)
+    terms = model.unlabelled_terms(x, noise, classified_x)
     k, n = terms["recon"].shape
     # Free bits act per class on the batch of images decoded as that class.
     penalised_kl = torch.stack([kl_with_free_bits(terms["kl_per_dim"][y], free_bits) for y in range(k)])
@@ -98,8 +104,8 @@ def train_labelled_only(
     config: RunConfig, images: torch.Tensor, labels: torch.Tensor, steps: int, device: str | torch.device = "cpu"
 ) -> VAE:
     """The baseline semi-supervised training must beat: the same model's q(y|x), trained by cross-entropy on the
-    labelled images alone (`images` uint8 `[N, 28, 28]`, `labels` `[N]`) for `steps` Adam steps of
-    `config.train.batch_size`, with the run's lr and seed. The VAE parts are never used."""
+    labelled images alone (`images` uint8 `[N, 28, 28]`, `labels` `[N]`, read as intensities like every q(y|x))
+    for `steps` Adam steps of `config.train.batch_size`, with the run's lr and seed. The VAE parts are never used."""
     from vaelab.data import iterate_batches, to_float
     from vaelab.models import build_model
 
@@ -111,10 +117,7 @@ def train_labelled_only(
     batch_size, step = min(config.train.batch_size, len(y_all)), 0
     while step < steps:
         for index in iterate_batches(len(y_all), batch_size, generator, drop_last=True):
-            x = x_all[index.to(device)]
-            if config.data.input_mode == "binarized":
-                x = torch.bernoulli(x, generator=None)
-            loss = F.cross_entropy(model.classify(x), y_all[index.to(device)])
+            loss = F.cross_entropy(model.classify(x_all[index.to(device)]), y_all[index.to(device)])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from vaelab.config import CLASSIFIER_KINDS, RunConfig
-from vaelab.data import iterate_batches, load_split, prepare_inputs, random_translation, to_float
+from vaelab.data import iterate_batches, load_split, prepare_inputs, random_flip, random_translation, to_float
 from vaelab.errors import VaelabError
 from vaelab.io import remove_stale_temp_files
 from vaelab.models import VAE, build_model, is_classifier
@@ -96,6 +96,7 @@ def _train(
     train_x = to_float(train_set.images).to(device)
     train_y = train_set.labels.to(device)  # only a conditional model reads them
     val_x = prepare_inputs(val_set.images, data.input_mode, VALIDATION_SEED).to(device)
+    val_intensities = to_float(val_set.images).to(device)  # what a classifier kind's q(y|x) reads
     val_y = val_set.labels.to(device)
     # A classifier kind keeps all labels or a balanced subset; with a subset, epochs run over the unlabelled rest
     # and every step also draws a labelled batch. Every other kind: epochs over all images, as always.
@@ -116,8 +117,8 @@ def _train(
     }
     if semi is not None and not semi.all_labelled:
         generators["labelled"] = torch.Generator().manual_seed(train_cfg.seed + 3)  # which labelled images, each step
-    if train_cfg.head_shift:
-        generators["shift"] = torch.Generator().manual_seed(train_cfg.seed + 4)  # the classifier's translations
+    if train_cfg.head_shift or train_cfg.head_flip:
+        generators["head_augment"] = torch.Generator().manual_seed(train_cfg.seed + 4)  # the classifier's shifts, flips
     state: dict[str, Any] = {
         "epoch": 0, "step": 0, "batch_in_epoch": 0, "best_val_elbo": -math.inf, "history": [],
         "epoch_sums": _zero_sums(), "skipped_steps": [],
@@ -143,9 +144,10 @@ def _train(
         sums = state["epoch_sums"]  # carried in the checkpoint: a mid-epoch resume reports the same epoch means
         seen_here, epoch_start = 0, time.perf_counter()
         for index in batches[state["batch_in_epoch"] :]:
-            x, labels = train_x[index.to(device)], train_y[index.to(device)]
+            intensities, labels = train_x[index.to(device)], train_y[index.to(device)]
+            x = intensities
             if data.input_mode == "binarized":
-                x = torch.bernoulli(x, generator=generators["binarize"])
+                x = torch.bernoulli(intensities, generator=generators["binarize"])
             x = x.contiguous(memory_format=memory_format)
             lr = learning_rate(state["step"], total_steps, train_cfg.lr, train_cfg.min_lr, train_cfg.lr_schedule)
             for group in optimizer.param_groups:
@@ -161,7 +163,8 @@ def _train(
                 loss = (terms["recon"] + beta * kl_with_free_bits(terms["kl_per_dim"], train_cfg.free_bits)).mean()
             else:
                 loss, terms = _classifier_loss(
-                    model, semi, x, labels, noise, beta, train_x, train_y, generators, config, memory_format, bf16
+                    model, semi, x, intensities, labels, noise, beta, train_x, train_y, generators, config,
+                    memory_format, bf16,
                 )
             optimizer.zero_grad(set_to_none=True)
             bad = None if torch.isfinite(loss) else f"loss became {loss.item()}"
@@ -211,7 +214,7 @@ def _train(
             checkpoint.save_last(run_dir, model, optimizer, generators, state)
             break
 
-        val = validate(model, val_x, val_y, config, device)
+        val = validate(model, val_x, val_y, config, device, val_intensities)
         last_step = state["step"] - 1  # the schedules' values at the epoch's last step, also after a resume
         images = max(sums["images"], 1)
         row = {
@@ -260,6 +263,7 @@ def _classifier_loss(
     model: VAE,
     semi: LabelledSet,
     x: torch.Tensor,
+    intensities: torch.Tensor,
     labels: torch.Tensor,
     noise: torch.Tensor,
     beta: float,
@@ -271,49 +275,66 @@ def _classifier_loss(
     bf16: bool,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """A classifier kind's step loss: the labelled objective on a labelled batch, or the unlabelled one on `x`
-    (whose labels are never read) plus the labelled one on a batch drawn from the kept labels."""
-    free_bits, device, shift = config.train.free_bits, x.device, config.train.head_shift
+    (whose labels are never read) plus the labelled one on a batch drawn from the kept labels. `x` is what the
+    ELBO models (a binarization, for binarized runs), `intensities` the batch before binarizing."""
+    free_bits, device, train_cfg = config.train.free_bits, x.device, config.train
+    binarized = config.data.input_mode == "binarized"
 
-    def translated(images: torch.Tensor) -> torch.Tensor | None:
-        """What the cross-entropy reads besides the ELBO's images: a translated copy (`head_shift`), or nothing."""
-        if not shift:
+    def classified(images: torch.Tensor) -> torch.Tensor | None:
+        """What the cross-entropy reads when it is not the ELBO's batch itself: the intensities (q(y|x) never reads
+        a random binarization), moved (`head_shift`) and mirrored (`head_flip`) when asked."""
+        if not (binarized or train_cfg.head_shift or train_cfg.head_flip):
             return None
-        return random_translation(images, shift, generators["shift"]).contiguous(memory_format=memory_format)
+        if train_cfg.head_flip:
+            images = random_flip(images, generators["head_augment"])
+        if train_cfg.head_shift:
+            images = random_translation(images, train_cfg.head_shift, generators["head_augment"])
+        return images.contiguous(memory_format=memory_format)
 
     if semi.all_labelled:
         with autocast(device, bf16):
-            per_image, terms = labelled_loss(model, x, labels, noise, beta, free_bits, semi.weight, translated(x))
+            per_image, terms = labelled_loss(model, x, labels, noise, beta, free_bits, semi.weight,
+                                             classified(intensities))
         return per_image.mean(), terms
-    count = min(config.train.batch_size, semi.labelled.numel())
+    count = min(train_cfg.batch_size, semi.labelled.numel())
     index = semi.labelled[torch.randperm(semi.labelled.numel(), generator=generators["labelled"])[:count]].to(device)
-    labelled_x = train_x[index]
-    if config.data.input_mode == "binarized":
-        labelled_x = torch.bernoulli(labelled_x, generator=generators["binarize"])
+    labelled_intensities = train_x[index]
+    labelled_x = labelled_intensities
+    if binarized:
+        labelled_x = torch.bernoulli(labelled_intensities, generator=generators["binarize"])
     labelled_x = labelled_x.contiguous(memory_format=memory_format)
     labelled_noise = torch.randn(count, config.model.latent_dim, generator=generators["noise"], device=device)
+    unlabelled_classified = intensities.contiguous(memory_format=memory_format) if binarized else None
     with autocast(device, bf16):
-        per_image, terms = unlabelled_loss(model, x, noise, beta, free_bits)
+        per_image, terms = unlabelled_loss(model, x, noise, beta, free_bits, unlabelled_classified)
         labelled_per_image, _ = labelled_loss(model, labelled_x, train_y[index], labelled_noise, beta, free_bits,
-                                              semi.weight, translated(labelled_x))
+                                              semi.weight, classified(labelled_intensities))
     return per_image.mean() + labelled_per_image.mean(), terms
 
 
 @torch.no_grad()
 def validate(
-    model: VAE, val_x: torch.Tensor, val_y: torch.Tensor, config: RunConfig, device: torch.device
+    model: VAE,
+    val_x: torch.Tensor,
+    val_y: torch.Tensor,
+    config: RunConfig,
+    device: torch.device,
+    val_intensities: torch.Tensor,
 ) -> dict[str, Any]:
-    """Validation ELBO in fp32 with fixed noise: one reparameterised sample per image, analytic KL."""
+    """Validation ELBO in fp32 with fixed noise: one reparameterised sample per image, analytic KL; for a
+    classifier kind also the accuracy of q(y|x) on `val_intensities` (the images before binarizing)."""
     model.eval()
     generator = torch.Generator(device).manual_seed(VALIDATION_SEED)
     recon_sum, kl_dims_sum, correct = 0.0, torch.zeros(config.model.latent_dim, device=device), 0
     for index in iterate_batches(val_x.shape[0], 1000):
-        x = val_x[index.to(device)]
+        index = index.to(device)
+        x, y = val_x[index], val_y[index]
         noise = torch.randn(x.shape[0], config.model.latent_dim, generator=generator, device=device)
-        terms = model.loss_terms(x, noise, val_y[index.to(device)])
+        terms = model.loss_terms(x, noise, y)
         recon_sum += terms["recon"].sum().item()
         kl_dims_sum += terms["kl_per_dim"].sum(0)
         if is_classifier(model):
-            correct += (model.classify(x).argmax(1) == val_y[index.to(device)]).sum().item()
+            correct += (model.classify(val_intensities[index]).argmax(1) == y).sum().item()
     n = val_x.shape[0]
     kl_per_dim = (kl_dims_sum / n).tolist()
     recon, kl = recon_sum / n, sum(kl_per_dim)
