@@ -14,7 +14,7 @@ from tests.conftest import TINY, tiny_config, train_straight_and_with_a_stop
 from tests.faults import identical_weights
 from tests.test_cli import TINY_FLAGS, vaelab
 from vaelab.config import RunConfig
-from vaelab.data import balanced_label_subset, load_split, to_float
+from vaelab.data import balanced_label_subset, load_split, rotate, to_float
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.classification import classification_metrics, predict_probabilities
@@ -95,21 +95,26 @@ def test_labelled_terms_equal_the_loss_terms_and_the_classifier_computed_apart(k
         assert torch.allclose(together[name], apart[name], atol=1e-4), name
 
 
-@pytest.mark.parametrize("augmentation", ["head_shift", "head_flip"])
-def test_a_head_trained_on_moved_or_mirrored_images_classifies_such_test_images_better(head_run, tmp_path,
-                                                                                      augmentation):
-    """`head_shift` / `head_flip` at work: the same 4,096 images and steps as `head_run`, but the cross-entropy reads
-    each labelled batch moved by up to ±3 pixels, or with half its images mirrored. Judged on test images all moved
-    by 3 pixels (down and right), or all mirrored."""
-    setting = {"head_shift": 3} if augmentation == "head_shift" else {"head_flip": True}
+CHANGES = {  # a head-augmentation setting, and the same change made to every test image
+    "head_shift": ({"head_shift": 3}, lambda x: torch.roll(x, (3, 3), dims=(2, 3))),
+    "head_flip": ({"head_flip": True}, lambda x: x.flip(-1)),
+    "head_rotate": ({"head_rotate": 30.0}, lambda x: rotate(x, torch.full((x.shape[0],), 25.0))),
+}
+
+
+@pytest.mark.parametrize("augmentation", list(CHANGES))
+def test_a_head_trained_on_changed_images_classifies_such_test_images_better(head_run, tmp_path, augmentation):
+    """`head_shift` / `head_flip` / `head_rotate` at work: the same 4,096 images and steps as `head_run`, but the
+    cross-entropy reads each labelled batch moved by up to ±3 pixels, half mirrored, or turned by up to ±30°. Judged
+    on test images all moved by 3 pixels (down and right), all mirrored, or all turned by 25°."""
+    setting, change = CHANGES[augmentation]
     config = RunConfig().with_overrides(
         {**TINY, **WARMUP, "train_limit": 4096, "epochs": 4, "kind": "vae-classifier", "classifier_weight": 409_600,
          **setting}
     )
     train(config, tmp_path / "augmented", **QUIET)
     test = load_split("mnist", "test").subset(1000)
-    x = to_float(test.images)
-    changed = torch.roll(x, (3, 3), dims=(2, 3)) if augmentation == "head_shift" else x.flip(-1)
+    changed = change(to_float(test.images))
 
     def accuracy(run: Path) -> float:
         return (predict_probabilities(load_model(run), changed).argmax(1) == test.labels).float().mean().item()
@@ -173,6 +178,8 @@ def test_labels_and_classifier_weight_are_validated():
         tiny_config(kind="vae-classifier", head_shift=8)
     with pytest.raises(VaelabError, match="head_flip .* needs --model vae-classifier or m2"):
         tiny_config(kind="cvae", head_flip=True)
+    with pytest.raises(VaelabError, match="head_rotate must be between 0 and 45 degrees"):
+        tiny_config(kind="m2", head_rotate=90.0)
 
 
 def test_eval_reports_accuracy_confusion_matrix_and_linear_probes_above_chance(head_run, trained_run):

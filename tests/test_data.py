@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from vaelab.data import fetch, iterate_batches, load_split, prepare_inputs, random_flip, random_translation
+from vaelab.data import (
+    fetch,
+    iterate_batches,
+    load_split,
+    prepare_inputs,
+    random_flip,
+    random_rotation,
+    random_translation,
+    rotate,
+)
 from vaelab.data.idx import parse_idx
 from vaelab.data.sources import DATASETS, DEBIAN_FASHION_MNIST_DIR, data_root, dataset_spec, read_verified
 from vaelab.errors import VaelabError
@@ -137,3 +146,33 @@ def test_random_flip_mirrors_about_half_of_the_images_and_leaves_the_rest():
     assert bool((mirrored ^ kept).all())  # no real image is its own mirror, so each is exactly one of the two
     assert 70 < int(mirrored.sum()) < 130
     assert torch.equal(flipped, random_flip(images, torch.Generator().manual_seed(0)))
+
+
+def _orientation_degrees(images: torch.Tensor) -> torch.Tensor:
+    """The angle of each image's principal axis of ink (from its second moments), in degrees, [−90, 90)."""
+    rows, cols = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
+    ink = images[:, 0] / images[:, 0].sum((1, 2), keepdim=True)
+    mean_r, mean_c = (ink * rows).sum((1, 2)), (ink * cols).sum((1, 2))
+    dr, dc = rows - mean_r[:, None, None], -(cols - mean_c[:, None, None])  # image rows run downwards
+    mu_rr, mu_cc, mu_rc = (ink * dr * dr).sum((1, 2)), (ink * dc * dc).sum((1, 2)), (ink * dr * dc).sum((1, 2))
+    return torch.rad2deg(0.5 * torch.atan2(2 * mu_rc, mu_cc - mu_rr))
+
+
+def test_random_rotation_turns_each_image_by_its_own_angle_within_the_bound_and_keeps_its_ink():
+    test = load_split("mnist", "test")
+    ones = prepare_inputs(test.images[test.labels == 1][:64], "grayscale")  # long strokes: a clear axis
+    turned = random_rotation(ones, 30.0, torch.Generator().manual_seed(0))
+    change = _orientation_degrees(turned) - _orientation_degrees(ones)
+    change = (change + 90) % 180 - 90
+    assert bool((change.abs() <= 33).all()), change.abs().max()
+    assert int((change > 10).sum()) > 5 and int((change < -10).sum()) > 5  # each image draws its own angle
+    assert torch.allclose(turned.sum((1, 2, 3)), ones.sum((1, 2, 3)), rtol=0.03)
+    assert torch.equal(turned, random_rotation(ones, 30.0, torch.Generator().manual_seed(0)))
+    assert random_rotation(ones, 0.0) is ones
+
+
+def test_rotate_by_a_quarter_turn_is_the_exact_counter_clockwise_rot90():
+    images = prepare_inputs(load_split("mnist", "test").images[:16], "grayscale")
+    quarter = torch.tensor([90.0] * 8 + [-90.0] * 8)
+    expected = torch.cat([torch.rot90(images[:8], 1, dims=(2, 3)), torch.rot90(images[8:], -1, dims=(2, 3))])
+    assert torch.allclose(rotate(images, quarter), expected, atol=1e-4)

@@ -55,6 +55,7 @@ def train(
     head_flip: bool | None = typer.Option(
         None, "--head-flip/--no-head-flip", help="vae-classifier/m2: … and mirrors half of them left–right."
     ),
+    head_rotate: float | None = typer.Option(None, help="vae-classifier/m2: … and turns them by up to ±N degrees."),
     latent_dim: int | None = typer.Option(None),
     channels: str | None = typer.Option(None, help="Widths of the stride-2 stages, e.g. 32,64"),
     blocks_per_stage: int | None = typer.Option(None),
@@ -94,7 +95,7 @@ def train(
         "skip_nonfinite": skip_nonfinite, "train_limit": train_limit, "val_limit": val_limit,
         "tensorboard": tensorboard, "labels": labels, "classifier_weight": classifier_weight,
         "label_at_input": label_at_input, "head_input": head_input, "head_shift": head_shift,
-        "head_flip": head_flip,
+        "head_flip": head_flip, "head_rotate": head_rotate,
     }
     result = start_or_resume(out, resume, config, overrides, progress=progress, log=typer.echo)
     state = "finished" if result.finished else f"stopped at step {result.steps} (resume with --resume)"

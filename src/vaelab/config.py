@@ -27,6 +27,7 @@ CLASSIFIER_KINDS = ("vae-classifier", "m2")
 HEAD_INPUTS = ("mean", "trunk")
 MAX_WIDTH = 4096  # widths above this cannot fit a 28×28 model in memory; refuse them before allocating
 MAX_HEAD_SHIFT = 7  # a quarter of a 28-pixel image; further moves digits out of the frame
+MAX_HEAD_ROTATE = 45.0  # degrees; beyond, a 6 turns towards a 9
 
 
 @dataclass
@@ -82,6 +83,7 @@ class TrainConfig:
     skip_nonfinite: int = 0  # batches with a non-finite loss or gradient to skip (and report) before stopping
     head_shift: int = 0  # classifier kinds: the cross-entropy reads labelled images moved by up to ±N pixels
     head_flip: bool = False  # classifier kinds: … and mirrors half of them left–right (clothes, not digits)
+    head_rotate: float = 0.0  # classifier kinds: … and turns them by up to ±N degrees
     tensorboard: bool = False
 
 
@@ -152,6 +154,10 @@ class RunConfig:
                f"head_shift (translated images for the classifier) needs --model {' or '.join(CLASSIFIER_KINDS)}")
         _check(not t.head_flip or m.kind in CLASSIFIER_KINDS,
                f"head_flip (mirrored images for the classifier) needs --model {' or '.join(CLASSIFIER_KINDS)}")
+        _check(0 <= t.head_rotate <= MAX_HEAD_ROTATE,
+               f"head_rotate must be between 0 and {MAX_HEAD_ROTATE:g} degrees (got {t.head_rotate:g})")
+        _check(t.head_rotate == 0 or m.kind in CLASSIFIER_KINDS,
+               f"head_rotate (turned images for the classifier) needs --model {' or '.join(CLASSIFIER_KINDS)}")
         _check(
             m.classifier_weight is None or (math.isfinite(m.classifier_weight) and m.classifier_weight >= 0),
             f"classifier_weight must be a finite number ≥ 0 (got {m.classifier_weight})",

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from torch.nn import functional as F
 
 from vaelab.data.idx import parse_idx
 from vaelab.data.sources import dataset_spec, fetch, is_fetched, read_verified
@@ -124,26 +123,6 @@ def prepare_inputs(images: torch.Tensor, mode: str, seed: int = 0) -> torch.Tens
     """Evaluation inputs for an input mode: intensities, or their fixed seeded binarization."""
     x = to_float(images)
     return fixed_binarization(x, seed) if mode == "binarized" else x
-
-
-def random_translation(x: torch.Tensor, max_pixels: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Each image of `x` `[N, C, H, W]` moved by its own whole-pixel offset in [−max_pixels, max_pixels] along each
-    axis; what moves in is background (0). Offsets are drawn on the CPU, so a CPU generator serves any device."""
-    if max_pixels == 0:
-        return x
-    n, _, height, width = x.shape
-    offsets = torch.randint(0, 2 * max_pixels + 1, (2, n), generator=generator).to(x.device)
-    padded = F.pad(x, (max_pixels,) * 4)
-    rows = offsets[0][:, None] + torch.arange(height, device=x.device)  # [N, H]: the padded rows each image keeps
-    cols = offsets[1][:, None] + torch.arange(width, device=x.device)
-    batch = torch.arange(n, device=x.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
-
-
-def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """`x` `[N, C, H, W]` with each image mirrored left–right by a fair coin (drawn on the CPU, like the shifts)."""
-    flipped = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
-    return torch.where(flipped[:, None, None, None], x.flip(-1), x)
 
 
 def iterate_batches(

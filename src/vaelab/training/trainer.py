@@ -23,7 +23,15 @@ import numpy as np
 import torch
 
 from vaelab.config import CLASSIFIER_KINDS, RunConfig
-from vaelab.data import iterate_batches, load_split, prepare_inputs, random_flip, random_translation, to_float
+from vaelab.data import (
+    iterate_batches,
+    load_split,
+    prepare_inputs,
+    random_flip,
+    random_rotation,
+    random_translation,
+    to_float,
+)
 from vaelab.errors import VaelabError
 from vaelab.io import remove_stale_temp_files
 from vaelab.models import VAE, build_model, is_classifier
@@ -117,8 +125,8 @@ def _train(
     }
     if semi is not None and not semi.all_labelled:
         generators["labelled"] = torch.Generator().manual_seed(train_cfg.seed + 3)  # which labelled images, each step
-    if train_cfg.head_shift or train_cfg.head_flip:
-        generators["head_augment"] = torch.Generator().manual_seed(train_cfg.seed + 4)  # the classifier's shifts, flips
+    if train_cfg.head_shift or train_cfg.head_flip or train_cfg.head_rotate:
+        generators["head_augment"] = torch.Generator().manual_seed(train_cfg.seed + 4)  # the classifier's changes
     state: dict[str, Any] = {
         "epoch": 0, "step": 0, "batch_in_epoch": 0, "best_val_elbo": -math.inf, "history": [],
         "epoch_sums": _zero_sums(), "skipped_steps": [],
@@ -282,13 +290,14 @@ def _classifier_loss(
 
     def classified(images: torch.Tensor) -> torch.Tensor | None:
         """What the cross-entropy reads when it is not the ELBO's batch itself: the intensities (q(y|x) never reads
-        a random binarization), moved (`head_shift`) and mirrored (`head_flip`) when asked."""
-        if not (binarized or train_cfg.head_shift or train_cfg.head_flip):
+        a random binarization), mirrored (`head_flip`), turned (`head_rotate`) and moved (`head_shift`) when asked."""
+        changes = generators.get("head_augment")  # present when any change is asked for
+        if not (binarized or changes):
             return None
         if train_cfg.head_flip:
-            images = random_flip(images, generators["head_augment"])
-        if train_cfg.head_shift:
-            images = random_translation(images, train_cfg.head_shift, generators["head_augment"])
+            images = random_flip(images, changes)
+        images = random_rotation(images, train_cfg.head_rotate, changes)
+        images = random_translation(images, train_cfg.head_shift, changes)
         return images.contiguous(memory_format=memory_format)
 
     if semi.all_labelled:
