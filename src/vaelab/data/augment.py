@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 def random_translation(x: torch.Tensor, max_pixels: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Each image of `x` `[N, C, H, W]` moved by its own whole-pixel offset in [−max_pixels, max_pixels] along each
-    axis; what moves in is background (0). Offsets are drawn on the CPU, so a CPU generator serves any device."""
+    axis; what moves in is background (0)."""
     if max_pixels == 0:
         return x
     n, _, height, width = x.shape
@@ -24,7 +24,7 @@ def random_translation(x: torch.Tensor, max_pixels: int, generator: torch.Genera
 
 
 def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """`x` `[N, C, H, W]` with each image mirrored left–right by a fair coin (drawn on the CPU, like the shifts)."""
+    """`x` `[N, C, H, W]` with each image mirrored left–right by its own fair coin."""
     flipped = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
     return torch.where(flipped[:, None, None, None], x.flip(-1), x)
 

@@ -69,7 +69,7 @@ def labelled_loss(
     classified_x: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Per-image −ELBO(x, y) + w · CE, and the terms (recon, kl, ce, logits). The cross-entropy reads
-    `classified_x` when given (the same images before binarizing, moved or mirrored), otherwise `x` itself."""
+    `classified_x` when given (the same images before binarizing, moved, mirrored or turned), otherwise `x` itself."""
     terms = model.labelled_terms(x, labels, noise)
     logits = terms["logits"] if classified_x is None else model.classify(classified_x)
     ce = F.cross_entropy(logits, labels, reduction="none")
