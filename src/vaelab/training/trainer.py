@@ -292,7 +292,7 @@ def _classifier_loss(
         """What the cross-entropy reads when it is not the ELBO's batch itself: the intensities (q(y|x) never reads
         a random binarization), mirrored (`head_flip`), turned (`head_rotate`) and moved (`head_shift`) when asked."""
         changes = generators.get("head_augment")  # present when any change is asked for
-        if not (binarized or changes):
+        if not binarized and changes is None:
             return None
         if train_cfg.head_flip:
             images = random_flip(images, changes)
