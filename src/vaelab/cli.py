@@ -53,9 +53,12 @@ def train(
         None, help="vae-classifier/m2: the cross-entropy reads labelled images moved by up to ±N pixels (0: off)."
     ),
     head_flip: bool | None = typer.Option(
-        None, "--head-flip/--no-head-flip", help="vae-classifier/m2: … and mirrors half of them left–right."
+        None, "--head-flip/--no-head-flip",
+        help="vae-classifier/m2: the cross-entropy reads labelled images, half mirrored left–right (clothes).",
     ),
-    head_rotate: float | None = typer.Option(None, help="vae-classifier/m2: … and turns them by up to ±N degrees."),
+    head_rotate: float | None = typer.Option(
+        None, help="vae-classifier/m2: the cross-entropy reads labelled images turned by up to ±N degrees (0: off)."
+    ),
     latent_dim: int | None = typer.Option(None),
     channels: str | None = typer.Option(None, help="Widths of the stride-2 stages, e.g. 32,64"),
     blocks_per_stage: int | None = typer.Option(None),

@@ -82,8 +82,8 @@ class TrainConfig:
     checkpoint_every: int = 500  # steps between resumable checkpoints, besides every epoch's end (0: epochs only)
     skip_nonfinite: int = 0  # batches with a non-finite loss or gradient to skip (and report) before stopping
     head_shift: int = 0  # classifier kinds: the cross-entropy reads labelled images moved by up to ±N pixels
-    head_flip: bool = False  # classifier kinds: … and mirrors half of them left–right (clothes, not digits)
-    head_rotate: float = 0.0  # classifier kinds: … and turns them by up to ±N degrees
+    head_flip: bool = False  # classifier kinds: … half of them mirrored left–right (clothes, not digits)
+    head_rotate: float = 0.0  # classifier kinds: … turned by up to ±N degrees
     tensorboard: bool = False
 
 
