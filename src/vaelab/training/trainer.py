@@ -24,6 +24,7 @@ import torch
 
 from vaelab.config import CLASSIFIER_KINDS, RunConfig
 from vaelab.data import (
+    binarize,
     iterate_batches,
     load_split,
     prepare_inputs,
@@ -153,10 +154,7 @@ def _train(
         seen_here, epoch_start = 0, time.perf_counter()
         for index in batches[state["batch_in_epoch"] :]:
             intensities, labels = train_x[index.to(device)], train_y[index.to(device)]
-            x = intensities
-            if data.input_mode == "binarized":
-                x = torch.bernoulli(intensities, generator=generators["binarize"])
-            x = x.contiguous(memory_format=memory_format)
+            x = modelled_batch(intensities, config, generators, memory_format)
             lr = learning_rate(state["step"], total_steps, train_cfg.lr, train_cfg.min_lr, train_cfg.lr_schedule)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -267,6 +265,19 @@ def _zero_sums() -> dict[str, float]:
     return {"loss": 0.0, "recon": 0.0, "kl": 0.0, "images": 0}
 
 
+def modelled_batch(
+    intensities: torch.Tensor,
+    config: RunConfig,
+    generators: dict[str, torch.Generator],
+    memory_format: torch.memory_format,
+) -> torch.Tensor:
+    """What the ELBO models of a batch: a fresh binarization of it for a binarized run, else the intensities."""
+    x = intensities
+    if config.data.input_mode == "binarized":
+        x = binarize(intensities, generators["binarize"])
+    return x.contiguous(memory_format=memory_format)
+
+
 def _classifier_loss(
     model: VAE,
     semi: LabelledSet,
@@ -308,10 +319,7 @@ def _classifier_loss(
     count = min(train_cfg.batch_size, semi.labelled.numel())
     index = semi.labelled[torch.randperm(semi.labelled.numel(), generator=generators["labelled"])[:count]].to(device)
     labelled_intensities = train_x[index]
-    labelled_x = labelled_intensities
-    if binarized:
-        labelled_x = torch.bernoulli(labelled_intensities, generator=generators["binarize"])
-    labelled_x = labelled_x.contiguous(memory_format=memory_format)
+    labelled_x = modelled_batch(labelled_intensities, config, generators, memory_format)
     labelled_noise = torch.randn(count, config.model.latent_dim, generator=generators["noise"], device=device)
     unlabelled_classified = intensities.contiguous(memory_format=memory_format) if binarized else None
     with autocast(device, bf16):
