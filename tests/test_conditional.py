@@ -18,7 +18,8 @@ from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.reference_classifier import load_or_train_classifier
 from vaelab.models import ConditionalVAE, build_model
-from vaelab.training import load_model, train
+from vaelab.rundir import load_model
+from vaelab.training import train
 
 
 def test_samples_for_each_class_are_classified_as_that_class_far_above_chance(cvae_run):
@@ -120,7 +121,7 @@ def test_label_at_input_adds_one_encoder_input_plane_per_class_and_only_a_cvae_t
     first_conv = next(m for m in build_model(config.model).encoder.modules() if isinstance(m, torch.nn.Conv2d))
     assert first_conv.in_channels == 1 + 10
     result = train(config, tmp_path / "run", progress=False, log=lambda message: None)
-    assert result.finished and math.isfinite(result.best_val_elbo)
+    assert result.finished and math.isfinite(result.best_score)
     model = load_model(tmp_path / "run")
     x = torch.rand(2, 1, 28, 28).round()
     with torch.no_grad():  # the label reaches the code through the whole encoder, not only its read-out

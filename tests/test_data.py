@@ -18,7 +18,9 @@ from vaelab.data import (
     rotate,
 )
 from vaelab.data.idx import parse_idx
-from vaelab.data.sources import DATASETS, DEBIAN_FASHION_MNIST_DIR, data_root, dataset_spec, read_verified
+from vaelab.data.catalog import DATASETS, describe
+from vaelab.data.fashion_mnist import DEBIAN_FOLDER as DEBIAN_FASHION_MNIST_DIR
+from vaelab.data.sources import data_root, read_verified
 from vaelab.errors import VaelabError
 
 MNIST_TEST_CLASS_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -29,7 +31,7 @@ def test_splits_have_published_sizes_shapes_and_dtypes(name):
     train, val, test = (load_split(name, s) for s in ("train", "val", "test"))
     assert (len(train), len(val), len(test)) == (55_000, 5_000, 10_000)
     for split in (train, val, test):
-        assert split.images.dtype == torch.uint8 and split.images.shape[1:] == (28, 28)
+        assert split.images.dtype == torch.uint8 and split.images.shape[1:] == (1, 28, 28)
         assert split.labels.dtype == torch.int64 and split.labels.shape == (len(split),)
         assert set(split.labels.unique().tolist()) == set(range(10))
     assert int(train.images.max()) == 255 and int(train.images.min()) == 0
@@ -82,13 +84,13 @@ def test_fetch_replaces_a_corrupted_cached_file_with_a_verified_copy(tmp_path, m
     messages = []
     fetch("fashion-mnist", root, log=messages.append)
     assert any("fails its SHA-256 check" in m for m in messages)
-    read_verified("fashion-mnist", "t10k-labels-idx1-ubyte", root)  # passes now
+    read_verified(describe("fashion-mnist"), "t10k-labels-idx1-ubyte", root)  # passes now
     assert (path.parent / "t10k-labels-idx1-ubyte.corrupt").exists()
 
 
 def test_unknown_dataset_names_the_choices():
     with pytest.raises(VaelabError, match="unknown dataset 'cifar'; choose one of: mnist, fashion-mnist"):
-        dataset_spec("cifar")
+        describe("cifar")
 
 
 def test_idx_reader_rejects_bad_magic_and_wrong_length():

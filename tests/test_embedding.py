@@ -8,7 +8,8 @@ from PIL import Image
 from tests.conftest import tiny_config
 from vaelab.analysis.embedding import embed, manifold_grid, spread_points
 from vaelab.errors import VaelabError
-from vaelab.training import load_model, train
+from vaelab.rundir import load_model
+from vaelab.training import train
 
 
 def test_pca_keeps_the_two_directions_of_largest_variance():

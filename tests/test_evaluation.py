@@ -5,7 +5,7 @@ import torch
 
 from vaelab.data import load_split, prepare_inputs
 from vaelab.evaluation import active_units, evaluate_run, importance_weights, iwae_bound
-from vaelab.training import load_model
+from vaelab.rundir import load_model
 
 
 @pytest.fixture(scope="module")

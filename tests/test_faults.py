@@ -18,8 +18,9 @@ from tests.faults import CHILD_ENV, ROOT, comparable_metrics, identical_weights,
 from tests.test_cli import vaelab
 from vaelab.errors import VaelabError
 from vaelab.models import VAE
-from vaelab.training import NonFiniteLossError, load_model, train
-from vaelab.training.checkpoint import load_tensors
+from vaelab.rundir import load_model
+from vaelab.training import NonFiniteLossError, train
+from vaelab.rundir import load_tensors
 from vaelab.training.lock import run_lock
 from vaelab.training.runs import start_or_resume
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from vaelab.config import ModelConfig
+from vaelab.config import RunConfig
 from vaelab.models import VAE, GaussianLikelihood, kl_per_dimension
 
 
@@ -29,7 +29,7 @@ def test_gaussian_likelihood_is_a_density_that_integrates_to_one():
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
 def test_public_api_shapes(likelihood):
-    model = VAE(ModelConfig(likelihood=likelihood)).eval()
+    model = VAE(RunConfig().with_overrides({"likelihood": likelihood}).model).eval()
     x = torch.rand(5, 1, 28, 28)
     mu, logvar = model.encode(x)
     assert mu.shape == logvar.shape == (5, 32) and model.latent_dim == 32
@@ -43,7 +43,7 @@ def test_public_api_shapes(likelihood):
 
 
 def test_bernoulli_log_prob_is_the_negative_binary_cross_entropy_summed_over_pixels():
-    model = VAE(ModelConfig()).eval()
+    model = VAE(RunConfig().model).eval()
     x = (torch.rand(3, 1, 28, 28) > 0.5).float()
     z = torch.randn(3, 32)
     logits = model.decoder_output(z)
@@ -53,6 +53,7 @@ def test_bernoulli_log_prob_is_the_negative_binary_cross_entropy_summed_over_pix
 
 
 def test_deeper_and_wider_configurations_build_and_keep_shapes():
-    model = VAE(ModelConfig(channels=[16, 32], blocks_per_stage=1, hidden_dim=64, latent_dim=4))
+    config = RunConfig().with_overrides({"channels": [16, 32], "blocks_per_stage": 1, "hidden_dim": 64, "latent_dim": 4})
+    model = VAE(config.model)
     terms = model.loss_terms(torch.rand(2, 1, 28, 28))
     assert terms["recon"].shape == (2,) and terms["kl_per_dim"].shape == (2, 4)

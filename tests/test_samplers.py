@@ -15,7 +15,7 @@ from vaelab.analysis.samplers import (
     sample_images,
 )
 from vaelab.errors import VaelabError
-from vaelab.training import load_model
+from vaelab.rundir import load_model
 
 
 def test_gmm_sampler_returns_the_requested_count_and_shape_reproducibly(trained_run):

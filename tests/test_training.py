@@ -6,7 +6,8 @@ from safetensors.torch import load_file
 
 from tests.conftest import tiny_config
 from vaelab.errors import VaelabError
-from vaelab.training import NonFiniteLossError, load_model, read_metrics, train
+from vaelab.rundir import load_model, read_metrics
+from vaelab.training import NonFiniteLossError, train
 from vaelab.training.runs import start_or_resume
 
 QUIET = {"progress": False, "log": lambda message: None}

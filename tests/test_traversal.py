@@ -29,7 +29,7 @@ from vaelab.analysis.traversal import (
 from vaelab.config import DataConfig
 from vaelab.data import load_split, to_float
 from vaelab.errors import VaelabError
-from vaelab.training import load_model
+from vaelab.rundir import load_model
 
 CELL = 28 + 2  # image + grid padding
 

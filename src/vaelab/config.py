@@ -1,8 +1,14 @@
 """Configuration: one dataclass per concern (data, model, training), read from YAML, overridden by CLI flags,
-validated with one-line errors. The resolved `RunConfig` is what a run directory's `config.json` records."""
+validated with one-line errors. The resolved `RunConfig` is what a run directory's `config.json` records.
+
+Every field carries its help text (`option(default, help)`): `vaelab train` builds one flag per field from it, so
+the flags, their help and their defaults cannot drift from the config. The image shape is not an option: it comes
+from the dataset's description. This module imports no torch (the command line's help must answer at once).
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -12,79 +18,105 @@ from typing import Any
 
 import yaml
 
-from vaelab.data.datasets import CLASS_NAMES, INPUT_MODES
-from vaelab.data.sources import DATASETS
+from vaelab.data.catalog import DATASETS, describe
 from vaelab.errors import VaelabError
 
-LIKELIHOODS = ("bernoulli", "gaussian")
+INPUT_MODES = ("grayscale", "binarized")
 LR_SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
-# cvae: encoder and decoder also see the class label (Kingma et al. 2014); vae-classifier: a VAE with a classifier
-# q(y|x) on its posterior mean; m2: the semi-supervised M2 of Kingma et al. 2014 (a cvae with y latent when unknown)
-MODEL_KINDS = ("vae", "cvae", "vae-classifier", "m2")
-CLASSIFIER_KINDS = ("vae-classifier", "m2")
 HEAD_INPUTS = ("mean", "trunk")
-MAX_WIDTH = 4096  # widths above this cannot fit a 28×28 model in memory; refuse them before allocating
-MAX_HEAD_SHIFT = 7  # a quarter of a 28-pixel image; further moves digits out of the frame
+MAX_WIDTH = 4096  # widths above this cannot fit a small-image model in memory; refuse them before allocating
+MAX_HEAD_SHIFT_SHARE = 4  # at most a quarter of the image side: further moves the object out of the frame
 MAX_HEAD_ROTATE = 45.0  # degrees; handwriting and photographed clothes lean far less
+
+
+def option(default: Any, help: str, flag: str | None = None, shown: str | None = None) -> Any:
+    """A config field with its help text, its command-line flag when that is not `--field-name`, and how the
+    command line shows its default when that is not the value itself (a None that means "all" or "the dataset's")."""
+    metadata = {"help": help, "flag": flag, "shown": shown}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "mnist"
-    input_mode: str = "binarized"  # "grayscale" (intensities in [0,1]) or "binarized" (dynamic binarization)
-    val_size: int = 5000  # carved from the official train split for model selection
-    split_seed: int = 0
-    train_limit: int | None = None  # use only the first N training images (quick runs and tests)
-    val_limit: int | None = None
-    labels: int | None = None  # keep this many training labels (balanced over classes, by split_seed); None = all
+    dataset: str = option("mnist", f"Dataset: {', '.join(DATASETS)}.")
+    input_mode: str = option(
+        "binarized", "binarized (a fresh Bernoulli draw of each image per step) or grayscale (the intensities)."
+    )
+    val_size: int = option(5000, "Images carved from the official train split for validation (model selection).")
+    split_seed: int = option(0, "Seed of the train/validation split and of the kept labels.")
+    train_limit: int | None = option(None, "Use only the first N training images (quick runs and tests).",
+                                     shown="all")
+    val_limit: int | None = option(None, "Use only the first N validation images.", shown="all")
+    labels: int | None = option(
+        None, "vae-classifier/m2: keep N training labels (balanced over classes, by split_seed).", shown="all"
+    )
 
 
 @dataclass
 class ModelConfig:
-    kind: str = "vae"  # "vae" or "cvae" (conditioned on the class label; z then carries style)
-    classes: int = 10  # labels a cvae is conditioned on (or a classifier predicts); must match the dataset
+    kind: str = option(
+        "vae", "Model family: vae, cvae (conditioned on the class), vae-classifier or m2 (semi-supervised).",
+        flag="--model",
+    )
+    classes: int | None = option(None, "Classes a cvae is conditioned on or a classifier predicts.",
+                                 shown="the dataset's")
     # α of Kingma et al. 2014: the weight of the labelled examples' mean cross-entropy in the objective summed over
-    # the training set (so each labelled example's is α / labels); None = 0.1 × training images, as in the paper
-    classifier_weight: float | None = None
-    # cvae: the one-hot label also enters the encoder at its input, as constant planes beside the image, so the
-    # whole encoder (not only its read-out) can discount what the class explains
-    label_at_input: bool = False
-    # vae-classifier: the head reads the posterior mean ("mean", the latent code) or the encoder's hidden features
-    # ("trunk", as M2's q(y|x) does)
-    head_input: str = "mean"
-    latent_dim: int = 32
-    channels: list[int] = field(default_factory=lambda: [32, 64])  # one stride-2 conv stage each
-    blocks_per_stage: int = 0  # residual 3×3 blocks after each stage
-    hidden_dim: int = 512  # fully connected layer between conv features and the latent (0 = none)
-    likelihood: str = "bernoulli"
-    image_size: int = 28
-    image_channels: int = 1
+    # the training set (so each labelled example's is α / labels)
+    classifier_weight: float | None = option(
+        None, "α of the cross-entropy, summed over the training set (Kingma et al. 2014).",
+        shown="0.1 × training images",
+    )
+    # the one-hot label also enters the encoder at its input, as constant planes beside the image, so the whole
+    # encoder (not only its read-out) can discount what the class explains
+    label_at_input: bool = option(False, "cvae: also feed the label to the encoder's first layer.")
+    head_input: str = option(
+        "mean", "vae-classifier: the head reads the posterior mean (mean) or the encoder's hidden features (trunk)."
+    )
+    latent_dim: int = option(32, "Latent dimensions.")
+    channels: list[int] = option([32, 64], "Widths of the stride-2 conv stages, e.g. 32,64.")
+    blocks_per_stage: int = option(0, "Residual 3×3 blocks after each stage.")
+    hidden_dim: int = option(512, "Fully connected layer between the conv features and the latent (0: none).")
+    likelihood: str | None = option(None, "p(x|z): bernoulli or gaussian (learned σ).", shown="the dataset's")
+    # Filled from the dataset's description, recorded so that a run directory rebuilds its model on its own.
+    image_shape: list[int] | None = option(None, "Channels, height, width (set from the dataset, not an option).")
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 1e-3
-    lr_schedule: str = "cosine"
-    min_lr: float = 1e-5
-    grad_clip: float = 100.0
-    beta: float = 1.0
-    kl_warmup_steps: int = 0  # β rises linearly from 0 over this many steps
-    free_bits: float = 0.0  # nats per latent dimension below which KL is not penalised
-    seed: int = 0
-    precision: str = "auto"  # bf16 autocast where the CPU/GPU supports it, else fp32
-    channels_last: bool = True
-    device: str = "auto"
-    max_steps: int | None = None  # stop (with a resumable checkpoint) after this many steps in total
-    checkpoint_every: int = 500  # steps between resumable checkpoints, besides every epoch's end (0: epochs only)
-    skip_nonfinite: int = 0  # batches with a non-finite loss or gradient to skip (and report) before stopping
-    head_shift: int = 0  # classifier kinds: the cross-entropy reads labelled images moved by up to ±N pixels
-    head_flip: bool = False  # classifier kinds: … half of them mirrored left–right (clothes, not digits)
-    head_rotate: float = 0.0  # classifier kinds: … turned by up to ±N degrees
-    tensorboard: bool = False
+    epochs: int = option(30, "Passes over the training images.")
+    batch_size: int = option(128, "Images per step.")
+    lr: float = option(1e-3, "Peak learning rate of Adam.")
+    lr_schedule: str = option("cosine", "cosine (decay to min_lr over the run) or constant.")
+    min_lr: float = option(1e-5, "Learning rate at the end of the cosine schedule.")
+    grad_clip: float = option(100.0, "Largest gradient norm; larger gradients are scaled down to it.")
+    beta: float = option(1.0, "Weight of the KL term (β-VAE; 1 is the ELBO).")
+    kl_warmup_steps: int = option(0, "β rises linearly from 0 over this many steps (0: off).")
+    free_bits: float = option(0.0, "Nats per latent dimension below which the KL is not penalised (0: off).")
+    seed: int = option(0, "Seed of the weights, the batch order and every random draw of training.")
+    precision: str = option("auto", "auto (bf16 where the CPU/GPU supports it, else fp32), bf16 or fp32.")
+    channels_last: bool = option(True, "Channels-last memory layout for the convolutions (faster on CPUs).")
+    device: str = option("auto", "auto, cpu or cuda.")
+    max_steps: int | None = option(None, "Stop (with a resumable checkpoint) after this many steps in total.",
+                                   shown="none")
+    checkpoint_every: int = option(500, "Steps between resumable checkpoints besides each epoch's end (0: epochs "
+                                        "only).")
+    skip_nonfinite: int = option(
+        0, "Skip (and report) up to N batches with a non-finite loss or gradient instead of stopping."
+    )
+    head_shift: int = option(0, "vae-classifier/m2: the cross-entropy reads labelled images moved by up to ±N pixels.")
+    head_flip: bool = option(False, "vae-classifier/m2: … half of them mirrored left–right (clothes, not digits).")
+    head_rotate: float = option(0.0, "vae-classifier/m2: … turned by up to ±N degrees.")
+    tensorboard: bool = option(False, "Also write TensorBoard logs to RUN/tensorboard (needs tensorboard).")
+
+
+SECTIONS: tuple[tuple[str, type], ...] = (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig))
+DERIVED_FIELDS = ("image_shape",)  # filled by resolution, never given on the command line
+# Fields of config.json files written before the image shape came from the dataset; read, checked, then dropped.
+LEGACY_MODEL_FIELDS = ("image_size", "image_channels")
 
 
 @dataclass
@@ -93,6 +125,12 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self) -> None:
+        # What was given, before the dataset filled the rest: overrides start from it, so that a new dataset brings
+        # its own shape, classes and likelihood instead of inheriting the old dataset's.
+        self._given = dataclasses.asdict(self)
+        self.resolve()
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -100,22 +138,30 @@ class RunConfig:
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> RunConfig:
         if not isinstance(raw, dict):
             raise VaelabError(f"{source} must be a mapping with sections data/model/train")
-        unknown_sections = set(raw) - {"data", "model", "train"}
+        unknown_sections = set(raw) - {name for name, _ in SECTIONS}
         if unknown_sections:
             raise VaelabError(
                 f"{source}: unknown section(s) {sorted(unknown_sections)}; allowed: data, model, train"
             )
+        model_raw = dict(raw.get("model") or {}) if isinstance(raw.get("model"), dict) else raw.get("model")
+        legacy = {}
+        if isinstance(model_raw, dict):
+            legacy = {name: model_raw.pop(name) for name in LEGACY_MODEL_FIELDS if name in model_raw}
         parts = {
-            name: _build(section_type, raw.get(name) or {}, f"{source} [{name}]")
-            for name, section_type in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig))
+            name: _build(section_type, (model_raw if name == "model" else raw.get(name)) or {}, f"{source} [{name}]")
+            for name, section_type in SECTIONS
         }
         config = cls(**parts)
+        if legacy:
+            shape = [legacy.get("image_channels", 1), legacy.get("image_size"), legacy.get("image_size")]
+            _check(shape == config.model.image_shape,
+                   f"{source}: image_size/image_channels {legacy} do not match {config.data.dataset}'s images")
         config.validate()
         return config
 
     def with_overrides(self, overrides: dict[str, Any]) -> RunConfig:
         """A copy with flat `name=value` overrides (CLI flags); each name belongs to exactly one section."""
-        raw = self.to_dict()
+        raw = copy.deepcopy(self._given)
         for key, value in overrides.items():
             if value is None:
                 continue
@@ -123,9 +169,24 @@ class RunConfig:
             raw[section][key] = value
         return RunConfig.from_dict(raw, "command-line options")
 
+    def resolve(self) -> None:
+        """Fill what the dataset decides when the config leaves it open: the image shape (always the dataset's),
+        the number of classes and the likelihood."""
+        if self.data.dataset not in DATASETS:
+            return  # validate() names the problem
+        description = describe(self.data.dataset)
+        if self.model.image_shape is None:
+            self.model.image_shape = list(description.shape)
+        if self.model.classes is None:
+            self.model.classes = description.classes
+        if self.model.likelihood is None:
+            self.model.likelihood = description.default_likelihood
+
     def validate(self) -> None:
+        from vaelab.models.registry import FAMILIES  # imports no torch
+
         d, m, t = self.data, self.model, self.train
-        _check(d.dataset in DATASETS, f"unknown dataset '{d.dataset}'; choose one of: {', '.join(DATASETS)}")
+        description = describe(d.dataset)
         _check(d.input_mode in INPUT_MODES, f"input_mode must be one of {', '.join(INPUT_MODES)}")
         _check(0 < d.val_size < 60000, "val_size must be between 1 and 59,999")
         for name, value in (("split_seed", d.split_seed), ("seed", t.seed)):
@@ -133,31 +194,33 @@ class RunConfig:
         for name in ("train_limit", "val_limit"):
             value = getattr(d, name)
             _check(value is None or value > 0, f"{name} must be a positive number of images")
-        _check(m.kind in MODEL_KINDS, f"model kind '{m.kind}' is unknown; choose one of: {', '.join(MODEL_KINDS)}")
-        dataset_classes = len(CLASS_NAMES.get(d.dataset, ()))
+        _check(m.kind in FAMILIES, f"model kind '{m.kind}' is unknown; choose one of: {', '.join(FAMILIES)}")
+        can = FAMILIES[m.kind].capabilities
+        uses_labels = can.conditional or can.classifier
         _check(
-            m.kind == "vae" or m.classes == dataset_classes,
-            f"classes must be {dataset_classes} for a {m.kind} on {d.dataset} (its number of classes), got {m.classes}",
+            not uses_labels or m.classes == description.classes,
+            f"classes must be {description.classes} for a {m.kind} on {d.dataset} (its number of classes), "
+            f"got {m.classes}",
         )
-        _check(
-            d.labels is None or m.kind in CLASSIFIER_KINDS,
-            f"labels (semi-supervised training) needs --model {' or '.join(CLASSIFIER_KINDS)}, not {m.kind}",
-        )
-        _check(not m.label_at_input or m.kind == "cvae",
+        _check(not uses_labels or description.classes >= 2,
+               f"a {m.kind} needs class labels, and {d.dataset} has none; use --model vae")
+        classifier_kinds = " or ".join(kind for kind, family in FAMILIES.items() if family.capabilities.classifier)
+        _check(d.labels is None or can.classifier,
+               f"labels (semi-supervised training) needs --model {classifier_kinds}, not {m.kind}")
+        _check(not m.label_at_input or (can.conditional and not can.classifier),
                f"label_at_input applies to --model cvae only (m2's q(y|x) reads the label-free trunk), not {m.kind}")
         _check(m.head_input in HEAD_INPUTS, f"head_input must be one of {', '.join(HEAD_INPUTS)}")
-        _check(m.head_input == "mean" or m.kind == "vae-classifier",
+        _check(m.head_input == "mean" or (can.classifier and not can.conditional),
                f"head_input applies to --model vae-classifier only, not {m.kind}")
         _check(d.labels is None or d.labels >= 1, "labels must be a positive number of training labels")
-        _check(0 <= t.head_shift <= MAX_HEAD_SHIFT, f"head_shift must be between 0 and {MAX_HEAD_SHIFT} pixels")
-        _check(t.head_shift == 0 or m.kind in CLASSIFIER_KINDS,
-               f"head_shift (translated images for the classifier) needs --model {' or '.join(CLASSIFIER_KINDS)}")
-        _check(not t.head_flip or m.kind in CLASSIFIER_KINDS,
-               f"head_flip (mirrored images for the classifier) needs --model {' or '.join(CLASSIFIER_KINDS)}")
+        max_shift = min(description.shape[1:]) // MAX_HEAD_SHIFT_SHARE
+        _check(0 <= t.head_shift <= max_shift,
+               f"head_shift must be between 0 and {max_shift} pixels (a quarter of the {d.dataset} image side)")
+        for name, active in (("head_shift", t.head_shift), ("head_flip", t.head_flip), ("head_rotate", t.head_rotate)):
+            _check(not active or can.classifier,
+                   f"{name} (changed images for the classifier) needs --model {classifier_kinds}")
         _check(0 <= t.head_rotate <= MAX_HEAD_ROTATE,
                f"head_rotate must be between 0 and {MAX_HEAD_ROTATE:g} degrees (got {t.head_rotate:g})")
-        _check(t.head_rotate == 0 or m.kind in CLASSIFIER_KINDS,
-               f"head_rotate (turned images for the classifier) needs --model {' or '.join(CLASSIFIER_KINDS)}")
         _check(
             m.classifier_weight is None or (math.isfinite(m.classifier_weight) and m.classifier_weight >= 0),
             f"classifier_weight must be a finite number ≥ 0 (got {m.classifier_weight})",
@@ -167,16 +230,21 @@ class RunConfig:
             1 <= len(m.channels) <= 4 and all(1 <= c <= MAX_WIDTH for c in m.channels),
             f"channels must be 1 to 4 widths between 1 and {MAX_WIDTH}, e.g. 32,64",
         )
+        shape_text = "×".join(str(n) for n in description.shape)
         _check(
-            (m.image_size, m.image_channels) == (28, 1),
-            f"{d.dataset} images are 28×28 with 1 channel; image_size/image_channels must be 28/1",
+            m.image_shape == list(description.shape),
+            f"{d.dataset} images are {shape_text} (channels×height×width); image_shape comes from the dataset, "
+            "leave it out",
         )
+        stride = 2 ** len(m.channels)
         _check(
-            m.image_size % (2 ** len(m.channels)) == 0,
-            f"image_size {m.image_size} must be divisible by 2**len(channels) = {2 ** len(m.channels)}",
+            all(side % stride == 0 for side in m.image_shape[1:]),
+            f"the {shape_text} images must be divisible by 2**len(channels) = {stride}; use fewer stages",
         )
         _check(0 <= m.blocks_per_stage <= 16, "blocks_per_stage must be between 0 and 16")
         _check(0 <= m.hidden_dim <= MAX_WIDTH, f"hidden_dim must be between 0 and {MAX_WIDTH}")
+        from vaelab.models.likelihoods import LIKELIHOODS  # torch: only when a config is checked, never for --help
+
         _check(m.likelihood in LIKELIHOODS, f"likelihood must be one of {', '.join(LIKELIHOODS)}")
         _check(1 <= t.epochs <= 100_000, "epochs must be between 1 and 100,000")
         _check(1 <= t.batch_size <= 60_000, "batch_size must be between 1 and 60,000")
@@ -218,7 +286,7 @@ def _check(condition: bool, message: str) -> None:
 
 
 def _section_of(key: str) -> str:
-    for section, section_type in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
+    for section, section_type in SECTIONS:
         if key in {f.name for f in dataclasses.fields(section_type)}:
             return section
     raise VaelabError(f"unknown option '{key}'")
@@ -239,7 +307,8 @@ def _build(section_type: type, values: dict[str, Any], where: str) -> Any:
 
 
 def _coerce(value: Any, default: Any, type_name: str, where: str) -> Any:
-    """Check a value against its field's declared type (YAML gives ints for floats, lists for tuples)."""
+    """Check a value against its field's declared type (YAML gives ints for floats, lists for tuples; the command
+    line gives text, which is read the same way)."""
     optional = "None" in str(type_name)
     if value is None:
         if optional:
@@ -248,13 +317,15 @@ def _coerce(value: Any, default: Any, type_name: str, where: str) -> Any:
     base = str(type_name).replace(" | None", "")
     try:
         if base == "bool":
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
             if not isinstance(value, bool):
                 raise TypeError
             return value
         if base == "int":
             if isinstance(value, bool) or not float(value).is_integer():
                 raise TypeError
-            return int(value)
+            return int(float(value)) if isinstance(value, str) else int(value)
         if base == "float":
             if isinstance(value, bool):
                 raise TypeError

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 
 from vaelab.analysis.traversal import load_test_inputs, parse_test_reference, traverse_from_bases
-from vaelab.evaluation.conditional import class_samples, conditional_accuracy, require_conditional
+from vaelab.evaluation.conditional import class_samples, conditional_accuracy
 from vaelab.images import make_grid
-from vaelab.models import VAE
-from vaelab.training.checkpoint import load_model, read_config
+from vaelab.models.registry import require_conditional
+from vaelab.models.vae import VAE
+from vaelab.rundir import load_model, read_config
 
 __all__ = [
     "class_grid", "class_grid_picture", "class_samples", "conditional_accuracy", "restyle", "restyle_run",

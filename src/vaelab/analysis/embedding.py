@@ -9,7 +9,7 @@ from scipy.stats import norm
 
 from vaelab.errors import VaelabError
 from vaelab.images import make_grid
-from vaelab.models import VAE
+from vaelab.models.vae import VAE
 
 METHODS = ("pca", "tsne", "umap")
 

@@ -48,14 +48,13 @@ from vaelab.analysis.traversal import (
     traversal_values,
     traverse_from_bases,
 )
-from vaelab.data import CLASS_NAMES
+from vaelab.data.catalog import describe
 from vaelab.errors import VaelabError
 from vaelab.evaluation.latents import dimensions_by_kl
 from vaelab.io import atomic_write_json, require_suffix
-from vaelab.models import VAE, posterior_moments
-from vaelab.training.checkpoint import load_model, read_config
+from vaelab.models.vae import VAE, posterior_moments
+from vaelab.rundir import FACTORS, load_model, read_config
 
-FACTORS = "factors.json"
 DEFAULT_BASES = 200
 DEFAULT_RADIUS = 3.0
 DEFAULT_STEPS = 11
@@ -154,7 +153,7 @@ def traversal_measurements(
     ranked = sorted((name for name in rhos if math.isfinite(rhos[name])), key=lambda name: -abs(rhos[name]))
     top, second = [*ranked, None, None][:2]  # None where fewer than two attributes have a defined ρ
     per_class = (
-        per_class_rank_correlation(values.numpy(), measured[top], base_labels.numpy(), len(CLASS_NAMES[dataset]))
+        per_class_rank_correlation(values.numpy(), measured[top], base_labels.numpy(), describe(dataset).classes)
         if top else []
     )
     weakest_rho, weakest = weakest_class(per_class, rhos[top]) if top else (math.nan, None)

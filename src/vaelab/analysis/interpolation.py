@@ -26,11 +26,11 @@ from vaelab.analysis.traversal import (
     load_test_inputs,
     parse_test_reference,
 )
-from vaelab.data import to_float
+from vaelab.data.datasets import to_float
 from vaelab.errors import VaelabError
 from vaelab.images import make_grid
-from vaelab.models import posterior_moments
-from vaelab.training.checkpoint import load_model, read_config
+from vaelab.models.vae import posterior_moments
+from vaelab.rundir import load_model, read_config
 
 MODES = ("linear", "slerp")
 PARALLEL_TOLERANCE = 1e-6  # below this sine of the angle between the codes, slerp has no plane to rotate in
@@ -39,8 +39,8 @@ PARALLEL_TOLERANCE = 1e-6  # below this sine of the angle between the codes, sle
 @dataclass(frozen=True)
 class Interpolation:
     codes: torch.Tensor  # [S, D], codes[0] and codes[-1] are the two posterior means
-    decoded: torch.Tensor  # [S, 1, H, W]: the decoded latent path
-    crossfade: torch.Tensor  # [S, 1, H, W]: the pixel-space path between the two test images
+    decoded: torch.Tensor  # [S, C, H, W]: the decoded latent path
+    crossfade: torch.Tensor  # [S, C, H, W]: the pixel-space path between the two test images
     indices: tuple[int, int]  # the two test images
     mode: str
     label: int | None = None  # the class every frame is decoded as (conditional runs only)

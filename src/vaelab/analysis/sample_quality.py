@@ -12,7 +12,6 @@ For each sampler (prior, gmm, two-stage): n samples (seed 0) against the test sp
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 import torch
 
 from vaelab.analysis.samplers import SAMPLERS, sample_images
-from vaelab.data import load_split, to_float
+from vaelab.data.datasets import load_split, to_float
 from vaelab.errors import VaelabError
 from vaelab.evaluation.fid import (
     PRECISION_RECALL_K,
@@ -45,10 +44,9 @@ from vaelab.evaluation.reference_classifier import (
     load_or_train_classifier,
 )
 from vaelab.io import atomic_write_json
-from vaelab.models import refuse_conditional
-from vaelab.training import load_model, read_config
+from vaelab.models.registry import refuse_conditional
+from vaelab.rundir import GENERATION, load_model, read_artefact_if_present, read_config
 
-GENERATION = "generation.json"
 SAMPLE_SEED = 0
 COVERED_SHARE = 0.01  # a class counts as covered when at least 1% of the samples are classified as it
 
@@ -107,7 +105,7 @@ def real_reference(
 
 
 def score_samples(images: torch.Tensor, reference: RealReference, inception_samples: int, log: Log) -> dict[str, Any]:
-    """Every generation metric of one set of samples `[N, 1, H, W]` in [0, 1] against the reference."""
+    """Every generation metric of one set of samples `[N, C, H, W]` in [0, 1] against the reference."""
     features, probabilities = classifier_outputs(reference.classifier, images)
     precision, recall = precision_recall(reference.features, features, real_radii=reference.radii)
     histogram = class_histogram(probabilities)
@@ -167,7 +165,7 @@ def measure_generation(
     refuse_conditional(model, "vaelab fid")
 
     path = run_dir / GENERATION
-    result: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    result: dict[str, Any] = read_artefact_if_present(run_dir, GENERATION) or {}
     result.update({
         "dataset": dataset,
         "real": reference.summary,

@@ -19,13 +19,14 @@ from pathlib import Path
 import torch
 
 from vaelab.analysis.traversal import decode_codes
-from vaelab.data import iterate_batches, load_split, prepare_inputs
+from vaelab.data.datasets import load_split, prepare_inputs
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
-from vaelab.models import VAE, is_conditional, posterior_moments, refuse_conditional
+from vaelab.fitting import FitPlan, fit
 from vaelab.models.latent_vae import LatentVAE
-from vaelab.training.checkpoint import load_model_weights, load_tensors, model_tensors, read_config, save_tensors
-from vaelab.training.schedules import learning_rate
+from vaelab.models.registry import capabilities, refuse_conditional
+from vaelab.models.vae import VAE, posterior_moments
+from vaelab.rundir import load_model_weights, load_tensors, model_tensors, read_config, save_tensors
 
 SAMPLERS = ("prior", "gmm", "two-stage")
 GMM_FILE = "sampler-gmm.safetensors"
@@ -114,25 +115,19 @@ def fit_two_stage(
         stage = LatentVAE(codes.shape[1], config.hidden, config.depth)
     optimizer = torch.optim.Adam(stage.parameters(), lr=config.lr)
     noise = torch.Generator().manual_seed(config.seed + 1)
-    total_steps = config.epochs * -(-len(codes) // config.batch_size)
-    step = 0
-    for epoch in range(config.epochs):
-        order = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        for index in iterate_batches(len(codes), config.batch_size, order):
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, total_steps, config.lr, config.lr / 100, "cosine")
-            z = codes[index]
-            terms = stage.loss_terms(z, torch.randn(z.shape, generator=noise))
-            loss = (terms["recon"] + terms["kl"]).mean()
-            if not torch.isfinite(loss):
-                raise VaelabError(f"the second-stage VAE diverged at step {step} (loss {loss.item()}); lower its lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
+
+    def loss(index: torch.Tensor) -> list[torch.Tensor]:
+        z = codes[index]
+        terms = stage.loss_terms(z, torch.randn(z.shape, generator=noise))
+        return [(terms["recon"] + terms["kl"]).mean()]
+
+    def report(epoch: int, losses: list[float]) -> None:
         if epoch % 10 == 9 or epoch == config.epochs - 1:
-            log(f"second stage: epoch {epoch + 1}/{config.epochs}, loss {loss.item():.2f} nats, "
+            log(f"second stage: epoch {epoch + 1}/{config.epochs}, loss {losses[0]:.2f} nats, "
                 f"γ {stage.log_gamma.exp().item():.2e}")
+
+    plan = FitPlan(config.epochs, config.batch_size, config.lr, config.lr / 100, seed=config.seed)
+    fit([optimizer], loss, len(codes), plan, report, what="the second-stage VAE")
     return stage.eval()
 
 
@@ -182,5 +177,6 @@ def sample_images(
 ) -> torch.Tensor:
     """`n` decoded samples `[n, C, H, W]` from the chosen sampler, reproducible by seed."""
     codes = sample_codes(model, run_dir, n, sampler, seed, components, log)
-    labels = torch.arange(n) % model.classes if is_conditional(model) else None  # as ConditionalVAE.sample does
+    # The classes in turn, as ConditionalVAE.sample does.
+    labels = torch.arange(n) % model.classes if capabilities(model).conditional else None
     return decode_codes(model, codes, labels)

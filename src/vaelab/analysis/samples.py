@@ -7,11 +7,11 @@ import math
 import numpy as np
 import torch
 
-from vaelab.data import load_split, prepare_inputs
+from vaelab.data.datasets import load_split, prepare_inputs
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.images import make_grid
-from vaelab.models import VAE
+from vaelab.models.vae import VAE
 
 
 @torch.no_grad()

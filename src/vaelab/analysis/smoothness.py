@@ -1,6 +1,6 @@
 """How evenly a sequence of images changes, and how many of its frames look like real examples.
 
-Pure functions on tensors: a sequence is `[S, ...]` (frames first), e.g. `[S, 1, 28, 28]` in [0, 1].
+Pure functions on tensors: a sequence is `[S, ...]` (frames first), e.g. `[S, C, H, W]` in [0, 1].
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def smoothness_ratio(frames: torch.Tensor) -> float:
 def confident_fraction(
     frames: torch.Tensor, classifier: nn.Module, threshold: float = CONFIDENCE_THRESHOLD
 ) -> float:
-    """Fraction of frames `[S, 1, H, W]` (in [0, 1]) that the classifier assigns to some class with a softmax
+    """Fraction of frames `[S, C, H, W]` (in [0, 1]) that the classifier assigns to some class with a softmax
     probability of at least `threshold`: how many frames look like a clean example of one class."""
     if not 0.0 < threshold <= 1.0:
         raise VaelabError(f"confidence threshold must be in (0, 1], got {threshold}")

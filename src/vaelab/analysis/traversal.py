@@ -10,7 +10,6 @@ traversal from the prior needs one). Its z holds the style, so the rows show sty
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,15 +20,15 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from vaelab.config import DataConfig
-from vaelab.data import ImageSet, iterate_batches, load_split, prepare_inputs
+from vaelab.data.datasets import ImageSet, iterate_batches, load_split, prepare_inputs
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.evaluation.latents import active_units, dimensions_by_kl
 from vaelab.images import DISPLAY_SCALE, make_grid, upscale
 from vaelab.io import atomic_write
-from vaelab.models import VAE, is_conditional
-from vaelab.models.vae import kl_per_dimension, posterior_moments
-from vaelab.training.checkpoint import EVAL, load_model, read_config
+from vaelab.models.registry import capabilities
+from vaelab.models.vae import VAE, kl_per_dimension, posterior_moments
+from vaelab.rundir import EVAL, load_model, read_artefact_if_present, read_config
 
 KL_ESTIMATE_IMAGES = 2000  # test images used for KL per dimension when the run has no eval.json
 DECODE_BATCH_SIZE = 2000  # codes per decoder call: bounds memory for large traversals
@@ -48,7 +47,7 @@ class LatentUsage:
 
 @dataclass(frozen=True)
 class Traversal:
-    images: torch.Tensor  # [dims, steps, 1, H, W] in [0, 1]
+    images: torch.Tensor  # [dims, steps, C, H, W] in [0, 1]
     dims: list[int]  # the latent dimension of each row
     values: torch.Tensor  # [steps], increasing: the value each column sets
     usage: LatentUsage
@@ -108,16 +107,12 @@ def latent_usage(
 ) -> LatentUsage:
     """KL per dimension and active units from the run's eval.json (the whole test split, as of the last
     `vaelab eval`), or else computed on the first KL_ESTIMATE_IMAGES of the prepared test inputs."""
-    path = Path(run_dir) / EVAL
-    if path.is_file():
-        try:
-            result = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise VaelabError(f"{path} is not valid JSON ({error}); run `vaelab eval {run_dir}` again") from None
+    result = read_artefact_if_present(run_dir, EVAL)
+    if isinstance(result, dict):
         kl = result.get("kl_per_dim")
         if isinstance(kl, list) and len(kl) == model.latent_dim and "active_dims" in result:
             active_dims = set(result["active_dims"])
-            return LatentUsage(kl, [d in active_dims for d in range(model.latent_dim)], str(path))
+            return LatentUsage(kl, [d in active_dims for d in range(model.latent_dim)], str(Path(run_dir) / EVAL))
     count = min(KL_ESTIMATE_IMAGES, inputs.shape[0])
     moments = posterior_moments(model, inputs[:count], None if labels is None else labels[:count])
     return usage_from_posteriors(*moments, f"first {count:,} test images")
@@ -164,7 +159,7 @@ def traversal_values(radius: float, steps: int) -> torch.Tensor:
 
 @torch.no_grad()
 def decode_codes(model: VAE, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean images `[N, 1, H, W]` of codes `[N, D]` (as classes `labels` `[N]` for a conditional model), decoded
+    """Mean images `[N, C, H, W]` of codes `[N, D]` (as classes `labels` `[N]` for a conditional model), decoded
     in batches, on the CPU."""
     batches = iterate_batches(codes.shape[0], DECODE_BATCH_SIZE)
     return torch.cat([
@@ -177,7 +172,7 @@ def traverse_from_bases(
     model: VAE, base_codes: torch.Tensor, dim: int, values: torch.Tensor, base_labels: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Each base code `[B, D]` with dimension `dim` set to each value `[S]`, decoded (a conditional model: as the
-    base's class, `base_labels` `[B]`): `[B, S, 1, H, W]`."""
+    base's class, `base_labels` `[B]`): `[B, S, C, H, W]`."""
     steps = values.shape[0]
     codes = base_codes[:, None, :].repeat(1, steps, 1)
     codes[:, :, dim] = values.to(codes.dtype)
@@ -190,7 +185,7 @@ def traversal_images(
     model: VAE, code: torch.Tensor, dims: Sequence[int], values: torch.Tensor, label: int | None = None
 ) -> torch.Tensor:
     """One code `[D]` traversed along each of `dims` (decoded as class `label` if given):
-    `[len(dims), S, 1, H, W]`."""
+    `[len(dims), S, C, H, W]`."""
     labels = None if label is None else torch.tensor([label])
     return torch.stack([traverse_from_bases(model, code[None], dim, values, labels)[0] for dim in dims])
 
@@ -198,7 +193,7 @@ def traversal_images(
 def decoding_label(model: VAE, base: str, label: int | None, test_labels: torch.Tensor) -> int | None:
     """The class a traversal (or an interpolation starting at `base`) is decoded as: None for an unconditional
     model; else `label`, or the base test image's own label; from the prior without a class it is an error."""
-    if not is_conditional(model):
+    if not capabilities(model).conditional:
         if label is not None:
             raise VaelabError("--class applies to conditional runs only (cvae, m2); leave it out for this run")
         return None

@@ -1,22 +1,26 @@
-"""Data layer: verified files → in-memory tensors."""
+"""Data layer: dataset descriptions, verified files → in-memory tensors.
 
-from vaelab.data.augment import random_flip, random_rotation, random_translation, rotate
-from vaelab.data.datasets import (
-    CLASS_NAMES,
-    INPUT_MODES,
-    ImageSet,
-    balanced_label_subset,
-    binarize,
-    fixed_binarization,
-    iterate_batches,
-    load_split,
-    prepare_inputs,
-    to_float,
-)
-from vaelab.data.sources import DATASETS, data_root, dataset_spec, fetch
+The names below are loaded on first use (PEP 562), so that reading a dataset's description (the command line's
+help, the config) does not import torch.
+"""
 
-__all__ = [
-    "CLASS_NAMES", "DATASETS", "INPUT_MODES", "ImageSet", "balanced_label_subset", "binarize", "data_root",
-    "dataset_spec", "fetch", "fixed_binarization", "iterate_batches", "load_split", "prepare_inputs",
-    "random_flip", "random_rotation", "random_translation", "rotate", "to_float",
-]
+from importlib import import_module
+from typing import Any
+
+_HOMES = {
+    "random_flip": "augment", "random_rotation": "augment", "random_translation": "augment", "rotate": "augment",
+    "ImageSet": "datasets", "balanced_label_subset": "datasets", "binarize": "datasets",
+    "fixed_binarization": "datasets", "iterate_batches": "datasets", "load_split": "datasets",
+    "prepare_inputs": "datasets", "to_float": "datasets",
+    "DATASETS": "catalog", "describe": "catalog", "fetch": "catalog", "register_dataset": "catalog",
+    "DatasetDescription": "description", "Drawing": "description", "OfflineSource": "description",
+    "data_root": "sources",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'vaelab.data' has no attribute '{name}'")
+    return getattr(import_module(f"vaelab.data.{_HOMES[name]}"), name)

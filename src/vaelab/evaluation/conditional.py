@@ -12,17 +12,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from vaelab.data import iterate_batches
+from vaelab.data.datasets import iterate_batches
 from vaelab.errors import VaelabError
 from vaelab.evaluation.reference_classifier import predict_probabilities
-from vaelab.models import VAE, is_conditional
+from vaelab.models.registry import require_conditional
+from vaelab.models.vae import VAE
 
 SAMPLE_BATCH_SIZE = 1000
-
-
-def require_conditional(model: VAE, what: str) -> None:
-    if not is_conditional(model):
-        raise VaelabError(f"{what} needs a conditional run (train one with `vaelab train --model cvae`)")
 
 
 @torch.no_grad()

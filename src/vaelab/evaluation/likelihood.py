@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from vaelab.models import VAE, gaussian_log_density
+from vaelab.models.vae import VAE, gaussian_log_density
 
 
 @torch.no_grad()

@@ -20,12 +20,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vaelab.data import CLASS_NAMES, data_root, iterate_batches, load_split, to_float
+from vaelab.data.catalog import describe
+from vaelab.data.datasets import iterate_batches, load_split, to_float
+from vaelab.data.sources import data_root
 from vaelab.errors import VaelabError
+from vaelab.fitting import FitPlan, fit
+from vaelab.hardware import autocast, use_bf16
 from vaelab.io import atomic_write_json
-from vaelab.training.checkpoint import load_model_weights, load_tensors, model_tensors, save_tensors
-from vaelab.training.hardware import autocast, use_bf16
-from vaelab.training.schedules import learning_rate
+from vaelab.rundir import load_model_weights, load_tensors, model_tensors, save_tensors
 
 EPOCHS = 3
 SEED = 0
@@ -36,20 +38,22 @@ EVAL_BATCH_SIZE = 1000
 
 
 class ReferenceClassifier(nn.Module):
-    """Two conv + max-pool stages and a small fully connected head: `[N, 1, 28, 28]` in [0, 1] → logits `[N, C]`.
+    """Two conv + max-pool stages and a small fully connected head: images of `shape` (C, H, W) in [0, 1] →
+    logits `[N, classes]`.
 
     With 3 epochs of Adam under a cosine decay (seed 0) it reaches 98.97% test accuracy on MNIST and 90.26% on
     Fashion-MNIST, in under a minute per dataset on 2 CPU cores.
     """
 
-    def __init__(self, classes: int = 10) -> None:
+    def __init__(self, shape: tuple[int, int, int], classes: int) -> None:
         super().__init__()
+        channels, height, width = shape
         self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
             nn.Flatten(),
         )
-        self.head = nn.Sequential(nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, classes))
+        self.head = nn.Sequential(nn.Linear(64 * (height // 4) * (width // 4), 128), nn.ReLU(), nn.Linear(128, classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x)).float()
@@ -65,22 +69,27 @@ def classifier_paths(dataset: str, root: Path | None = None) -> tuple[Path, Path
     return folder / f"{dataset}.safetensors", folder / f"{dataset}.json"
 
 
+def classifier_classes(classifier: nn.Module) -> int:
+    """The number of classes a classifier predicts: the width of its last linear layer."""
+    return [m for m in classifier.modules() if isinstance(m, nn.Linear)][-1].out_features
+
+
 @torch.no_grad()
 def predict_probabilities(classifier: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Softmax class probabilities `[N, C]` of float images `[N, 1, H, W]` in [0, 1] (fp32, batched)."""
+    """Softmax class probabilities `[N, classes]` of float images `[N, C, H, W]` in [0, 1] (fp32, batched)."""
     classifier.eval()
     device = next(classifier.parameters()).device
     chunks = [
         classifier(images[index].to(device)).softmax(dim=1).cpu()
         for index in iterate_batches(images.shape[0], EVAL_BATCH_SIZE)
     ]
-    return torch.cat(chunks) if chunks else torch.zeros(0, 10)
+    return torch.cat(chunks) if chunks else torch.zeros(0, classifier_classes(classifier))
 
 
 @torch.no_grad()
 def classifier_outputs(classifier: ReferenceClassifier, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Penultimate-layer features `[N, 128]` and class probabilities `[N, C]` of float images `[N, 1, H, W]` in
-    [0, 1], in one pass (fp32, batched)."""
+    """Penultimate-layer features `[N, 128]` and class probabilities `[N, classes]` of float images `[N, C, H, W]`
+    in [0, 1], in one pass (fp32, batched)."""
     classifier.eval()
     device = next(classifier.parameters()).device
     features, probabilities = [], []
@@ -92,7 +101,7 @@ def classifier_outputs(classifier: ReferenceClassifier, images: torch.Tensor) ->
 
 
 def accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Fraction of `images` (float `[N, 1, H, W]`) whose most probable class is the label."""
+    """Fraction of `images` (float `[N, C, H, W]`) whose most probable class is the label."""
     return (predict_probabilities(classifier, images).argmax(dim=1) == labels).float().mean().item()
 
 
@@ -109,32 +118,28 @@ def train_classifier(
     first `test_limit` test images when given). Returns the classifier in eval mode and its summary."""
     if epochs < 1:
         raise VaelabError(f"classifier epochs must be at least 1 (got {epochs})")
+    description = describe(dataset)
     train_set = load_split(dataset, "train").subset(train_limit)
     test_set = load_split(dataset, "test").subset(test_limit)
     device = torch.device("cpu")
     # Fork the global generator so that seeding the initial weights leaves the caller's random state alone.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        classifier = ReferenceClassifier(len(CLASS_NAMES[dataset]))
+        classifier = ReferenceClassifier(description.shape, description.classes)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=LEARNING_RATE)
     images, labels = to_float(train_set.images), train_set.labels
     bf16 = use_bf16("auto", device)
-    total_steps = epochs * -(-len(train_set) // BATCH_SIZE)
-    step, started = 0, time.perf_counter()
-    for epoch in range(epochs):
-        classifier.train()
-        # The batch order depends only on (seed, epoch), as in the VAE trainer.
-        order = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        for index in iterate_batches(len(train_set), BATCH_SIZE, order):
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, total_steps, LEARNING_RATE, MIN_LEARNING_RATE, "cosine")
-            with autocast(device, bf16):
-                loss = F.cross_entropy(classifier(images[index]), labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-        log(f"reference classifier ({dataset}): epoch {epoch + 1}/{epochs} done")
+    started = time.perf_counter()
+
+    def loss(index: torch.Tensor) -> list[torch.Tensor]:
+        with autocast(device, bf16):
+            return [F.cross_entropy(classifier(images[index]), labels[index])]
+
+    classifier.train()
+    plan = FitPlan(epochs, BATCH_SIZE, LEARNING_RATE, MIN_LEARNING_RATE, seed=seed)
+    fit([optimizer], loss, len(train_set), plan,
+        lambda epoch, _: log(f"reference classifier ({dataset}): epoch {epoch + 1}/{epochs} done"),
+        what=f"the {dataset} reference classifier")
     classifier.eval()
     info = {
         "dataset": dataset,
@@ -160,7 +165,8 @@ def load_classifier(dataset: str, root: Path | None = None) -> ReferenceClassifi
     weights, summary = classifier_paths(dataset, root)
     if not summary.is_file():
         raise VaelabError(f"{summary} is missing; train the classifier with `vaelab classifier {dataset}`")
-    classifier = ReferenceClassifier(len(CLASS_NAMES[dataset]))
+    description = describe(dataset)
+    classifier = ReferenceClassifier(description.shape, description.classes)
     tensors, _ = load_tensors(weights)
     load_model_weights(classifier, tensors, weights)
     return classifier.eval()
@@ -170,8 +176,8 @@ def load_or_train_classifier(
     dataset: str, log: Callable[[str], None] = print, root: Path | None = None
 ) -> ReferenceClassifier:
     """The dataset's reference classifier: from the cache, or trained (train split), tested and cached first."""
-    if dataset not in CLASS_NAMES:
-        raise VaelabError(f"no reference classifier for dataset '{dataset}'; choose one of: {', '.join(CLASS_NAMES)}")
+    if describe(dataset).classes < 2:
+        raise VaelabError(f"dataset '{dataset}' has no classes; a reference classifier needs labelled images")
     weights, summary = classifier_paths(dataset, root)
     if summary.is_file():
         try:

@@ -1,12 +1,23 @@
-"""Models: the VAE, its conditional and classifier variants and their observation models."""
+"""Models: the registry of model families (`registry`), each family's model and objective, and the pieces they
+share (likelihoods, blocks). The names below are loaded on first use (PEP 562): the registry and the config read
+the families without importing torch."""
 
-from vaelab.models.classifier import M2, ClassifierVAE, is_classifier
-from vaelab.models.conditional import ConditionalVAE, is_conditional, refuse_conditional
-from vaelab.models.likelihoods import BernoulliLikelihood, GaussianLikelihood, make_likelihood
-from vaelab.models.vae import VAE, build_model, gaussian_log_density, kl_per_dimension, posterior_moments
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "M2", "VAE", "BernoulliLikelihood", "ClassifierVAE", "ConditionalVAE", "GaussianLikelihood", "build_model",
-    "gaussian_log_density", "is_classifier", "is_conditional", "kl_per_dimension", "make_likelihood",
-    "posterior_moments", "refuse_conditional",
-]
+_HOMES = {
+    "VAE": "vae", "gaussian_log_density": "vae", "kl_per_dimension": "vae", "posterior_moments": "vae",
+    "ConditionalVAE": "conditional", "ClassifierVAE": "classifier", "M2": "classifier",
+    "BernoulliLikelihood": "likelihoods", "GaussianLikelihood": "likelihoods", "LIKELIHOODS": "likelihoods",
+    "FAMILIES": "registry", "Capabilities": "registry", "Family": "registry", "build_model": "registry",
+    "capabilities": "registry", "family": "registry", "register_family": "registry",
+    "refuse_conditional": "registry", "require_classifier": "registry", "require_conditional": "registry",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'vaelab.models' has no attribute '{name}'")
+    return getattr(import_module(f"vaelab.models.{_HOMES[name]}"), name)

@@ -17,14 +17,17 @@ once per class. That bound lives in `UnlabelledBound`, shared with the M2 stacke
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vaelab.config import ModelConfig
 from vaelab.models.conditional import ConditionalVAE
 from vaelab.models.vae import VAE, reparameterised_terms
+
+if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
+    from vaelab.config import ModelConfig
 
 CLASSIFIER_HIDDEN = 256  # one hidden layer: enough for a head on 32 numbers, small beside the VAE
 
@@ -33,9 +36,9 @@ def classifier_mlp(in_features: int, classes: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_features, CLASSIFIER_HIDDEN), nn.ReLU(), nn.Linear(CLASSIFIER_HIDDEN, classes))
 
 
-def trunk_width(config: ModelConfig, feature_size: int) -> int:
+def trunk_width(config: ModelConfig, feature_shape: tuple[int, int]) -> int:
     """Width of the encoder's hidden features, the layer before the read-out of mu and log-variance."""
-    return config.hidden_dim or config.channels[-1] * feature_size**2
+    return config.hidden_dim or config.channels[-1] * feature_shape[0] * feature_shape[1]
 
 
 class LabelledBound:
@@ -63,7 +66,7 @@ class ClassifierVAE(LabelledBound, VAE):
         super().__init__(config)
         reads_trunk = config.head_input == "trunk"
         self.classifier = classifier_mlp(
-            trunk_width(config, self.feature_size) if reads_trunk else config.latent_dim, config.classes
+            trunk_width(config, self.feature_shape) if reads_trunk else config.latent_dim, config.classes
         )
 
     @property
@@ -129,13 +132,9 @@ class UnlabelledBound(LabelledBound):
 class M2(UnlabelledBound, ConditionalVAE):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        self.classifier = classifier_mlp(trunk_width(config, self.feature_size), config.classes)
+        self.classifier = classifier_mlp(trunk_width(config, self.feature_shape), config.classes)
 
     def posterior_from_trunk(self, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder[-1](torch.cat([hidden, self.one_hot(labels, hidden)], dim=1)).float().chunk(2, 1)
         return mu, logvar
 
-
-def is_classifier(model: nn.Module) -> bool:
-    """Whether the model predicts classes (`model.classify(x)` → logits)."""
-    return isinstance(model, (ClassifierVAE, M2))

@@ -10,13 +10,17 @@ needs the labels `[N]` (int64, 0 … classes−1) that the plain VAE's methods a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch.distributions import Distribution
 from torch.nn import functional as F
 
-from vaelab.config import ModelConfig
 from vaelab.errors import VaelabError
 from vaelab.models.vae import VAE
+
+if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
+    from vaelab.config import ModelConfig
 
 
 def one_hot(labels: torch.Tensor, classes: int, like: torch.Tensor) -> torch.Tensor:
@@ -68,15 +72,3 @@ class ConditionalVAE(VAE):
             labels = torch.arange(n) % self.classes
         return self.decode(z, labels)
 
-
-def is_conditional(model: VAE) -> bool:
-    return isinstance(model, ConditionalVAE)
-
-
-def refuse_conditional(model: VAE, what: str) -> None:
-    """A one-line error for the analyses that only know the unconditional API (they would call encode(x))."""
-    if is_conditional(model):
-        raise VaelabError(
-            f"{what} does not support conditional runs yet; use `vaelab sample --class/--grid-classes`, "
-            "`vaelab restyle` or `vaelab eval` on a cvae run"
-        )

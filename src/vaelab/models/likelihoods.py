@@ -1,7 +1,9 @@
 """Observation models p(x|z): turn the decoder's output into a distribution over whole images.
 
 Each returns `Independent(..., 3)` so `log_prob(x)` sums over channels and pixels and has shape `[N]`, in nats,
-and `.mean` is the image in [0, 1].
+and `.mean` is the image in [0, 1]. A likelihood declares how many decoder output planes it reads per image channel
+(`planes_per_channel`: 1 for a mean or logits; a per-pixel σ would need 2), and the decoder is built to match.
+A new likelihood is one class here and one line in `LIKELIHOODS`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ class BernoulliLikelihood(nn.Module):
     """Pixels as independent Bernoulli variables with decoder logits. On binarized data this is an exact
     likelihood; on grayscale intensities it is the usual cross-entropy objective (not a normalised density)."""
 
+    planes_per_channel = 1
+
     def forward(self, decoder_output: torch.Tensor) -> Distribution:
         # validate_args=False: grayscale targets in [0,1] are allowed (cross-entropy against soft targets).
         return Independent(Bernoulli(logits=decoder_output, validate_args=False), 3)
@@ -25,6 +29,8 @@ class BernoulliLikelihood(nn.Module):
 class GaussianLikelihood(nn.Module):
     """Pixels as Normal(sigmoid(decoder output), σ²) with one learned σ shared by all pixels (the σ-VAE of
     Rybkin et al. 2021): a proper density, where a bare MSE would fix σ arbitrarily."""
+
+    planes_per_channel = 1
 
     def __init__(self, initial_sigma: float = 0.1, min_sigma: float = 1e-3) -> None:
         super().__init__()
@@ -37,5 +43,8 @@ class GaussianLikelihood(nn.Module):
         return Independent(Normal(torch.sigmoid(decoder_output), sigma, validate_args=False), 3)
 
 
+LIKELIHOODS: dict[str, type[nn.Module]] = {"bernoulli": BernoulliLikelihood, "gaussian": GaussianLikelihood}
+
+
 def make_likelihood(name: str) -> nn.Module:
-    return {"bernoulli": BernoulliLikelihood, "gaussian": GaussianLikelihood}[name]()
+    return LIKELIHOODS[name]()

@@ -9,15 +9,29 @@ them, the plain VAE ignores them, so that code written once serves both.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.distributions import Distribution
 
-from vaelab.config import ModelConfig
+from vaelab.data.datasets import iterate_batches
+from vaelab.errors import VaelabError
 from vaelab.models.blocks import down_stage, up_stage
-from vaelab.models.likelihoods import make_likelihood
+from vaelab.models.likelihoods import LIKELIHOODS
+from vaelab.models.objective import (
+    GeneratorSpec,
+    Objective,
+    Phase,
+    StepContext,
+    ValidationData,
+    kl_weight,
+    kl_with_free_bits,
+)
+
+if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
+    from vaelab.config import ModelConfig
 
 
 def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -54,10 +68,16 @@ class VAE(nn.Module):
         0 and 0 give the plain VAE, whose parameter names it keeps."""
         super().__init__()
         self.config = config
-        widths = [config.image_channels, *config.channels]
-        encoder_widths = [config.image_channels + input_planes, *config.channels]
-        self.feature_size = config.image_size // 2 ** len(config.channels)
-        features = config.channels[-1] * self.feature_size**2
+        if config.image_shape is None:
+            raise VaelabError("the model config has no image_shape; build it with RunConfig, which takes the shape "
+                              "from the dataset's description")
+        image_channels, height, width = config.image_shape
+        likelihood = LIKELIHOODS[config.likelihood]
+        decoder_widths = [image_channels * likelihood.planes_per_channel, *config.channels]
+        encoder_widths = [image_channels + input_planes, *config.channels]
+        stride = 2 ** len(config.channels)
+        self.feature_shape = (height // stride, width // stride)
+        features = config.channels[-1] * self.feature_shape[0] * self.feature_shape[1]
 
         encoder: list[nn.Module] = [
             down_stage(encoder_widths[i], encoder_widths[i + 1], config.blocks_per_stage)
@@ -75,11 +95,11 @@ class VAE(nn.Module):
         self.decoder_input = nn.Sequential(*decoder_input)
         self.decoder = nn.Sequential(
             *[
-                up_stage(widths[i + 1], widths[i], config.blocks_per_stage, last=(i == 0))
+                up_stage(decoder_widths[i + 1], decoder_widths[i], config.blocks_per_stage, last=(i == 0))
                 for i in reversed(range(len(config.channels)))
             ]
         )
-        self.likelihood = make_likelihood(config.likelihood)
+        self.likelihood = likelihood()
 
     @property
     def latent_dim(self) -> int:
@@ -100,9 +120,8 @@ class VAE(nn.Module):
         return self.encoder[:-1](x)
 
     def decoder_output(self, z: torch.Tensor) -> torch.Tensor:
-        """Raw decoder output (logits for Bernoulli), float32 `[N, C, H, W]`."""
-        c = self.config
-        h = self.decoder_input(z).view(-1, c.channels[-1], self.feature_size, self.feature_size)
+        """Raw decoder output, float32 `[N, C·planes, H, W]`: what the likelihood reads (logits for Bernoulli)."""
+        h = self.decoder_input(z).view(-1, self.config.channels[-1], *self.feature_shape)
         return self.decoder(h).float()
 
     def decode_dist(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> Distribution:
@@ -148,14 +167,61 @@ def posterior_moments(
     return torch.cat([mu.cpu() for mu, _ in moments]), torch.cat([logvar.cpu() for _, logvar in moments])
 
 
-def build_model(config: ModelConfig) -> VAE:
-    """The model a config describes: the plain VAE, the conditional one (`kind: cvae`) or a classifier variant."""
-    if config.kind in ("vae-classifier", "m2"):
-        from vaelab.models.classifier import M2, ClassifierVAE  # they subclass VAE, so they import this module
+class ELBOObjective(Objective):
+    """The VAE's objective, for the plain and the conditional VAE: per image −log p(x|z) + β·KL(q(z|x) ‖ p(z)), one
+    reparameterised z per image from the run's "noise" generator, β warmed up over `kl_warmup_steps`, KL below
+    `free_bits` nats per dimension not penalised."""
 
-        return ClassifierVAE(config) if config.kind == "vae-classifier" else M2(config)
-    if config.kind == "cvae":
-        from vaelab.models.conditional import ConditionalVAE  # it subclasses VAE, so it imports this module
+    def generators(self) -> dict[str, GeneratorSpec]:
+        return {"noise": GeneratorSpec(2)}
 
-        return ConditionalVAE(config)
-    return VAE(config)
+    def beta(self, step: int) -> float:
+        return kl_weight(step, self.config.train.beta, self.config.train.kl_warmup_steps)
+
+    def schedule_values(self, step: int) -> dict[str, float]:
+        return {"beta": self.beta(step)}
+
+    def step(
+        self, model: VAE, intensities: torch.Tensor, labels: torch.Tensor, context: StepContext
+    ) -> Iterator[Phase]:
+        x = context.modelled(intensities)
+        beta = self.beta(context.step)
+        noise = self.noise(x, context)
+        with context.autocast():
+            terms = model.loss_terms(x, noise, labels)
+        loss = (terms["recon"] + beta * kl_with_free_bits(terms["kl_per_dim"], self.config.train.free_bits)).mean()
+        yield Phase(loss, {"loss": loss, "recon": terms["recon"], "kl": terms["kl"]})
+
+    def noise(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
+        """Standard normal ε `[N, latent_dim]` for the reparameterised z of a batch."""
+        latent_dim = self.config.model.latent_dim
+        return torch.randn(x.shape[0], latent_dim, generator=context.generators["noise"], device=x.device)
+
+    def validate(self, model: VAE, data: ValidationData) -> dict[str, Any]:
+        """Validation ELBO with fixed noise: one reparameterised sample per image, analytic KL."""
+        device = data.inputs.device
+        generator = torch.Generator(device).manual_seed(data.seed)
+        recon_sum, kl_dims_sum = 0.0, torch.zeros(self.config.model.latent_dim, device=device)
+        for index in iterate_batches(data.inputs.shape[0], VALIDATION_BATCH):
+            index = index.to(device)
+            x, y = data.inputs[index], data.labels[index]
+            noise = torch.randn(x.shape[0], self.config.model.latent_dim, generator=generator, device=device)
+            terms = model.loss_terms(x, noise, y)
+            recon_sum += terms["recon"].sum().item()
+            kl_dims_sum += terms["kl_per_dim"].sum(0)
+        n = data.inputs.shape[0]
+        kl_per_dim = (kl_dims_sum / n).tolist()
+        recon, kl = recon_sum / n, sum(kl_per_dim)
+        return {
+            "val_loss": recon + self.config.train.beta * kl,
+            "val_recon": recon,
+            "val_kl": kl,
+            "val_elbo": -(recon + kl),
+            "val_kl_per_dim": kl_per_dim,
+        }
+
+    def summary(self, row: dict[str, Any]) -> str:
+        return f"val ELBO {row['val_elbo']:.2f}  val KL {row['val_kl']:.2f}"
+
+
+VALIDATION_BATCH = 1000

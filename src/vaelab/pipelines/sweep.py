@@ -11,23 +11,31 @@ so an interrupted sweep is continued by running the same command again.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vaelab.analysis.factors import FACTORS, analyse_factors
-from vaelab.analysis.sample_quality import GENERATION, RealReference, measure_generation, real_reference
+from vaelab.analysis.factors import analyse_factors
+from vaelab.analysis.sample_quality import RealReference, measure_generation, real_reference
 from vaelab.config import RunConfig
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.reference_classifier import classifier_summary
 from vaelab.io import atomic_write_json
 from vaelab.report.sweep import build_sweep_report
+from vaelab.rundir import (
+    CONFIG,
+    EVAL,
+    FACTORS,
+    GENERATION,
+    has_resumable_checkpoint,
+    read_artefact_if_present,
+    read_config,
+    read_trainer_state,
+)
 from vaelab.training import train
-from vaelab.training.checkpoint import CONFIG, EVAL, has_resumable_checkpoint, read_config, read_trainer_state
 
 SWEEP_JSON = "sweep.json"
 SWEEP_HTML = "sweep.html"
@@ -88,9 +96,8 @@ def _train_or_resume(config: RunConfig, run_dir: Path, log: Log) -> str:
 
 
 def _evaluate(run_dir: Path, settings: SweepSettings, log: Log) -> tuple[dict[str, Any], str]:
-    path = run_dir / EVAL
-    if path.is_file():
-        stored = json.loads(path.read_text())
+    stored = read_artefact_if_present(run_dir, EVAL)
+    if stored is not None:
         iwae = stored.get("iwae", {})
         if iwae.get("k") == settings.iw_samples and iwae.get("images") == settings.iw_images:
             return stored, "skipped"
@@ -101,9 +108,9 @@ def _evaluate(run_dir: Path, settings: SweepSettings, log: Log) -> tuple[dict[st
 def _measure_samples(
     run_dir: Path, settings: SweepSettings, reference: RealReference, log: Log
 ) -> tuple[dict[str, Any], str]:
-    path = run_dir / GENERATION
-    if path.is_file():
-        entry = json.loads(path.read_text()).get("samplers", {}).get("prior", {})
+    stored = read_artefact_if_present(run_dir, GENERATION)
+    if stored is not None:
+        entry = stored.get("samplers", {}).get("prior", {})
         if entry.get("samples") == settings.samples and entry.get("inception_samples", 0) == settings.inception_samples:
             return entry, "skipped"
     log(f"{run_dir.name}: generation metrics of {settings.samples:,} prior samples")
@@ -113,9 +120,9 @@ def _measure_samples(
 
 
 def _factors(run_dir: Path, settings: SweepSettings, reference: RealReference, log: Log) -> tuple[list, str]:
-    path = run_dir / FACTORS
-    if path.is_file():
-        return json.loads(path.read_text()), "skipped"
+    stored = read_artefact_if_present(run_dir, FACTORS)
+    if stored is not None:
+        return stored, "skipped"
     log(f"{run_dir.name}: factor analysis from {settings.factor_bases} test codes")
     return analyse_factors(run_dir, settings.factor_bases, classifier=reference.classifier), "computed"
 

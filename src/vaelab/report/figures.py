@@ -17,9 +17,10 @@ from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
 
 from vaelab.analysis.embedding import embed, spread_points  # noqa: E402
 from vaelab.analysis.traversal import load_test_inputs  # noqa: E402
-from vaelab.data import CLASS_NAMES  # noqa: E402
-from vaelab.models import posterior_moments  # noqa: E402
-from vaelab.training import load_model, read_config  # noqa: E402
+from vaelab.data.catalog import describe  # noqa: E402
+from vaelab.images import display_array  # noqa: E402
+from vaelab.models.vae import posterior_moments  # noqa: E402
+from vaelab.rundir import load_model, read_config  # noqa: E402
 
 DPI = 110
 THUMBNAILS = 16
@@ -80,7 +81,8 @@ def latent_map(
     thumbnails: np.ndarray | None = None,
     thumbnail_at: np.ndarray | None = None,
 ) -> bytes:
-    """Scatter of 2-d codes coloured by class, with decoded thumbnails `[K, H, W]` placed at `thumbnail_at`."""
+    """Scatter of 2-d codes coloured by class, with decoded thumbnails (`[K, H, W]` grey or `[K, H, W, 3]` colour,
+    in [0, 1]) placed at `thumbnail_at`."""
     figure, ax = plt.subplots(figsize=(8, 7))
     cmap = plt.get_cmap("tab10")
     for label, name in enumerate(class_names):
@@ -110,7 +112,7 @@ def latent_map_png(
     coords = embed(means.numpy(), method)
     spots = spread_points(coords, thumbnails)
     with torch.no_grad():
-        images = model.decode(means[spots].to(model.device), labels[spots]).cpu()[:, 0].numpy()
+        images = display_array(model.decode(means[spots].to(model.device), labels[spots]).cpu())
     title = f"{method.upper()} of posterior means ({count:,} test images)"
-    return latent_map(coords, labels.numpy(), CLASS_NAMES[config.data.dataset], title, images,
+    return latent_map(coords, labels.numpy(), describe(config.data.dataset).class_names, title, images,
                       coords[spots])

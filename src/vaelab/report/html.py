@@ -22,12 +22,13 @@ import torch
 
 from vaelab.analysis.conditional import class_grid, class_grid_picture, restyle, restyle_strip, style_traversal
 from vaelab.analysis.embedding import manifold_grid
-from vaelab.analysis.factors import FACTORS, analyse_factors, weakest_class_text
+from vaelab.analysis.factors import analyse_factors, weakest_class_text
 from vaelab.analysis.interpolation import interpolate_run, interpolation_grid
 from vaelab.analysis.samples import prior_samples, reconstruction_grid
 from vaelab.analysis.smoothness import confident_fraction, smoothness_ratio
 from vaelab.analysis.traversal import load_test_inputs, traversal_grid, traversal_values, traverse_run
-from vaelab.data import CLASS_NAMES, to_float
+from vaelab.data.catalog import describe
+from vaelab.data.datasets import to_float
 from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.evaluate import per_class_reconstruction
 from vaelab.evaluation.generation import sharpness
@@ -35,10 +36,10 @@ from vaelab.evaluation.reference_classifier import load_or_train_classifier
 from vaelab.evaluation.tables import eval_rows
 from vaelab.images import make_grid, png_bytes, upscale
 from vaelab.io import atomic_write_text
-from vaelab.models import VAE, is_conditional
+from vaelab.models.registry import capabilities
+from vaelab.models.vae import VAE
 from vaelab.report.figures import confusion_matrix_png, latent_map_png, training_curves
-from vaelab.training import load_model, read_config, read_metrics
-from vaelab.training.checkpoint import EVAL
+from vaelab.rundir import EVAL, FACTORS, load_model, read_artefact_if_present, read_config, read_metrics
 
 SMOOTHNESS_LIMIT = 3.0  # the target: a larger max/mean step ratio over ±3σ is a jump
 QUICK_EVAL = {"iw_samples": 100, "iw_images": 1000}  # when the run has no eval.json yet
@@ -73,17 +74,15 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, log: Log = 
     out = Path(out) if out is not None else run_dir / "report.html"
     config = read_config(run_dir)
     dataset = config.data.dataset
-    classes = CLASS_NAMES[dataset]
+    classes = describe(dataset).class_names
     model = load_model(run_dir)
-    conditional = is_conditional(model)
+    conditional = capabilities(model).conditional
     history = read_metrics(run_dir)
     sections: list[tuple[str, str]] = []
 
     log("evaluation")
-    eval_path = run_dir / EVAL
-    if eval_path.is_file():
-        evaluation, eval_note = json.loads(eval_path.read_text()), "from eval.json"
-    else:
+    evaluation, eval_note = read_artefact_if_present(run_dir, EVAL), "from eval.json"
+    if evaluation is None:
         evaluation = evaluate_run(run_dir, **QUICK_EVAL)
         eval_note = f"computed now (IWAE-{QUICK_EVAL['iw_samples']} on {QUICK_EVAL['iw_images']} images)"
 
@@ -110,11 +109,9 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, log: Log = 
     # A conditional model decodes a traversal as one class: that of the test image it starts from.
     base = "test:0" if conditional else "prior"
     traversal = traverse_run(run_dir, "auto", 3.0, 11, base)
-    factors_path = run_dir / FACTORS
     judge = load_or_train_classifier(dataset, log=log)
-    if factors_path.is_file():
-        factors = json.loads(factors_path.read_text())
-    else:
+    factors = read_artefact_if_present(run_dir, FACTORS)
+    if factors is None:
         factors = analyse_factors(run_dir, classifier=judge)
     around = f"test image 0's code, decoded as class {traversal.label}" if conditional else "the prior mean"
     sections.append((f"Latent traversals, most informative first (±3σ around {around})",

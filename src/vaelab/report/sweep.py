@@ -19,7 +19,7 @@ from vaelab.images import make_grid
 from vaelab.io import atomic_write_text
 from vaelab.report.figures import figure_png
 from vaelab.report.html import PAGE_TEMPLATE, html_table, img_tag, number_text
-from vaelab.training import load_model
+from vaelab.rundir import load_model
 
 TRAVERSAL_ROWS = 6
 

@@ -1,6 +1,5 @@
-"""Training: the loop, run-directory I/O, schedules."""
+"""Training: the family-agnostic loop, the write side of run directories, new run vs. resume."""
 
-from vaelab.training.checkpoint import load_model, read_config, read_metrics
 from vaelab.training.trainer import NonFiniteLossError, TrainResult, train
 
-__all__ = ["NonFiniteLossError", "TrainResult", "load_model", "read_config", "read_metrics", "train"]
+__all__ = ["NonFiniteLossError", "TrainResult", "train"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from vaelab.config import DataConfig, ModelConfig, RunConfig, load_yaml_config
 from vaelab.errors import VaelabError
-from vaelab.training import checkpoint
+from vaelab.rundir import LAST, has_resumable_checkpoint, read_config
 from vaelab.training.trainer import TrainResult, train
 
 _FIXED_ON_RESUME = {f for cls in (DataConfig, ModelConfig) for f in cls.__dataclass_fields__}
@@ -35,9 +35,9 @@ def start_or_resume(
                 f"cannot change {', '.join(fixed)} when resuming (the checkpoint was trained with them); "
                 "start a new run with --out instead"
             )
-        config = checkpoint.read_config(resume)
-        if not checkpoint.has_resumable_checkpoint(resume):
-            raise VaelabError(f"{resume} has no {checkpoint.LAST} to resume from; start it again with --out")
+        config = read_config(resume)
+        if not has_resumable_checkpoint(resume):
+            raise VaelabError(f"{resume} has no {LAST} to resume from; start it again with --out")
         # A resumed run goes to the end unless a new stopping point is given.
         config = config.with_overrides({"max_steps": None, **given})
         config.train.max_steps = given.get("max_steps")

