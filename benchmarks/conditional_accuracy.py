@@ -13,10 +13,10 @@ import time
 
 from machine import run_header
 
-from vaelab.data import CLASS_NAMES
+from vaelab.data.catalog import describe
 from vaelab.evaluation.conditional import conditional_accuracy
 from vaelab.evaluation.reference_classifier import classifier_summary, load_or_train_classifier
-from vaelab.training import load_model, read_config, read_metrics
+from vaelab.rundir import load_model, read_config, read_metrics
 
 TARGETS = {"mnist": 0.99, "fashion-mnist": 0.95}
 
@@ -37,7 +37,7 @@ def main() -> None:
     judge = load_or_train_classifier(dataset, log=lambda m: None)
     result = conditional_accuracy(load_model(args.run), judge, args.per_class, args.seed)
     for label, value in enumerate(result["per_class"]):
-        print(f"  class {label} ({CLASS_NAMES[dataset][label]}): {value:.2%}")
+        print(f"  class {label} ({describe(dataset).class_names[label]}): {value:.2%}")
     target = TARGETS.get(dataset)
     verdict = "" if target is None else f"; target ≥ {target:.0%} {'met' if result['overall'] >= target else 'NOT met'}"
     print(f"overall conditional accuracy {result['overall']:.2%} ({args.per_class:,} samples per class, seed "

@@ -61,7 +61,7 @@ def main() -> None:
         params = sum(p.numel() for p in __import__("vaelab").load_model(run_dir).parameters())
         row = {
             "name": name, "params": params, "images_per_s": round(rate), "epochs": epochs,
-            "train_min": round(minutes, 2), "val_elbo": round(result.best_val_elbo, 2),
+            "train_min": round(minutes, 2), "val_elbo": round(result.best_score, 2),
             "test_elbo": round(ev["elbo"], 2),
             f"iwae{args.iw_samples}_nll_first{args.iw_images}": round(ev["iwae"]["nll"], 2),
             "active_units": ev["active_units"],

@@ -18,7 +18,7 @@ from vaelab.analysis.sample_quality import generation_table, measure_generation,
 from vaelab.analysis.samplers import sample_images
 from vaelab.analysis.smoothness import CONFIDENCE_THRESHOLD, confident_fraction
 from vaelab.evaluation.reference_classifier import load_or_train_classifier
-from vaelab.training import load_model, read_config
+from vaelab.rundir import load_model, read_config
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from machine import run_header
 from vaelab.config import RunConfig
 from vaelab.data import balanced_label_subset, load_split, to_float
 from vaelab.evaluation.classification import predict_probabilities
-from vaelab.training import load_model, read_metrics
+from vaelab.rundir import load_model, read_metrics
 from vaelab.training.runs import start_or_resume
 from vaelab.training.semi_supervised import train_labelled_only
 from vaelab.training.stacked import STACKED, StackedConfig, train_stacked

@@ -25,9 +25,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vaelab.config import RunConfig, load_yaml_config
 from vaelab.data import load_split
+from vaelab.hardware import autocast, resolve_device, use_bf16
 from vaelab.models import build_model
 from vaelab.training import train
-from vaelab.training.hardware import autocast, resolve_device, use_bf16
 
 REFERENCE = {"channels": [32, 64], "blocks_per_stage": 0, "hidden_dim": 0, "latent_dim": 32}
 
@@ -70,7 +70,7 @@ def dataloader_images_per_second(config: RunConfig, steps: int, via_pil: bool = 
     bf16 = use_bf16(config.train.precision, device)
     model = build_model(config.model).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, fused=True)
-    images = load_split(config.data.dataset, "train").images
+    images = load_split(config.data.dataset, "train").images[:, 0]  # `[N, H, W]`, as torchvision's MNIST hands out
     loader = DataLoader(
         PerItemMNIST(images, config.data.input_mode == "binarized", via_pil), batch_size=config.train.batch_size,
         shuffle=True, drop_last=True,

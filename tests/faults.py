@@ -1,9 +1,10 @@
 """Fault injection: real training processes killed with SIGKILL at chosen points, then resumed.
 
-`python -m tests.faults RUN PHASE N` trains the small fault-test configuration into RUN (or resumes it when RUN
-holds a checkpoint) and kills itself with SIGKILL at the N-th occurrence of PHASE:
+`python -m tests.faults RUN PHASE N [KIND]` trains the small fault-test configuration of model family KIND (default
+vae) into RUN (or resumes it when RUN holds a checkpoint) and kills itself with SIGKILL at the N-th occurrence of
+PHASE:
 
-    step        inside a training step (after the forward pass, before the optimizer step)
+    step        inside a training step (after the forward pass, before an optimizer step)
     validation  inside the end-of-epoch validation
     torn-write  half-way through writing any run file: the temp file is half written, nothing renamed yet
     after-write just after a run file was renamed into place, before the next one (e.g. last.safetensors
@@ -34,6 +35,14 @@ SETTINGS = {
     "train_limit": 2048, "val_limit": 512, "batch_size": 128, "channels": [16, 32], "hidden_dim": 64,
     "latent_dim": 8, "epochs": 2, "checkpoint_every": 5,
 }
+# Each family's own options on top of SETTINGS: the classifier kinds keep 100 labels, so a step also draws a labelled
+# batch from its own generator, and vae-classifier's head reads changed images from another.
+KINDS = {
+    "vae": {},
+    "cvae": {"kind": "cvae", "label_at_input": True},
+    "vae-classifier": {"kind": "vae-classifier", "labels": 100, "head_shift": 2, "head_flip": True},
+    "m2": {"kind": "m2", "labels": 100},
+}
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
@@ -42,7 +51,7 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _child(run_dir: Path, phase: str, at: int) -> None:
+def _child(run_dir: Path, phase: str, at: int, kind: str = "vae") -> None:
     import torch
 
     from vaelab import io, rundir
@@ -86,14 +95,14 @@ def _child(run_dir: Path, phase: str, at: int) -> None:
         patched = counted(io.atomic_write, before=False, tear=phase == "torn-write")
         io.atomic_write = patched
     resume = rundir.has_resumable_checkpoint(run_dir)
-    config = RunConfig().with_overrides(SETTINGS)
+    config = RunConfig().with_overrides({**SETTINGS, **KINDS[kind]})
     result = trainer.train(config, run_dir, resume=resume, progress=False, log=print)
     print(f"finished at step {result.steps}", flush=True)
 
 
-def launch(run_dir: Path, phase: str = "none", at: int = 0) -> subprocess.CompletedProcess:
+def launch(run_dir: Path, phase: str = "none", at: int = 0, kind: str = "vae") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tests.faults", str(run_dir), phase, str(at)],
+        [sys.executable, "-m", "tests.faults", str(run_dir), phase, str(at), kind],
         capture_output=True, text=True, cwd=ROOT, env=CHILD_ENV, timeout=300,
     )
 
@@ -108,14 +117,14 @@ class Outcome:
     torn_files: list[str]  # complete-looking run files that fail to load after the kill (must stay empty)
 
 
-def kill_and_resume(run_dir: Path, phase: str, at: int) -> Outcome:
+def kill_and_resume(run_dir: Path, phase: str, at: int, kind: str = "vae") -> Outcome:
     """Kill a training process at (phase, at), check the run directory, resume it to the end."""
-    killed = launch(run_dir, phase, at)
+    killed = launch(run_dir, phase, at, kind)
     was_killed = killed.returncode == -signal.SIGKILL
     if not was_killed and killed.returncode != 0:
         raise AssertionError(f"training failed instead of being killed:\n{killed.stderr[-2000:]}")
     torn = damaged_run_files(run_dir)
-    resumed = launch(run_dir)
+    resumed = launch(run_dir, kind=kind)
     if resumed.returncode != 0:
         raise AssertionError(f"resume failed:\n{resumed.stdout[-1000:]}\n{resumed.stderr[-2000:]}")
     match = re.search(r"resuming .* step (\d+)", resumed.stdout)
@@ -170,4 +179,4 @@ def kill_points(count: int, seed: int) -> list[tuple[str, int]]:
     ]
 
 if __name__ == "__main__":
-    _child(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
+    _child(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vaelab.analysis.attributes import attributes_for, measure, measure_batch
+from vaelab.data import load_split
 from vaelab.data.attributes import (
     bottom_extent,
     height,
@@ -25,7 +26,6 @@ from vaelab.data.attributes import (
     top_extent,
     width,
 )
-from vaelab.data import load_split
 from vaelab.errors import VaelabError
 
 SIZE = 28

@@ -79,3 +79,80 @@ def test_yaml_config_is_read_and_flags_override_it(tmp_path):
     (tmp_path / "bad.yaml").write_text("model:\n  latent_dims: 6\n")
     bad = vaelab("train", "--config", "bad.yaml", "--out", "run2", cwd=tmp_path)
     assert bad.returncode == 2 and "unknown option(s) ['latent_dims']" in bad.stderr
+
+
+def test_every_train_option_comes_from_a_config_field_with_help_and_a_shown_default():
+    import dataclasses
+
+    from typer.main import get_command
+
+    from vaelab.cli import app
+    from vaelab.config import DERIVED_FIELDS, SECTIONS
+
+    train = get_command(app).commands["train"]
+    options = {param.name: param for param in train.params}
+    fields = [f.name for _, section in SECTIONS for f in dataclasses.fields(section) if f.name not in DERIVED_FIELDS]
+    assert set(fields) <= set(options) and set(options) - set(fields) == {"out", "resume", "config", "progress"}
+    for name in fields:
+        assert options[name].help and options[name].show_default not in (None, False, ""), name
+    assert options["kind"].opts == ["--model"] and options["beta"].opts == ["--beta"]
+
+
+def test_help_and_version_answer_without_importing_torch(tmp_path):
+    probe = ("import sys; from typer.testing import CliRunner; from vaelab.cli import app; runner = CliRunner(); "
+             "outputs = [runner.invoke(app, args) for args in (['--help'], ['train', '--help'], ['eval', '--help'], "
+             "['--version'])]; assert all(o.exit_code == 0 for o in outputs), [o.output for o in outputs]; "
+             "print(outputs[-1].output.strip(), 'torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    from vaelab import __version__
+
+    assert result.stdout.split() == ["vaelab", __version__, "False"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--epochs", "three"], "epochs must be of type int (got 'three')"),
+        (["--beta", "-1"], "beta must be a finite number ≥ 0"),
+        (["--model", "gan"], "model kind 'gan' is unknown; choose one of: vae, cvae, vae-classifier, m2"),
+        (["--channels", "16,x"], "channels must be of type int (got 'x')"),
+        (["--dataset", "cifar"], "unknown dataset 'cifar'; choose one of: mnist, fashion-mnist"),
+    ],
+)
+def test_invalid_train_values_get_the_configs_one_line_errors(tmp_path, flags, message):
+    result = vaelab("train", "--out", "new", *flags, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert result.stderr.strip().count("\n") == 0 and not (tmp_path / "new").exists()
+
+
+def test_the_non_finite_loss_message_names_flags_that_exist(tmp_path, monkeypatch):
+    import re
+
+    from tests.conftest import tiny_config
+    from vaelab.models import vae
+    from vaelab.training import NonFiniteLossError, train
+
+    monkeypatch.setattr(vae, "kl_with_free_bits", lambda kl, free_bits: kl.sum(1) * float("nan"))
+    with pytest.raises(NonFiniteLossError) as stopped:
+        train(tiny_config(epochs=1, train_limit=256), tmp_path / "run", progress=False, log=lambda message: None)
+    named = set(re.findall(r"--[a-z-]+", str(stopped.value)))
+    shown = vaelab("train", "--help", cwd=tmp_path).stdout
+    assert named >= {"--lr", "--grad-clip", "--precision", "--skip-nonfinite"}
+    assert all(flag in shown for flag in named), named
+
+
+def test_a_damaged_artefact_is_a_one_line_error_naming_the_command_that_rewrites_it(trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "eval.json").write_text('{"kl_per_dim": [0.1,')
+    result = vaelab("traverse", str(run), "--out", "t.png", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "eval.json is unreadable or not valid JSON" in result.stderr and f"vaelab eval {run}" in result.stderr
+    (run / "eval.json").unlink()
+    (run / "factors.json").write_text("[{")
+    result = subprocess.run([sys.executable, "-m", "vaelab.cli", "explore", str(run), "--port", "0"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)  # a server that started would never end
+    assert result.returncode == 2 and f"vaelab factors {run}" in result.stderr

@@ -17,9 +17,9 @@ from vaelab.data import (
     random_translation,
     rotate,
 )
-from vaelab.data.idx import parse_idx
 from vaelab.data.catalog import DATASETS, describe
 from vaelab.data.fashion_mnist import DEBIAN_FOLDER as DEBIAN_FASHION_MNIST_DIR
+from vaelab.data.idx import parse_idx
 from vaelab.data.sources import data_root, read_verified
 from vaelab.errors import VaelabError
 

@@ -117,8 +117,8 @@ def extended():
     del DATASETS[SQUARES.name], FAMILIES["tiny-ae"], LIKELIHOODS["per-pixel-gaussian"]
 
 
-SMALL = {"dataset": "toy-squares", "val_size": 100, "train_limit": 500, "batch_size": 50, "channels": [8, 16], "hidden_dim": 32,
-         "latent_dim": 4, "epochs": 2, "input_mode": "grayscale", "checkpoint_every": 3}
+SMALL = {"dataset": "toy-squares", "val_size": 100, "train_limit": 500, "batch_size": 50, "channels": [8, 16],
+         "hidden_dim": 32, "latent_dim": 4, "epochs": 2, "input_mode": "grayscale", "checkpoint_every": 3}
 
 
 def test_a_registered_dataset_gives_the_config_its_shape_classes_and_likelihood():

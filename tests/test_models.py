@@ -53,7 +53,9 @@ def test_bernoulli_log_prob_is_the_negative_binary_cross_entropy_summed_over_pix
 
 
 def test_deeper_and_wider_configurations_build_and_keep_shapes():
-    config = RunConfig().with_overrides({"channels": [16, 32], "blocks_per_stage": 1, "hidden_dim": 64, "latent_dim": 4})
+    config = RunConfig().with_overrides(
+        {"channels": [16, 32], "blocks_per_stage": 1, "hidden_dim": 64, "latent_dim": 4}
+    )
     model = VAE(config.model)
     terms = model.loss_terms(torch.rand(2, 1, 28, 28))
     assert terms["recon"].shape == (2,) and terms["kl_per_dim"].shape == (2, 4)

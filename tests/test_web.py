@@ -25,11 +25,10 @@ from vaelab.analysis.factors import FACTORS, analyse_factors
 from vaelab.analysis.samplers import GMM_FILE
 from vaelab.analysis.traversal import load_test_inputs
 from vaelab.data import load_split
-from vaelab.images import make_grid, png_bytes
-from vaelab.rundir import load_model, read_config
-from vaelab.rundir import BEST, CONFIG, save_tensors
-from vaelab.web.app import MAX_BODY_BYTES, Explorer, bind_socket, create_app, make_server
 from vaelab.data.catalog import describe
+from vaelab.images import make_grid, png_bytes
+from vaelab.rundir import BEST, CONFIG, load_model, read_config, save_tensors
+from vaelab.web.app import MAX_BODY_BYTES, Explorer, bind_socket, create_app, make_server
 from vaelab.web.drawing import prepare_drawing
 
 MNIST = describe("mnist")
