@@ -173,8 +173,9 @@ def _train(
                     break
                 logged.update({name: value.float().mean().item() for name, value in phase.logged.items()})
             if bad is not None:
-                # The step is not taken, so the weights stay the last good ones; a skipped batch still counts as
-                # a step, keeping the data order and schedules those of an undisturbed run.
+                # The step (or its phases from the bad one on) is not taken, so the weights stay the last good
+                # ones; a skipped batch still counts as a step, keeping the data order and schedules those of an
+                # undisturbed run.
                 if len(state["skipped_steps"]) >= train_cfg.skip_nonfinite:
                     bar.close()
                     raise NonFiniteLossError(
