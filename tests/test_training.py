@@ -107,3 +107,22 @@ def test_truncated_checkpoint_is_a_clear_error(trained_run, tmp_path):
 def test_changing_the_model_on_resume_is_refused(trained_run):
     with pytest.raises(VaelabError, match="cannot change latent_dim when resuming"):
         start_or_resume(None, trained_run, None, {"latent_dim": 16}, **QUIET)
+
+
+def test_the_same_tensors_and_metadata_give_the_same_file_bytes_in_every_process(tmp_path):
+    """safetensors writes its metadata map in a random order per process; vaelab's files are canonical, so a
+    checkpoint's SHA-256 says whether two runs gave the same weights."""
+    import subprocess
+    import sys
+
+    script = ("import sys, torch; from pathlib import Path; from vaelab.rundir import save_tensors; "
+              "save_tensors(Path(sys.argv[1]), {'b': torch.arange(5.0), 'a': torch.ones(2, 3)}, "
+              "{'epoch': '3', 'val_elbo': '-1.5', 'kind': 'vae'})")
+    files = [tmp_path / f"{i}.safetensors" for i in range(4)]
+    for path in files:
+        subprocess.run([sys.executable, "-c", script, str(path)], check=True)
+    assert len({path.read_bytes() for path in files}) == 1
+    from vaelab.rundir import load_tensors
+
+    tensors, metadata = load_tensors(files[0])
+    assert torch.equal(tensors["b"], torch.arange(5.0)) and metadata["epoch"] == "3"

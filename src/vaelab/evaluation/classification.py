@@ -108,7 +108,7 @@ def classify_image(run_dir: str | Path, image: str | Path) -> dict[str, Any]:
     description = describe(config.data.dataset)
     picture = read_picture(image, description)
     pixels = torch.from_numpy((np.clip(picture, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
-    probabilities = predict_probabilities(model, to_float(pixels[None]))[0]
+    probabilities = predict_probabilities(model, to_float(pixels[None, None]))[0]
     predicted = int(probabilities.argmax())
     names = description.class_names
     return {

@@ -51,7 +51,7 @@ from vaelab.data.description import DatasetDescription
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.evaluation.latents import dimensions_by_kl
-from vaelab.images import display_array, make_grid, png_bytes
+from vaelab.images import display_array, png_bytes
 from vaelab.models.registry import refuse_conditional
 from vaelab.models.vae import VAE
 from vaelab.rundir import FACTORS, load_model, read_artefact_if_present, read_config
@@ -231,7 +231,7 @@ def read_factor_names(run_dir: Path) -> dict[int, str]:
 def picture_png(picture: np.ndarray) -> bytes:
     """float `[H, W]` (grey) or `[H, W, 3]` (colour) in [0, 1] → 8-bit PNG at its own size (the page upscales it,
     pixelated)."""
-    return png_bytes(Image.fromarray(make_grid(picture[None], columns=1, padding=0)))
+    return png_bytes(Image.fromarray((np.clip(picture, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)))
 
 
 def read_png(encoded: str) -> np.ndarray:
