@@ -88,8 +88,8 @@ def test_confident_fraction_counts_frames_with_a_class_probability_at_or_above_t
         confident_fraction(frames, classifier, 1.5)
 
 
-def test_unknown_dataset_has_no_classifier():
-    with pytest.raises(VaelabError, match="no reference classifier for dataset 'cifar'"):
+def test_unknown_dataset_is_refused_with_the_known_names():
+    with pytest.raises(VaelabError, match="unknown dataset 'cifar'; choose one of: mnist, fashion-mnist"):
         load_or_train_classifier("cifar")
 
 
