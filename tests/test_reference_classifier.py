@@ -89,7 +89,7 @@ def test_confident_fraction_counts_frames_with_a_class_probability_at_or_above_t
 
 
 def test_unknown_dataset_is_refused_with_the_known_names():
-    with pytest.raises(VaelabError, match="unknown dataset 'cifar'; choose one of: mnist, fashion-mnist"):
+    with pytest.raises(VaelabError, match="unknown dataset 'cifar'; choose one of: mnist, fashion-mnist, emoji"):
         load_or_train_classifier("cifar")
 
 

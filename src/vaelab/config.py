@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from vaelab.data.catalog import DATASETS, describe
+from vaelab.data.catalog import KNOWN_TEXT, dataset_name, describe
 from vaelab.errors import VaelabError
 
 INPUT_MODES = ("grayscale", "binarized")
@@ -26,6 +26,8 @@ LR_SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "bf16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 HEAD_INPUTS = ("mean", "trunk")
+FEATURE_SIDE = 7  # the encoder's stages stop once its features are at most this many pixels a side
+MAX_STAGE_WIDTH = 256  # the widest stage that the extension adds (a wider one is given in `channels`)
 MAX_WIDTH = 4096  # widths above this cannot fit a small-image model in memory; refuse them before allocating
 MAX_HEAD_SHIFT_SHARE = 4  # at most a quarter of the image side: further moves the object out of the frame
 MAX_HEAD_ROTATE = 45.0  # degrees; handwriting and photographed clothes lean far less
@@ -42,11 +44,18 @@ def option(default: Any, help: str, flag: str | None = None, shown: str | None =
 
 @dataclass
 class DataConfig:
-    dataset: str = option("mnist", f"Dataset: {', '.join(DATASETS)}.")
-    input_mode: str = option(
-        "binarized", "binarized (a fresh Bernoulli draw of each image per step) or grayscale (the intensities)."
+    dataset: str = option("mnist", f"Dataset: {KNOWN_TEXT} (any folder of PNG/JPEG/WebP images).")
+    image_size: int | None = option(None, "Resize to N×N (celeba, folder:PATH).", shown="the dataset's")
+    image_channels: int | None = option(None, "folder:PATH: 3 (RGB) or 1 (grey).", shown="the dataset's")
+    data_dir: str | None = option(None, "celeba: the folder holding your copy (img_align_celeba/ and the lists).",
+                                  shown="the one given before")
+    input_mode: str | None = option(
+        None, "binarized (a fresh Bernoulli draw of each image per step) or grayscale (the intensities, grey or "
+              "colour).", shown="the dataset's: binarized for mnist, fashion-mnist"
     )
-    val_size: int = option(5000, "Images carved from the official train split for validation (model selection).")
+    val_size: int | None = option(
+        None, "Images carved from the official train split for validation (model selection).", shown="the dataset's"
+    )
     split_seed: int = option(0, "Seed of the train/validation split and of the kept labels.")
     train_limit: int | None = option(None, "Use only the first N training images (quick runs and tests).",
                                      shown="all")
@@ -77,12 +86,29 @@ class ModelConfig:
         "mean", "vae-classifier: the head reads the posterior mean (mean) or the encoder's hidden features (trunk)."
     )
     latent_dim: int = option(32, "Latent dimensions.")
-    channels: list[int] = option([32, 64], "Widths of the stride-2 conv stages, e.g. 32,64.")
+    channels: list[int] = option(
+        [32, 64], "Widths of the stride-2 conv stages, e.g. 32,64; larger images add stages (each twice as wide, at "
+                  "most 256) until the features are 7×7 or smaller."
+    )
     blocks_per_stage: int = option(0, "Residual 3×3 blocks after each stage.")
     hidden_dim: int = option(512, "Fully connected layer between the conv features and the latent (0: none).")
-    likelihood: str | None = option(None, "p(x|z): bernoulli or gaussian (learned σ).", shown="the dataset's")
+    likelihood: str | None = option(
+        None, "p(x|z): bernoulli, gaussian (one learned σ), gaussian-pixel (per-pixel σ) or logistic (discretised "
+        "over the 256 levels).", shown="the dataset's")
     # Filled from the dataset's description, recorded so that a run directory rebuilds its model on its own.
     image_shape: list[int] | None = option(None, "Channels, height, width (set from the dataset, not an option).")
+
+    @property
+    def stage_widths(self) -> list[int]:
+        """The widths of the stride-2 stages: `channels`, extended while the features are larger than
+        FEATURE_SIDE pixels a side and still even, each new stage twice as wide as the last (at most
+        MAX_STAGE_WIDTH). So the architecture follows the resolution: 28 → 7×7 features with two stages, 64 → 4×4
+        with four, 128 → 4×4 with five."""
+        widths = list(self.channels)
+        side = min(self.image_shape[1:]) if self.image_shape else 0
+        while side / 2 ** len(widths) > FEATURE_SIDE and (side // 2 ** len(widths)) % 2 == 0:
+            widths.append(min(2 * widths[-1], MAX_STAGE_WIDTH))
+        return widths
 
 
 @dataclass
@@ -172,9 +198,16 @@ class RunConfig:
     def resolve(self) -> None:
         """Fill what the dataset decides when the config leaves it open: the image shape (always the dataset's),
         the number of classes and the likelihood."""
-        if self.data.dataset not in DATASETS:
+        try:
+            self.data.dataset = dataset_name(self.data.dataset, self.data.image_size, self.data.image_channels)
+            description = describe(self.data.dataset)
+        except VaelabError:
             return  # validate() names the problem
-        description = describe(self.data.dataset)
+        self.data.image_channels, self.data.image_size = description.shape[0], description.shape[1]
+        if self.data.input_mode is None:
+            self.data.input_mode = description.default_input_mode
+        if self.data.val_size is None and "val" not in description.splits:
+            self.data.val_size = _images(description.default_val_size)
         if self.model.image_shape is None:
             self.model.image_shape = list(description.shape)
         if self.model.classes is None:
@@ -188,7 +221,8 @@ class RunConfig:
         d, m, t = self.data, self.model, self.train
         description = describe(d.dataset)
         _check(d.input_mode in INPUT_MODES, f"input_mode must be one of {', '.join(INPUT_MODES)}")
-        _check(0 < d.val_size < 60000, "val_size must be between 1 and 59,999")
+        dataset_name(d.dataset, d.image_size, d.image_channels)  # the dataset's own error for a bad name or size
+        _check(d.val_size is None or d.val_size > 0, "val_size must be a positive number of images")
         for name, value in (("split_seed", d.split_seed), ("seed", t.seed)):
             _check(0 <= value < 2**31, f"{name} must be between 0 and 2**31 − 1 (got {value})")
         for name in ("train_limit", "val_limit"):
@@ -236,10 +270,10 @@ class RunConfig:
             f"{d.dataset} images are {shape_text} (channels×height×width); image_shape comes from the dataset, "
             "leave it out",
         )
-        stride = 2 ** len(m.channels)
+        stride = 2 ** len(m.stage_widths)
         _check(
             all(side % stride == 0 for side in m.image_shape[1:]),
-            f"the {shape_text} images must be divisible by 2**len(channels) = {stride}; use fewer stages",
+            f"the {shape_text} images must be divisible by 2**stages = {stride}; use fewer channel widths",
         )
         _check(0 <= m.blocks_per_stage <= 16, "blocks_per_stage must be between 0 and 16")
         _check(0 <= m.hidden_dim <= MAX_WIDTH, f"hidden_dim must be between 0 and {MAX_WIDTH}")
@@ -259,6 +293,12 @@ class RunConfig:
         _check(t.max_steps is None or t.max_steps >= 1, "max_steps must be at least 1")
         _check(t.checkpoint_every >= 0, "checkpoint_every must be ≥ 0 steps (0: checkpoint at epoch ends only)")
         _check(t.skip_nonfinite >= 0, "skip_nonfinite must be ≥ 0 batches")
+
+
+def _images(share_or_count: int | float) -> int | None:
+    """A dataset's default validation size: a count, or (a float below 1) a share that `load_split` applies to
+    the train split it reads — recorded as None."""
+    return share_or_count if isinstance(share_or_count, int) else None
 
 
 def load_yaml_config(path: Path) -> RunConfig:

@@ -32,25 +32,27 @@ def _check_intensities(images: np.ndarray) -> None:
 
 
 def measure(image: np.ndarray, dataset: str) -> dict[str, float]:
-    """Every attribute of one `[H, W]` image."""
-    measurers = _measurers(dataset)
-    image = np.asarray(image, dtype=np.float64)
-    if image.ndim != 2:
-        raise VaelabError(f"measure takes one [H, W] image, got shape {list(image.shape)}; use measure_batch")
-    _check_intensities(image)
-    return {name: measurer(image) for name, measurer in measurers.items()}
+    """Every attribute of one image: `[H, W]` for a grey dataset, `[3, H, W]` for a colour one."""
+    image = np.asarray(image)
+    if image.ndim != (2 if describe(dataset).channels == 1 else 3):
+        raise VaelabError(f"measure takes one image, got shape {list(image.shape)}; use measure_batch")
+    return {name: values[0] for name, values in measure_batch(np.asarray(image)[None], dataset).items()}
 
 
 def measure_batch(images: torch.Tensor | np.ndarray, dataset: str) -> dict[str, np.ndarray]:
-    """Every attribute of a batch of one-channel images `[N, H, W]` or `[N, 1, H, W]`, as one `[N]` array each."""
+    """Every attribute of a batch, as one `[N]` array each: grey images `[N, H, W]` or `[N, 1, H, W]`, colour
+    images `[N, 3, H, W]` (the dataset's measurers read one `[H, W]` grey or `[3, H, W]` colour image)."""
     measurers = _measurers(dataset)
+    channels = describe(dataset).channels
     if isinstance(images, torch.Tensor):
         images = images.detach().cpu().numpy()
     images = np.asarray(images, dtype=np.float64)
-    if images.ndim == 4 and images.shape[1] == 1:
+    if channels == 1 and images.ndim == 4 and images.shape[1] == 1:
         images = images[:, 0]
-    if images.ndim != 3:
-        raise VaelabError(f"measure_batch takes [N, H, W] or [N, 1, H, W] images, got shape {list(images.shape)}")
+    expected = 3 if channels == 1 else 4
+    if images.ndim != expected or (channels > 1 and images.shape[1] != channels):
+        shape = "[N, H, W] or [N, 1, H, W]" if channels == 1 else f"[N, {channels}, H, W]"
+        raise VaelabError(f"{dataset} attributes are measured on {shape} images, got shape {list(images.shape)}")
     _check_intensities(images)
     return {
         name: np.array([measurer(image) for image in images], dtype=np.float64) for name, measurer in measurers.items()

@@ -23,6 +23,14 @@ For every active dimension:
 - **Smoothness.** Mean over bases of max step / mean step between consecutive decoded frames of the traversal
   (see `vaelab.analysis.smoothness`): 1 for an even change, large when the picture jumps.
 
+- **Annotations** (datasets that have them). A binary annotation (CelebA's 40 attributes) is related to each
+  dimension by the AUC of its posterior means over the test split (`top_annotation`, `top_annotation_auc`: the
+  annotation farthest from 0.5, as max(AUC, 1 − AUC), with `top_annotation_sign` +1 when larger values of the
+  dimension mean the attribute). A known factor of the dataset (emoji: skin tone 1–5 on the toned images) gets two
+  ρ per dimension on the images where it is defined (`known_factors`): `encoder_rho`, Spearman ρ between the
+  posterior means and the factor's value, and `traversal_rho`, the pooled ρ of its measured attribute (skin
+  lightness) under traversal from the first `bases` of those images.
+
 The name: the strongest attribute when its |ρ| ≥ ATTRIBUTE_RHO_THRESHOLD (e.g. `stroke_thickness (ρ=+0.82)`),
 else `class/shape` when the MI with the class is at least CLASS_MI_THRESHOLD nats, else `entangled`; dimensions
 that are not active units are `inactive` and are not traversed.
@@ -124,6 +132,59 @@ def weakest_class(per_class: list[float], pooled: float) -> tuple[float, int | N
     return min(defined) if defined else (math.nan, None)
 
 
+def auc(values: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of `values` for telling `positive` (bool `[N]`) from the rest: the Mann–Whitney
+    U statistic over n₊·n₋ (ties count a half); nan when either class is empty."""
+    positive = np.asarray(positive, dtype=bool)
+    n_positive, n_negative = positive.sum(), (~positive).sum()
+    if n_positive == 0 or n_negative == 0:
+        return math.nan
+    ranks = rankdata(values)
+    return float((ranks[positive].sum() - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative))
+
+
+def binary_annotations(annotations: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The annotations that are 0/1 with both values present (CelebA's attributes), as bool arrays."""
+    binary = {}
+    for name, values in annotations.items():
+        values = values.numpy()
+        if set(np.unique(values).tolist()) == {0, 1}:
+            binary[name] = values.astype(bool)
+    return binary
+
+
+def top_annotation(dim_means: np.ndarray, binary: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The binary annotation a dimension tells apart best: its name, max(AUC, 1 − AUC) and the sign."""
+    if not binary:
+        return {}
+    scores = {name: auc(dim_means, positive) for name, positive in binary.items()}
+    best = max(scores, key=lambda name: abs(scores[name] - 0.5))
+    return {"top_annotation": best, "top_annotation_auc": max(scores[best], 1 - scores[best]),
+            "top_annotation_sign": 1 if scores[best] >= 0.5 else -1}
+
+
+def known_factor_relations(
+    model: VAE, means: torch.Tensor, test: Any, dim: int, values: torch.Tensor, dataset: str, bases: int
+) -> dict[str, dict[str, float]]:
+    """For each known factor of the dataset, on the test images where it is defined: ρ of the posterior means of
+    `dim` with the factor (`encoder_rho`) and the pooled ρ of its measured attribute under traversal of `dim`
+    from the first `bases` of them (`traversal_rho`)."""
+    relations = {}
+    for factor in describe(dataset).known_factors:
+        truth = test.annotations[factor.annotation]
+        inside = ((truth >= factor.low) & (truth <= factor.high)).nonzero().flatten()
+        if inside.numel() < MIN_POINTS:
+            continue
+        encoder_rho = spearman(means[inside, dim].numpy(), truth[inside].numpy().astype(np.float64))
+        chosen = inside[:bases]
+        images = traverse_from_bases(model, means[chosen], dim, values, test.labels[chosen])
+        measured = measure_batch(images.flatten(end_dim=1), dataset)[factor.attribute]
+        traversal_rho = pooled_rank_correlation(values.numpy(), measured.reshape(len(chosen), -1))
+        relations[factor.annotation] = {"encoder_rho": encoder_rho, "traversal_rho": traversal_rho,
+                                        "images": int(inside.numel()), "bases": int(len(chosen))}
+    return relations
+
+
 def factor_name(top_attribute: str | None, top_rho: float, mi_with_class: float) -> str:
     if top_attribute is not None and abs(top_rho) >= ATTRIBUTE_RHO_THRESHOLD:
         return f"{top_attribute} (ρ={top_rho:+.2f})"
@@ -201,17 +262,23 @@ def analyse_factors(
     means, _ = posterior_moments(model, inputs, test.labels)
     usage = latent_usage(run_dir, model, inputs, test.labels)
     base_codes, base_labels = means[:bases], test.labels[:bases]
+    has_classes = describe(data.dataset).classes >= 2
+    binary = binary_annotations(test.annotations)
     rows = []
     for dim in dimensions_by_kl(usage.kl_per_dim):
         row: dict[str, Any] = {
             "dim": dim,
             "kl": usage.kl_per_dim[dim],
             "active": usage.active[dim],
-            "mi_with_class": mutual_information(means[:, dim].numpy(), test.labels.numpy()),
+            "mi_with_class": mutual_information(means[:, dim].numpy(), test.labels.numpy()) if has_classes else 0.0,
+            **top_annotation(means[:, dim].numpy(), binary),
         }
         if usage.active[dim]:
             row.update(traversal_measurements(model, base_codes, dim, values, data.dataset, base_labels, classifier))
             row["name"] = factor_name(row["top_attribute"], row["top_rho"], row["mi_with_class"])
+            known = known_factor_relations(model, means, test, dim, values, data.dataset, bases)
+            if known:
+                row["known_factors"] = {name: _json_ready(numbers) for name, numbers in known.items()}
         else:
             row.update(NOT_TRAVERSED)
         log(f"dimension {dim}: {row['name']}")

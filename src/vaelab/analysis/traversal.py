@@ -237,12 +237,14 @@ def add_row_labels(
 ) -> np.ndarray:
     """A white strip with one label per grid row, joined to the left of a grid made by `make_grid`."""
     font = ImageFont.load_default()
+    mode = "L" if picture.ndim == 2 else "RGB"  # the strip takes the grid's colour mode
+    white, black = (255, 0) if mode == "L" else ((255, 255, 255), (0, 0, 0))
     text_width = max(ImageDraw.Draw(Image.new("L", (1, 1))).textlength(label, font) for label in labels)
-    strip = Image.new("L", (math.ceil(text_width) + 2 * padding, picture.shape[0]), 255)
+    strip = Image.new(mode, (math.ceil(text_width) + 2 * padding, picture.shape[0]), white)
     draw = ImageDraw.Draw(strip)
     for row, label in enumerate(labels):
         centre = padding + row * row_pitch + (row_pitch - padding) / 2
-        draw.text((padding, centre), label, fill=0, font=font, anchor="lm")
+        draw.text((padding, centre), label, fill=black, font=font, anchor="lm")
     return np.concatenate([np.asarray(strip), picture], axis=1)
 
 

@@ -1,24 +1,93 @@
 """The datasets vaelab knows: name → description. A new dataset is one file with its `DatasetDescription` and one
-line in `DATASETS` below (or, from outside the package, one call of `register_dataset`)."""
+line in `DATASETS` below (or, from outside the package, one call of `register_dataset`).
+
+Two kinds of dataset take parameters, written into the name so that the name alone says what the images are:
+`folder:PATH?size=64&channels=3` (any folder of images; both parameters always written) and `celeba?size=128`
+(the size only where it is not the default). `dataset_name` builds that canonical name from the `--dataset`,
+`--image-size` and `--image-channels` options.
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote
 
+from vaelab.data.celeba import celeba_description
 from vaelab.data.description import DatasetDescription, Log
+from vaelab.data.emoji import EMOJI
 from vaelab.data.fashion_mnist import FASHION_MNIST
+from vaelab.data.image_folder import PREFIX as FOLDER_PREFIX
+from vaelab.data.image_folder import folder_description
 from vaelab.data.mnist import MNIST
 from vaelab.data.sources import fetch_files
 from vaelab.errors import VaelabError
 
-DATASETS: dict[str, DatasetDescription] = {description.name: description for description in (MNIST, FASHION_MNIST)}
+DATASETS: dict[str, DatasetDescription] = {
+    description.name: description for description in (MNIST, FASHION_MNIST, EMOJI)
+}
+# Datasets whose images are resized at reading: name → (description at a size, or at the default for None).
+SIZED = {"celeba": celeba_description}
+KNOWN_TEXT = ", ".join([*DATASETS, *SIZED, "folder:PATH"])
+
+
+def _parameters(query: str, name: str) -> tuple[int | None, int | None]:
+    values = parse_qs(query, strict_parsing=bool(query)) if query else {}
+    unknown = set(values) - {"size", "channels"}
+    if unknown:
+        raise VaelabError(f"dataset '{name}': unknown parameter(s) {sorted(unknown)}; allowed: size, channels")
+    try:
+        size, channels = (int(values[key][-1]) if key in values else None for key in ("size", "channels"))
+    except ValueError:
+        raise VaelabError(f"dataset '{name}': size and channels must be whole numbers") from None
+    if size is not None and not 8 <= size <= 1024:
+        raise VaelabError(f"dataset '{name}': image size {size} must be between 8 and 1024 pixels")
+    if channels not in (None, 1, 3):
+        raise VaelabError(f"dataset '{name}': channels must be 1 (grey) or 3 (RGB), not {channels}")
+    return size, channels
+
+
+def dataset_name(name: str, image_size: int | None = None, image_channels: int | None = None) -> str:
+    """The canonical name of a dataset at a size and channel count (None: as the name already says, or the
+    dataset's default): `folder:~/a` → `folder:/home/u/a?size=64&channels=3`, `celeba` at 128 → `celeba?size=128`."""
+    base, _, query = name.partition("?")
+    size, channels = _parameters(query, name)
+    size, channels = image_size or size, image_channels or channels
+    if base.startswith(FOLDER_PREFIX):
+        path = Path(unquote(base[len(FOLDER_PREFIX):])).expanduser().resolve()
+        description = folder_description("", str(path), size, channels)
+        channels, size, _ = description.shape
+        return f"{FOLDER_PREFIX}{quote(str(path), safe='/:')}?size={size}&channels={channels}"
+    if base in SIZED:
+        if channels not in (None, 3):
+            raise VaelabError(f"{base} images are RGB; --image-channels does not apply")
+        default = SIZED[base](base, None).shape[1]
+        return base if size in (None, default) else f"{base}?size={size}"
+    if base in DATASETS:
+        shape = DATASETS[base].shape
+        if (size not in (None, shape[1])) or (channels not in (None, shape[0])):
+            raise VaelabError(f"{base} images are {'×'.join(map(str, shape))} and are not resized; leave out "
+                              "--image-size and --image-channels")
+        return base
+    raise VaelabError(f"unknown dataset '{name}'; choose one of: {KNOWN_TEXT}")
 
 
 def describe(name: str) -> DatasetDescription:
     """The description of a dataset; an unknown name is a one-line error listing the known ones."""
-    if name not in DATASETS:
-        raise VaelabError(f"unknown dataset '{name}'; choose one of: {', '.join(DATASETS)}")
-    return DATASETS[name]
+    if name in DATASETS:
+        return DATASETS[name]
+    return _parametrised(name)
+
+
+@lru_cache(maxsize=64)
+def _parametrised(name: str) -> DatasetDescription:
+    base, _, query = name.partition("?")
+    size, channels = _parameters(query, name)
+    if base.startswith(FOLDER_PREFIX):
+        return folder_description(name, unquote(base[len(FOLDER_PREFIX):]), size, channels)
+    if base in SIZED and channels in (None, 3):
+        return SIZED[base](name, size)
+    raise VaelabError(f"unknown dataset '{name}'; choose one of: {KNOWN_TEXT}")
 
 
 def register_dataset(description: DatasetDescription) -> DatasetDescription:

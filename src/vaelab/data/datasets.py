@@ -8,10 +8,11 @@ description gives the shape.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 
 from vaelab.data.catalog import describe
@@ -23,47 +24,60 @@ Split = Literal["train", "val", "test"]
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Images `[N, C, H, W]` uint8 and labels `[N]` int64 of one split."""
+    """Images `[N, C, H, W]` uint8 and labels `[N]` int64 of one split, and the dataset's per-image annotations
+    (name → `[N]` tensor; empty for most datasets)."""
 
     images: torch.Tensor
     labels: torch.Tensor
     dataset: str
     split: str
+    annotations: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def select(self, index: torch.Tensor | slice) -> ImageSet:
+        """The examples at `index`, with their labels and annotations."""
+        annotations = {name: values[index] for name, values in self.annotations.items()}
+        return ImageSet(self.images[index], self.labels[index], self.dataset, self.split, annotations)
+
     def subset(self, count: int | None) -> ImageSet:
         """The first `count` examples (all when `count` is None): the small real slices tests use."""
-        if count is None:
-            return self
-        return ImageSet(self.images[:count], self.labels[:count], self.dataset, self.split)
+        return self if count is None else self.select(slice(0, count))
 
 
-def _load_files(name: str, kind: str, root: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _load_files(name: str, kind: str, root: Path | None) -> ImageSet:
     description = describe(name)
     if not is_fetched(description, root):
         fetch_files(description, root)
-    images, labels = description.reader(description, kind, root)
-    return torch.from_numpy(images.copy()), torch.from_numpy(labels)
+    images, labels, *rest = description.reader(description, kind, root)
+    annotations = {key: torch.from_numpy(np.array(values)) for key, values in (rest[0] if rest else {}).items()}
+    labels = torch.from_numpy(np.asarray(labels)).long()
+    return ImageSet(torch.from_numpy(np.array(images)), labels, name, kind, annotations)
 
 
 def load_split(
-    name: str, split: Split, val_size: int = 5000, split_seed: int = 0, root: Path | None = None
+    name: str, split: Split, val_size: int | None = None, split_seed: int = 0, root: Path | None = None
 ) -> ImageSet:
-    """One split of a dataset. `val` is carved from the official train set by a seeded permutation, so the
-    same (val_size, split_seed) always gives the same split; `test` is the official test set."""
-    describe(name)  # a clear error for an unknown name before touching files
+    """One split of a dataset. `test` is the official test set. `val` is the official validation set where the
+    dataset has one (CelebA); otherwise it is carved from the train set by a seeded permutation, so the same
+    (val_size, split_seed) always gives the same split (val_size None: the dataset's default)."""
+    description = describe(name)  # a clear error for an unknown name before touching files
     if split not in ("train", "val", "test"):
         raise ValueError(f"unknown split {split!r}")
-    if split == "test":
-        images, labels = _load_files(name, "test", root)
-        return ImageSet(images, labels, name, "test")
-    images, labels = _load_files(name, "train", root)
-    order = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(split_seed))
+    if split == "test" or "val" in description.splits:
+        return _load_files(name, split, root)
+    train = _load_files(name, "train", root)
+    if val_size is None:
+        default = description.default_val_size  # a count, or a share of the train split
+        val_size = default if isinstance(default, int) else max(1, round(default * len(train)))
+    if not 0 < val_size < len(train):
+        raise VaelabError(f"val_size {val_size:,} must be between 1 and the {len(train) - 1:,} images of {name}'s "
+                          "train split less one; pass a smaller --val-size")
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(split_seed))
     chosen = order[:val_size] if split == "val" else order[val_size:]
     chosen, _ = torch.sort(chosen)  # keep file order inside a split: prefixes are stable slices
-    return ImageSet(images[chosen], labels[chosen], name, split)
+    return replace(train.select(chosen), split=split)
 
 
 def balanced_label_subset(labels: torch.Tensor, n: int, seed: int, classes: int = 10) -> torch.Tensor:

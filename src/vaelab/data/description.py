@@ -18,9 +18,11 @@ if TYPE_CHECKING:
     import numpy as np
 
 Log = Callable[[str], None]
+# a measurer of one image in [0, 1]: `[H, W]` for a grey dataset, `[3, H, W]` for a colour one
 Measurer = Callable[["np.ndarray"], float]
-# (description, split, data root or None) → (uint8 images `[N, C, H, W]`, int64 labels `[N]`) as numpy arrays
-Reader = Callable[["DatasetDescription", str, "Path | None"], tuple[Any, Any]]
+# (description, split, data root or None) → (uint8 images `[N, C, H, W]`, int64 labels `[N]`) as numpy arrays,
+# and optionally a third item: the annotations, name → `[N]` array (per-image facts kept for analysis)
+Reader = Callable[["DatasetDescription", str, "Path | None"], tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,18 @@ class Drawing:
 
 
 @dataclass(frozen=True)
+class KnownFactor:
+    """A ground-truth factor of part of a dataset: the annotation `annotation` takes the ordered values
+    `low..high` on that part (the rest of the images lie outside it), and the measurer `attribute` reads the factor
+    off a picture, so that a traversal can be checked against it (emoji: skin tone 1–5, skin lightness)."""
+
+    annotation: str
+    low: int
+    high: int
+    attribute: str
+
+
+@dataclass(frozen=True)
 class DatasetDescription:
     name: str
     shape: tuple[int, int, int]  # (channels, height, width) of every image
@@ -53,8 +67,13 @@ class DatasetDescription:
     offline_sources: tuple[OfflineSource, ...] = ()  # tried after the mirrors
     offline_hint: str = ""  # how to get an offline copy, for the error when no source has a file
     default_likelihood: str = "bernoulli"
-    attributes: dict[str, Measurer] = field(default_factory=dict)  # attribute name → measurer of one `[H, W]` image
+    default_input_mode: str = "binarized"  # or "grayscale": the intensities (grey or colour)
+    attributes: dict[str, Measurer] = field(default_factory=dict)  # attribute name → measurer of one image
     drawing: Drawing | None = None  # the explorer's input: a drawing canvas, or (None) an image upload
+    default_val_size: int | float = 5000  # validation images carved from train (a float: a share of it)
+    splits: tuple[str, ...] = ("train", "test")  # what the reader reads; with "val", validation is official
+    annotations: tuple[str, ...] = ()  # names of the reader's per-image annotations (skin tone, attributes)
+    known_factors: tuple[KnownFactor, ...] = ()  # ground-truth factors among the annotations
 
     @property
     def classes(self) -> int:
@@ -69,6 +88,17 @@ class DatasetDescription:
         """Values per image (C·H·W): the dimensions of bits per dimension."""
         channels, height, width = self.shape
         return channels * height * width
+
+    @property
+    def cache_name(self) -> str:
+        """The dataset's folder name in the cache: its name where that is a plain word, else a readable prefix and
+        a digest of the whole name (a folder dataset's name holds a path)."""
+        if all(c.isalnum() or c in "-_." for c in self.name):
+            return self.name
+        import hashlib
+
+        prefix = "".join(c if c.isalnum() else "-" for c in self.name.split(":")[0])
+        return f"{prefix}-{hashlib.sha256(self.name.encode()).hexdigest()[:16]}"
 
     @property
     def explorer_input(self) -> str:

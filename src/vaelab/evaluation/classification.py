@@ -17,6 +17,7 @@ import torch
 
 from vaelab.data.catalog import describe
 from vaelab.data.datasets import balanced_label_subset, iterate_batches, to_float
+from vaelab.errors import VaelabError
 from vaelab.models.registry import capabilities, require_classifier
 from vaelab.models.vae import VAE, posterior_moments
 
@@ -78,17 +79,24 @@ def linear_probe(
     seed: int = 0,
     features: str = "posterior means",
 ) -> dict[str, Any]:
-    """Probe accuracies with 100 balanced training labels (by `seed`) and with all of them; `features` says what
-    the features are, for eval.json."""
-    subset = balanced_label_subset(train_labels, PROBE_LABELS, seed, classes)
+    """Probe accuracies with about 100 balanced training labels (the largest multiple of the classes up to 100, by
+    `seed`; None when a class has too few images) and with all of them; `features` says what the features are, for
+    eval.json."""
+    few = PROBE_LABELS // classes * classes
     train_f, train_y = train_features.numpy(), train_labels.numpy()
     test_f, test_y = test_features.numpy(), test_labels.numpy()
+    try:
+        subset = balanced_label_subset(train_labels, few, seed, classes)
+        few_accuracy = probe_accuracy(train_f[subset], train_y[subset], test_f, test_y)
+    except VaelabError:
+        few_accuracy = None
     return {
-        "linear_probe_accuracy_100": probe_accuracy(train_f[subset], train_y[subset], test_f, test_y),
+        "linear_probe_accuracy_100": few_accuracy,
         "linear_probe_accuracy_all": probe_accuracy(train_f, train_y, test_f, test_y),
         "linear_probe": {
             "train_images": int(train_y.size),
             "test_images": int(test_y.size),
+            "few_labels": few,
             "features": features,
             "seed": seed,
         },

@@ -131,14 +131,17 @@ def evaluate_run(
         log("classification accuracy and confusion matrix on the test split")
         predicted = predict_probabilities(model, intensities).argmax(1)
         result["classification"] = classification_metrics(predicted.numpy(), test.labels.numpy(), model.classes)
-    log("linear probe: logistic regression on the training split's posterior means")
-    train = load_split(config.data.dataset, "train", config.data.val_size, config.data.split_seed).subset(probe_images)
-    train_x = prepare_inputs(train.images, config.data.input_mode, EVAL_SEED)
-    features = "posterior means averaged over classes" if conditional else "posterior means"
-    result.update(
-        linear_probe(probe_features(model, train_x), train.labels, probe_features(model, x_all), test.labels,
-                     describe(config.data.dataset).classes, config.data.split_seed, features)
-    )
+    classes = describe(config.data.dataset).classes
+    if classes >= 2:
+        log("linear probe: logistic regression on the training split's posterior means")
+        train = load_split(config.data.dataset, "train", config.data.val_size, config.data.split_seed)
+        train = train.subset(probe_images)
+        train_x = prepare_inputs(train.images, config.data.input_mode, EVAL_SEED)
+        features = "posterior means averaged over classes" if conditional else "posterior means"
+        result.update(
+            linear_probe(probe_features(model, train_x), train.labels, probe_features(model, x_all), test.labels,
+                         classes, config.data.split_seed, features)
+        )
     result["seconds"] = time.perf_counter() - started
     if write:
         atomic_write_json(run_dir / EVAL, result)

@@ -45,9 +45,11 @@ def eval_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         ]
     if "linear_probe_accuracy_all" in result:
         probe = result["linear_probe"]
+        few, accuracy = probe.get("few_labels", 100), result["linear_probe_accuracy_100"]
+        few_text = f"{accuracy:.2%} with {few} labels" if accuracy is not None else f"no balanced {few} labels"
         rows.append((
             "linear probe accuracy",
-            f"{result['linear_probe_accuracy_100']:.2%} with 100 labels, {result['linear_probe_accuracy_all']:.2%} "
+            f"{few_text}, {result['linear_probe_accuracy_all']:.2%} "
             f"with all {probe['train_images']:,} ({probe['features']})",
         ))
     return rows

@@ -9,6 +9,7 @@ _HOMES = {
     "VAE": "vae", "gaussian_log_density": "vae", "kl_per_dimension": "vae", "posterior_moments": "vae",
     "ConditionalVAE": "conditional", "ClassifierVAE": "classifier", "M2": "classifier",
     "BernoulliLikelihood": "likelihoods", "GaussianLikelihood": "likelihoods", "LIKELIHOODS": "likelihoods",
+    "PixelGaussianLikelihood": "likelihoods", "DiscretizedLogisticLikelihood": "likelihoods",
     "FAMILIES": "registry", "Capabilities": "registry", "Family": "registry", "build_model": "registry",
     "capabilities": "registry", "family": "registry", "register_family": "registry",
     "refuse_conditional": "registry", "require_classifier": "registry", "require_conditional": "registry",

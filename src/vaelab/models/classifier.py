@@ -38,7 +38,7 @@ def classifier_mlp(in_features: int, classes: int) -> nn.Sequential:
 
 def trunk_width(config: ModelConfig, feature_shape: tuple[int, int]) -> int:
     """Width of the encoder's hidden features, the layer before the read-out of mu and log-variance."""
-    return config.hidden_dim or config.channels[-1] * feature_shape[0] * feature_shape[1]
+    return config.hidden_dim or config.stage_widths[-1] * feature_shape[0] * feature_shape[1]
 
 
 class LabelledBound:

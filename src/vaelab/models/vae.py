@@ -73,15 +73,17 @@ class VAE(nn.Module):
                               "from the dataset's description")
         image_channels, height, width = config.image_shape
         likelihood = LIKELIHOODS[config.likelihood]
-        decoder_widths = [image_channels * likelihood.planes_per_channel, *config.channels]
-        encoder_widths = [image_channels + input_planes, *config.channels]
-        stride = 2 ** len(config.channels)
+        stages = config.stage_widths  # `channels`, extended to the image's resolution
+        decoder_widths = [image_channels * likelihood.planes_per_channel, *stages]
+        encoder_widths = [image_channels + input_planes, *stages]
+        stride = 2 ** len(stages)
         self.feature_shape = (height // stride, width // stride)
-        features = config.channels[-1] * self.feature_shape[0] * self.feature_shape[1]
+        self.feature_width = stages[-1]
+        features = stages[-1] * self.feature_shape[0] * self.feature_shape[1]
 
         encoder: list[nn.Module] = [
             down_stage(encoder_widths[i], encoder_widths[i + 1], config.blocks_per_stage)
-            for i in range(len(config.channels))
+            for i in range(len(stages))
         ]
         encoder.append(nn.Flatten())
         decoder_input: list[nn.Module] = []
@@ -96,7 +98,7 @@ class VAE(nn.Module):
         self.decoder = nn.Sequential(
             *[
                 up_stage(decoder_widths[i + 1], decoder_widths[i], config.blocks_per_stage, last=(i == 0))
-                for i in reversed(range(len(config.channels)))
+                for i in reversed(range(len(stages)))
             ]
         )
         self.likelihood = likelihood()
@@ -121,7 +123,7 @@ class VAE(nn.Module):
 
     def decoder_output(self, z: torch.Tensor) -> torch.Tensor:
         """Raw decoder output, float32 `[N, C·planes, H, W]`: what the likelihood reads (logits for Bernoulli)."""
-        h = self.decoder_input(z).view(-1, self.config.channels[-1], *self.feature_shape)
+        h = self.decoder_input(z).view(-1, self.feature_width, *self.feature_shape)
         return self.decoder(h).float()
 
     def decode_dist(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> Distribution:
