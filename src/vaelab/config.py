@@ -223,6 +223,8 @@ class RunConfig:
         _check(d.input_mode in INPUT_MODES, f"input_mode must be one of {', '.join(INPUT_MODES)}")
         dataset_name(d.dataset, d.image_size, d.image_channels)  # the dataset's own error for a bad name or size
         _check(d.val_size is None or d.val_size > 0, "val_size must be a positive number of images")
+        _check(d.data_dir is None or d.dataset.partition("?")[0] == "celeba",
+               f"data_dir applies to celeba (your own copy), not to {d.dataset}; leave it out")
         for name, value in (("split_seed", d.split_seed), ("seed", t.seed)):
             _check(0 <= value < 2**31, f"{name} must be between 0 and 2**31 − 1 (got {value})")
         for name in ("train_limit", "val_limit"):

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote
 
-from vaelab.data.celeba import celeba_description
+from vaelab.data.celeba import celeba_description, remember_folder
 from vaelab.data.description import DatasetDescription, Log
 from vaelab.data.emoji import EMOJI
 from vaelab.data.fashion_mnist import FASHION_MNIST
@@ -98,6 +98,21 @@ def register_dataset(description: DatasetDescription) -> DatasetDescription:
     return description
 
 
-def fetch(name: str, root: Path | None = None, log: Log = print) -> Path:
-    """Fill the cache with every file of dataset `name`, each verified; returns the dataset's cache folder."""
-    return fetch_files(describe(name), root, log)
+def use_data_dir(name: str, data_dir: str | Path | None, root: Path | None = None) -> None:
+    """Remember the folder of a dataset the user keeps (`--data-dir`: CelebA), so every later command finds it."""
+    if data_dir is None:
+        return
+    if name.partition("?")[0] != "celeba":
+        raise VaelabError(f"--data-dir applies to celeba (your own copy), not to {name}; leave it out")
+    remember_folder(data_dir, root)
+
+
+def fetch(name: str, root: Path | None = None, log: Log = print, data_dir: str | Path | None = None) -> Path:
+    """Fill the cache with every file of dataset `name`, each verified, and decode datasets of image files into
+    their cached arrays; returns the dataset's cache folder."""
+    use_data_dir(name, data_dir, root)
+    description = describe(name)
+    folder = fetch_files(description, root, log)
+    for split in description.splits:  # readable too; image files are decoded once here into the cache
+        description.reader(description, split, root)
+    return folder

@@ -47,7 +47,7 @@ class StepContext:
     # a binarized run), in the run's memory format
     prepared: Callable[[torch.Tensor], torch.Tensor]  # a batch in the run's memory format
     autocast: Callable[[], AbstractContextManager]  # the run's precision
-    train_intensities: torch.Tensor  # the whole training split, float in [0, 1], on the device
+    train_images: torch.Tensor  # the whole training split, uint8 on the device (float per batch: `to_float`)
     train_labels: torch.Tensor
 
 

@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vaelab.data.augment import random_flip, random_rotation, random_translation
-from vaelab.data.datasets import balanced_label_subset, iterate_batches
+from vaelab.data.datasets import balanced_label_subset, iterate_batches, to_float
 from vaelab.models.objective import GeneratorSpec, Phase, StepContext, ValidationData, kl_with_free_bits
 from vaelab.models.vae import VALIDATION_BATCH, ELBOObjective
 
@@ -146,7 +146,7 @@ class SemiSupervisedObjective(ELBOObjective):
             count = min(self.config.train.batch_size, kept.labelled.numel())
             draw = torch.randperm(kept.labelled.numel(), generator=context.generators["labelled"])[:count]
             index = kept.labelled[draw].to(x.device)
-            labelled_intensities = context.train_intensities[index]
+            labelled_intensities = to_float(context.train_images[index])
             labelled_x = context.modelled(labelled_intensities)
             labelled_noise = self.noise(labelled_x, context)
             unlabelled_classified = context.prepared(intensities) if self.binarized else None

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from vaelab.config import RunConfig
+from vaelab.data.catalog import use_data_dir
 from vaelab.data.datasets import binarize, iterate_batches, load_split, prepare_inputs, to_float
 from vaelab.errors import VaelabError
 from vaelab.fitting import epoch_order, learning_rate
@@ -94,10 +95,11 @@ def _train(
     bf16 = use_bf16(train_cfg.precision, device)
     memory_format = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
 
-    # Data: whole splits as tensors on the device.
+    # Data: whole splits as uint8 tensors on the device, made float a batch at a time.
+    use_data_dir(data.dataset, data.data_dir)
     train_set = load_split(data.dataset, "train", data.val_size, data.split_seed).subset(data.train_limit)
     val_set = load_split(data.dataset, "val", data.val_size, data.split_seed).subset(data.val_limit)
-    train_x = to_float(train_set.images).to(device)
+    train_x = train_set.images.to(device)
     train_y = train_set.labels.to(device)  # only the families that use labels read them
     validation = ValidationData(
         inputs=prepare_inputs(val_set.images, data.input_mode, VALIDATION_SEED).to(device),
@@ -160,7 +162,7 @@ def _train(
         sums = state["epoch_sums"]  # carried in the checkpoint: a mid-epoch resume reports the same epoch means
         seen_here, epoch_start = 0, time.perf_counter()
         for index in batches[state["batch_in_epoch"] :]:
-            intensities, labels = train_x[index.to(device)], train_y[index.to(device)]
+            intensities, labels = to_float(train_x[index.to(device)]), train_y[index.to(device)]
             lr = learning_rate(state["step"], total_steps, train_cfg.lr, train_cfg.min_lr, train_cfg.lr_schedule)
             for optimizer in optimizers.values():
                 for group in optimizer.param_groups:

@@ -48,6 +48,7 @@ from vaelab.analysis.traversal import LatentUsage, latent_usage, load_test_input
 from vaelab.data.catalog import describe
 from vaelab.data.datasets import ImageSet, prepare_inputs
 from vaelab.data.description import DatasetDescription
+from vaelab.data.imagefiles import to_array
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.evaluation.latents import dimensions_by_kl
@@ -151,11 +152,19 @@ class Explorer:
         mu, logvar = self.model.encode(x)
         return mu[0].tolist(), logvar[0].tolist()
 
-    def prepare(self, picture: np.ndarray, centre: bool) -> torch.Tensor:
-        """A grayscale picture `[H, W]` in [0, 1] → the model's input `[1, C, H, W]`: drawings are prepared the
-        way the dataset's images were (`centre`), then fed as evaluation feeds test images (binarized with the
-        same fixed seed for a binarized model)."""
+    def prepare(self, picture: np.ndarray | Image.Image, centre: bool) -> torch.Tensor:
+        """A picture → the model's input `[1, C, H, W]`, fed as evaluation feeds test images (binarized with the
+        same fixed seed for a binarized model). A dataset of drawings takes a grey picture `[H, W]` in [0, 1] (or a
+        PNG, read as bright ink on dark) and prepares it as its images were (`centre`); any other dataset takes an
+        image of any size and prepares it as its files were: transparency onto white, the centred square, resized
+        to the dataset's size."""
         channels, height, width = self.image_shape
+        if isinstance(picture, Image.Image) and self.description.drawing is None:
+            pixels = torch.from_numpy(to_array(picture, height, channels))
+            return prepare_inputs(pixels[None], self.input_mode, EVAL_SEED)
+        if isinstance(picture, Image.Image):
+            gray_alpha = np.asarray(picture.convert("LA"), dtype=np.float32) / 255.0
+            picture = gray_alpha[..., 0] * gray_alpha[..., 1]  # transparent pixels count as background (black)
         if centre and self.description.drawing is not None:
             picture = prepare_drawing(picture, self.description)
         elif picture.shape != (height, width):
@@ -234,8 +243,8 @@ def picture_png(picture: np.ndarray) -> bytes:
     return png_bytes(Image.fromarray((np.clip(picture, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)))
 
 
-def read_png(encoded: str) -> np.ndarray:
-    """Base64 PNG → grayscale float `[H, W]` in [0, 1]; transparent pixels count as background (black)."""
+def read_png(encoded: str) -> Image.Image:
+    """Base64 PNG → the decoded image, its size checked from the header before anything is decompressed."""
     try:
         data = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
@@ -245,12 +254,12 @@ def read_png(encoded: str) -> np.ndarray:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
             if max(image.size) > MAX_IMAGE_SIDE:  # from the header, before decompressing anything
                 raise ValueError(f"{too_large} ({image.width}×{image.height})")
-            gray_alpha = np.asarray(image.convert("LA"), dtype=np.float32) / 255.0
+            image.load()
+            return image.copy()
     except Image.DecompressionBombError:  # Pillow's own limit, hit while reading a header far beyond ours
         raise ValueError(too_large) from None
     except (UnidentifiedImageError, OSError, SyntaxError):
         raise ValueError("image: not a readable PNG") from None
-    return gray_alpha[..., 0] * gray_alpha[..., 1]
 
 
 # --- HTTP --------------------------------------------------------------------------------------------------------
@@ -304,7 +313,8 @@ def create_app(run_dir: str | Path) -> FastAPI:
             None, description="Encode this test image."
         )
         image: Annotated[str, Field(max_length=MAX_BODY_BYTES)] | None = Field(
-            None, description=f"Base64 PNG, at most {MAX_IMAGE_SIDE} px a side; bright ink on dark (alpha: dark)."
+            None, description=f"Base64 PNG, at most {MAX_IMAGE_SIDE} px a side; for a dataset of drawings bright ink "
+                               "on dark (alpha: dark), otherwise any image (alpha: white), cropped and resized."
         )
         pixels: Annotated[list[intensity], Field(min_length=pixel_count, max_length=pixel_count)] | None = Field(
             None, description=f"{pixel_count} intensities in [0, 1], row by row (a {height}×{width} image)."

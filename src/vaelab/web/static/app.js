@@ -170,13 +170,13 @@ function setUpCanvas() {
 }
 
 // The dataset's description says what the page offers: a canvas (small grey drawings such as digits) or an upload
-// of a PNG of the dataset's own size, encoded as it is.
+// of a PNG of any size, which the server prepares as the dataset's files were (centred square, resized).
 function setUpInput(info) {
   const [, height, width] = info.image_shape;
   const upload = info.input === "upload";
   $("draw").hidden = upload;
   $("upload").hidden = !upload;
-  $("upload-hint").textContent = `a ${width}×${height} PNG`;
+  $("upload-hint").textContent = `a PNG: its centred square is resized to ${width}×${height}`;
   $("upload-file").addEventListener("change", async (event) => {
     const file = event.target.files[0];
     if (!file) return;
