@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from tests.conftest import TINY, tiny_config, train_straight_and_with_a_stop
 from tests.faults import identical_weights
 from tests.test_cli import TINY_FLAGS, vaelab
+from vaelab.analysis.factors import analyse_factors
 from vaelab.config import RunConfig
 from vaelab.data import balanced_label_subset, load_split, rotate, to_float
 from vaelab.errors import VaelabError
@@ -248,6 +249,7 @@ def test_eval_json_of_a_cli_trained_m2_run_has_the_classification_numbers(tmp_pa
 
 def test_report_of_a_classifier_run_shows_its_accuracy_and_confusion_matrix(head_run, tmp_path):
     evaluate_run(head_run, iw_samples=0, test_limit=1000, probe_images=2000)  # the eval.json the report reads
+    analyse_factors(head_run, bases=20, steps=7)  # and its factors.json, small (the report's own uses 200 bases)
     page = build_report(head_run, tmp_path / "report.html").read_text()
     section = page.split("<h2>Classification of the test split</h2>")[1].split("</section>")[0]
     accuracy = json.loads((head_run / "eval.json").read_text())["classification"]["accuracy"]

@@ -127,7 +127,7 @@ def test_a_registered_dataset_gives_the_config_its_shape_classes_and_likelihood(
     assert config.model.likelihood == "gaussian"  # the dataset's default
     with pytest.raises(VaelabError, match=r"toy-squares images are 3×8×8 .* leave it out"):
         RunConfig().with_overrides({**SMALL, "image_shape": [1, 28, 28]})
-    with pytest.raises(VaelabError, match="must be divisible by 2\\*\\*len\\(channels\\) = 16"):
+    with pytest.raises(VaelabError, match="must be divisible by 2\\*\\*stages = 16"):
         RunConfig().with_overrides({**SMALL, "channels": [8, 8, 8, 8]})
 
 

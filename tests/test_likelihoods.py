@@ -22,8 +22,12 @@ LOGISTIC_SETTINGS = [(0.0, -3.0), (0.3, -5.0), (-30.0, -2.0), (30.0, -2.0), (-8.
 
 
 def decoder_planes(mean_logit: float, log_scale: float, n: int = 1) -> torch.Tensor:
-    """A decoder output `[n, 2, 1, 1]` for one 1-channel pixel: the mean plane, then the log-scale plane."""
-    return torch.tensor([mean_logit, log_scale]).view(1, 2, 1, 1).repeat(n, 1, 1, 1)
+    """A decoder output `[n, 2, 1, 1]` for one 1-channel pixel of that log-scale: the mean plane, then the
+    log-scale plane (an offset from the likelihood's initial scale)."""
+    # the location is 0.5 + the first plane; the settings give it as a logit, so that it spans (0, 1) and beyond
+    location = 1 / (1 + math.exp(-mean_logit)) if abs(mean_logit) < 50 else float(mean_logit > 0)
+    offset = log_scale - math.log(DiscretizedLogisticLikelihood.initial_scale)
+    return torch.tensor([location - 0.5, offset]).view(1, 2, 1, 1).repeat(n, 1, 1, 1)
 
 
 def logistic_log_probs_of_every_level(mean_logit: float, log_scale: float) -> torch.Tensor:
@@ -92,7 +96,8 @@ def test_logistic_samples_are_levels_in_the_unit_interval():
 def test_pixel_gaussian_log_prob_is_the_sum_of_normal_log_probs():
     torch.manual_seed(1)
     output, x = torch.randn(3, 4, 2, 5), torch.rand(3, 2, 2, 5)
-    expected = Normal(torch.sigmoid(output[:, :2]), output[:, 2:].exp()).log_prob(x).sum((1, 2, 3))
+    sigma = 0.1 * output[:, 2:].exp()  # the planes are offsets from the initial σ of 0.1
+    expected = Normal(torch.sigmoid(output[:, :2]), sigma).log_prob(x).sum((1, 2, 3))
     assert torch.allclose(make_likelihood("gaussian-pixel")(output).log_prob(x), expected, atol=1e-5)
 
 
@@ -129,3 +134,11 @@ def test_a_vae_with_the_likelihood_has_finite_loss_and_gradients_on_real_mnist(n
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     assert model.reconstruct(x).shape == x.shape
+
+
+def test_a_location_beyond_the_edge_gives_white_pixels_their_open_bin_at_a_moderate_scale():
+    """What made the location unbounded: most emoji pixels are white (level 255)."""
+    planes = torch.tensor([1.05 - 0.5, math.log(0.01) - math.log(DiscretizedLogisticLikelihood.initial_scale)])
+    white = torch.ones(1, 1, 1, 1)
+    probability = make_likelihood("logistic")(planes.view(1, 2, 1, 1)).log_prob(white).exp().item()
+    assert probability > 0.99

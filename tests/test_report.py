@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import launch_chromium
+from vaelab.analysis.factors import analyse_factors
+from vaelab.evaluation import evaluate_run
 from vaelab.report.html import build_report
 
 CORE_SECTIONS = ("Configuration", "Training curves", "Evaluation on the test split", "Prior samples",
@@ -15,14 +17,22 @@ CORE_SECTIONS = ("Configuration", "Training curves", "Evaluation on the test spl
 CONDITIONAL_SECTIONS = ("Class-conditioned samples", "Restyle", "Style dimensions written as every class")
 
 
+def with_small_analyses(run: Path) -> Path:
+    """The run with the eval.json and factors.json the report reads, computed on few images: the report itself
+    would compute them at full size (IWAE on 1,000 images, factors from 200 bases), which the test does not need."""
+    evaluate_run(run, iw_samples=10, iw_images=200, test_limit=2000, probe_images=2000, class_samples=100)
+    analyse_factors(run, bases=20, steps=7)
+    return run
+
+
 @pytest.fixture(scope="module")
 def report(trained_run, tmp_path_factory) -> Path:
-    return build_report(trained_run, tmp_path_factory.mktemp("report") / "report.html")
+    return build_report(with_small_analyses(trained_run), tmp_path_factory.mktemp("report") / "report.html")
 
 
 @pytest.fixture(scope="module")
 def cvae_report(cvae_run, tmp_path_factory) -> Path:
-    return build_report(cvae_run, tmp_path_factory.mktemp("report") / "cvae.html")
+    return build_report(with_small_analyses(cvae_run), tmp_path_factory.mktemp("report") / "cvae.html")
 
 
 def test_report_holds_every_section_and_no_external_reference(report):

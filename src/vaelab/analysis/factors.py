@@ -287,6 +287,20 @@ def analyse_factors(
     return rows
 
 
+def annotation_text(row: dict[str, Any]) -> str:
+    """`skin_tone ρ −0.85 / −0.91; Smiling AUC 0.91 (+)`: a row's known factors (encoder ρ / traversal ρ) and its
+    best binary annotation; `–` for none."""
+    parts = []
+    for name, numbers in (row.get("known_factors") or {}).items():
+        encoder, traversal = (numbers.get(key) for key in ("encoder_rho", "traversal_rho"))
+        parts.append(f"{name} ρ {'–' if encoder is None else format(encoder, '+.2f')} / "
+                     f"{'–' if traversal is None else format(traversal, '+.2f')}")
+    if row.get("top_annotation"):
+        sign = "+" if row["top_annotation_sign"] > 0 else "−"
+        parts.append(f"{row['top_annotation']} AUC {row['top_annotation_auc']:.2f} ({sign})")
+    return "; ".join(parts) or "–"
+
+
 def weakest_class_text(row: dict[str, Any]) -> str:
     """`+0.41 (class 8)`: the top attribute's smallest ρ over the classes, signed along the pooled ρ."""
     if row.get("top_rho_weakest_class") is None:
@@ -296,8 +310,9 @@ def weakest_class_text(row: dict[str, Any]) -> str:
 
 def factor_table(rows: list[dict[str, Any]]) -> str:
     """The factor rows as a plain-text table for the terminal."""
+    annotated = any("top_annotation" in row or "known_factors" in row for row in rows)
     header = ("dim", "KL nats", "top attribute", "ρ", "weakest class ρ", "second attribute", "ρ", "MI class", "smooth",
-              "confident", "name")
+              "confident", "name", *(["annotations"] if annotated else []))
 
     def number(value: float | None, form: str) -> str:
         return "–" if value is None else format(value, form)
@@ -307,7 +322,7 @@ def factor_table(rows: list[dict[str, Any]]) -> str:
             str(row["dim"]), number(row["kl"], ".2f"), row["top_attribute"] or "–", number(row["top_rho"], "+.2f"),
             weakest_class_text(row), row["second_attribute"] or "–", number(row["second_rho"], "+.2f"),
             number(row["mi_with_class"], ".3f"), number(row["smoothness_ratio"], ".2f"),
-            number(row.get("confident_fraction"), ".0%"), row["name"],
+            number(row.get("confident_fraction"), ".0%"), row["name"], *([annotation_text(row)] if annotated else []),
         )
         for row in rows
     ]

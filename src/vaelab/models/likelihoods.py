@@ -34,10 +34,14 @@ def floored_exp(log_value: torch.Tensor, min_log_value: float) -> torch.Tensor:
     return log_value.clamp(min=min_log_value).exp()
 
 
-def mean_and_log_scale_planes(decoder_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`[N, 2C, H, W]` → (mean in (0, 1) by a sigmoid, raw log-scale), each `[N, C, H, W]`."""
-    mean_logits, log_scale = decoder_output.chunk(2, dim=1)
-    return torch.sigmoid(mean_logits), log_scale
+def mean_and_log_scale_planes(
+    decoder_output: torch.Tensor, initial_scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`[N, 2C, H, W]` → (mean planes as they are, log-scale), each `[N, C, H, W]`. The log-scale planes are
+    read as offsets from log(initial_scale): a decoder that starts near 0 starts at a sensible scale, where a raw
+    log-scale near 0 (a scale of the whole intensity range) would take Adam thousands of steps to walk down."""
+    mean_planes, log_scale = decoder_output.chunk(2, dim=1)
+    return mean_planes, log_scale + math.log(initial_scale)
 
 
 class BernoulliLikelihood(nn.Module):
@@ -68,19 +72,21 @@ class GaussianLikelihood(nn.Module):
 
 
 class PixelGaussianLikelihood(nn.Module):
-    """Pixels as Normal(sigmoid(first C planes), σ²) with log σ per pixel from the next C planes, floored at
-    `min_sigma`. A density over [0, 1]-scaled values: its nats are a density, not a probability of the 8-bit
-    image (no dequantisation), so they can exceed 0 and are not comparable with the discrete likelihoods."""
+    """Pixels as Normal(sigmoid(first C planes), σ²) with log σ = log(initial_sigma) + the next C planes per
+    pixel, floored at `min_sigma`. A density over [0, 1]-scaled values: its nats are a density, not a probability
+    of the 8-bit image (no dequantisation), so they can exceed 0 and are not comparable with the discrete
+    likelihoods."""
 
     planes_per_channel = 2
 
-    def __init__(self, min_sigma: float = 1e-3) -> None:
+    def __init__(self, initial_sigma: float = 0.1, min_sigma: float = 1e-3) -> None:
         super().__init__()
+        self.initial_sigma = initial_sigma
         self.min_log_sigma = math.log(min_sigma)
 
     def forward(self, decoder_output: torch.Tensor) -> Distribution:
-        mean, log_sigma = mean_and_log_scale_planes(decoder_output)
-        return Independent(Normal(mean, floored_exp(log_sigma, self.min_log_sigma), validate_args=False), 3)
+        mean_logits, log_sigma = mean_and_log_scale_planes(decoder_output, self.initial_sigma)
+        return Independent(Normal(torch.sigmoid(mean_logits), floored_exp(log_sigma, self.min_log_sigma), validate_args=False), 3)
 
 
 def log_sigmoid_difference(upper: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
@@ -100,10 +106,10 @@ class DiscretizedLogistic(Distribution):
     """Elementwise logistic(loc, scale) on the [0, 1] scale, discretised to the 256 levels k/255: level k has
     the bin [k/255 − 0.5/255, k/255 + 0.5/255], with the bins of 0 and 255 extended to −∞ and +∞, so the 256
     probabilities sum to 1. `log_prob(x)` wants x on the levels (it takes the bin centred on x);
-    `.mean` is `loc`, the continuous logistic's mean, a close approximation of the discretised mean (which the
-    open edge bins pull slightly towards the middle when loc is within a few scales of 0 or 1)."""
+    `.mean` is `loc` clamped to [0, 1], a close approximation of the discretised mean (which the open edge bins
+    pull slightly towards the middle when loc is within a few scales of 0 or 1). `loc` itself may lie outside."""
 
-    arg_constraints = {"loc": constraints.unit_interval, "scale": constraints.positive}
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
     support = constraints.unit_interval
     has_rsample = False
 
@@ -113,7 +119,7 @@ class DiscretizedLogistic(Distribution):
 
     @property
     def mean(self) -> torch.Tensor:
-        return self.loc
+        return self.loc.clamp(0.0, 1.0)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         inverse_scale = self.scale.reciprocal()
@@ -138,16 +144,21 @@ class DiscretizedLogistic(Distribution):
 
 class DiscretizedLogisticLikelihood(nn.Module):
     """Pixels as a discretised logistic over the 256 levels (PixelCNN++ / IAF / NVAE, one component): location
-    sigmoid(first C planes) in (0, 1), log-scale from the next C planes clamped below at PixelCNN++'s −7 on the
-    [−1, 1] scale (−7 − ln 2 on this [0, 1] scale): a scale of about 1/2200, so half a level's bin is 4.3 scales
-    and a pixel predicted exactly costs at least −log tanh(4.3 / 2) ≈ 0.027 nats (0.04 bits) while the gradients
-    stay bounded."""
+    0.5 + the first C planes (unbounded), log-scale log(initial_scale) + the next C planes, clamped below at
+    PixelCNN++'s −7 on the [−1, 1] scale (−7 − ln 2 on this [0, 1] scale): a scale of about 1/2200, so half a
+    level's bin is 4.3 scales and a pixel predicted exactly costs at least −log tanh(4.3 / 2) ≈ 0.027 nats
+    (0.04 bits) while the gradients stay bounded."""
 
     planes_per_channel = 2
     min_log_scale = -7.0 - math.log(2.0)
+    initial_scale = 0.05  # a standard deviation of 0.09 (23 levels) where the decoder's planes start at 0
 
     def forward(self, decoder_output: torch.Tensor) -> Distribution:
-        loc, log_scale = mean_and_log_scale_planes(decoder_output)
+        loc_offset, log_scale = mean_and_log_scale_planes(decoder_output, self.initial_scale)
+        # The location is not squashed into [0, 1]: white and black pixels (most of an emoji's) get their open edge
+        # bin with a probability near 1 at a moderate scale only when the location may pass beyond the edge, as in
+        # PixelCNN++. A sigmoid location would cap them near 1/2 until the scale shrank to its floor.
+        loc = 0.5 + loc_offset
         scale = floored_exp(log_scale, self.min_log_scale)
         return Independent(DiscretizedLogistic(loc, scale, validate_args=False), 3, validate_args=False)
 

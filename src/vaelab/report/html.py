@@ -22,7 +22,7 @@ import torch
 
 from vaelab.analysis.conditional import class_grid, class_grid_picture, restyle, restyle_strip, style_traversal
 from vaelab.analysis.embedding import manifold_grid
-from vaelab.analysis.factors import analyse_factors, weakest_class_text
+from vaelab.analysis.factors import analyse_factors, annotation_text, weakest_class_text
 from vaelab.analysis.interpolation import interpolate_run, interpolation_grid
 from vaelab.analysis.samples import prior_samples, reconstruction_grid
 from vaelab.analysis.smoothness import confident_fraction, smoothness_ratio
@@ -223,6 +223,7 @@ def _evaluation_table(ev: dict[str, Any], note: str) -> str:
 
 def _factor_table(factors: list[dict[str, Any]], traversal) -> str:
     row_of_dim = {d: i for i, d in enumerate(traversal.dims)}
+    annotated = any("top_annotation" in f or "known_factors" in f for f in factors)
     rows = []
     for f in factors:
         strip = make_grid(traversal.images[row_of_dim[f["dim"]]], columns=traversal.images.shape[1])
@@ -233,16 +234,18 @@ def _factor_table(factors: list[dict[str, Any]], traversal) -> str:
             f"{f['second_attribute'] or '–'} ({number_text(f['second_rho'], '+.2f')})",
             number_text(f["mi_with_class"], ".3f"), number_text(f["smoothness_ratio"]),
             number_text(f.get("confident_fraction"), ".0%"), f["name"],
+            *([annotation_text(f)] if annotated else []),
             img_tag(strip, f"traversal of z{f['dim']}", scale=2),
         ])
     header = ["dim", "KL (nats)", "active", "top attribute (ρ)", "its weakest class ρ", "second (ρ)",
-              "MI with class (nats)", "smoothness (max/mean step)", "confident frames", "name", "traversal −3σ … +3σ"]
+              "MI with class (nats)", "smoothness (max/mean step)", "confident frames", "name",
+              *(["annotations (AUC; known factor ρ: encoder, traversal)"] if annotated else []), "traversal −3σ … +3σ"]
     return html_table(header, rows)
 
 
 def _limitations(
     ev: dict[str, Any], factors: list[dict[str, Any]], sample_sharpness: float, real_sharpness: float,
-    per_class: list[float], classes: tuple[str, ...],
+    per_class: list[float], classes: tuple[str, ...] | None,
 ) -> str:
     active = [f for f in factors if f["active"]]
     named = [f for f in active if f["name"] not in ("entangled", "class/shape")]
@@ -258,10 +261,11 @@ def _limitations(
         f"|ρ| ≥ 0.6; the others are labelled 'class/shape' or 'entangled' by the numbers, not named by eye.",
         f"Traversal smoothness: {len(jumpy)} of {len(active)} active dimensions have a max/mean step ratio above "
         f"{SMOOTHNESS_LIMIT:g} over ±3σ.",
-        "Classes that reconstruct worst (mean −log p(x|z) on the first 2,000 test images): "
-        + ", ".join(f"{classes[c]} ({per_class[c]:.1f} nats)" for c in worst)
-        + f"; best: {classes[int(np.argmin(per_class))]} ({min(per_class):.1f} nats).",
     ]
+    if classes:
+        items.append("Classes that reconstruct worst (mean −log p(x|z) on the first 2,000 test images): "
+                     + ", ".join(f"{classes[c]} ({per_class[c]:.1f} nats)" for c in worst)
+                     + f"; best: {classes[int(np.argmin(per_class))]} ({min(per_class):.1f} nats).")
     return "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>"
 
 
