@@ -86,7 +86,8 @@ class PixelGaussianLikelihood(nn.Module):
 
     def forward(self, decoder_output: torch.Tensor) -> Distribution:
         mean_logits, log_sigma = mean_and_log_scale_planes(decoder_output, self.initial_sigma)
-        return Independent(Normal(torch.sigmoid(mean_logits), floored_exp(log_sigma, self.min_log_sigma), validate_args=False), 3)
+        sigma = floored_exp(log_sigma, self.min_log_sigma)
+        return Independent(Normal(torch.sigmoid(mean_logits), sigma, validate_args=False), 3)
 
 
 def log_sigmoid_difference(upper: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
