@@ -72,7 +72,6 @@ class DatasetDescription:
     drawing: Drawing | None = None  # the explorer's input: a drawing canvas, or (None) an image upload
     default_val_size: int | float = 5000  # validation images carved from train (a float: a share of it)
     splits: tuple[str, ...] = ("train", "test")  # what the reader reads; with "val", validation is official
-    annotations: tuple[str, ...] = ()  # names of the reader's per-image annotations (skin tone, attributes)
     known_factors: tuple[KnownFactor, ...] = ()  # ground-truth factors among the annotations
 
     @property

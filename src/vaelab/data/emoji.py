@@ -131,6 +131,5 @@ EMOJI = DatasetDescription(
     default_input_mode="grayscale",
     default_val_size=DEFAULT_VAL_SIZE,
     attributes={**colour.MEASURERS, "skin_lightness": colour.skin_lightness},
-    annotations=("skin_tone", "vendor", "subcategory", "group"),
     known_factors=(KnownFactor("skin_tone", 1, 5, "skin_lightness"),),
 )
