@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +13,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.conftest import launch_chromium, tiny_config
-from tests.test_web import PIXELS
+from tests.test_web import PIXELS, serving
 from vaelab.cli import app
 from vaelab.data.datasets import load_split
 from vaelab.training import train
-from vaelab.web.app import bind_socket, create_app, make_server
 
 
 @pytest.fixture(scope="module")
@@ -69,28 +66,16 @@ def test_the_explorer_encodes_an_uploaded_colour_image_in_chromium(colour_run, t
     upload = tmp_path / "emoji.png"
     Image.fromarray(emoji).resize((128, 128), Image.Resampling.NEAREST).save(upload)
 
-    sock = bind_socket("127.0.0.1", 0)
-    server = make_server(create_app(colour_run))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    try:
-        with sync_playwright() as playwright:
-            browser = launch_chromium(playwright)
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"http://127.0.0.1:{sock.getsockname()[1]}/", wait_until="networkidle")
-            assert page.locator("#upload").is_visible() and not page.locator("#draw").is_visible()
-            page.set_input_files("#upload-file", str(upload))
-            page.wait_for_function(f"""() => ({PIXELS})(document.getElementById("original")) !== null""")
-            original = page.eval_on_selector("#original", PIXELS)  # RGBA of what the model saw
-            assert page.inner_text("#status") == ""
-            browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serving(colour_run) as (host, port), sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"http://{host}:{port}/", wait_until="networkidle")
+        assert page.locator("#upload").is_visible() and not page.locator("#draw").is_visible()
+        page.set_input_files("#upload-file", str(upload))
+        page.wait_for_function(f"""() => ({PIXELS})(document.getElementById("original")) !== null""")
+        original = page.eval_on_selector("#original", PIXELS)  # RGBA of what the model saw
+        assert page.inner_text("#status") == ""
+        browser.close()
     seen = np.asarray(original, dtype=np.uint8).reshape(-1, 4)[:, :3]
     assert seen.std(axis=0).max() > 10  # a picture, not a blank
     assert (np.abs(seen[:, 0].astype(int) - seen[:, 2]) > 30).any()  # colour reached the model, not grey

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -57,20 +58,28 @@ def analysed_run(trained_run, tmp_path_factory) -> Path:
     return run
 
 
-@pytest.fixture(scope="module")
-def server(analysed_run) -> Iterator[tuple[str, int]]:
-    """The explorer served by uvicorn on a free port of 127.0.0.1, in a thread of this process."""
+@contextmanager
+def serving(run_dir: Path) -> Iterator[tuple[str, int]]:
+    """The explorer of `run_dir` served by uvicorn on a free port of 127.0.0.1, in a thread of this process."""
     sock = bind_socket(HOST, 0)
-    uvicorn_server = make_server(create_app(analysed_run))
+    uvicorn_server = make_server(create_app(run_dir))
     thread = threading.Thread(target=uvicorn_server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not uvicorn_server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
         time.sleep(0.05)
-    yield HOST, sock.getsockname()[1]
-    uvicorn_server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield HOST, sock.getsockname()[1]
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(analysed_run) -> Iterator[tuple[str, int]]:
+    with serving(analysed_run) as address:
+        yield address
 
 
 def call(
