@@ -63,3 +63,24 @@ def cvae_run(tmp_path_factory) -> Path:
     config = RunConfig().with_overrides({**TINY, "train_limit": 4096, "epochs": 8, "lr": 3e-3, "kind": "cvae"})
     train(config, run_dir, progress=False, log=lambda message: None)
     return run_dir
+
+
+GAN = {"kind": "gan", "channels": [16, 32], "latent_dim": 16, "lr": 2e-4, "lr_schedule": "constant"}
+DDPM = {"kind": "ddpm", "channels": [16, 32], "blocks_per_stage": 1, "diffusion_steps": 100, "sampling_steps": 10,
+        "lr": 1e-3}
+
+
+@pytest.fixture(scope="session")
+def gan_run(tmp_path_factory) -> Path:
+    """A tiny DCGAN, one epoch on 512 real MNIST images."""
+    run_dir = tmp_path_factory.mktemp("gan") / "run"
+    train(tiny_config(**GAN, train_limit=512, epochs=1), run_dir, progress=False, log=lambda message: None)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def ddpm_run(tmp_path_factory) -> Path:
+    """A tiny DDPM (T = 100), two epochs on 1,024 real MNIST images."""
+    run_dir = tmp_path_factory.mktemp("ddpm") / "run"
+    train(tiny_config(**DDPM, train_limit=1024, epochs=2), run_dir, progress=False, log=lambda message: None)
+    return run_dir

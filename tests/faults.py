@@ -36,12 +36,15 @@ SETTINGS = {
     "latent_dim": 8, "epochs": 2, "checkpoint_every": 5,
 }
 # Each family's own options on top of SETTINGS: the classifier kinds keep 100 labels, so a step also draws a labelled
-# batch from its own generator, and vae-classifier's head reads changed images from another.
+# batch from its own generator, and vae-classifier's head reads changed images from another; the gan takes two
+# optimizer steps per step (and keeps batch-norm statistics), the ddpm an EMA of its weights.
 KINDS = {
     "vae": {},
     "cvae": {"kind": "cvae", "label_at_input": True},
     "vae-classifier": {"kind": "vae-classifier", "labels": 100, "head_shift": 2, "head_flip": True},
     "m2": {"kind": "m2", "labels": 100},
+    "gan": {"kind": "gan", "lr": 2e-4},
+    "ddpm": {"kind": "ddpm", "diffusion_steps": 100, "sampling_steps": 10},
 }
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 

@@ -69,10 +69,12 @@ def test_sigkill_at_a_step_a_checkpoint_write_or_validation_resumes_bit_identica
 @pytest.mark.parametrize("kind", [kind for kind in KINDS if kind != "vae"])
 def test_every_family_killed_mid_epoch_resumes_bit_identically(tmp_path, kind):
     """The trainer is the same for every family: a SIGKILL inside step 23, in the second epoch, costs nothing but
-    time (the labelled draws and the changed images of the classifier's head come from checkpointed generators)."""
+    time (the labelled draws and the changed images of the classifier's head come from checkpointed generators).
+    The GAN's is killed between its two optimizer steps, after the discriminator's and before the generator's."""
     reference = tmp_path / "reference"
     assert launch(reference, kind=kind).returncode == 0
-    outcome = kill_and_resume(tmp_path / "killed", "step", 23, kind)
+    optimizer_step = 2 * 22 + 2 if kind == "gan" else 23  # the 23rd step's (second) optimizer step
+    outcome = kill_and_resume(tmp_path / "killed", "step", optimizer_step, kind)
     assert outcome.killed and outcome.torn_files == [] and outcome.resumed_from_step == 20
     assert_same_as_reference(tmp_path / "killed", reference)
 

@@ -36,6 +36,8 @@ SMOOTH = typer.Option(False, help="Bicubic instead of nearest-neighbour upscalin
 DECODE_CLASS = typer.Option(
     None, "--class", help="A cvae/m2 run: decode every frame as this class (default: the first test image's class)."
 )
+STEPS = typer.Option(None, "--steps", help="A ddpm run: DDIM steps (default: its sampling_steps, 50).",
+                     show_default=False)
 INCEPTION = typer.Option(True, "--inception/--no-inception", help="Inception FID (≈0.11 s per image on 2 CPU cores).")
 
 
@@ -136,7 +138,7 @@ def evaluate(
     typer.echo(eval_table(result))
     typer.echo(f"written to {run / 'eval.json'}")
     if generation:
-        fid(run, "all", generation_samples, inception, None, 10_000, 10)
+        fid(run, "all", generation_samples, inception, None, 10_000, 10, None)
 
 
 @app.command()
@@ -158,7 +160,7 @@ def classify(
 @app.command()
 def fid(
     run: Path = RUN,
-    sampler: str = typer.Option("all", help="all, or a list of: prior, gmm, two-stage."),
+    sampler: str = typer.Option("all", help="all, or a list of: prior, gmm, two-stage (a VAE), ancestral (a ddpm)."),
     samples: int = typer.Option(10_000, "-n", "--samples", help="Samples per sampler (published protocol: 10,000)."),
     inception: bool = INCEPTION,
     inception_samples: int | None = typer.Option(
@@ -166,6 +168,7 @@ def fid(
     ),
     reference_images: int = typer.Option(10_000, help="Test images for the Inception statistics (cached)."),
     components: int = typer.Option(10, help="Mixture components for the gmm sampler."),
+    steps: int | None = STEPS,
 ) -> None:
     """Generation quality per sampler: Inception FID, classifier FID, precision/recall, classes, sharpness."""
     from vaelab.analysis.sample_quality import generation_table, measure_generation, parse_samplers
@@ -173,9 +176,9 @@ def fid(
 
     _check_counts(samples=samples, inception_samples=inception_samples, reference_images=reference_images,
                     components=components)
-    names = parse_samplers(sampler)
+    names = parse_samplers(sampler, run)
     result = measure_generation(
-        run, names, samples, inception, inception_samples, reference_images, components, log=_stderr
+        run, names, samples, inception, inception_samples, reference_images, components, log=_stderr, steps=steps
     )
     typer.echo(generation_table(result, names))
     typer.echo(f"written to {run / GENERATION}")
@@ -188,8 +191,10 @@ def sample(
     out: Path = typer.Option(Path("samples.png"), "--out"),
     seed: int = typer.Option(0),
     sampler: str = typer.Option(
-        "prior", help="prior (N(0, I)), gmm (a mixture fitted on training codes) or two-stage (a VAE on them)."
+        "prior", help="prior (N(0, I)), gmm (a mixture fitted on training codes) or two-stage (a VAE on them); a ddpm: "
+                      "prior (DDIM) or ancestral (all T steps)."
     ),
+    steps: int | None = STEPS,
     components: int = typer.Option(10, help="Mixture components for --sampler gmm."),
     label: int | None = typer.Option(None, "--class", help="A cvae run: draw every sample as this class."),
     grid_classes: bool = typer.Option(
@@ -201,7 +206,7 @@ def sample(
 ) -> None:
     """Decode sampled codes into a PNG grid."""
     from vaelab.analysis.conditional import class_grid, class_grid_picture, class_samples
-    from vaelab.analysis.samplers import sample_images
+    from vaelab.analysis.samplers import sample_images, use_sampling_steps
     from vaelab.analysis.samples import sample_grid
     from vaelab.images import save_png
     from vaelab.io import require_suffix
@@ -214,6 +219,7 @@ def sample(
     if label is not None and grid_classes:
         raise VaelabError("give --class or --grid-classes, not both")
     model = load_model(run)
+    use_sampling_steps(model, steps)
     if grid_classes:
         picture = class_grid_picture(class_grid(model, columns, seed))
     elif label is not None:
@@ -301,9 +307,12 @@ def traverse(
     usage = traversal.usage
     if traversal.label is not None:
         typer.echo(f"every frame decoded as class {traversal.label}")
-    typer.echo(f"rows, KL per dimension from {usage.source} (off: not an active unit):")
-    for dim in traversal.dims:
-        typer.echo(f"  {row_label(dim, usage):<8} KL {usage.kl_per_dim[dim]:.3f} nats")
+    if usage.kl_per_dim is None:
+        typer.echo(f"rows: dimensions {', '.join(map(str, traversal.dims))} ({usage.source})")
+    else:
+        typer.echo(f"rows, KL per dimension from {usage.source} (off: not an active unit):")
+        for dim in traversal.dims:
+            typer.echo(f"  {row_label(dim, usage):<8} KL {usage.kl_per_dim[dim]:.3f} nats")
     typer.echo(f"wrote {save_png(out, traversal_grid(traversal), scale, smooth)}")
     if gif_dir is not None:
         typer.echo(f"wrote {len(save_traversal_gifs(traversal, gif_dir, scale))} GIFs to {gif_dir}")
@@ -312,8 +321,9 @@ def traverse(
 @app.command()
 def interpolate(
     run: Path = RUN,
-    start: str = typer.Option(..., "--from", help="First test image, as test:INDEX."),
-    end: str = typer.Option(..., "--to", help="Last test image, as test:INDEX."),
+    start: str = typer.Option(..., "--from", help="First end: a test image (test:INDEX) or a random code "
+                                                   "(random:SEED, the only kind a gan has)."),
+    end: str = typer.Option(..., "--to", help="Last end: test:INDEX or random:SEED."),
     steps: int = typer.Option(10, help="Frames, both ends included."),
     mode: str = typer.Option("linear", help="linear or slerp (spherical)."),
     label: int | None = DECODE_CLASS,
@@ -324,7 +334,7 @@ def interpolate(
         False, help="Also count the frames the reference classifier is sure of (trains it on first use)."
     ),
 ) -> None:
-    """Latent interpolation between two test images, above their pixel cross-fade, as a PNG."""
+    """Latent interpolation between two test images (or random codes), above their pixel cross-fade, as a PNG."""
     from vaelab.analysis.interpolation import interpolate_run, interpolation_grid
     from vaelab.analysis.smoothness import CONFIDENCE_THRESHOLD, confident_fraction, smoothness_ratio
     from vaelab.evaluation.reference_classifier import load_or_train_classifier
@@ -435,6 +445,33 @@ def sweep(
                    f"{row['active_units']:2d}  FID classifier {row['fid_classifier']:8.3f}  "
                    f"sharpness {row['sharpness']:.4f}  named factors {row['named_factors']}")
     typer.echo(f"wrote {out / SWEEP_JSON} and {out / SWEEP_HTML}")
+
+
+@app.command()
+def compare(
+    runs: list[Path] = typer.Argument(..., help="Run directories of one dataset (any families)."),
+    out: Path = typer.Option(Path("compare"), "--out", help="Folder for compare.json and compare.html."),
+    samples: int = typer.Option(10_000, "-n", "--samples", help="Samples per sampler (published protocol: 10,000)."),
+    inception: bool = INCEPTION,
+    inception_samples: int | None = typer.Option(
+        None, help="Inception features for the first N samples only (the figures are flagged QUICK)."
+    ),
+    reference_images: int = typer.Option(10_000, help="Test images for the Inception statistics (cached)."),
+    iw_samples: int = typer.Option(100, help="k of a VAE's IWAE bound when its run has no eval.json."),
+    iw_images: int = typer.Option(1000, help="Test images of that bound (and of a ddpm's bound estimate)."),
+    steps: int | None = STEPS,
+) -> None:
+    """Runs side by side, measured by the same code: samples, FID, precision/recall, sharpness, likelihood,
+    training and sampling cost, interpolations → OUT/compare.json and a self-contained OUT/compare.html."""
+    from vaelab.report.compare import COMPARE_HTML, COMPARE_JSON, compare_runs
+
+    _check_counts(samples=samples, inception_samples=inception_samples, reference_images=reference_images,
+                  iw_samples=iw_samples, iw_images=iw_images)
+    result = compare_runs(runs, out, samples, inception, inception_samples, reference_images, iw_samples, iw_images,
+                          steps, log=_stderr)
+    for statement in result["trade"]:
+        typer.echo(statement)
+    typer.echo(f"wrote {out / COMPARE_JSON} and {out / COMPARE_HTML}")
 
 
 @app.command()

@@ -68,7 +68,8 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     kind: str = option(
-        "vae", "Model family: vae, cvae (conditioned on the class), vae-classifier or m2 (semi-supervised).",
+        "vae", "Model family: vae, cvae (conditioned on the class), vae-classifier or m2 (semi-supervised), gan "
+               "(DCGAN) or ddpm (diffusion).",
         flag="--model",
     )
     classes: int | None = option(None, "Classes a cvae is conditioned on or a classifier predicts.",
@@ -95,6 +96,10 @@ class ModelConfig:
     likelihood: str | None = option(
         None, "p(x|z): bernoulli, gaussian (one learned σ), gaussian-pixel (per-pixel σ) or logistic (discretised "
         "over the 256 levels).", shown="the dataset's")
+    diffusion_steps: int = option(1000, "ddpm: noising steps T.")
+    noise_schedule: str = option("cosine", "ddpm: β_t schedule, cosine (Nichol & Dhariwal) or linear (Ho et al.).")
+    ema_decay: float = option(0.999, "ddpm: decay of the weights' moving average that samples.")
+    sampling_steps: int = option(50, "ddpm: DDIM steps of sampling and inversion (commands' --steps overrides).")
     # Filled from the dataset's description, recorded so that a run directory rebuilds its model on its own.
     image_shape: list[int] | None = option(None, "Channels, height, width (set from the dataset, not an option).")
 
@@ -205,7 +210,9 @@ class RunConfig:
             return  # validate() names the problem
         self.data.image_channels, self.data.image_size = description.shape[0], description.shape[1]
         if self.data.input_mode is None:
-            self.data.input_mode = description.default_input_mode
+            # A family without a likelihood (gan, ddpm) models the intensities, never a binarization.
+            models_likelihood = _family_models_likelihood(self.model.kind)
+            self.data.input_mode = description.default_input_mode if models_likelihood else "grayscale"
         if self.data.val_size is None and "val" not in description.splits:
             self.data.val_size = _images(description.default_val_size)
         if self.model.image_shape is None:
@@ -272,11 +279,23 @@ class RunConfig:
             f"{d.dataset} images are {shape_text} (channels×height×width); image_shape comes from the dataset, "
             "leave it out",
         )
-        stride = 2 ** len(m.stage_widths)
-        _check(
-            all(side % stride == 0 for side in m.image_shape[1:]),
-            f"the {shape_text} images must be divisible by 2**stages = {stride}; use fewer channel widths",
-        )
+        _check(can.likelihood or d.input_mode == "grayscale",
+               f"a {m.kind} models the intensities; input_mode binarized applies to a likelihood, leave it out")
+        if can.sampling == "diffusion":  # U-Net levels: `channels` as given, any size (skips are resized)
+            from vaelab.models.diffusion import NOISE_SCHEDULES  # torch, as the likelihoods below
+
+            _check(all(c % 8 == 0 for c in m.channels), "ddpm channels must be multiples of 8 (GroupNorm groups)")
+            _check(2 <= m.diffusion_steps <= 10_000, "diffusion_steps must be between 2 and 10,000")
+            _check(m.noise_schedule in NOISE_SCHEDULES, f"noise_schedule must be one of {', '.join(NOISE_SCHEDULES)}")
+            _check(0 <= m.ema_decay < 1, "ema_decay must be in [0, 1)")
+            _check(1 <= m.sampling_steps <= m.diffusion_steps,
+                   f"sampling_steps must be between 1 and diffusion_steps ({m.diffusion_steps})")
+        else:
+            stride = 2 ** len(m.stage_widths)
+            _check(
+                all(side % stride == 0 for side in m.image_shape[1:]),
+                f"the {shape_text} images must be divisible by 2**stages = {stride}; use fewer channel widths",
+            )
         _check(0 <= m.blocks_per_stage <= 16, "blocks_per_stage must be between 0 and 16")
         _check(0 <= m.hidden_dim <= MAX_WIDTH, f"hidden_dim must be between 0 and {MAX_WIDTH}")
         from vaelab.models.likelihoods import LIKELIHOODS  # torch: only when a config is checked, never for --help
@@ -295,6 +314,12 @@ class RunConfig:
         _check(t.max_steps is None or t.max_steps >= 1, "max_steps must be at least 1")
         _check(t.checkpoint_every >= 0, "checkpoint_every must be ≥ 0 steps (0: checkpoint at epoch ends only)")
         _check(t.skip_nonfinite >= 0, "skip_nonfinite must be ≥ 0 batches")
+
+
+def _family_models_likelihood(kind: str) -> bool:
+    from vaelab.models.registry import FAMILIES  # imports no torch
+
+    return kind not in FAMILIES or FAMILIES[kind].capabilities.likelihood
 
 
 def _images(share_or_count: int | float) -> int | None:

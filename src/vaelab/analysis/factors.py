@@ -60,6 +60,7 @@ from vaelab.data.catalog import describe
 from vaelab.errors import VaelabError
 from vaelab.evaluation.latents import dimensions_by_kl
 from vaelab.io import atomic_write_json, require_suffix
+from vaelab.models.registry import require_encoder
 from vaelab.models.vae import VAE, posterior_moments
 from vaelab.rundir import FACTORS, load_model, read_config
 
@@ -167,8 +168,9 @@ def known_factor_relations(
     model: VAE, means: torch.Tensor, test: Any, dim: int, values: torch.Tensor, dataset: str, bases: int
 ) -> dict[str, dict[str, float]]:
     """For each known factor of the dataset, on the test images where it is defined: ρ of the posterior means of
-    `dim` with the factor (`encoder_rho`) and the pooled ρ of its measured attribute under traversal of `dim`
-    from the first `bases` of them (`traversal_rho`)."""
+    `dim` with the factor (`encoder_rho`), the pooled ρ of its measured attribute under traversal of `dim`
+    from the first `bases` of them (`traversal_rho`) and, for a factor with `held_fixed` annotations, the mean of
+    the ρ within each set of images that differ in the factor alone (`encoder_rho_within`, over `sets` sets)."""
     relations = {}
     for factor in describe(dataset).known_factors:
         truth = test.annotations[factor.annotation]
@@ -182,7 +184,28 @@ def known_factor_relations(
         traversal_rho = pooled_rank_correlation(values.numpy(), measured.reshape(len(chosen), -1))
         relations[factor.annotation] = {"encoder_rho": encoder_rho, "traversal_rho": traversal_rho,
                                         "images": int(inside.numel()), "bases": int(len(chosen))}
+        if factor.held_fixed:
+            sets = same_but_for(test.annotations, factor.held_fixed, inside, truth)
+            within = [spearman(means[members, dim].numpy(), truth[members].numpy().astype(np.float64))
+                      for members in sets]
+            within = [rho for rho in within if math.isfinite(rho)]
+            relations[factor.annotation].update(
+                encoder_rho_within=float(np.mean(within)) if within else None, sets=len(within))
     return relations
+
+
+MIN_FACTOR_VALUES = 3  # distinct values of the factor a set needs for a within-set ρ
+
+
+def same_but_for(
+    annotations: dict[str, torch.Tensor], held_fixed: tuple[str, ...], inside: torch.Tensor, truth: torch.Tensor
+) -> list[torch.Tensor]:
+    """The images among `inside` grouped by their `held_fixed` annotations (the same drawing by the same vendor),
+    each group kept when it holds at least MIN_FACTOR_VALUES values of the factor."""
+    keys = torch.stack([annotations[name][inside].long() for name in held_fixed], dim=1)
+    _, group = torch.unique(keys, dim=0, return_inverse=True)
+    sets = [inside[group == g] for g in range(int(group.max()) + 1)] if len(inside) else []
+    return [members for members in sets if truth[members].unique().numel() >= MIN_FACTOR_VALUES]
 
 
 def factor_name(top_attribute: str | None, top_rho: float, mi_with_class: float) -> str:
@@ -258,6 +281,7 @@ def analyse_factors(
     out = require_suffix(out if out is not None else run_dir / FACTORS, ".json")
     data = read_config(run_dir).data
     model = load_model(run_dir)
+    require_encoder(model, "vaelab factors (it traverses from the codes of test images)")
     test, inputs = load_test_inputs(data)
     means, _ = posterior_moments(model, inputs, test.labels)
     usage = latent_usage(run_dir, model, inputs, test.labels)
@@ -288,13 +312,16 @@ def analyse_factors(
 
 
 def annotation_text(row: dict[str, Any]) -> str:
-    """`skin_tone ρ −0.85 / −0.91; Smiling AUC 0.91 (+)`: a row's known factors (encoder ρ / traversal ρ) and its
-    best binary annotation; `–` for none."""
+    """`skin_tone ρ −0.35 / −0.31 / +0.90 within; Smiling AUC 0.91 (+)`: a row's known factors (encoder ρ /
+    traversal ρ / encoder ρ within sets that differ in the factor alone) and its best binary annotation; `–` for
+    none."""
     parts = []
     for name, numbers in (row.get("known_factors") or {}).items():
-        encoder, traversal = (numbers.get(key) for key in ("encoder_rho", "traversal_rho"))
-        parts.append(f"{name} ρ {'–' if encoder is None else format(encoder, '+.2f')} / "
-                     f"{'–' if traversal is None else format(traversal, '+.2f')}")
+        encoder, traversal, within = (numbers.get(key) for key in ("encoder_rho", "traversal_rho",
+                                                                   "encoder_rho_within"))
+        text = (f"{name} ρ {'–' if encoder is None else format(encoder, '+.2f')} / "
+                f"{'–' if traversal is None else format(traversal, '+.2f')}")
+        parts.append(text if within is None else f"{text} / {within:+.2f} within")
     if row.get("top_annotation"):
         sign = "+" if row["top_annotation_sign"] > 0 else "−"
         parts.append(f"{row['top_annotation']} AUC {row['top_annotation_auc']:.2f} ({sign})")

@@ -6,7 +6,9 @@ into the other through images that look like data, where the cross-fade shows tw
 other.
 
 A conditional run encodes each image with its own label and decodes the whole path as one class (`label`, by
-default the first image's): it interpolates the style while the class stays put.
+default the first image's): it interpolates the style while the class stays put. A ddpm's codes are the DDIM
+inversions of the two images (slerp suits them: they are Gaussian noise); a GAN has no code for a given image, so
+its ends are random codes (`random:SEED`), which any family accepts, and its cross-fade blends their images.
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ from vaelab.analysis.traversal import (
     add_row_labels,
     decode_codes,
     decoding_label,
+    image_codes,
     load_test_inputs,
     parse_test_reference,
 )
 from vaelab.data.datasets import to_float
 from vaelab.errors import VaelabError
 from vaelab.images import make_grid
-from vaelab.models.vae import posterior_moments
 from vaelab.rundir import load_model, read_config
 
 MODES = ("linear", "slerp")
@@ -38,10 +40,10 @@ PARALLEL_TOLERANCE = 1e-6  # below this sine of the angle between the codes, sle
 
 @dataclass(frozen=True)
 class Interpolation:
-    codes: torch.Tensor  # [S, D], codes[0] and codes[-1] are the two posterior means
+    codes: torch.Tensor  # [S, D], codes[0] and codes[-1] are the codes of the two ends
     decoded: torch.Tensor  # [S, C, H, W]: the decoded latent path
-    crossfade: torch.Tensor  # [S, C, H, W]: the pixel-space path between the two test images
-    indices: tuple[int, int]  # the two test images
+    crossfade: torch.Tensor  # [S, C, H, W]: the pixel-space path between the two ends' images
+    ends: tuple[str, str]  # test:INDEX or random:SEED
     mode: str
     label: int | None = None  # the class every frame is decoded as (conditional runs only)
 
@@ -100,23 +102,43 @@ def crossfade(start_image: torch.Tensor, end_image: torch.Tensor, steps: int) ->
     return lerp(start_image, end_image, interpolation_weights(steps)).to(start_image.dtype)
 
 
+def random_code(spec: str, what: str, latent_dim: int) -> torch.Tensor | None:
+    """`random:SEED` → a code `[D]` drawn from N(0, I) with that seed; anything else → None."""
+    prefix, _, seed = spec.partition(":")
+    if prefix != "random":
+        return None
+    if not seed.isdecimal():
+        raise VaelabError(f"{what} {spec!r} is not valid; write random:SEED with SEED a whole number")
+    return torch.randn(latent_dim, generator=torch.Generator().manual_seed(int(seed)))
+
+
 def interpolate_run(
     run_dir: str | Path, start: str, end: str, steps: int = 10, mode: str = "linear", label: int | None = None
 ) -> Interpolation:
-    """Interpolate between two test images named `test:INDEX`, in latent space (decoded) and in pixel space; a
-    conditional run decodes the path as class `label` (default: the first image's class)."""
+    """Interpolate between two ends, each a test image (`test:INDEX`) or a random code (`random:SEED`), in latent
+    space (decoded) and in pixel space; a conditional run decodes the path as class `label` (default: the first
+    image's class)."""
     check_arguments(steps, mode)  # before any loading
     model = load_model(run_dir)
     test, inputs = load_test_inputs(read_config(run_dir).data)
-    first = parse_test_reference(start, "from", len(test))
-    last = parse_test_reference(end, "to", len(test))
-    label = decoding_label(model, start, label, test.labels)
-    means, _ = posterior_moments(model, inputs[[first, last]], test.labels[[first, last]])
-    codes = interpolate_codes(means[0], means[1], steps, mode)
-    decoded = decode_codes(model, codes, None if label is None else torch.full((steps,), label))
-    # The cross-fade blends the real intensities, not the binarized inputs some models are fed.
-    images = to_float(test.images[[first, last]])
-    return Interpolation(codes, decoded, crossfade(images[0], images[1], steps), (first, last), mode, label)
+    codes, images = [], []
+    for spec, what in ((start, "from"), (end, "to")):
+        code = random_code(spec, what, model.latent_dim)
+        if code is None:
+            index = parse_test_reference(spec, what, len(test))
+            code = image_codes(model, inputs[index : index + 1], test.labels[index : index + 1],
+                               f"interpolation between test images (use --{what} random:SEED)")[0]
+            # The cross-fade blends the real intensities, not the binarized inputs some models are fed.
+            images.append(to_float(test.images[index]))
+        else:
+            images.append(None)
+        codes.append(code)
+    label = decoding_label(model, start if start.startswith("test:") else "prior", label, test.labels)
+    labels = None if label is None else torch.full((steps,), label)
+    path = interpolate_codes(codes[0], codes[1], steps, mode)
+    decoded = decode_codes(model, path, labels)
+    images = [decoded[0] if images[0] is None else images[0], decoded[-1] if images[1] is None else images[1]]
+    return Interpolation(path, decoded, crossfade(images[0], images[1], steps), (start, end), mode, label)
 
 
 def interpolation_grid(interpolation: Interpolation, labels: bool = True) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from vaelab.analysis.samplers import SAMPLERS, sample_images
+from vaelab.analysis.samplers import sample_images, samplers_for, use_sampling_steps
 from vaelab.data.datasets import load_split, to_float
 from vaelab.errors import VaelabError
 from vaelab.evaluation.fid import (
@@ -44,7 +44,7 @@ from vaelab.evaluation.reference_classifier import (
     load_or_train_classifier,
 )
 from vaelab.io import atomic_write_json
-from vaelab.models.registry import refuse_conditional
+from vaelab.models.registry import Capabilities, capabilities, family, refuse_conditional
 from vaelab.rundir import GENERATION, load_model, read_artefact_if_present, read_config
 
 SAMPLE_SEED = 0
@@ -53,13 +53,17 @@ COVERED_SHARE = 0.01  # a class counts as covered when at least 1% of the sample
 Log = Callable[[str], None]
 
 
-def parse_samplers(spec: str | Sequence[str]) -> list[str]:
-    """'all', one name or a comma-separated list → sampler names, checked."""
-    names = list(SAMPLERS) if spec == "all" else ([s.strip() for s in spec.split(",")] if isinstance(spec, str)
-                                                  else list(spec))
-    unknown = [name for name in names if name not in SAMPLERS]
+def parse_samplers(spec: str | Sequence[str], run_dir: str | Path | None = None) -> list[str]:
+    """'all', one name or a comma-separated list → sampler names, checked (against what the run's family offers,
+    given `run_dir`: 'all' is prior, gmm and two-stage for a VAE, prior alone for a gan or a ddpm)."""
+    can = family(read_config(run_dir).model.kind).capabilities if run_dir is not None else Capabilities()
+    offered = samplers_for(can, explicit=True)
+    names = samplers_for(can) if spec == "all" else ([s.strip() for s in spec.split(",")] if isinstance(spec, str)
+                                                     else list(spec))
+    unknown = [name for name in names if name not in offered]
     if unknown or not names:
-        raise VaelabError(f"unknown sampler '{','.join(unknown)}'; choose from: all, {', '.join(SAMPLERS)}")
+        raise VaelabError(f"sampler '{','.join(unknown)}' is not offered by this run; choose from: all, "
+                          f"{', '.join(offered)}")
     return names
 
 
@@ -134,7 +138,7 @@ def score_samples(images: torch.Tensor, reference: RealReference, inception_samp
 
 def measure_generation(
     run_dir: str | Path,
-    samplers: Sequence[str] = SAMPLERS,
+    samplers: str | Sequence[str] = "all",
     samples: int = PROTOCOL_IMAGES,
     inception: bool = True,
     inception_samples: int | None = None,
@@ -142,6 +146,7 @@ def measure_generation(
     components: int = 10,
     log: Log = lambda m: None,
     write: bool = True,
+    steps: int | None = None,
     reference: RealReference | None = None,
 ) -> dict[str, Any]:
     """Generation metrics of each sampler; merged into RUN/generation.json (other samplers' entries are kept).
@@ -150,7 +155,7 @@ def measure_generation(
     Inception FID's accuracy for time — about 0.11 s per image on 2 CPU cores.
     """
     run_dir = Path(run_dir)
-    samplers = parse_samplers(samplers)
+    samplers = parse_samplers(samplers, run_dir)
     inception_samples = samples if inception_samples is None else inception_samples
     if min(samples, inception_samples) < 2:
         raise VaelabError("sample counts must be at least 2 for a covariance")
@@ -163,6 +168,7 @@ def measure_generation(
         raise VaelabError(f"{run_dir} is a {dataset} run; the reference given is {reference.dataset}")
     model = load_model(run_dir)
     refuse_conditional(model, "vaelab fid")
+    use_sampling_steps(model, steps)
 
     path = run_dir / GENERATION
     result: dict[str, Any] = read_artefact_if_present(run_dir, GENERATION) or {}
@@ -177,6 +183,8 @@ def measure_generation(
         log(f"{sampler}: drawing {samples:,} samples")
         images = sample_images(model, run_dir, samples, sampler, SAMPLE_SEED, components, log)
         entry = {"seed": SAMPLE_SEED, **score_samples(images, reference, inception_samples, log)}
+        if capabilities(model).sampling == "diffusion" and sampler == "prior":
+            entry["ddim_steps"] = model.sampling_steps
         if sampler == "gmm":
             entry["components"] = components
         entry["seconds"] = time.perf_counter() - started

@@ -6,7 +6,8 @@ instead, without retraining the VAE:
 - `gmm`: a full-covariance Gaussian mixture (Ghosh et al. 2020, "From variational to deterministic autoencoders");
 - `two-stage`: a second, small VAE on the codes (Dai & Wipf 2019, "Diagnosing and enhancing VAE models").
 Each fit is stored in the run directory as safetensors (`sampler-gmm.safetensors`, `sampler-two-stage.safetensors`):
-no pickle, and reused while its settings match.
+no pickle, and reused while its settings match. Both need an encoder; a GAN draws from its prior only, a ddpm from
+its prior by DDIM (`prior`) or by Ho et al.'s full ancestral chain (`ancestral`, T network passes per image).
 """
 
 from __future__ import annotations
@@ -24,11 +25,22 @@ from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.fitting import FitPlan, fit
 from vaelab.models.latent_vae import LatentVAE
-from vaelab.models.registry import capabilities, refuse_conditional
+from vaelab.models.registry import Capabilities, capabilities, refuse_conditional
 from vaelab.models.vae import VAE, posterior_moments
 from vaelab.rundir import load_model_weights, load_tensors, model_tensors, read_config, save_tensors
 
-SAMPLERS = ("prior", "gmm", "two-stage")
+SAMPLERS = ("prior", "gmm", "two-stage", "ancestral")
+FITTED = ("gmm", "two-stage")  # fitted on the codes of training images: they need an encoder
+ANCESTRAL_BATCH_SIZE = 500
+
+
+def samplers_for(can: Capabilities, explicit: bool = False) -> list[str]:
+    """The samplers a family offers: those `all` means, or (`explicit`) every one it accepts when named."""
+    if can.encoder:
+        return ["prior", *FITTED]
+    if can.sampling == "diffusion" and explicit:
+        return ["prior", "ancestral"]
+    return ["prior"]
 GMM_FILE = "sampler-gmm.safetensors"
 TWO_STAGE_FILE = "sampler-two-stage.safetensors"
 
@@ -152,14 +164,33 @@ def load_or_fit_two_stage(
     return stage
 
 
+def use_sampling_steps(model: VAE, steps: int | None) -> None:
+    """`--steps`: the DDIM steps a ddpm samples and inverts with (None keeps its config's `sampling_steps`)."""
+    if steps is None:
+        return
+    if capabilities(model).sampling != "diffusion":
+        raise VaelabError(f"--steps sets a ddpm's DDIM steps; a {model.config.kind} has none, leave it out")
+    model.ddim_times(steps)  # in range
+    model.sampling_steps = steps
+
+
+def check_sampler(model: VAE, sampler: str) -> None:
+    offered = samplers_for(capabilities(model), explicit=True)
+    if sampler not in offered:
+        if sampler in SAMPLERS:
+            raise VaelabError(f"a {model.config.kind} cannot use --sampler {sampler}; it offers: {', '.join(offered)}")
+        raise VaelabError(f"unknown --sampler '{sampler}'; choose one of: {', '.join(offered)}")
+
+
 @torch.no_grad()
 def sample_codes(
     model: VAE, run_dir: str | Path, n: int, sampler: str = "prior", seed: int = 0, components: int = 10,
     log: Callable[[str], None] = print,
 ) -> torch.Tensor:
     """`n` latent codes `[n, D]` from the chosen sampler, reproducible by seed."""
-    if sampler not in SAMPLERS:
-        raise VaelabError(f"unknown --sampler '{sampler}'; choose one of: {', '.join(SAMPLERS)}")
+    check_sampler(model, sampler)
+    if sampler == "ancestral":
+        raise VaelabError("the ancestral sampler draws images step by step, not codes; use --sampler prior")
     generator = torch.Generator().manual_seed(seed)
     if sampler != "prior":
         refuse_conditional(model, f"--sampler {sampler}")  # both are fitted on codes of unlabelled images
@@ -176,6 +207,11 @@ def sample_images(
     log: Callable[[str], None] = print,
 ) -> torch.Tensor:
     """`n` decoded samples `[n, C, H, W]` from the chosen sampler, reproducible by seed."""
+    check_sampler(model, sampler)
+    if sampler == "ancestral":
+        generator = torch.Generator().manual_seed(seed)
+        return torch.cat([model.ancestral_sample(len(batch), generator).cpu()
+                          for batch in torch.arange(n).split(ANCESTRAL_BATCH_SIZE)])
     codes = sample_codes(model, run_dir, n, sampler, seed, components, log)
     # The classes in turn, as ConditionalVAE.sample does.
     labels = torch.arange(n) % model.classes if capabilities(model).conditional else None

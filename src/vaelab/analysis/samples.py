@@ -7,10 +7,12 @@ import math
 import numpy as np
 import torch
 
+from vaelab.analysis.traversal import decode_codes, image_codes
 from vaelab.data.datasets import load_split, prepare_inputs
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.images import make_grid
+from vaelab.models.registry import capabilities
 from vaelab.models.vae import VAE
 
 
@@ -29,13 +31,16 @@ def sample_grid(images: torch.Tensor) -> np.ndarray:
 def reconstruction_grid(
     model: VAE, dataset: str, input_mode: str, n: int, start: int = 0, columns: int = 8
 ) -> np.ndarray:
-    """Test images (as fed to the model) in one row, their reconstructions from the posterior mean in the row
-    below, repeated until `n` images are shown."""
+    """Test images (as fed to the model) in one row, their reconstructions from the posterior mean (ddpm: DDIM
+    from its DDIM inversion) in the row below, repeated until `n` images are shown."""
     test = load_split(dataset, "test")
     if not 0 <= start < len(test):
         raise VaelabError(f"--start must be a test image index from 0 to {len(test) - 1} (got {start})")
     x = prepare_inputs(test.images[start : start + n], input_mode, EVAL_SEED)  # as evaluation sees them
-    reconstructions = model.reconstruct(x.to(model.device), test.labels[start : start + n]).cpu()
+    if capabilities(model).encoder:
+        reconstructions = model.reconstruct(x.to(model.device), test.labels[start : start + n]).cpu()
+    else:
+        reconstructions = decode_codes(model, image_codes(model, x, what="vaelab reconstruct"))
     rows = []
     for first in range(0, len(x), columns):
         rows += [x[first : first + columns], reconstructions[first : first + columns]]

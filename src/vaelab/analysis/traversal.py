@@ -26,12 +26,13 @@ from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.evaluation.latents import active_units, dimensions_by_kl
 from vaelab.images import DISPLAY_SCALE, make_grid, upscale
 from vaelab.io import atomic_write
-from vaelab.models.registry import capabilities
+from vaelab.models.registry import capabilities, require_codes_of_images, require_encoder
 from vaelab.models.vae import VAE, kl_per_dimension, posterior_moments
 from vaelab.rundir import EVAL, load_model, read_artefact_if_present, read_config
 
 KL_ESTIMATE_IMAGES = 2000  # test images used for KL per dimension when the run has no eval.json
 DECODE_BATCH_SIZE = 2000  # codes per decoder call: bounds memory for large traversals
+INVERT_BATCH_SIZE = 500  # images per DDIM inversion
 GRID_PADDING = 2  # make_grid's default, needed to place the row labels
 GIF_FRAME_MS = 80
 
@@ -40,7 +41,7 @@ GIF_FRAME_MS = 80
 class LatentUsage:
     """How much each latent dimension is used: mean KL in nats, and whether it is an active unit."""
 
-    kl_per_dim: list[float]
+    kl_per_dim: list[float] | None  # None: a family without an encoder
     active: list[bool]
     source: str  # where the numbers come from, to print beside them
 
@@ -80,6 +81,17 @@ def parse_test_reference(spec: str, what: str, test_count: int) -> int:
     return index
 
 
+def image_codes(
+    model: VAE, inputs: torch.Tensor, labels: torch.Tensor | None = None, what: str = "a test image's code"
+) -> torch.Tensor:
+    """The code of each image `[N, D]`, on the CPU: its posterior mean (a family with an encoder) or its
+    deterministic inversion (ddpm: DDIM run backwards); a GAN has neither, a one-line error naming `what`."""
+    require_codes_of_images(model, what)
+    if capabilities(model).encoder:
+        return posterior_moments(model, inputs, labels)[0]
+    return torch.cat([model.invert(batch).cpu() for batch in inputs.split(INVERT_BATCH_SIZE)])
+
+
 def base_code(model: VAE, base: str, inputs: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
     """The code `[D]` a traversal starts from: the prior mean (`prior`) or a test image's posterior mean
     (`test:INDEX`, an index into the prepared test inputs, whose `labels` a conditional model needs)."""
@@ -90,8 +102,8 @@ def base_code(model: VAE, base: str, inputs: torch.Tensor, labels: torch.Tensor 
             f"base {base!r} is not valid; use prior or test:INDEX (INDEX from 0 to {inputs.shape[0] - 1})"
         )
     index = parse_test_reference(base, "base", inputs.shape[0])
-    mu, _ = posterior_moments(model, inputs[index : index + 1], None if labels is None else labels[index : index + 1])
-    return mu[0]
+    return image_codes(model, inputs[index : index + 1], None if labels is None else labels[index : index + 1],
+                       "a traversal from a test image")[0]
 
 
 # --- which dimensions ------------------------------------------------------------------------------------------
@@ -106,7 +118,10 @@ def latent_usage(
     run_dir: str | Path, model: VAE, inputs: torch.Tensor, labels: torch.Tensor | None = None
 ) -> LatentUsage:
     """KL per dimension and active units from the run's eval.json (the whole test split, as of the last
-    `vaelab eval`), or else computed on the first KL_ESTIMATE_IMAGES of the prepared test inputs."""
+    `vaelab eval`), or else computed on the first KL_ESTIMATE_IMAGES of the prepared test inputs. A family without
+    an encoder has no KL: every dimension counts as used, in order."""
+    if not capabilities(model).encoder:
+        return LatentUsage(None, [True] * model.latent_dim, f"a {model.config.kind} has no encoder, so no KL")
     result = read_artefact_if_present(run_dir, EVAL)
     if isinstance(result, dict):
         kl = result.get("kl_per_dim")
@@ -118,12 +133,12 @@ def latent_usage(
     return usage_from_posteriors(*moments, f"first {count:,} test images")
 
 
-def select_dimensions(spec: str, kl_per_dim: Sequence[float]) -> list[int]:
-    """`auto` → every dimension, largest KL first; `0,3,7` → those dimensions in that order (each in range,
-    none twice)."""
-    latent_dim = len(kl_per_dim)
+def select_dimensions(spec: str, kl_per_dim: Sequence[float] | None, latent_dim: int | None = None) -> list[int]:
+    """`auto` → every dimension, largest KL first (in order when there is no KL: `kl_per_dim` None, `latent_dim`
+    given); `0,3,7` → those dimensions in that order (each in range, none twice)."""
+    latent_dim = len(kl_per_dim) if kl_per_dim is not None else latent_dim
     if spec.strip() == "auto":
-        return dimensions_by_kl(list(kl_per_dim))
+        return dimensions_by_kl(list(kl_per_dim)) if kl_per_dim is not None else list(range(latent_dim))
     try:
         dims = [int(part) for part in spec.split(",")]
     except ValueError:
@@ -216,11 +231,16 @@ def traverse_run(
     `prior` or `test:INDEX`; `label` the class of a conditional run (default: the base image's)."""
     values = traversal_values(radius, steps)
     model = load_model(run_dir)
+    if capabilities(model).sampling == "diffusion":
+        raise VaelabError(f"a {model.config.kind}'s code is its whole starting noise ({model.latent_dim:,} values), "
+                          "not factors: traverse needs a vae or gan run (compare them with `vaelab compare`)")
+    if base != "prior":
+        require_encoder(model, "a traversal from a test image (use --base prior)")
     test, inputs = load_test_inputs(read_config(run_dir).data)
     label = decoding_label(model, base, label, test.labels)
     code = base_code(model, base, inputs, test.labels)
     usage = latent_usage(run_dir, model, inputs, test.labels)
-    chosen = select_dimensions(dims, usage.kl_per_dim)
+    chosen = select_dimensions(dims, usage.kl_per_dim, model.latent_dim)
     return Traversal(traversal_images(model, code, chosen, values, label), chosen, values, usage, base, label)
 
 

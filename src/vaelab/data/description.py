@@ -48,12 +48,15 @@ class Drawing:
 class KnownFactor:
     """A ground-truth factor of part of a dataset: the annotation `annotation` takes the ordered values
     `low..high` on that part (the rest of the images lie outside it), and the measurer `attribute` reads the factor
-    off a picture, so that a traversal can be checked against it (emoji: skin tone 1–5, skin lightness)."""
+    off a picture, so that a traversal can be checked against it (emoji: skin tone 1–5, skin lightness).
+    `held_fixed` names the annotations that together identify the images that differ in this factor alone (emoji:
+    the base emoji and the vendor: the same drawing in its five tones)."""
 
     annotation: str
     low: int
     high: int
     attribute: str
+    held_fixed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -131,5 +131,5 @@ EMOJI = DatasetDescription(
     default_input_mode="grayscale",
     default_val_size=DEFAULT_VAL_SIZE,
     attributes={**colour.MEASURERS, "skin_lightness": colour.skin_lightness},
-    known_factors=(KnownFactor("skin_tone", 1, 5, "skin_lightness"),),
+    known_factors=(KnownFactor("skin_tone", 1, 5, "skin_lightness", held_fixed=("group", "vendor")),),
 )

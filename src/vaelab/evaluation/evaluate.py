@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,6 +21,10 @@ from vaelab.io import atomic_write_json
 from vaelab.models.registry import capabilities
 from vaelab.models.vae import VAE
 from vaelab.rundir import EVAL, load_model, read_config
+
+if TYPE_CHECKING:
+    from vaelab.config import RunConfig
+    from vaelab.data.datasets import ImageSet
 
 EVAL_SEED = 0  # the fixed binarization of the test set and the noise of every bound
 
@@ -51,9 +55,14 @@ def evaluate_run(
     torch_device = resolve_device(device)
     model = load_model(run_dir, torch_device)
     test = load_split(config.data.dataset, "test").subset(test_limit)
+    can = capabilities(model)
+    if not can.likelihood:
+        result = evaluate_likelihood_free(model, config, test, iw_images, log)
+        if write:
+            atomic_write_json(run_dir / EVAL, result)
+        return result
     x_all = prepare_inputs(test.images, config.data.input_mode, EVAL_SEED)
     intensities = to_float(test.images)
-    can = capabilities(model)
     conditional = can.conditional
     n, pixels = len(test), x_all[0].numel()
     started = time.perf_counter()
@@ -146,6 +155,49 @@ def evaluate_run(
     if write:
         atomic_write_json(run_dir / EVAL, result)
     return result
+
+
+BOUND_IMAGES = 1000  # test images of a ddpm's bound estimate
+BOUND_TIMESTEPS = 4  # timesteps drawn per image
+
+
+@torch.no_grad()
+def evaluate_likelihood_free(
+    model: torch.nn.Module, config: RunConfig, test: ImageSet, bound_images: int | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """What applies to a family without a likelihood: its size; for a ddpm the test ε-MSE of its EMA weights, its
+    estimated variational bound (`vaelab.evaluation.diffusion`) on the first `bound_images` test images and the
+    error of its DDIM reconstructions (inversion, then generation). Sample quality is `vaelab fid`'s."""
+    started = time.perf_counter()
+    result: dict[str, Any] = {
+        "dataset": config.data.dataset, "split": "test", "kind": config.model.kind, "images": len(test),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "note": f"a {config.model.kind} has no likelihood to bound; its samples are measured by `vaelab fid`",
+    }
+    if capabilities(model).sampling == "diffusion":
+        from vaelab.evaluation.diffusion import bound_terms, summarise_bound
+
+        result["parameters"] = sum(p.numel() for p in model.net.parameters())  # the EMA copy is not counted twice
+        count = min(bound_images or BOUND_IMAGES, len(test))
+        images = to_float(test.images[:count])
+        generator = torch.Generator().manual_seed(EVAL_SEED)
+        log(f"variational bound: {count:,} test images, {BOUND_TIMESTEPS} sampled timesteps each")
+        per_image = torch.cat([bound_terms(model, images[index], BOUND_TIMESTEPS, generator)
+                               for index in iterate_batches(count, 250)])
+        result["bound"] = summarise_bound(per_image, images[0].numel(), BOUND_TIMESTEPS)
+        result["note"] = ("a ddpm's likelihood is a bound estimated with sampled timesteps; its samples are measured "
+                          "by `vaelab fid`")
+        log(f"DDIM reconstructions ({model.sampling_steps} steps each way) of the first {RECONSTRUCTED} test images")
+        originals = to_float(test.images[:RECONSTRUCTED])
+        reconstructed = model.decode(model.invert(originals))
+        result["ddim_reconstruction_mse"] = (reconstructed.cpu() - originals).pow(2).mean().item()
+        result["ddim_steps"] = model.sampling_steps
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
+RECONSTRUCTED = 100
 
 
 @torch.no_grad()

@@ -5,8 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 
+def likelihood_free_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = [("dataset / split", f"{result['dataset']} / test ({result['images']:,} images)"),
+            ("model", f"{result['kind']}, {result['parameters']:,} parameters")]
+    if "bound" in result:
+        bound = result["bound"]
+        rows.append(("variational bound (estimate)",
+                     f"{bound['nll_bound_nats']:.2f} nats  ({bound['bits_per_dim']:.4f} ± "
+                     f"{bound['bits_per_dim_standard_error']:.4f} bits/dim, {bound['images']:,} test images, "
+                     f"{bound['timesteps_per_image']} sampled timesteps each)"))
+        rows.append(("DDIM reconstruction MSE", f"{result['ddim_reconstruction_mse']:.5f} per pixel "
+                                                f"({result['ddim_steps']} steps each way)"))
+    return rows
+
+
 def eval_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     """Every number of an eval.json as (name, value) text, in reading order."""
+    if "elbo" not in result:  # a family without a likelihood
+        return likelihood_free_rows(result)
     rows = [
         ("dataset / split", f"{result['dataset']} / test ({result['images']:,} images, {result['input_mode']})"),
         ("ELBO", f"{result['elbo']:.2f} nats  ({result['bits_per_dim_elbo']:.4f} bits/dim)"),

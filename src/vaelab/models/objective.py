@@ -5,11 +5,12 @@ order, precision, optimizers, gradient clipping, non-finite handling, checkpoint
 objective owns what is the family's own:
 - which training images an epoch runs over (`pool`) and the seeded generators its steps draw from (`generators`,
   stored in every checkpoint, so a resumed run draws the same numbers);
-- the parameters of each optimizer (`parameter_groups`: one group for most families, two for a GAN);
+- the parameters of each optimizer (`parameter_groups`: one group for most families, two for a GAN) and any
+  options of its Adam (`optimizer_options`: a GAN's β1);
 - one training step (`step`): it yields one `Phase` per optimizer step, the loss and the terms to log, and the
   trainer takes that optimizer step before asking for the next phase (so a discriminator step can come first);
 - its validation numbers (`validate`), with the one that selects the best checkpoint (`selection`, higher is
-  better) and the few of them the epoch's line shows (`summary`).
+  better; None keeps the last epoch's weights) and the few of them the epoch's line shows (`summary`).
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ class Objective:
     """Base of every family's objective; `config` is the run's, `train_labels` the training split's labels (a
     semi-supervised objective keeps only some of them)."""
 
-    selection = "val_elbo"  # the validation number that picks model.safetensors (higher is better)
+    # The validation number that picks model.safetensors (higher is better); None: the last epoch's weights.
+    selection: str | None = "val_elbo"
 
     def __init__(self, config: RunConfig, train_labels: torch.Tensor) -> None:
         self.config = config
@@ -88,6 +90,10 @@ class Objective:
     def parameter_groups(self, model: nn.Module) -> dict[str, Iterable[nn.Parameter]]:
         """The parameters of each optimizer, by optimizer name."""
         return {"model": model.parameters()}
+
+    def optimizer_options(self, name: str) -> dict[str, Any]:
+        """Keyword arguments of the Adam optimizer `name` beyond the learning rate (e.g. `betas`)."""
+        return {}
 
     def step(
         self, model: nn.Module, intensities: torch.Tensor, labels: torch.Tensor, context: StepContext

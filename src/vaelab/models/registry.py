@@ -8,6 +8,7 @@ command line's help) imports no torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,9 @@ class Capabilities:
     likelihood: bool = True  # p(x|z) gives a density: ELBO and IWAE bounds on held-out images
     conditional: bool = False  # encoding and decoding need the class of every image (`labels`)
     classifier: bool = False  # predicts classes: `classify(x)` → logits
-    sampling: str = "prior"  # how it draws images: "prior" decodes z ~ N(0, I) (`sample(n, generator, labels)`)
+    sampling: str = "prior"  # how it draws images: "prior" decodes z ~ N(0, I) (`sample(n, generator, labels)`);
+    # "diffusion" too, but its code is the whole starting noise and decoding it costs `sampling_steps` passes
+    inversion: bool = False  # a deterministic code for any image (`invert(x)`): reconstructions, interpolations
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,10 @@ FAMILIES: dict[str, Family] = {
     "cvae": Family("vaelab.models.conditional:ConditionalVAE", ELBO, Capabilities(conditional=True)),
     "vae-classifier": Family("vaelab.models.classifier:ClassifierVAE", SEMI_SUPERVISED, Capabilities(classifier=True)),
     "m2": Family("vaelab.models.classifier:M2", SEMI_SUPERVISED, Capabilities(conditional=True, classifier=True)),
+    "gan": Family("vaelab.models.gan:GAN", "vaelab.models.gan:GANObjective",
+                  Capabilities(encoder=False, likelihood=False)),
+    "ddpm": Family("vaelab.models.diffusion:DDPM", "vaelab.models.diffusion:DiffusionObjective",
+                   Capabilities(encoder=False, likelihood=False, sampling="diffusion", inversion=True)),
 }
 
 
@@ -92,6 +99,27 @@ def require_classifier(model: Any, what: str) -> None:
         raise VaelabError(
             f"{what} needs a run that predicts classes (train one with `vaelab train --model vae-classifier` or m2)"
         )
+
+
+def kinds_that(can: Callable[[Capabilities], bool]) -> str:
+    """`vae, cvae, vae-classifier or m2`: the kinds whose capabilities pass `can`."""
+    kinds = [kind for kind, entry in FAMILIES.items() if can(entry.capabilities)]
+    return " or ".join(kinds) if len(kinds) < 3 else f"{', '.join(kinds[:-1])} or {kinds[-1]}"
+
+
+def require_encoder(model: Any, what: str) -> None:
+    """A one-line error for what needs q(z|x): the codes of test images, per-dimension analyses."""
+    if not capabilities(model).encoder:
+        raise VaelabError(f"a {model.config.kind} has no encoder: {what} needs a run of "
+                          f"{kinds_that(lambda can: can.encoder)}")
+
+
+def require_codes_of_images(model: Any, what: str) -> None:
+    """A one-line error for what needs a code for a given image: an encoder or a deterministic inversion."""
+    can = capabilities(model)
+    if not (can.encoder or can.inversion):
+        raise VaelabError(f"a {model.config.kind} has no encoder: {what} needs a run of "
+                          f"{kinds_that(lambda can: can.encoder or can.inversion)}")
 
 
 def refuse_conditional(model: Any, what: str) -> None:

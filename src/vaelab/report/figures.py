@@ -19,6 +19,7 @@ from vaelab.analysis.embedding import embed, spread_points  # noqa: E402
 from vaelab.analysis.traversal import load_test_inputs  # noqa: E402
 from vaelab.data.catalog import describe  # noqa: E402
 from vaelab.images import display_array  # noqa: E402
+from vaelab.models.registry import require_encoder  # noqa: E402
 from vaelab.models.vae import posterior_moments  # noqa: E402
 from vaelab.rundir import load_model, read_config  # noqa: E402
 
@@ -51,6 +52,25 @@ def training_curves(history: Sequence[dict[str, Any]]) -> bytes:
     axes[3].set_yticks(range(len(order)), [f"z{d}" for d in order], fontsize=6)
     axes[3].set(title="validation KL per dimension (nats)", xlabel="epoch")
     figure.colorbar(image, ax=axes[3])
+    figure.tight_layout()
+    return figure_png(figure)
+
+
+def scalar_curves(history: Sequence[dict[str, Any]]) -> bytes:
+    """Every number logged per epoch by a family without a likelihood (a GAN's losses and beliefs, a ddpm's
+    ε-error), train and validation in one panel per name."""
+    epochs = [row["epoch"] for row in history]
+    names = sorted({key.split("_", 1)[1] for key, value in history[-1].items()
+                    if key.startswith(("train_", "val_")) and isinstance(value, float) and key != "train_seconds"})
+    figure, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        for split in ("train", "val"):
+            if f"{split}_{name}" in history[-1]:
+                ax.plot(epochs, [row.get(f"{split}_{name}", np.nan) for row in history],
+                        label="validation" if split == "val" else split)
+        ax.set(title=name.replace("_", " "), xlabel="epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
     figure.tight_layout()
     return figure_png(figure)
 
@@ -105,6 +125,7 @@ def latent_map_png(
     class z keeps), and each thumbnail is decoded as its image's class."""
     config = read_config(run_dir)
     model = load_model(run_dir)
+    require_encoder(model, "vaelab embed (it maps the codes of test images)")
     test, inputs = load_test_inputs(config.data)
     count = min(limit or len(test), len(test))
     labels = test.labels[:count]

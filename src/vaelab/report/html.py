@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ import torch
 from vaelab.analysis.conditional import class_grid, class_grid_picture, restyle, restyle_strip, style_traversal
 from vaelab.analysis.embedding import manifold_grid
 from vaelab.analysis.factors import analyse_factors, annotation_text, weakest_class_text
-from vaelab.analysis.interpolation import interpolate_run, interpolation_grid
+from vaelab.analysis.interpolation import MODES, interpolate_run, interpolation_grid
 from vaelab.analysis.samples import prior_samples, reconstruction_grid
 from vaelab.analysis.smoothness import confident_fraction, smoothness_ratio
 from vaelab.analysis.traversal import load_test_inputs, traversal_grid, traversal_values, traverse_run
@@ -38,13 +38,17 @@ from vaelab.images import make_grid, png_bytes, upscale
 from vaelab.io import atomic_write_text
 from vaelab.models.registry import capabilities
 from vaelab.models.vae import VAE
-from vaelab.report.figures import confusion_matrix_png, latent_map_png, training_curves
+from vaelab.report.figures import confusion_matrix_png, latent_map_png, scalar_curves, training_curves
 from vaelab.rundir import EVAL, FACTORS, load_model, read_artefact_if_present, read_config, read_metrics
+
+if TYPE_CHECKING:
+    from vaelab.config import RunConfig
 
 SMOOTHNESS_LIMIT = 3.0  # the target: a larger max/mean step ratio over ±3σ is a jump
 QUICK_EVAL = {"iw_samples": 100, "iw_images": 1000}  # when the run has no eval.json yet
 TSNE_POINTS = 2000
 INTERPOLATION_PAIR = ("test:0", "test:1")
+RANDOM_PAIR = ("random:1", "random:2")  # a GAN has no code for a test image
 RESTYLED_IMAGES = 5  # test images 0 … 4, each written as every class
 STYLE_DIMENSIONS = 3  # the conditional model's dimensions with the most KL, drawn as every class
 
@@ -73,9 +77,62 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, log: Log = 
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "report.html"
     config = read_config(run_dir)
+    model = load_model(run_dir)
+    if capabilities(model).likelihood:
+        sections = _vae_sections(run_dir, config, model, log)
+    else:
+        sections = _generator_sections(run_dir, config, model, log)
+    body = "".join(f"<section><h2>{html.escape(title)}</h2>{content}</section>" for title, content in sections)
+    beta = f", β={config.train.beta}" if capabilities(model).likelihood else ""
+    page = PAGE_TEMPLATE.format(
+        title=html.escape(f"vaelab report — {run_dir.name}"),
+        subtitle=html.escape(f"{config.data.dataset}, {config.data.input_mode}, {config.model.kind}, latent "
+                             f"{model.latent_dim}{beta} · generated {time.strftime('%Y-%m-%d %H:%M')} from "
+                             f"{run_dir}"),
+        body=body,
+    )
+    atomic_write_text(out, page)
+    return out
+
+
+def _generator_sections(
+    run_dir: Path, config: RunConfig, model: torch.nn.Module, log: Log
+) -> list[tuple[str, str]]:
+    """A family without a likelihood (gan, ddpm): configuration, curves, what `eval` measures, samples,
+    reconstructions where it can invert, traversals where its code has factors, an interpolation; the factor
+    analysis and latent maps need an encoder and are left out (`vaelab compare` sets it beside a VAE)."""
+    can = capabilities(model)
+    history = read_metrics(run_dir)
+    log("evaluation")
+    evaluation, eval_note = read_artefact_if_present(run_dir, EVAL), "from eval.json"
+    if evaluation is None:
+        evaluation, eval_note = evaluate_run(run_dir, iw_images=QUICK_EVAL["iw_images"]), "computed now"
+    sections = [("Configuration", f"<pre>{html.escape(json.dumps(config.to_dict(), indent=2))}</pre>")]
+    if history:
+        sections.append(("Training curves", img_tag(scalar_curves(history), "training curves")))
+    sections.append(("Evaluation on the test split", _evaluation_table(evaluation, eval_note)))
+    log("samples")
+    how = f"DDIM, {model.sampling_steps} steps" if can.sampling == "diffusion" else "z ~ N(0, I)"
+    sections.append((f"Samples ({how})", img_tag(make_grid(prior_samples(model, 64, seed=0), columns=8), "samples")))
+    if can.inversion:
+        recon = reconstruction_grid(model, config.data.dataset, config.data.input_mode, 16)
+        sections.append(("Reconstructions by DDIM inversion, then generation (inputs above)",
+                         img_tag(recon, "reconstructions")))
+    else:
+        log("traversals")
+        traversal = traverse_run(run_dir, ",".join(map(str, range(min(model.latent_dim, 16)))), 3.0, 11, "prior")
+        sections.append(("Latent traversals of the first 16 dimensions (±3σ around the zero code; a GAN has no "
+                         "KL to order them by)", img_tag(traversal_grid(traversal), "traversals", scale=2)))
+    log("interpolations")
+    judge = load_or_train_classifier(config.data.dataset, log=log)
+    pair = INTERPOLATION_PAIR if can.inversion else RANDOM_PAIR
+    sections.append(_interpolations(run_dir, judge, pair, ("slerp",) if can.inversion else MODES))
+    return sections
+
+
+def _vae_sections(run_dir: Path, config: RunConfig, model: VAE, log: Log) -> list[tuple[str, str]]:
     dataset = config.data.dataset
     classes = describe(dataset).class_names
-    model = load_model(run_dir)
     conditional = capabilities(model).conditional
     history = read_metrics(run_dir)
     sections: list[tuple[str, str]] = []
@@ -121,7 +178,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, log: Log = 
         sections.append(_style_dimensions(model, factors, classes))
     else:
         log("interpolations")
-        sections.append(_interpolations(run_dir, judge))
+        sections.append(_interpolations(run_dir, judge, INTERPOLATION_PAIR, MODES))
 
     log("latent maps")
     maps = [
@@ -138,23 +195,15 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, log: Log = 
     per_class = per_class_reconstruction(model, inputs[:2000], test.labels[:2000])
     sections.append(("Limitations (measured)", _limitations(evaluation, factors, sharpness(samples),
                                                             sharpness(real), per_class, classes)))
-
-    body = "".join(f"<section><h2>{html.escape(title)}</h2>{content}</section>" for title, content in sections)
-    page = PAGE_TEMPLATE.format(
-        title=html.escape(f"vaelab report — {run_dir.name}"),
-        subtitle=html.escape(f"{dataset}, {config.data.input_mode}, {config.model.kind}, latent "
-                             f"{config.model.latent_dim}, β={config.train.beta} · generated "
-                             f"{time.strftime('%Y-%m-%d %H:%M')} from {run_dir}"),
-        body=body,
-    )
-    atomic_write_text(out, page)
-    return out
+    return sections
 
 
-def _interpolations(run_dir: Path, judge: torch.nn.Module) -> tuple[str, str]:
+def _interpolations(
+    run_dir: Path, judge: torch.nn.Module, pair: tuple[str, str], modes: tuple[str, ...]
+) -> tuple[str, str]:
     pictures, rows = [], []
-    for mode in ("linear", "slerp"):
-        path = interpolate_run(run_dir, *INTERPOLATION_PAIR, 10, mode)
+    for mode in modes:
+        path = interpolate_run(run_dir, *pair, 10, mode)
         pictures.append(img_tag(interpolation_grid(path), f"{mode} interpolation"))
         rows.append([f"latent, {mode}", number_text(smoothness_ratio(path.decoded)),
                      f"{confident_fraction(path.decoded, judge):.0%}"])
@@ -162,8 +211,8 @@ def _interpolations(run_dir: Path, judge: torch.nn.Module) -> tuple[str, str]:
                  f"{confident_fraction(path.crossfade, judge):.0%}"])
     measured = html_table(["path", "smoothness (max/mean step)", "frames the reference classifier is ≥ 90% sure of"],
                           rows)
-    return (f"Interpolations between {INTERPOLATION_PAIR[0]} and {INTERPOLATION_PAIR[1]} "
-            "(latent path above, pixel cross-fade below)", "<br>".join(pictures) + measured)
+    return (f"Interpolations between {pair[0]} and {pair[1]} (latent path above, pixel cross-fade below)",
+            "<br>".join(pictures) + measured)
 
 
 def _conditional_sections(

@@ -49,7 +49,8 @@ class TrainResult:
     run_dir: Path
     epochs_done: int
     steps: int
-    selection: str  # the validation number that picked model.safetensors (the objective's; val_elbo for a VAE)
+    selection: str  # the validation number that picked model.safetensors (the objective's; val_elbo for a VAE;
+    # "epoch" when the last epoch's weights are kept)
     best_score: float  # its best value
     finished: bool  # False when stopped early by max_steps
     history: list[dict[str, Any]]
@@ -119,7 +120,7 @@ def _train(
     model = build_model(config.model).to(device).to(memory_format=memory_format)
     # The fused kernel updates all parameters in one pass: ~8× faster than the per-tensor default on the CPU.
     optimizers = {
-        name: torch.optim.Adam(parameters, lr=train_cfg.lr, fused=True)
+        name: torch.optim.Adam(parameters, lr=train_cfg.lr, fused=True, **objective.optimizer_options(name))
         for name, parameters in objective.parameter_groups(model).items()
     }
     generators = {"binarize": torch.Generator(device).manual_seed(train_cfg.seed + 1)}
@@ -228,10 +229,10 @@ def _train(
             "wall_time": time.time(),
         }
         state["history"].append(row)
-        score = val[objective.selection]
+        score = epoch + 1 if objective.selection is None else val[objective.selection]
         if score > state["best_score"]:
             state["best_score"] = score
-            checkpoint.save_best(run_dir, model, epoch + 1, objective.selection, score)
+            checkpoint.save_best(run_dir, model, epoch + 1, objective.selection or "epoch", score)
         state["epoch"] += 1
         state["batch_in_epoch"] = 0
         state["epoch_sums"] = {"images": 0}
@@ -248,8 +249,8 @@ def _train(
     bar.close()
     if writer is not None:
         writer.close()
-    return TrainResult(run_dir, state["epoch"], state["step"], objective.selection, state["best_score"], finished,
-                       state["history"])
+    return TrainResult(run_dir, state["epoch"], state["step"], objective.selection or "epoch", state["best_score"],
+                       finished, state["history"])
 
 
 def validate(objective: Objective, model: torch.nn.Module, data: ValidationData) -> dict[str, Any]:

@@ -53,7 +53,7 @@ from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.evaluation.latents import dimensions_by_kl
 from vaelab.images import display_array, png_bytes
-from vaelab.models.registry import refuse_conditional
+from vaelab.models.registry import refuse_conditional, require_encoder
 from vaelab.models.vae import VAE
 from vaelab.rundir import FACTORS, load_model, read_artefact_if_present, read_config
 from vaelab.web.drawing import prepare_drawing
@@ -99,6 +99,7 @@ class Explorer:
         data = read_config(run_dir).data
         model = load_model(run_dir)
         refuse_conditional(model, "vaelab explore")
+        require_encoder(model, "vaelab explore (it encodes the image you give it)")
         test, test_inputs = load_test_inputs(data)
         usage = latent_usage(run_dir, model, test_inputs)
         return cls(model, describe(data.dataset), data.input_mode, test, test_inputs, usage,

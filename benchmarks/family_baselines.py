@@ -1,0 +1,94 @@
+"""The VAE, the GAN and the DDPM on one dataset, each trained for the same wall-clock budget, then compared.
+
+For each family the trainer's steady-state rate is measured first (`trainer_images_per_second`, short epochs), and
+the epochs are set so that training takes about `--minutes` on this machine; the runs are then trained one after
+another (resumable: a run directory that already holds a finished run is kept), evaluated, and set side by side by
+`vaelab compare` (its compare.json and compare.html go to OUT/compare):
+
+    python benchmarks/family_baselines.py --dataset mnist --minutes 45 --out runs/baselines-mnist \
+        [--samples 10000 --inception-samples 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+from vaelab.config import load_yaml_config
+from vaelab.data import load_split
+from vaelab.evaluation import evaluate_run
+from vaelab.report.compare import compare_runs
+from vaelab.rundir import CONFIG, EVAL, read_config, read_metrics
+from vaelab.training import train
+
+CONFIGS = {
+    "mnist": {"vae": "configs/mnist-demo.yaml", "gan": "configs/gan-mnist.yaml", "ddpm": "configs/ddpm-mnist.yaml"},
+    "fashion-mnist": {"vae": "configs/fashion-mnist.yaml", "gan": "configs/gan-mnist.yaml",
+                      "ddpm": "configs/ddpm-mnist.yaml"},
+}
+
+
+def steady_rate(config, steps: int = 60) -> float:
+    from train_throughput import trainer_images_per_second  # the same measurement as the throughput benchmark
+
+    return trainer_images_per_second(config, steps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dataset", default="mnist", choices=sorted(CONFIGS))
+    parser.add_argument("--minutes", type=float, default=45.0)
+    parser.add_argument("--out", type=Path, default=Path("runs/baselines"))
+    parser.add_argument("--families", default="vae,gan,ddpm")
+    parser.add_argument("--samples", type=int, default=10_000)
+    parser.add_argument("--inception-samples", type=int, default=None)
+    args = parser.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}, commit {commit}, {args.dataset}, {args.minutes:g} min per family")
+    train_images = len(load_split(args.dataset, "train", 5000, 0))
+    families = args.families.split(",")
+    configs = {family: load_yaml_config(Path(CONFIGS[args.dataset][family])).with_overrides({"dataset": args.dataset})
+               for family in families}
+    # Every new run's rate is measured before any training starts, so that all are measured on the same idle machine;
+    # its epochs then fill the budget at that rate.
+    epochs = {}
+    for family in families:
+        if not (args.out / family / CONFIG).is_file():
+            rate = steady_rate(configs[family])
+            epochs[family] = max(1, round(args.minutes * 60 * rate / train_images))
+            print(f"{family}: {rate:,.0f} images/s → {epochs[family]} epochs for {args.minutes:g} minutes")
+    runs = []
+    for family in families:
+        run_dir = args.out / family
+        if family in epochs:
+            train(configs[family].with_overrides({"epochs": epochs[family]}), run_dir, progress=False)
+        elif len(read_metrics(run_dir)) < read_config(run_dir).train.epochs:  # killed: resume it
+            train(read_config(run_dir), run_dir, resume=True, progress=False)
+        if not (run_dir / EVAL).is_file():
+            evaluate_run(run_dir, iw_samples=1000, iw_images=1000)
+        seconds = sum(row["train_seconds"] for row in read_metrics(run_dir))
+        print(f"{family}: trained {len(read_metrics(run_dir))} epochs in {seconds / 60:.1f} min")
+        runs.append(run_dir)
+    result = compare_runs(runs, args.out / "compare", args.samples, True, args.inception_samples, log=print)
+    print(f"{'model':6s} {'sampler':9s} {'FID':>8s} {'clf FID':>8s} {'prec':>6s} {'recall':>6s} {'classes':>7s} "
+          f"{'sharp':>7s} {'bits/dim':>9s} {'train min':>9s} {'ms/img':>8s}")
+    for run in result["runs"]:
+        entry = run["generation"][run["best_sampler"]]
+        likelihood = run["likelihood"]["bits_per_dim"] if run["likelihood"] else float("nan")
+        print(f"{run['kind']:6s} {run['best_sampler']:9s} {entry.get('fid_inception', float('nan')):8.2f} "
+              f"{entry['fid_classifier']:8.3f} {entry['precision']:6.3f} {entry['recall']:6.3f} "
+              f"{entry['classes_covered']:7d} {entry['sharpness']:7.4f} {likelihood:9.4f} "
+              f"{run['training']['train_seconds'] / 60:9.1f} {min(run['sampling_ms_per_image'].values()):8.2f}")
+    print(f"real test images: sharpness {result['real']['sharpness']:.4f}")
+    for statement in result["trade"]:
+        print(statement)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,334 @@
+"""`ddpm`: a denoising diffusion model (Ho et al. 2020) with a small U-Net, ε-prediction, a cosine noise schedule
+(Nichol & Dhariwal 2021) and an exponential moving average of the weights; DDIM (Song et al. 2021) sampling and
+inversion.
+
+Time runs 0 … T−1 here (Ho et al.'s t = 1 … T): x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε with ᾱ_t = Π_{s ≤ t} (1 − β_s), images in
+[−1, 1] inside and [0, 1] outside. The U-Net has one level per entry of `channels` (each but the last halves the
+resolution), `blocks_per_stage` residual blocks per level (at least one), a sinusoidal timestep embedding added in
+every block, and self-attention at the lowest resolution.
+
+The EMA copy (`ema`, decay `ema_decay`, warmed up as (1 + step) / (10 + step) so short runs are not held at their
+initial weights) is stored with the weights and resumed, and it is what samples, inverts and is validated.
+
+The model API it shares with the other families: its code is the whole starting noise x_T, flattened
+(`latent_dim` = C·H·W), `decode(z)` runs DDIM from it for `sampling_steps` steps (deterministic: the same code always
+gives the same image) and `sample(n, generator)` draws the codes from N(0, I). `invert(x)` runs DDIM backwards, a
+deterministic code for every image, which interpolation and reconstruction use; `ancestral_sample` is the full
+T-step stochastic sampler of Ho et al.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vaelab.data.datasets import iterate_batches
+from vaelab.errors import VaelabError
+from vaelab.models.objective import GeneratorSpec, Objective, Phase, StepContext, ValidationData
+
+if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
+    from vaelab.config import ModelConfig
+
+NOISE_SCHEDULES = ("cosine", "linear")
+GROUPS = 8  # GroupNorm groups: every width must be a multiple
+COSINE_OFFSET = 0.008  # s of Nichol & Dhariwal: keeps β small near t = 0
+MAX_BETA = 0.999
+
+
+def noise_schedule(kind: str, steps: int) -> torch.Tensor:
+    """β_t for t = 0 … steps−1 (float64): the cosine schedule of Nichol & Dhariwal 2021, or Ho et al.'s linear one
+    from 1e-4 to 0.02 (scaled to `steps`)."""
+    if kind == "linear":
+        scale = 1000 / steps
+        return torch.linspace(scale * 1e-4, scale * 0.02, steps, dtype=torch.float64)
+    if kind != "cosine":
+        raise VaelabError(f"unknown noise_schedule '{kind}'; choose one of: {', '.join(NOISE_SCHEDULES)}")
+    t = torch.arange(steps + 1, dtype=torch.float64) / steps
+    alpha_bar = torch.cos((t + COSINE_OFFSET) / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
+    return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=MAX_BETA)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """The sinusoidal embedding of integer timesteps `[N]` → `[N, dim]` (Vaswani et al., as in Ho et al.)."""
+    half = dim // 2
+    frequencies = torch.exp(-math.log(10_000) * torch.arange(half, device=t.device) / half)
+    angles = t.float()[:, None] * frequencies[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, embedding_dim: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(GROUPS, in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.time = nn.Linear(embedding_dim, out_channels)
+        self.norm2 = nn.GroupNorm(GROUPS, out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)  # each block starts as the identity (Ho et al.'s zero-initialised output)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.time(embedding)[:, :, None, None]
+        return self.skip(x) + self.conv2(F.silu(self.norm2(h)))
+
+
+class SelfAttention(nn.Module):
+    """One-head self-attention over the pixels of a feature map, with a residual connection."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(GROUPS, channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(n, 3, c, h * w).transpose(2, 3).unbind(1)
+        attended = F.scaled_dot_product_attention(q, k, v)  # [n, hw, c]
+        return x + self.out(attended.transpose(1, 2).reshape(n, c, h, w))
+
+
+class UNet(nn.Module):
+    """ε̂(x_t, t): levels of residual blocks (`widths`), down by stride-2 convolutions, up by nearest-neighbour
+    upsampling, one skip connection per level, self-attention at the lowest level and in the middle."""
+
+    def __init__(self, image_channels: int, widths: list[int], blocks: int) -> None:
+        super().__init__()
+        self.base_width = widths[0]
+        self.embedding_dim = 4 * widths[0]
+        self.time = nn.Sequential(
+            nn.Linear(widths[0], self.embedding_dim), nn.SiLU(), nn.Linear(self.embedding_dim, self.embedding_dim)
+        )
+        self.stem = nn.Conv2d(image_channels, widths[0], 3, padding=1)
+        lowest = len(widths) - 1
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        previous = widths[0]
+        for level, width in enumerate(widths):
+            self.down.append(nn.ModuleList(
+                [ResidualBlock(previous if b == 0 else width, width, self.embedding_dim) for b in range(blocks)]
+            ))
+            previous = width
+            if level < lowest:
+                self.downsample.append(nn.Conv2d(width, width, 3, stride=2, padding=1))
+        self.middle = nn.ModuleList([ResidualBlock(widths[-1], widths[-1], self.embedding_dim),
+                                     ResidualBlock(widths[-1], widths[-1], self.embedding_dim)])
+        self.attention_down = SelfAttention(widths[-1])
+        self.attention_middle = SelfAttention(widths[-1])
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for level in reversed(range(len(widths))):
+            width = widths[level]
+            self.up.append(nn.ModuleList(
+                [ResidualBlock(2 * width if b == 0 else width, width, self.embedding_dim) for b in range(blocks)]
+            ))
+            if level > 0:
+                self.upsample.append(nn.Conv2d(width, widths[level - 1], 3, padding=1))
+        self.head = nn.Sequential(nn.GroupNorm(GROUPS, widths[0]), nn.SiLU(),
+                                  nn.Conv2d(widths[0], image_channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        embedding = self.time(timestep_embedding(t, self.base_width))
+        h = self.stem(x)
+        skips = []
+        for level, blocks in enumerate(self.down):
+            for block in blocks:
+                h = block(h, embedding)
+            if level == len(self.down) - 1:
+                h = self.attention_down(h)
+            skips.append(h)
+            if level < len(self.downsample):
+                h = self.downsample[level](h)
+        h = self.middle[0](h, embedding)
+        h = self.middle[1](self.attention_middle(h), embedding)
+        for index, blocks in enumerate(self.up):
+            skip = skips.pop()
+            h = torch.cat([h, skip], dim=1)
+            for block in blocks:
+                h = block(h, embedding)
+            if index < len(self.upsample):
+                size = skips[-1].shape[-2:]
+                h = self.upsample[index](F.interpolate(h, size=size, mode="nearest"))
+        return self.head(h)
+
+
+class DDPM(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.image_shape is None:
+            raise VaelabError("the model config has no image_shape; build it with RunConfig, which takes the shape "
+                              "from the dataset's description")
+        self.config = config
+        self.image_shape = tuple(config.image_shape)
+        self.net = UNet(config.image_shape[0], list(config.channels), max(1, config.blocks_per_stage))
+        self.ema = copy.deepcopy(self.net).requires_grad_(False)
+        betas = noise_schedule(config.noise_schedule, config.diffusion_steps)
+        # Derived from the config, so not stored in the weights file.
+        self.register_buffer("betas", betas.float(), persistent=False)
+        self.register_buffer("alpha_bar", torch.cumprod(1 - betas, 0).float(), persistent=False)
+        self.sampling_steps = config.sampling_steps
+
+    @property
+    def latent_dim(self) -> int:
+        return math.prod(self.image_shape)
+
+    @property
+    def steps(self) -> int:
+        return self.config.diffusion_steps
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def noised(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε: a draw of q(x_t | x_0) for images in [−1, 1]."""
+        alpha_bar = self.alpha_bar[t].view(-1, 1, 1, 1)
+        return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
+
+    def predicted_noise(self, x: torch.Tensor, t: torch.Tensor | int, ema: bool = True) -> torch.Tensor:
+        """ε̂(x_t, t) of the EMA weights (or the trained ones), float32."""
+        if isinstance(t, int):
+            t = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        return (self.ema if ema else self.net)(x, t).float()
+
+    def alpha_bar_at(self, t: int) -> torch.Tensor:
+        """ᾱ_t, with ᾱ_{−1} = 1 (the clean image)."""
+        return self.alpha_bar[t] if t >= 0 else torch.ones((), device=self.alpha_bar.device)
+
+    def ddim_times(self, steps: int) -> list[int]:
+        """The `steps` timesteps DDIM visits, ascending and evenly spaced, the last one T−1 (the "trailing"
+        spacing of Lin et al. 2024: even one step starts from pure noise)."""
+        if not 1 <= steps <= self.steps:
+            raise VaelabError(f"--steps must be between 1 and the model's {self.steps} diffusion steps")
+        return (torch.arange(1, steps + 1) * self.steps // steps - 1).tolist()
+
+    @torch.no_grad()
+    def ddim_generate(self, noise: torch.Tensor, steps: int, clip: bool = True) -> torch.Tensor:
+        """Deterministic DDIM (η = 0) from x_{T−1} = `noise` `[N, C, H, W]` to x_0 in [−1, 1]."""
+        x = noise
+        times = self.ddim_times(steps)
+        for t, earlier in zip(reversed(times), [*reversed(times[:-1]), -1], strict=True):
+            eps = self.predicted_noise(x, t)
+            alpha_bar, alpha_bar_earlier = self.alpha_bar_at(t), self.alpha_bar_at(earlier)
+            x0 = (x - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+            if clip:
+                x0 = x0.clamp(-1, 1)
+                eps = (x - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
+            x = alpha_bar_earlier.sqrt() * x0 + (1 - alpha_bar_earlier).sqrt() * eps
+        return x
+
+    @torch.no_grad()
+    def ddim_invert(self, x0: torch.Tensor, steps: int) -> torch.Tensor:
+        """DDIM run backwards from images in [−1, 1] to their x_{T−1}: the code `ddim_generate` maps back to them
+        (up to the discretisation of `steps`)."""
+        x = x0
+        times = self.ddim_times(steps)
+        for earlier, t in zip([-1, *times[:-1]], times, strict=True):
+            eps = self.predicted_noise(x, max(earlier, 0))
+            alpha_bar_earlier, alpha_bar = self.alpha_bar_at(earlier), self.alpha_bar_at(t)
+            x0_estimate = (x - (1 - alpha_bar_earlier).sqrt() * eps) / alpha_bar_earlier.sqrt()
+            x = alpha_bar.sqrt() * x0_estimate + (1 - alpha_bar).sqrt() * eps
+        return x
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None, steps: int | None = None) -> torch.Tensor:
+        """The image DDIM makes of each code (flattened x_T, `[N, latent_dim]`), in [0, 1]."""
+        noise = z.to(self.device).view(-1, *self.image_shape)
+        return (self.ddim_generate(noise, steps or self.sampling_steps) + 1) / 2
+
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+        steps: int | None = None,
+    ) -> torch.Tensor:
+        """`n` images by DDIM from codes z ~ N(0, I): `[n, C, H, W]` in [0, 1]."""
+        return self.decode(torch.randn(n, self.latent_dim, generator=generator), steps=steps)
+
+    def invert(self, images: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """The DDIM code of each image in [0, 1]: `[N, latent_dim]`."""
+        return self.ddim_invert(images.to(self.device) * 2 - 1, steps or self.sampling_steps).flatten(1)
+
+    def posterior(
+        self, x0: torch.Tensor, x: torch.Tensor, t: int | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of q(x_{t−1} | x_t, x_0) for t ≥ 1 (Ho et al. eq. 7); `t` one step or one per image."""
+        t = torch.as_tensor(t, device=self.alpha_bar.device)
+        shape = (-1, 1, 1, 1) if t.ndim else ()
+        alpha_bar, alpha_bar_earlier = self.alpha_bar[t].reshape(shape), self.alpha_bar[t - 1].reshape(shape)
+        beta = self.betas[t].reshape(shape)
+        mean = alpha_bar_earlier.sqrt() * beta * x0 + (1 - beta).sqrt() * (1 - alpha_bar_earlier) * x
+        return mean / (1 - alpha_bar), beta * (1 - alpha_bar_earlier) / (1 - alpha_bar)
+
+    @torch.no_grad()
+    def ancestral_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Ho et al.'s sampler: all T steps, each adding fresh noise (variance β̃_t); `[n, C, H, W]` in [0, 1]."""
+        x = torch.randn(n, *self.image_shape, generator=generator).to(self.device)
+        for t in reversed(range(self.steps)):
+            eps = self.predicted_noise(x, t)
+            alpha_bar = self.alpha_bar[t]
+            x0 = ((x - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()).clamp(-1, 1)
+            if t == 0:
+                x = x0
+                break
+            mean, variance = self.posterior(x0, x, t)
+            x = mean + variance.sqrt() * torch.randn(x.shape, generator=generator).to(self.device)
+        return (x + 1) / 2
+
+    @torch.no_grad()
+    def update_ema(self, step: int) -> None:
+        decay = min(self.config.ema_decay, (1 + step) / (10 + step))
+        for average, current in zip(self.ema.parameters(), self.net.parameters(), strict=True):
+            average.lerp_(current.detach(), 1 - decay)
+
+
+class DiffusionObjective(Objective):
+    """The simple loss of Ho et al.: the mean squared error of ε̂(x_t, t) per image, t uniform over 0 … T−1, both
+    drawn from the run's "diffusion" generator; the EMA is updated after each optimizer step. The validation error
+    of the EMA weights, on fixed draws, picks the stored weights."""
+
+    selection = "val_neg_eps_mse"
+
+    def generators(self) -> dict[str, GeneratorSpec]:
+        return {"diffusion": GeneratorSpec(2)}
+
+    def parameter_groups(self, model: DDPM) -> dict[str, Iterable[nn.Parameter]]:
+        return {"model": model.net.parameters()}
+
+    def noise_and_times(
+        self, x0: torch.Tensor, steps: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        t = torch.randint(0, steps, (x0.shape[0],), generator=generator, device=x0.device)
+        return torch.randn(x0.shape, generator=generator, device=x0.device), t
+
+    def step(
+        self, model: DDPM, intensities: torch.Tensor, labels: torch.Tensor, context: StepContext
+    ) -> Iterator[Phase]:
+        # A diffusion model denoises the intensities themselves, never a binarization.
+        x0 = context.prepared(intensities * 2 - 1)
+        noise, t = self.noise_and_times(x0, model.steps, context.generators["diffusion"])
+        with context.autocast():
+            error = (model.predicted_noise(model.noised(x0, t, noise), t, ema=False) - noise).pow(2)
+        loss = error.flatten(1).mean(1)
+        yield Phase(loss.mean(), {"loss": loss})
+        model.update_ema(context.step)  # the trainer took the optimizer step before coming back here
+
+    def validate(self, model: DDPM, data: ValidationData) -> dict[str, Any]:
+        device = data.intensities.device
+        generator = torch.Generator(device).manual_seed(data.seed)
+        total = 0.0
+        for index in iterate_batches(data.intensities.shape[0], 500):
+            x0 = data.intensities[index.to(device)] * 2 - 1
+            noise, t = self.noise_and_times(x0, model.steps, generator)
+            error = model.predicted_noise(model.noised(x0, t, noise), t) - noise
+            total += error.pow(2).flatten(1).mean(1).sum().item()
+        mse = total / data.intensities.shape[0]
+        return {"val_eps_mse": mse, "val_neg_eps_mse": -mse}
+
+    def summary(self, row: dict[str, Any]) -> str:
+        return f"val ε-MSE (EMA) {row['val_eps_mse']:.4f}"

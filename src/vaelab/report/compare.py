@@ -1,0 +1,275 @@
+"""`vaelab compare RUN RUN …`: runs of any families on one dataset, side by side → compare.json + compare.html.
+
+Every run is measured by the same code with the same seed and sample count: the generation metrics of
+`vaelab fid` (Inception and classifier FID, precision and recall, class coverage, sharpness against the real test
+images) for every sampler the family offers, its likelihood where one exists (from eval.json, or `vaelab eval`'s
+numbers computed now), its size and training cost (metrics.jsonl), its sampling cost in milliseconds per image
+(a VAE's or GAN's decoder pass; a ddpm's DDIM at several step counts and its full ancestral chain), an
+interpolation row and what each family offers. The page then states the trade in numbers: who blurs (sharpness),
+who drops modes (recall, classes) and what diffusion pays at sampling time.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaelab.analysis.interpolation import interpolate_run, interpolation_grid
+from vaelab.analysis.sample_quality import PROTOCOL_IMAGES, measure_generation, real_reference
+from vaelab.analysis.samplers import sample_images
+from vaelab.analysis.smoothness import smoothness_ratio
+from vaelab.errors import VaelabError
+from vaelab.evaluation import evaluate_run
+from vaelab.images import make_grid
+from vaelab.io import atomic_write_json, atomic_write_text
+from vaelab.models.registry import capabilities
+from vaelab.report.html import PAGE_TEMPLATE, html_table, img_tag
+from vaelab.rundir import EVAL, load_model, read_artefact_if_present, read_config, read_metrics
+
+COMPARE_JSON = "compare.json"
+COMPARE_HTML = "compare.html"
+COMPARE_SEED = 0
+GRID_SAMPLES = 64
+TIMED_IMAGES = 32  # images per timed sampling call (after one untimed warm-up call)
+ANCESTRAL_TIMED_IMAGES = 4  # the full chain is T network passes: fewer images are enough to time it
+DDIM_STEP_COUNTS = (10, 25, 50)
+INTERPOLATION_STEPS = 10
+
+Log = Callable[[str], None]
+
+
+def check_runs(run_dirs: Sequence[str | Path]) -> str:
+    """The one dataset of the runs; a missing run or runs on different datasets are one-line errors."""
+    if len(run_dirs) < 1:
+        raise VaelabError("give at least one run directory to compare")
+    datasets = {str(run): read_config(run).data.dataset for run in run_dirs}  # read_config names a missing run
+    if len(set(datasets.values())) > 1:
+        listed = ", ".join(f"{run} ({dataset})" for run, dataset in datasets.items())
+        raise VaelabError(f"runs on different datasets cannot be compared: {listed}; compare runs of one dataset")
+    return next(iter(datasets.values()))
+
+
+def milliseconds_per_image(draw: Callable[[int], torch.Tensor], images: int) -> float:
+    draw(min(images, 2))  # warm-up: the first call pays for allocation and kernel selection
+    started = time.perf_counter()
+    draw(images)
+    return 1000 * (time.perf_counter() - started) / images
+
+
+@torch.no_grad()
+def sampling_costs(model: torch.nn.Module, seed: int = COMPARE_SEED) -> dict[str, float]:
+    """Milliseconds per sampled image, by way of sampling: `decode` for a VAE or a GAN; `ddim_N` for N DDIM steps
+    and `ancestral` (all T steps) for a ddpm."""
+    generator = torch.Generator().manual_seed(seed)
+    if capabilities(model).sampling != "diffusion":
+        return {"decode": milliseconds_per_image(lambda n: model.sample(n, generator), TIMED_IMAGES)}
+    costs = {f"ddim_{steps}": milliseconds_per_image(lambda n, s=steps: model.sample(n, generator, steps=s),
+                                                     TIMED_IMAGES)
+             for steps in DDIM_STEP_COUNTS if steps <= model.steps}
+    costs["ancestral"] = milliseconds_per_image(lambda n: model.ancestral_sample(n, generator), ANCESTRAL_TIMED_IMAGES)
+    return costs
+
+
+def training_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
+    seconds = sum(row.get("train_seconds", 0.0) for row in history)
+    images = sum(row.get("images_per_s", 0.0) * row.get("train_seconds", 0.0) for row in history)
+    return {"epochs": len(history), "train_seconds": seconds,
+            "images_per_s": images / seconds if seconds > 0 else None}
+
+
+def likelihood_summary(run_dir: Path, can: Any, iw_samples: int, iw_images: int, log: Log) -> dict[str, Any] | None:
+    """The run's held-out likelihood: a VAE's IWAE bound, a ddpm's estimated bound (from eval.json when it holds
+    one, else computed now and written there); None for a GAN."""
+    if not can.likelihood and can.sampling != "diffusion":
+        return None
+    evaluation = read_artefact_if_present(run_dir, EVAL)
+    if not isinstance(evaluation, dict) or not ("iwae" in evaluation or "bound" in evaluation):
+        log(f"{run_dir}: evaluating (no eval.json with a bound yet)")
+        evaluation = evaluate_run(run_dir, iw_samples, iw_images)
+    if "bound" in evaluation:
+        bound = evaluation["bound"]
+        return {"kind": "variational bound (estimate)", "nll_nats": bound["nll_bound_nats"],
+                "bits_per_dim": bound["bits_per_dim"], "images": bound["images"], "estimate": True}
+    if "iwae" in evaluation:
+        iwae = evaluation["iwae"]
+        return {"kind": f"IWAE-{iwae['k']}", "nll_nats": iwae["nll"], "bits_per_dim": iwae["bits_per_dim"],
+                "images": iwae["images"], "estimate": False}
+    return {"kind": "ELBO", "nll_nats": -evaluation["elbo"], "bits_per_dim": evaluation["bits_per_dim_elbo"],
+            "images": evaluation["images"], "estimate": False}
+
+
+def interpolation_ends(can: Any) -> tuple[str, str, str]:
+    """The two ends and the mode of a family's interpolation row: test images for a family that has codes for
+    them (slerp for a ddpm, whose codes are Gaussian noise), random codes for a GAN."""
+    if can.encoder:
+        return "test:0", "test:1", "linear"
+    if can.inversion:
+        return "test:0", "test:1", "slerp"
+    return "random:1", "random:2", "linear"
+
+
+def offers(can: Any, costs: dict[str, float], smoothness: float) -> dict[str, str]:
+    encoder = "q(z|x)" if can.encoder else "DDIM inversion (deterministic)" if can.inversion else "none"
+    likelihood = ("IWAE bound" if can.likelihood else "variational bound (estimate)" if can.sampling == "diffusion"
+                  else "none")
+    cheapest = min(costs.values())
+    return {"encoder": encoder, "likelihood": likelihood,
+            "smooth latent": f"interpolation max/mean step {smoothness:.2f}",
+            "sampling cost": f"{cheapest:.2f} ms/image" + (" (DDIM, fewest steps)" if len(costs) > 1 else "")}
+
+
+def compare_run(
+    run_dir: Path, reference: Any, samples: int, inception: bool, inception_samples: int | None,
+    reference_images: int, iw_samples: int, iw_images: int, steps: int | None, log: Log,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """One run's entry of compare.json, and its pictures (HTML tags)."""
+    config = read_config(run_dir)
+    model = load_model(run_dir)
+    can = capabilities(model)
+    log(f"{run_dir}: generation metrics ({samples:,} samples per sampler)")
+    generation = measure_generation(run_dir, "all", samples, inception, inception_samples, reference_images,
+                                    log=log, reference=reference,
+                                    steps=steps if can.sampling == "diffusion" else None)
+    samplers = generation["samplers"]
+    best = min(samplers, key=lambda name: samplers[name].get("fid_inception", samplers[name]["fid_classifier"]))
+    log(f"{run_dir}: sampling cost, interpolation, likelihood")
+    costs = sampling_costs(model)
+    start, end, mode = interpolation_ends(can)
+    path = interpolate_run(run_dir, start, end, INTERPOLATION_STEPS, mode)
+    smoothness = smoothness_ratio(path.decoded)
+    sampling_net = model.ema if can.sampling == "diffusion" else getattr(model, "generator", model)
+    entry = {
+        "run": str(run_dir), "kind": config.model.kind, "dataset": config.data.dataset,
+        "parameters": sum(p.numel() for p in (model.net if can.sampling == "diffusion" else model).parameters()),
+        "sampling_parameters": sum(p.numel() for p in sampling_net.parameters()),
+        "weights_mb": sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 2**20,
+        "training": training_summary(read_metrics(run_dir)),
+        "generation": {name: {key: value for key, value in entry.items() if key != "class_histogram"}
+                       for name, entry in samplers.items()},
+        "best_sampler": best,
+        "likelihood": likelihood_summary(run_dir, can, iw_samples, iw_images, log),
+        "sampling_ms_per_image": costs,
+        "interpolation": {"from": start, "to": end, "mode": mode, "smoothness_ratio": smoothness},
+        "offers": offers(can, costs, smoothness),
+    }
+    if can.sampling == "diffusion":
+        entry["ddim_steps"] = samplers[best].get("ddim_steps")
+    grid = make_grid(sample_images(model, run_dir, GRID_SAMPLES, best, COMPARE_SEED, log=log), columns=8)
+    pictures = {"samples": img_tag(grid, f"{run_dir.name} samples", scale=2),
+                "interpolation": img_tag(interpolation_grid(path), f"{run_dir.name} interpolation", scale=2)}
+    return entry, pictures
+
+
+def trade_statements(runs: list[dict[str, Any]], real_sharpness: float) -> list[str]:
+    """The trade, in this comparison's numbers: who blurs, who drops modes, who pays at sampling time."""
+    best = [(run, run["generation"][run["best_sampler"]]) for run in runs]
+    statements = []
+    blurriest = min(best, key=lambda pair: pair[1]["sharpness"])
+    statements.append(
+        f"Blur: {blurriest[0]['kind']} ({blurriest[0]['run']}) has the least sharp samples, "
+        f"{blurriest[1]['sharpness']:.4f} against {real_sharpness:.4f} for real test images "
+        f"({blurriest[1]['sharpness'] / real_sharpness:.0%}); "
+        + ", ".join(f"{run['kind']} {entry['sharpness'] / real_sharpness:.0%}" for run, entry in best) + ".")
+    narrowest = min(best, key=lambda pair: (pair[1]["recall"], pair[1]["classes_covered"]))
+    statements.append(
+        f"Modes: {narrowest[0]['kind']} has the lowest recall, {narrowest[1]['recall']:.3f}, covering "
+        f"{narrowest[1]['classes_covered']} classes; "
+        + ", ".join(f"{run['kind']} recall {entry['recall']:.3f}, {entry['classes_covered']} classes"
+                    for run, entry in best) + ".")
+    cost = [(run, min(run["sampling_ms_per_image"].values())) for run in runs]
+    slowest, fastest = max(cost, key=lambda pair: pair[1]), min(cost, key=lambda pair: pair[1])
+    statements.append(
+        f"Sampling: {slowest[0]['kind']} pays {slowest[1]:.2f} ms per image at its cheapest, "
+        f"{slowest[1] / fastest[1]:.0f}× the {fastest[1]:.2f} ms of {fastest[0]['kind']}.")
+    with_likelihood = [run for run in runs if run["likelihood"] is not None]
+    if with_likelihood:
+        statements.append("Likelihood: " + ", ".join(
+            f"{run['kind']} {run['likelihood']['bits_per_dim']:.3f} bits/dim ({run['likelihood']['kind']})"
+            for run in with_likelihood) + "; " + (", ".join(run["kind"] for run in runs if run["likelihood"] is None)
+                                                  or "no run") + " has none.")
+    return statements
+
+
+def compare_runs(
+    run_dirs: Sequence[str | Path], out_dir: str | Path, samples: int = PROTOCOL_IMAGES, inception: bool = True,
+    inception_samples: int | None = None, reference_images: int = PROTOCOL_IMAGES, iw_samples: int = 100,
+    iw_images: int = 1000, steps: int | None = None, log: Log = lambda message: None,
+) -> dict[str, Any]:
+    """Measure every run the same way and write OUT/compare.json and OUT/compare.html."""
+    dataset = check_runs(run_dirs)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reference = real_reference(dataset, inception, reference_images, log)
+    runs, pictures = [], []
+    for run_dir in run_dirs:
+        entry, picture = compare_run(Path(run_dir), reference, samples, inception, inception_samples,
+                                     reference_images, iw_samples, iw_images, steps, log)
+        runs.append(entry)
+        pictures.append(picture)
+    result = {
+        "dataset": dataset, "seed": COMPARE_SEED, "samples": samples,
+        "inception_samples": (inception_samples or samples) if inception else None,
+        "quick": inception and (inception_samples or samples) < PROTOCOL_IMAGES,
+        "real": reference.summary, "runs": runs,
+        "trade": trade_statements(runs, reference.summary["sharpness"]),
+        "generated": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    atomic_write_json(out_dir / COMPARE_JSON, result)
+    atomic_write_text(out_dir / COMPARE_HTML, compare_page(result, pictures))
+    return result
+
+
+def _number(value: float | None, form: str) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, form)
+
+
+def compare_page(result: dict[str, Any], pictures: list[dict[str, str]]) -> str:
+    runs = result["runs"]
+    quick = " (QUICK: fewer than 10,000 samples)" if result["quick"] else ""
+    metric_rows = []
+    for run in runs:
+        for name, entry in run["generation"].items():
+            fid = _number(entry.get("fid_inception"), ".2f")
+            metric_rows.append([run["kind"], run["run"], name + (" ★" if name == run["best_sampler"] else ""), fid,
+                                f"{entry['fid_classifier']:.3f}", f"{entry['precision']:.3f}",
+                                f"{entry['recall']:.3f}", str(entry["classes_covered"]),
+                                f"{entry['sharpness']:.4f}"])
+    cost_rows = [[run["kind"], f"{run['parameters']:,}", f"{run['weights_mb']:.1f}",
+                  _number(run["training"]["train_seconds"] / 60, ".1f"),
+                  _number(run["training"]["images_per_s"], ",.0f"),
+                  "; ".join(f"{how.replace('_', ' ')} {ms:.2f}" for how, ms in run["sampling_ms_per_image"].items()),
+                  "–" if run["likelihood"] is None else
+                  f"{run['likelihood']['bits_per_dim']:.3f} ({run['likelihood']['kind']}, "
+                  f"{run['likelihood']['images']:,} images)"] for run in runs]
+    offer_rows = [[run["kind"], *run["offers"].values()] for run in runs]
+    picture_rows = [[run["kind"], picture["samples"], picture["interpolation"]]
+                    for run, picture in zip(runs, pictures, strict=True)]
+    sections = [
+        ("The trade, measured", "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in result["trade"]) + "</ul>"),
+        (f"Sample quality{quick}", html_table(
+            ["model", "run", "sampler", "Inception FID", "classifier FID", "precision", "recall", "classes",
+             "sharpness"], metric_rows)
+         + f"<p class='note'>Real test images: sharpness {result['real']['sharpness']:.4f}. Seed {result['seed']}, "
+           f"{result['samples']:,} samples per sampler, the same code for every run; ★ the sampler shown below."
+           "</p>"),
+        ("Size, cost and likelihood", html_table(
+            ["model", "parameters", "weights (MB)", "training (min)", "training images/s",
+             "sampling ms per image", "test bits/dim"], cost_rows)),
+        ("What each offers", html_table(["model", "encoder", "likelihood", "smooth latent", "sampling cost"],
+                                        offer_rows)),
+        ("Samples and an interpolation (latent path above, pixel cross-fade below)",
+         html_table(["model", "samples (best sampler)", "interpolation"], picture_rows)),
+    ]
+    body = "".join(f"<section><h2>{html.escape(title)}</h2>{content}</section>" for title, content in sections)
+    return PAGE_TEMPLATE.format(
+        title=html.escape(f"vaelab compare — {result['dataset']}"),
+        subtitle=html.escape(f"{len(runs)} runs: " + ", ".join(f"{run['kind']} ({run['run']})" for run in runs)
+                             + f" · generated {result['generated']}"),
+        body=body,
+    )

@@ -1,0 +1,76 @@
+"""`vaelab compare`: a VAE, a GAN and a DDPM measured by the same code into compare.json and a self-contained
+compare.html; runs of different datasets and missing runs are refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import launch_chromium
+from vaelab.errors import VaelabError
+from vaelab.report.compare import COMPARE_HTML, COMPARE_JSON, check_runs, compare_runs
+
+
+@pytest.fixture(scope="module")
+def comparison(trained_run, gan_run, ddpm_run, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("compare")
+    result = compare_runs([trained_run, gan_run, ddpm_run], out, samples=200, inception=False, iw_samples=5,
+                          iw_images=50, steps=5)
+    return out, result
+
+
+def test_compare_writes_both_files_with_every_run_measured_the_same_way(comparison):
+    out, result = comparison
+    assert json.loads((out / COMPARE_JSON).read_text()) == result
+    assert (out / COMPARE_HTML).is_file()
+    assert [run["kind"] for run in result["runs"]] == ["vae", "gan", "ddpm"]
+    vae, gan, ddpm = result["runs"]
+    for run in result["runs"]:
+        for entry in run["generation"].values():
+            assert entry["samples"] == 200 and entry["seed"] == result["seed"]
+        assert run["training"]["train_seconds"] > 0 and run["parameters"] > 0
+    assert set(vae["generation"]) == {"prior", "gmm", "two-stage"} and set(gan["generation"]) == {"prior"}
+    assert ddpm["generation"]["prior"]["ddim_steps"] == 5
+    assert vae["likelihood"]["kind"].startswith("IWAE") and gan["likelihood"] is None
+    assert ddpm["likelihood"]["estimate"] is True
+    assert set(ddpm["sampling_ms_per_image"]) == {"ddim_10", "ddim_25", "ddim_50", "ancestral"}
+    # DDIM's cost grows with its steps; the full chain (100 steps here) costs the most.
+    costs = ddpm["sampling_ms_per_image"]
+    assert costs["ddim_10"] < costs["ddim_50"] < costs["ancestral"]
+    assert [run["offers"]["encoder"] for run in result["runs"]] == ["q(z|x)", "none", "DDIM inversion (deterministic)"]
+    assert gan["interpolation"]["from"] == "random:1" and ddpm["interpolation"]["mode"] == "slerp"
+    assert len(result["trade"]) == 4 and result["trade"][0].startswith("Blur:")
+
+
+def test_compare_refuses_runs_on_different_datasets_and_a_missing_run(gan_run, tmp_path):
+    other = tmp_path / "fashion-gan"
+    shutil.copytree(gan_run, other)
+    config = json.loads((other / "config.json").read_text())
+    config["data"]["dataset"] = "fashion-mnist"
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(VaelabError, match=r"runs on different datasets cannot be compared: .*\(mnist\), .*"
+                                          r"\(fashion-mnist\)"):
+        check_runs([gan_run, other])
+    with pytest.raises(VaelabError, match="does not exist"):
+        check_runs([gan_run, tmp_path / "nowhere"])
+
+
+def test_the_compare_page_opens_with_every_image_loaded_and_no_outside_request(comparison):
+    from playwright.sync_api import sync_playwright
+
+    out, _ = comparison
+    requests: list[str] = []
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page()
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto((out / COMPARE_HTML).as_uri(), wait_until="load")
+        images = page.eval_on_selector_all("img", "els => els.map(e => e.complete && e.naturalWidth > 0)")
+        text = page.inner_text("body")
+        browser.close()
+    assert len(images) == 6 and all(images)  # a sample grid and an interpolation per run
+    assert "The trade, measured" in text and "What each offers" in text
+    assert [url for url in requests if not url.startswith(("file://", "data:"))] == []
