@@ -219,7 +219,7 @@ def test_cli_classifies_a_real_test_image_png_as_the_api_does(head_run, tmp_path
     ("args", "message"),
     [
         (["train", "--out", "new", "--model", "m2", "--labels", "2000"], "--labels 2000 is not between 1 and the"),
-        (["train", "--out", "new", "--model", "gan"], "model kind 'gan' is unknown; choose one of: vae, cvae, vae-"),
+        (["train", "--out", "new", "--model", "flow"], "model kind 'flow' is unknown; choose one of: vae, cvae, vae-"),
         (["train", "--out", "new", "--model", "vae", "--labels", "100"], "needs --model vae-classifier or m2"),
         (["classify", "RUN", "missing.png"], "image missing.png does not exist"),
         (["classify", "PLAIN", "digit.png"], "vaelab classify needs a run that predicts classes"),

@@ -115,7 +115,7 @@ def test_help_and_version_answer_without_importing_torch(tmp_path):
     [
         (["--epochs", "three"], "epochs must be of type int (got 'three')"),
         (["--beta", "-1"], "beta must be a finite number ≥ 0"),
-        (["--model", "gan"], "model kind 'gan' is unknown; choose one of: vae, cvae, vae-classifier, m2"),
+        (["--model", "flow"], "model kind 'flow' is unknown; choose one of: vae, cvae, vae-classifier, m2, gan, ddpm"),
         (["--channels", "16,x"], "channels must be of type int (got 'x')"),
         (["--dataset", "cifar"], "unknown dataset 'cifar'; choose one of: mnist, fashion-mnist"),
     ],

@@ -107,8 +107,8 @@ def test_class_pictures_of_an_unconditional_model_are_a_clear_error():
 
 
 def test_model_kind_is_validated_and_old_configs_load_as_plain_vaes():
-    with pytest.raises(VaelabError, match="model kind 'gan' is unknown; choose one of: vae, cvae"):
-        tiny_config(kind="gan")
+    with pytest.raises(VaelabError, match="model kind 'flow' is unknown; choose one of: vae, cvae"):
+        tiny_config(kind="flow")
     with pytest.raises(VaelabError, match="classes must be 10 for a cvae on mnist"):
         tiny_config(kind="cvae", classes=3)
     old = tiny_config().to_dict()

@@ -76,3 +76,23 @@ def test_report_opens_in_headless_chromium_with_every_image_loaded_and_no_outsid
     assert headings == (10 if which == "report" else 12)
     outside = [url for url in requests if not url.startswith(("file://", "data:"))]
     assert outside == []
+
+
+@pytest.mark.parametrize(
+    ("which", "sections", "absent"),
+    [
+        ("gan_run", ("Samples (z ~ N(0, I))", "Latent traversals of the first 16 dimensions",
+                     "Interpolations between random:1 and random:2"), ("Reconstructions", "Latent maps")),
+        ("ddpm_run", ("Samples (DDIM, 10 steps)", "Reconstructions by DDIM inversion",
+                      "Interpolations between test:0 and test:1"), ("Latent traversals", "Latent maps")),
+    ],
+)
+def test_the_report_of_a_family_without_a_likelihood_shows_what_it_can_do(which, sections, absent, request, tmp_path):
+    run = request.getfixturevalue(which)
+    evaluate_run(run, iw_images=20)
+    page = build_report(run, tmp_path / "report.html").read_text()
+    for title in ("Configuration", "Training curves", "Evaluation on the test split", *sections):
+        assert f"<h2>{title}" in page, title
+    for title in absent:
+        assert f"<h2>{title}" not in page, title
+    assert "ELBO" not in page and ("variational bound (estimate)" in page) == (which == "ddpm_run")

@@ -116,7 +116,9 @@ app.command()(train)
 def evaluate(
     run: Path = RUN,
     iw_samples: int = typer.Option(1000, help="k of the importance-weighted bound (0 to skip)."),
-    iw_images: int | None = typer.Option(None, help="Compute IWAE on the first N test images only."),
+    iw_images: int | None = typer.Option(
+        None, help="Compute IWAE (a ddpm: its bound estimate, default 1,000) on the first N test images only."
+    ),
     test_limit: int | None = typer.Option(None, help="Evaluate on the first N test images only."),
     device: str = typer.Option("auto"),
     generation: bool = typer.Option(False, help="Also measure every sampler's samples (as `vaelab fid RUN`)."),
@@ -125,7 +127,8 @@ def evaluate(
     class_samples: int = typer.Option(1000, help="Samples per class for a cvae run's conditional accuracy."),
     probe_images: int | None = typer.Option(None, help="Fit the linear probe on the first N training images only."),
 ) -> None:
-    """Test-split ELBO, IWAE_k NLL, KL per dimension, active units, MSE (a cvae: conditional accuracy) → eval.json."""
+    """Test-split ELBO, IWAE_k NLL, KL per dimension, active units, MSE (a cvae: conditional accuracy; a ddpm: its
+    estimated bound and DDIM reconstructions; a gan: its size) → eval.json."""
     from vaelab.evaluation import evaluate_run
     from vaelab.evaluation.tables import eval_table
 

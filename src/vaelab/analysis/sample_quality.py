@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from vaelab.analysis.samplers import sample_images, samplers_for, use_sampling_steps
+from vaelab.analysis.samplers import SAMPLERS, sample_images, samplers_for, use_sampling_steps
 from vaelab.data.datasets import load_split, to_float
 from vaelab.errors import VaelabError
 from vaelab.evaluation.fid import (
@@ -60,10 +60,13 @@ def parse_samplers(spec: str | Sequence[str], run_dir: str | Path | None = None)
     offered = samplers_for(can, explicit=True)
     names = samplers_for(can) if spec == "all" else ([s.strip() for s in spec.split(",")] if isinstance(spec, str)
                                                      else list(spec))
-    unknown = [name for name in names if name not in offered]
+    unknown = [name for name in names if name not in SAMPLERS]
     if unknown or not names:
-        raise VaelabError(f"sampler '{','.join(unknown)}' is not offered by this run; choose from: all, "
-                          f"{', '.join(offered)}")
+        raise VaelabError(f"unknown sampler '{','.join(unknown)}'; choose from: all, {', '.join(offered)}")
+    refused = [name for name in names if name not in offered]
+    if refused:
+        kind = read_config(run_dir).model.kind
+        raise VaelabError(f"a {kind} cannot use --sampler {refused[0]}; it offers: {', '.join(offered)}")
     return names
 
 

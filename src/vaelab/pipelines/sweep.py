@@ -168,8 +168,9 @@ def run_sweep(
     if settings.inception_samples > settings.samples:
         raise VaelabError(f"--inception-samples {settings.inception_samples} is more than --samples {settings.samples}")
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
-    if given.get("kind", (base or RunConfig()).model.kind) != "vae":
-        raise VaelabError("vaelab sweep does not support conditional runs yet; set model kind: vae in its config")
+    kind = given.get("kind", (base or RunConfig()).model.kind)
+    if kind != "vae":
+        raise VaelabError(f"vaelab sweep varies the β of a plain VAE, not a {kind}; set model kind: vae in its config")
     configs = {beta: (base or RunConfig()).with_overrides({**given, "beta": beta, "epochs": settings.epochs})
                for beta in betas}
     dataset = next(iter(configs.values())).data.dataset

@@ -85,13 +85,13 @@ def training_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 def likelihood_summary(run_dir: Path, can: Any, iw_samples: int, iw_images: int, log: Log) -> dict[str, Any] | None:
     """The run's held-out likelihood: a VAE's IWAE bound, a ddpm's estimated bound (from eval.json when it holds
-    one, else computed now and written there); None for a GAN."""
+    one, else computed now; the run directory is left as it was); None for a GAN."""
     if not can.likelihood and can.sampling != "diffusion":
         return None
     evaluation = read_artefact_if_present(run_dir, EVAL)
     if not isinstance(evaluation, dict) or not ("iwae" in evaluation or "bound" in evaluation):
         log(f"{run_dir}: evaluating (no eval.json with a bound yet)")
-        evaluation = evaluate_run(run_dir, iw_samples, iw_images)
+        evaluation = evaluate_run(run_dir, iw_samples, iw_images, write=False)
     if "bound" in evaluation:
         bound = evaluation["bound"]
         return {"kind": "variational bound (estimate)", "nll_nats": bound["nll_bound_nats"],
@@ -134,7 +134,7 @@ def compare_run(
     can = capabilities(model)
     log(f"{run_dir}: generation metrics ({samples:,} samples per sampler)")
     generation = measure_generation(run_dir, "all", samples, inception, inception_samples, reference_images,
-                                    log=log, reference=reference,
+                                    log=log, reference=reference, write=False,
                                     steps=steps if can.sampling == "diffusion" else None)
     samplers = generation["samplers"]
     best = min(samplers, key=lambda name: samplers[name].get("fid_inception", samplers[name]["fid_classifier"]))

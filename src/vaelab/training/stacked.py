@@ -29,7 +29,7 @@ from vaelab.data.datasets import balanced_label_subset, load_split, prepare_inpu
 from vaelab.errors import VaelabError
 from vaelab.fitting import FitPlan, fit
 from vaelab.io import atomic_write_json
-from vaelab.models.registry import capabilities
+from vaelab.models.registry import capabilities, require_encoder
 from vaelab.models.semi_supervised import PAPER_ALPHA_PER_IMAGE, labelled_loss, unlabelled_loss
 from vaelab.models.stacked import CodeM2, CodeM2Config
 from vaelab.models.vae import VAE, posterior_moments
@@ -84,6 +84,7 @@ def train_stacked(
     started = time.perf_counter()
     run_config = read_config(Path(m1_run))
     m1 = load_model(m1_run)
+    require_encoder(m1, "M1+M2 (M2 learns on the codes of its images)")
     if capabilities(m1).conditional:
         raise VaelabError(f"{m1_run} is a conditional run; M1+M2 stacks on an unsupervised run (--model vae)")
     data = run_config.data
