@@ -31,6 +31,7 @@ from torch import nn
 from vaelab.data.datasets import iterate_batches
 from vaelab.errors import VaelabError
 from vaelab.models.objective import GeneratorSpec, Objective, Phase, StepContext, ValidationData
+from vaelab.models.registry import require_image_shape
 
 if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
     from vaelab.config import ModelConfig
@@ -163,9 +164,7 @@ class UNet(nn.Module):
 class DDPM(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        if config.image_shape is None:
-            raise VaelabError("the model config has no image_shape; build it with RunConfig, which takes the shape "
-                              "from the dataset's description")
+        require_image_shape(config)
         self.config = config
         self.image_shape = tuple(config.image_shape)
         self.net = UNet(config.image_shape[0], list(config.channels), max(1, config.blocks_per_stage))

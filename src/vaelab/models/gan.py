@@ -27,8 +27,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from vaelab.data.datasets import iterate_batches
-from vaelab.errors import VaelabError
 from vaelab.models.objective import GeneratorSpec, Objective, Phase, StepContext, ValidationData
+from vaelab.models.registry import require_image_shape
 
 if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
     from vaelab.config import ModelConfig
@@ -77,9 +77,7 @@ class Discriminator(nn.Module):
 class GAN(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        if config.image_shape is None:
-            raise VaelabError("the model config has no image_shape; build it with RunConfig, which takes the shape "
-                              "from the dataset's description")
+        require_image_shape(config)
         self.config = config
         self.generator = Generator(config)
         self.discriminator = Discriminator(config)

@@ -101,6 +101,13 @@ def require_classifier(model: Any, what: str) -> None:
         )
 
 
+def require_image_shape(config: ModelConfig) -> None:
+    """Every family builds its networks from the image shape the dataset's description put in the config."""
+    if config.image_shape is None:
+        raise VaelabError("the model config has no image_shape; build it with RunConfig, which takes the shape "
+                          "from the dataset's description")
+
+
 def kinds_that(can: Callable[[Capabilities], bool]) -> str:
     """`vae, cvae, vae-classifier or m2`: the kinds whose capabilities pass `can`."""
     kinds = [kind for kind, entry in FAMILIES.items() if can(entry.capabilities)]

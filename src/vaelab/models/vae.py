@@ -17,7 +17,6 @@ from torch import nn
 from torch.distributions import Distribution
 
 from vaelab.data.datasets import iterate_batches
-from vaelab.errors import VaelabError
 from vaelab.models.blocks import down_stage, up_stage
 from vaelab.models.likelihoods import LIKELIHOODS
 from vaelab.models.objective import (
@@ -29,6 +28,7 @@ from vaelab.models.objective import (
     kl_weight,
     kl_with_free_bits,
 )
+from vaelab.models.registry import require_image_shape
 
 if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
     from vaelab.config import ModelConfig
@@ -68,9 +68,7 @@ class VAE(nn.Module):
         0 and 0 give the plain VAE, whose parameter names it keeps."""
         super().__init__()
         self.config = config
-        if config.image_shape is None:
-            raise VaelabError("the model config has no image_shape; build it with RunConfig, which takes the shape "
-                              "from the dataset's description")
+        require_image_shape(config)
         image_channels, height, width = config.image_shape
         likelihood = LIKELIHOODS[config.likelihood]
         stages = config.stage_widths  # `channels`, extended to the image's resolution
