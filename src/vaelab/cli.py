@@ -141,7 +141,7 @@ def evaluate(
     typer.echo(eval_table(result))
     typer.echo(f"written to {run / 'eval.json'}")
     if generation:
-        fid(run, "all", generation_samples, inception, None, 10_000, 10, None)
+        fid(run, "all", generation_samples, inception, None, None, 10, None)
 
 
 @app.command()
@@ -169,7 +169,9 @@ def fid(
     inception_samples: int | None = typer.Option(
         None, help="Inception features for the first N samples only (quick runs; the figure is flagged QUICK)."
     ),
-    reference_images: int = typer.Option(10_000, help="Test images for the Inception statistics (cached)."),
+    reference_images: int | None = typer.Option(
+        None, help="Test images for the Inception statistics (cached); default 10,000 or the whole test split."
+    ),
     components: int = typer.Option(10, help="Mixture components for the gmm sampler."),
     steps: int | None = STEPS,
 ) -> None:
@@ -459,7 +461,9 @@ def compare(
     inception_samples: int | None = typer.Option(
         None, help="Inception features for the first N samples only (the figures are flagged QUICK)."
     ),
-    reference_images: int = typer.Option(10_000, help="Test images for the Inception statistics (cached)."),
+    reference_images: int | None = typer.Option(
+        None, help="Test images for the Inception statistics (cached); default 10,000 or the whole test split."
+    ),
     iw_samples: int = typer.Option(100, help="k of a VAE's IWAE bound when its run has no eval.json."),
     iw_images: int = typer.Option(1000, help="Test images of that bound (and of a ddpm's bound estimate)."),
     steps: int | None = STEPS,

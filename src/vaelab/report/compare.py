@@ -126,7 +126,7 @@ def offers(can: Any, costs: dict[str, float], smoothness: float) -> dict[str, st
 
 def compare_run(
     run_dir: Path, reference: Any, samples: int, inception: bool, inception_samples: int | None,
-    reference_images: int, iw_samples: int, iw_images: int, steps: int | None, log: Log,
+    reference_images: int | None, iw_samples: int, iw_images: int, steps: int | None, log: Log,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """One run's entry of compare.json, and its pictures (HTML tags)."""
     config = read_config(run_dir)
@@ -198,7 +198,7 @@ def trade_statements(runs: list[dict[str, Any]], real_sharpness: float) -> list[
 
 def compare_runs(
     run_dirs: Sequence[str | Path], out_dir: str | Path, samples: int = PROTOCOL_IMAGES, inception: bool = True,
-    inception_samples: int | None = None, reference_images: int = PROTOCOL_IMAGES, iw_samples: int = 100,
+    inception_samples: int | None = None, reference_images: int | None = None, iw_samples: int = 100,
     iw_images: int = 1000, steps: int | None = None, log: Log = lambda message: None,
 ) -> dict[str, Any]:
     """Measure every run the same way and write OUT/compare.json and OUT/compare.html."""
