@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from vaelab.analysis.samplers import SAMPLERS, sample_images, samplers_for, use_sampling_steps
+from vaelab.analysis.samplers import SAMPLERS, check_sampler, sample_images, samplers_for, use_sampling_steps
 from vaelab.data.datasets import load_split, to_float
 from vaelab.errors import VaelabError
 from vaelab.evaluation.fid import (
@@ -44,7 +44,7 @@ from vaelab.evaluation.reference_classifier import (
     load_or_train_classifier,
 )
 from vaelab.io import atomic_write_json
-from vaelab.models.registry import Capabilities, capabilities, family, refuse_conditional
+from vaelab.models.registry import capabilities, family, refuse_conditional
 from vaelab.rundir import GENERATION, load_model, read_artefact_if_present, read_config
 
 SAMPLE_SEED = 0
@@ -56,17 +56,16 @@ Log = Callable[[str], None]
 def parse_samplers(spec: str | Sequence[str], run_dir: str | Path | None = None) -> list[str]:
     """'all', one name or a comma-separated list → sampler names, checked (against what the run's family offers,
     given `run_dir`: 'all' is prior, gmm and two-stage for a VAE, prior alone for a gan or a ddpm)."""
-    can = family(read_config(run_dir).model.kind).capabilities if run_dir is not None else Capabilities()
-    offered = samplers_for(can, explicit=True)
+    kind = read_config(run_dir).model.kind if run_dir is not None else "vae"
+    can = family(kind).capabilities
     names = samplers_for(can) if spec == "all" else ([s.strip() for s in spec.split(",")] if isinstance(spec, str)
                                                      else list(spec))
     unknown = [name for name in names if name not in SAMPLERS]
     if unknown or not names:
+        offered = samplers_for(can, explicit=True)
         raise VaelabError(f"unknown sampler '{','.join(unknown)}'; choose from: all, {', '.join(offered)}")
-    refused = [name for name in names if name not in offered]
-    if refused:
-        kind = read_config(run_dir).model.kind
-        raise VaelabError(f"a {kind} cannot use --sampler {refused[0]}; it offers: {', '.join(offered)}")
+    for name in names:
+        check_sampler(can, kind, name)
     return names
 
 

@@ -174,11 +174,12 @@ def use_sampling_steps(model: VAE, steps: int | None) -> None:
     model.sampling_steps = steps
 
 
-def check_sampler(model: VAE, sampler: str) -> None:
-    offered = samplers_for(capabilities(model), explicit=True)
+def check_sampler(can: Capabilities, kind: str, sampler: str) -> None:
+    """A one-line error unless a family with capabilities `can` (model kind `kind`) offers `sampler`."""
+    offered = samplers_for(can, explicit=True)
     if sampler not in offered:
         if sampler in SAMPLERS:
-            raise VaelabError(f"a {model.config.kind} cannot use --sampler {sampler}; it offers: {', '.join(offered)}")
+            raise VaelabError(f"a {kind} cannot use --sampler {sampler}; it offers: {', '.join(offered)}")
         raise VaelabError(f"unknown --sampler '{sampler}'; choose one of: {', '.join(offered)}")
 
 
@@ -188,7 +189,7 @@ def sample_codes(
     log: Callable[[str], None] = print,
 ) -> torch.Tensor:
     """`n` latent codes `[n, D]` from the chosen sampler, reproducible by seed."""
-    check_sampler(model, sampler)
+    check_sampler(capabilities(model), model.config.kind, sampler)
     if sampler == "ancestral":
         raise VaelabError("the ancestral sampler draws images step by step, not codes; use --sampler prior")
     generator = torch.Generator().manual_seed(seed)
@@ -207,7 +208,7 @@ def sample_images(
     log: Callable[[str], None] = print,
 ) -> torch.Tensor:
     """`n` decoded samples `[n, C, H, W]` from the chosen sampler, reproducible by seed."""
-    check_sampler(model, sampler)
+    check_sampler(capabilities(model), model.config.kind, sampler)
     if sampler == "ancestral":
         generator = torch.Generator().manual_seed(seed)
         return torch.cat([model.ancestral_sample(len(batch), generator).cpu()

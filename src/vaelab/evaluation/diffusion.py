@@ -18,7 +18,7 @@ import math
 import torch
 
 from vaelab.evaluation.likelihood import bits_per_dim
-from vaelab.models.diffusion import DDPM
+from vaelab.models.diffusion import DDPM, estimated_image
 
 HALF_BIN = 1 / 255  # half the width of one of the 256 levels in [−1, 1]
 LOG_FLOOR = 1e-12
@@ -45,8 +45,7 @@ def bound_terms(model: DDPM, images: torch.Tensor, timesteps: int, generator: to
         t = torch.full((n,), t, device=x0.device) if isinstance(t, int) else t
         noisy = model.noised(x0, t, torch.randn(x0.shape, generator=generator).to(x0.device))
         alpha_bar = model.alpha_bar[t].view(-1, 1, 1, 1)
-        predicted = (noisy - (1 - alpha_bar).sqrt() * model.predicted_noise(noisy, t)) / alpha_bar.sqrt()
-        return noisy, predicted
+        return noisy, estimated_image(noisy, model.predicted_noise(noisy, t), alpha_bar)
 
     last = model.alpha_bar[-1]
     prior = 0.5 * (last * x0.pow(2) + (1 - last) - 1 - (1 - last).log()).flatten(1).sum(1)

@@ -157,6 +157,11 @@ def evaluate_run(
     return result
 
 
+def trained_parameters(model: torch.nn.Module) -> int:
+    """The parameters its optimizers train: a GAN's two networks, not a ddpm's EMA copy of its U-Net."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
 BOUND_IMAGES = 1000  # test images of a ddpm's bound estimate
 BOUND_TIMESTEPS = 4  # timesteps drawn per image
 
@@ -172,13 +177,12 @@ def evaluate_likelihood_free(
     started = time.perf_counter()
     result: dict[str, Any] = {
         "dataset": config.data.dataset, "split": "test", "kind": config.model.kind, "images": len(test),
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": trained_parameters(model),
         "note": f"a {config.model.kind} has no likelihood to bound; its samples are measured by `vaelab fid`",
     }
     if capabilities(model).sampling == "diffusion":
         from vaelab.evaluation.diffusion import bound_terms, summarise_bound
 
-        result["parameters"] = sum(p.numel() for p in model.net.parameters())  # the EMA copy is not counted twice
         count = min(bound_images or BOUND_IMAGES, len(test))
         images = to_float(test.images[:count])
         generator = torch.Generator().manual_seed(EVAL_SEED)

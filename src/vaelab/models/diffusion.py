@@ -55,6 +55,11 @@ def noise_schedule(kind: str, steps: int) -> torch.Tensor:
     return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=MAX_BETA)
 
 
+def estimated_image(x: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+    """x̂_0 = (x_t − √(1 − ᾱ_t) ε) / √ᾱ_t: the clean image that x_t and its noise ε imply."""
+    return (x - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+
+
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """The sinusoidal embedding of integer timesteps `[N]` → `[N, dim]` (Vaswani et al., as in Ho et al.)."""
     half = dim // 2
@@ -217,7 +222,7 @@ class DDPM(nn.Module):
         for t, earlier in zip(reversed(times), [*reversed(times[:-1]), -1], strict=True):
             eps = self.predicted_noise(x, t)
             alpha_bar, alpha_bar_earlier = self.alpha_bar_at(t), self.alpha_bar_at(earlier)
-            x0 = (x - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+            x0 = estimated_image(x, eps, alpha_bar)
             if clip:
                 x0 = x0.clamp(-1, 1)
                 eps = (x - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
@@ -233,7 +238,7 @@ class DDPM(nn.Module):
         for earlier, t in zip([-1, *times[:-1]], times, strict=True):
             eps = self.predicted_noise(x, max(earlier, 0))
             alpha_bar_earlier, alpha_bar = self.alpha_bar_at(earlier), self.alpha_bar_at(t)
-            x0_estimate = (x - (1 - alpha_bar_earlier).sqrt() * eps) / alpha_bar_earlier.sqrt()
+            x0_estimate = estimated_image(x, eps, alpha_bar_earlier)
             x = alpha_bar.sqrt() * x0_estimate + (1 - alpha_bar).sqrt() * eps
         return x
 
@@ -271,7 +276,7 @@ class DDPM(nn.Module):
         for t in reversed(range(self.steps)):
             eps = self.predicted_noise(x, t)
             alpha_bar = self.alpha_bar[t]
-            x0 = ((x - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()).clamp(-1, 1)
+            x0 = estimated_image(x, eps, alpha_bar).clamp(-1, 1)
             if t == 0:
                 x = x0
                 break

@@ -26,6 +26,7 @@ from vaelab.analysis.samplers import sample_images
 from vaelab.analysis.smoothness import smoothness_ratio
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_run
+from vaelab.evaluation.evaluate import trained_parameters
 from vaelab.images import make_grid
 from vaelab.io import atomic_write_json, atomic_write_text
 from vaelab.models.registry import capabilities
@@ -146,7 +147,7 @@ def compare_run(
     sampling_net = model.ema if can.sampling == "diffusion" else getattr(model, "generator", model)
     entry = {
         "run": str(run_dir), "kind": config.model.kind, "dataset": config.data.dataset,
-        "parameters": sum(p.numel() for p in (model.net if can.sampling == "diffusion" else model).parameters()),
+        "parameters": trained_parameters(model),
         "sampling_parameters": sum(p.numel() for p in sampling_net.parameters()),
         "weights_mb": sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 2**20,
         "training": training_summary(read_metrics(run_dir)),

@@ -111,6 +111,7 @@ def _train(
     # The family's objective: which images an epoch runs over, the losses of a step, validation.
     objective = family(config.model.kind).objective_class()(config, train_set.labels)
     pool = objective.pool
+    selection = objective.selection or "epoch"  # the name stored beside the best weights
     steps_per_epoch = len(pool) // train_cfg.batch_size
     if steps_per_epoch == 0:
         raise VaelabError(f"batch_size {train_cfg.batch_size} is larger than the {len(pool)} training images")
@@ -232,7 +233,7 @@ def _train(
         score = epoch + 1 if objective.selection is None else val[objective.selection]
         if score > state["best_score"]:
             state["best_score"] = score
-            checkpoint.save_best(run_dir, model, epoch + 1, objective.selection or "epoch", score)
+            checkpoint.save_best(run_dir, model, epoch + 1, selection, score)
         state["epoch"] += 1
         state["batch_in_epoch"] = 0
         state["epoch_sums"] = {"images": 0}
@@ -249,8 +250,8 @@ def _train(
     bar.close()
     if writer is not None:
         writer.close()
-    return TrainResult(run_dir, state["epoch"], state["step"], objective.selection or "epoch", state["best_score"],
-                       finished, state["history"])
+    return TrainResult(run_dir, state["epoch"], state["step"], selection, state["best_score"], finished,
+                       state["history"])
 
 
 def validate(objective: Objective, model: torch.nn.Module, data: ValidationData) -> dict[str, Any]:
