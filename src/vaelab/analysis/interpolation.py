@@ -32,9 +32,12 @@ from vaelab.analysis.traversal import (
 from vaelab.data.datasets import to_float
 from vaelab.errors import VaelabError
 from vaelab.images import make_grid
+from vaelab.models.registry import Capabilities
 from vaelab.rundir import load_model, read_config
 
 MODES = ("linear", "slerp")
+TEST_PAIR = ("test:0", "test:1")  # the ends of the interpolation an overview (report, compare) shows
+RANDOM_PAIR = ("random:1", "random:2")  # … for a GAN, which has no code for a test image
 PARALLEL_TOLERANCE = 1e-6  # below this sine of the angle between the codes, slerp has no plane to rotate in
 
 
@@ -110,6 +113,16 @@ def random_code(spec: str, what: str, latent_dim: int) -> torch.Tensor | None:
     if not seed.isdecimal():
         raise VaelabError(f"{what} {spec!r} is not valid; write random:SEED with SEED a whole number")
     return torch.randn(latent_dim, generator=torch.Generator().manual_seed(int(seed)))
+
+
+def interpolation_ends(can: Capabilities) -> tuple[str, str, str]:
+    """The two ends and the mode of a family's interpolation row: test images for a family that has codes for
+    them (slerp for a ddpm, whose codes are Gaussian noise), random codes for a GAN."""
+    if can.encoder:
+        return (*TEST_PAIR, "linear")
+    if can.inversion:
+        return (*TEST_PAIR, "slerp")
+    return (*RANDOM_PAIR, "linear")
 
 
 def interpolate_run(

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from vaelab.analysis.interpolation import interpolate_run, interpolation_grid
+from vaelab.analysis.interpolation import interpolate_run, interpolation_ends, interpolation_grid
 from vaelab.analysis.sample_quality import PROTOCOL_IMAGES, measure_generation, real_reference
 from vaelab.analysis.samplers import sample_images
 from vaelab.analysis.smoothness import smoothness_ratio
@@ -103,16 +103,6 @@ def likelihood_summary(run_dir: Path, can: Any, iw_samples: int, iw_images: int,
                 "images": iwae["images"], "estimate": False}
     return {"kind": "ELBO", "nll_nats": -evaluation["elbo"], "bits_per_dim": evaluation["bits_per_dim_elbo"],
             "images": evaluation["images"], "estimate": False}
-
-
-def interpolation_ends(can: Any) -> tuple[str, str, str]:
-    """The two ends and the mode of a family's interpolation row: test images for a family that has codes for
-    them (slerp for a ddpm, whose codes are Gaussian noise), random codes for a GAN."""
-    if can.encoder:
-        return "test:0", "test:1", "linear"
-    if can.inversion:
-        return "test:0", "test:1", "slerp"
-    return "random:1", "random:2", "linear"
 
 
 def offers(can: Any, costs: dict[str, float], smoothness: float) -> dict[str, str]:

@@ -23,7 +23,7 @@ import torch
 from vaelab.analysis.conditional import class_grid, class_grid_picture, restyle, restyle_strip, style_traversal
 from vaelab.analysis.embedding import manifold_grid
 from vaelab.analysis.factors import analyse_factors, annotation_text, weakest_class_text
-from vaelab.analysis.interpolation import MODES, interpolate_run, interpolation_grid
+from vaelab.analysis.interpolation import MODES, TEST_PAIR, interpolate_run, interpolation_ends, interpolation_grid
 from vaelab.analysis.samples import prior_samples, reconstruction_grid
 from vaelab.analysis.smoothness import confident_fraction, smoothness_ratio
 from vaelab.analysis.traversal import load_test_inputs, traversal_grid, traversal_values, traverse_run
@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 SMOOTHNESS_LIMIT = 3.0  # the target: a larger max/mean step ratio over ±3σ is a jump
 QUICK_EVAL = {"iw_samples": 100, "iw_images": 1000}  # when the run has no eval.json yet
 TSNE_POINTS = 2000
-INTERPOLATION_PAIR = ("test:0", "test:1")
-RANDOM_PAIR = ("random:1", "random:2")  # a GAN has no code for a test image
 RESTYLED_IMAGES = 5  # test images 0 … 4, each written as every class
 STYLE_DIMENSIONS = 3  # the conditional model's dimensions with the most KL, drawn as every class
 
@@ -125,8 +123,8 @@ def _generator_sections(
                          "KL to order them by)", img_tag(traversal_grid(traversal), "traversals", scale=2)))
     log("interpolations")
     judge = load_or_train_classifier(config.data.dataset, log=log)
-    pair = INTERPOLATION_PAIR if can.inversion else RANDOM_PAIR
-    sections.append(_interpolations(run_dir, judge, pair, ("slerp",) if can.inversion else MODES))
+    start, end, mode = interpolation_ends(can)  # a GAN's random codes are shown in both modes
+    sections.append(_interpolations(run_dir, judge, (start, end), (mode,) if can.inversion else MODES))
     return sections
 
 
@@ -178,7 +176,7 @@ def _vae_sections(run_dir: Path, config: RunConfig, model: VAE, log: Log) -> lis
         sections.append(_style_dimensions(model, factors, classes))
     else:
         log("interpolations")
-        sections.append(_interpolations(run_dir, judge, INTERPOLATION_PAIR, MODES))
+        sections.append(_interpolations(run_dir, judge, TEST_PAIR, MODES))
 
     log("latent maps")
     maps = [
