@@ -8,7 +8,7 @@ DEMO_IW_IMAGES ?= 2000
 # Factor discovery traverses every active dimension from this many test images' codes.
 DEMO_FACTOR_BASES ?= 100
 
-.PHONY: demo test test-slow lint data install dataset-packages browser clean
+.PHONY: demo test test-slow lint docs data install dataset-packages browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,10 +46,15 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports --no-cache
 
+# The API reference from the docstrings (mkdocs.yml), into site/; strict: a warning (a broken link, a documented
+# parameter the signature lacks) fails the build.
+docs: install
+	$(BIN)/mkdocs build --strict --site-dir site
+
 # Two workers (pytest-xdist), one thread each: the small models of the tests use two cores better that way.
 TEST_WORKERS ?= 2
 
-test: data browser lint
+test: data browser lint docs
 	$(BIN)/pytest -m "not slow" -n $(TEST_WORKERS) --durations=25
 
 test-slow: data browser

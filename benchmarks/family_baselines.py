@@ -6,7 +6,7 @@ another (resumable: a run directory that already holds a finished run is kept), 
 `vaelab compare` (its compare.json and compare.html go to OUT/compare):
 
     python benchmarks/family_baselines.py --dataset mnist --minutes 45 --out runs/baselines-mnist \
-        [--samples 10000 --inception-samples 2000]
+        [--samples 10000 --inception-samples 2000 --reference-images 10000]
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--families", default="vae,gan,ddpm")
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--inception-samples", type=int, default=None)
+    parser.add_argument("--reference-images", type=int, default=None, help="test images for Inception (default 10k)")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()}, {torch.get_num_threads()} threads, "
@@ -75,7 +76,8 @@ def main() -> None:
         seconds = sum(row["train_seconds"] for row in read_metrics(run_dir))
         print(f"{family}: trained {len(read_metrics(run_dir))} epochs in {seconds / 60:.1f} min")
         runs.append(run_dir)
-    result = compare_runs(runs, args.out / "compare", args.samples, True, args.inception_samples, log=print)
+    result = compare_runs(runs, args.out / "compare", args.samples, True, args.inception_samples,
+                          args.reference_images, log=print)
     print(f"{'model':6s} {'sampler':9s} {'FID':>8s} {'clf FID':>8s} {'prec':>6s} {'recall':>6s} {'classes':>7s} "
           f"{'sharp':>7s} {'bits/dim':>9s} {'train min':>9s} {'ms/img':>8s}")
     for run in result["runs"]:

@@ -18,7 +18,8 @@ from vaelab.config import RunConfig
 from vaelab.data import balanced_label_subset, load_split, rotate, to_float
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_run
-from vaelab.evaluation.classification import classification_metrics, predict_probabilities
+from vaelab.evaluation.classification import classification_metrics, classify_image, predict_probabilities
+from vaelab.images import MAX_IMAGE_SIDE
 from vaelab.models import build_model
 from vaelab.models.stacked import CodeM2, CodeM2Config
 from vaelab.report.html import build_report
@@ -233,6 +234,17 @@ def test_bad_classifier_input_is_a_one_line_error(tmp_path, trained_run, head_ru
     assert message in result.stderr, result.stderr
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert not (tmp_path / "new").exists()
+
+
+def test_classify_refuses_an_image_larger_than_the_explorer_accepts_naming_its_size_and_the_limit(head_run, tmp_path):
+    Image.new("L", (MAX_IMAGE_SIDE, MAX_IMAGE_SIDE)).save(tmp_path / "largest.png")
+    assert classify_image(head_run, tmp_path / "largest.png")["predicted"] in range(10)  # the limit itself is read
+    Image.new("L", (MAX_IMAGE_SIDE + 1, 40)).save(tmp_path / "wide.png")
+    with pytest.raises(VaelabError) as refused:
+        classify_image(head_run, tmp_path / "wide.png")
+    message = str(refused.value)
+    assert f"wide.png is {MAX_IMAGE_SIDE + 1}×40 px, larger than {MAX_IMAGE_SIDE} px a side" in message
+    assert "\n" not in message
 
 
 def test_eval_json_of_a_cli_trained_m2_run_has_the_classification_numbers(tmp_path):

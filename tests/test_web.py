@@ -270,15 +270,18 @@ MALFORMED = {
     "nested lists": ("POST", "/api/decode", {"z": [[0.0]] * LATENT_DIM}, 422, "valid number"),
     "out of bounds": ("POST", "/api/decode", {"z": [11.0, *CODE[1:]]}, 422, "less than or equal to 10"),
     "huge number": ("POST", "/api/decode", b'{"z": [1e999, 0, 0, 0, 0, 0, 0, 0]}', 422, "finite"),
-    "missing code": ("POST", "/api/decode", {}, 422, "z: Field required"),
+    "missing code": ("POST", "/api/decode", {}, 422, "field 'z' is required"),
     "unknown format": ("POST", "/api/decode", {"z": CODE, "format": "jpeg"}, 422, "format"),
     "path-like field": ("POST", "/api/decode", {"z": CODE, "path": "../../etc/passwd"}, 422, "path: Extra inputs"),
     "label for an unconditional model": ("POST", "/api/decode", {"z": CODE, "label": 3}, 422, "not conditional"),
-    "not JSON": ("POST", "/api/decode", b"z=1,2,3", 422, "JSON"),
-    "a JSON list": ("POST", "/api/decode", [0.0] * LATENT_DIM, 422, "valid dictionary"),
-    "empty body": ("POST", "/api/decode", b"", 422, "Field required"),
-    "GET on decode": ("GET", "/api/decode", None, 405, ""),
-    "huge body": ("POST", "/api/decode", {"z": [0.0] * (MAX_BODY_BYTES // 2)}, 413, ""),
+    "not JSON": ("POST", "/api/decode", b"z=1,2,3", 422, "not valid JSON: Expecting value at line 1, column 1"),
+    "broken JSON": ("POST", "/api/decode", b'{"z": [0,\n 0, }', 422, "Expecting value at line 2, column 5"),
+    "not UTF-8": ("POST", "/api/decode", b'{"z": "\xff"}', 400, "not UTF-8 text (byte 0xff at offset 7)"),
+    "JSON nested too deeply": ("POST", "/api/decode", b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+    "a JSON list": ("POST", "/api/decode", [0.0] * LATENT_DIM, 422, "must be a JSON object, not an array"),
+    "empty body": ("POST", "/api/decode", b"", 422, "needs a JSON object as its body"),
+    "GET on decode": ("GET", "/api/decode", None, 405, "Method Not Allowed"),
+    "huge body": ("POST", "/api/decode", {"z": [0.0] * (MAX_BODY_BYTES // 2)}, 413, "limit of 262,144 bytes"),
     "no image source": ("POST", "/api/encode", {}, 422, "exactly one of"),
     "two image sources": ("POST", "/api/encode", {"test_index": 1, "pixels": [0.0] * 784}, 422, "exactly one of"),
     "test index out of range": ("POST", "/api/encode", {"test_index": 10_000}, 422, "less than 10000"),
@@ -297,10 +300,10 @@ MALFORMED = {
     "unknown sampler": ("GET", "/api/sample?sampler=vae", None, 422, "sampler"),
     "negative seed": ("GET", "/api/sample?seed=-1", None, 422, "seed"),
     "one-step interpolation": ("POST", "/api/interpolate", {"start": CODE, "end": CODE, "steps": 1}, 422, "steps"),
-    "static path traversal": ("GET", "/static/..%2Fapp.py", None, 404, ""),
-    "static file not ours": ("GET", "/static/__init__.py", None, 404, ""),
-    "dot-dot path": ("GET", "/static/../../web/app.py", None, 404, ""),
-    "docs path traversal": ("GET", "/docs-files/..%2F__init__.py", None, 404, ""),
+    "static path traversal": ("GET", "/static/..%2Fapp.py", None, 404, "Not Found"),
+    "static file not ours": ("GET", "/static/__init__.py", None, 404, "no such file"),
+    "dot-dot path": ("GET", "/static/../../web/app.py", None, 404, "Not Found"),
+    "docs path traversal": ("GET", "/docs-files/..%2F__init__.py", None, 404, "Not Found"),
 }
 
 
@@ -309,11 +312,20 @@ def test_malformed_request_is_refused_with_a_clear_4xx_and_the_server_keeps_serv
     method, path, body, expected_status, message = case
     status, content_type, content = call(server, method, path, body)
     assert status == expected_status, content[:300]
-    assert b"Traceback" not in content
-    if status == 422:
-        detail = json.loads(content)["detail"]
-        assert isinstance(detail, str) and "\n" not in detail and message in detail, detail
+    assert b"Traceback" not in content and content_type == "application/json", content[:300]
+    detail = json.loads(content)["detail"]
+    assert isinstance(detail, str) and "\n" not in detail and message in detail, detail
     assert call(server, "POST", "/api/decode", {"z": CODE})[0] == 200
+
+
+def test_a_request_with_hundreds_of_errors_gets_a_short_summary_with_their_count(server):
+    status, _, content = call(server, "POST", "/api/encode", {"pixels": [2.0] * 784})
+    problem = json.loads(content)
+    assert status == 422 and len(content) < 1000, len(content)  # not one entry per pixel
+    assert problem["error_count"] == 784 and len(problem["errors"]) == 3
+    assert problem["errors"][0] == {"field": "pixels.0", "message": "Input should be less than or equal to 1"}
+    assert problem["detail"].startswith("pixels.0: Input should be less than or equal to 1; pixels.1: ")
+    assert problem["detail"].endswith("; and 781 more (784 errors in all)") and "\n" not in problem["detail"]
 
 
 def test_a_huge_body_streamed_without_a_length_is_refused_with_413(server):
@@ -326,7 +338,8 @@ def test_a_huge_body_streamed_without_a_length_is_refused_with_413(server):
     connection = http.client.HTTPConnection(*server, timeout=30)
     try:
         connection.request("POST", "/api/decode", chunks(), {"Content-Type": "application/json"}, encode_chunked=True)
-        assert connection.getresponse().status == 413
+        response = connection.getresponse()
+        assert response.status == 413 and "limit of 262,144 bytes" in json.loads(response.read())["detail"]
     except (BrokenPipeError, ConnectionResetError):
         pass  # the server answered 413 and closed before the client finished sending: refused all the same
     finally:
@@ -370,9 +383,10 @@ def test_eight_concurrent_clients_get_every_decode_without_an_error(server):
 # --- the page in a real browser ------------------------------------------------------------------------------------
 
 
-# The pixels of a loaded <img> (same origin, so a canvas may read them), or null while it is still loading.
+# The pixels of a loaded <img> (same origin, so a canvas may read them), or null while it is still loading or still
+# the page's empty frame (a 1×1 placeholder of class "empty").
 PIXELS = """img => {
-    if (!img.complete || img.naturalWidth === 0) return null;
+    if (!img.complete || img.naturalWidth === 0 || img.classList.contains("empty")) return null;
     const canvas = document.createElement("canvas");
     canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
     const context = canvas.getContext("2d");
@@ -393,29 +407,40 @@ def wait_for_new_picture(page, element_id: str, before: list[int] | None) -> lis
     return page.eval_on_selector(f"#{element_id}", PIXELS)
 
 
-def test_page_in_chromium_slider_moves_the_image_drawing_is_reconstructed_nothing_leaves_loopback(server):
+def drag_the_first_slider(page) -> None:
+    """Drag the slider of the dimension with the largest KL from the middle to near its right end, as a hand does."""
+    slider = page.locator("#sliders input[type=range]").first
+    slider.scroll_into_view_if_needed()
+    box = slider.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.95, box["y"] + box["height"] / 2, steps=8)
+    page.mouse.up()
+    assert float(slider.input_value()) > 2.5
+
+
+@pytest.fixture(scope="module")
+def browser():
     from playwright.sync_api import sync_playwright
 
-    base = f"http://{server[0]}:{server[1]}/"
-    requests: list[str] = []
     with sync_playwright() as playwright:
         browser = launch_chromium(playwright)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        yield browser
+        browser.close()
+
+
+def test_page_in_chromium_slider_moves_the_image_drawing_is_reconstructed_nothing_leaves_loopback(server, browser):
+    base = f"http://{server[0]}:{server[1]}/"
+    requests: list[str] = []
+    with browser.new_context(viewport={"width": 1280, "height": 900}) as context:
+        page = context.new_page()
         page.on("request", lambda request: requests.append(request.url))
         page.goto(base, wait_until="networkidle")
         assert page.locator("#sliders input[type=range]").count() + page.locator(
             "#inactive-sliders input[type=range]").count() == LATENT_DIM
         assert page.locator("#sample-gmm").is_visible() and not page.locator("#class-choice").is_visible()
         before = wait_for_new_picture(page, "decoded", None)
-
-        # Drag the slider of the dimension with the largest KL from the middle to near its right end.
-        slider = page.locator("#sliders input[type=range]").first
-        box = slider.bounding_box()
-        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-        page.mouse.down()
-        page.mouse.move(box["x"] + box["width"] * 0.95, box["y"] + box["height"] / 2, steps=8)
-        page.mouse.up()
-        assert float(slider.input_value()) > 2.5
+        drag_the_first_slider(page)
         wait_for_new_picture(page, "decoded", before)
 
         # Draw a "7" on the canvas: a reconstruction appears and the sliders jump to its code.
@@ -435,9 +460,80 @@ def test_page_in_chromium_slider_moves_the_image_drawing_is_reconstructed_nothin
 
         page.goto(f"{base}docs", wait_until="networkidle")
         page.wait_for_selector(".opblock-summary-path")
-        browser.close()
     outside = [url for url in requests if not url.startswith((base, "blob:" + base[:-1], "data:"))]
     assert outside == []
+
+
+# Where things are on the page: the box of every visible slider; the box of every line of visible text (a range over
+# each text node measures the text itself, also where it spills out of its element; the part an element clips, as
+# an ellipsis does, is cut off); every visible <img> and whether it shows a picture (a broken image has loaded with
+# no width); how wide the page is.
+LAYOUT = """() => {
+    const visible = (element) => element.getClientRects().length > 0
+        && getComputedStyle(element).visibility !== "hidden";
+    const box = (rect) => ({x: rect.x, y: rect.y, width: rect.width, height: rect.height});
+    const sliders = [...document.querySelectorAll("input[type=range]")].filter(visible)
+        .map((input) => ({id: input.id, ...box(input.getBoundingClientRect())}));
+    const shownPart = (rect, node) => {
+        let [left, right, top, bottom] = [rect.left, rect.right, rect.top, rect.bottom];
+        for (let element = node.parentElement; element !== document.body; element = element.parentElement) {
+            const style = getComputedStyle(element), clip = element.getBoundingClientRect();
+            if (style.overflowX !== "visible") [left, right] = [Math.max(left, clip.left), Math.min(right, clip.right)];
+            if (style.overflowY !== "visible") [top, bottom] = [Math.max(top, clip.top), Math.min(bottom, clip.bottom)];
+        }
+        return {x: left, y: top, width: right - left, height: bottom - top};
+    };
+    const texts = [];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) {
+        const text = walker.currentNode.textContent.trim();
+        if (!text) continue;
+        const range = document.createRange();
+        range.selectNodeContents(walker.currentNode);
+        for (const rect of range.getClientRects()) {
+            const part = shownPart(rect, walker.currentNode);
+            if (part.width > 0 && part.height > 0) texts.push({text, ...part});
+        }
+    }
+    const images = [...document.images].filter(visible)
+        .map((img) => ({id: img.id, shown: img.complete && img.naturalWidth > 0}));
+    return {sliders, texts, images, width: document.documentElement.scrollWidth};
+}"""
+SCREEN_WIDTHS = {"phone": 390, "tablet": 768, "small laptop": 1024, "laptop": 1280, "desktop": 1920}
+MIN_SLIDER_WIDTH = 120  # px: a slider a thumb or a mouse can set to a chosen value
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"] and a["y"] < b["y"] + b["height"] and \
+        b["y"] < a["y"] + a["height"]
+
+
+@pytest.mark.parametrize("width", SCREEN_WIDTHS.values(), ids=SCREEN_WIDTHS.keys())
+def test_on_every_screen_sliders_are_wide_and_clear_of_text_no_image_is_broken_and_a_drag_moves_the_picture(
+    server, browser, width
+):
+    with browser.new_context(viewport={"width": width, "height": 900}) as context:
+        page = context.new_page()
+        page.goto(f"http://{server[0]}:{server[1]}/", wait_until="networkidle")
+        before = wait_for_new_picture(page, "decoded", None)
+        # Show everything the page can show before any input: the inactive dimensions, the empty comparison.
+        page.eval_on_selector("#inactive", "details => { details.open = true; }")
+        page.click("#toggle-compare")
+        page.wait_for_function("[...document.images].every((img) => img.complete)")
+
+        layout = page.evaluate(LAYOUT)
+        assert len(layout["sliders"]) == LATENT_DIM + 1  # one per dimension and the interpolation's scrub
+        narrow = [(s["id"], s["width"]) for s in layout["sliders"] if s["width"] < MIN_SLIDER_WIDTH]
+        assert narrow == []
+        covered = [(t["text"], s["id"]) for t in layout["texts"] for s in layout["sliders"] if overlap(t, s)]
+        assert covered == []
+        assert layout["width"] <= width  # nothing pushes the page sideways
+        assert {image["id"] for image in layout["images"]} >= {"decoded", "original", "reconstruction", "end-a"}
+        assert [image["id"] for image in layout["images"] if not image["shown"]] == []
+
+        drag_the_first_slider(page)
+        wait_for_new_picture(page, "decoded", before)
+        assert page.inner_text("#status") == ""
 
 
 # --- the command -----------------------------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ def option(default: Any, help: str, flag: str | None = None, shown: str | None =
 
 @dataclass
 class DataConfig:
+    """Which images a run trains on and how they are fed to the model (the `data` section)."""
+
     dataset: str = option("mnist", f"Dataset: {KNOWN_TEXT} (any folder of PNG/JPEG/WebP images).")
     image_size: int | None = option(None, "Resize to N×N (celeba, folder:PATH).", shown="the dataset's")
     image_channels: int | None = option(None, "folder:PATH: 3 (RGB) or 1 (grey).", shown="the dataset's")
@@ -67,6 +69,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    """The model family and its architecture (the `model` section). `image_shape` is filled from the dataset."""
+
     kind: str = option(
         "vae", "Model family: vae, cvae (conditioned on the class), vae-classifier or m2 (semi-supervised), gan "
                "(DCGAN) or ddpm (diffusion).",
@@ -118,6 +122,9 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
+    """The optimisation: epochs, batch, learning rate, β and KL schedule, seed, precision, checkpoints (the `train`
+    section)."""
+
     epochs: int = option(30, "Passes over the training images.")
     batch_size: int = option(128, "Images per step.")
     lr: float = option(1e-3, "Peak learning rate of Adam.")
@@ -152,6 +159,21 @@ LEGACY_MODEL_FIELDS = ("image_size", "image_channels")
 
 @dataclass
 class RunConfig:
+    """The whole configuration of a run: what a run directory's `config.json` records.
+
+    Building one resolves what the dataset decides (image shape, classes, likelihood, input mode); `from_dict`,
+    `with_overrides` and `load_yaml_config` also validate it, raising a one-line `VaelabError` for a bad value.
+
+    Examples:
+        ```python
+        import vaelab
+
+        config = vaelab.RunConfig.from_dict({"data": {"dataset": "fashion-mnist"}, "model": {"latent_dim": 16}})
+        config.model.image_shape                                   # [1, 28, 28], from the dataset
+        quick = config.with_overrides({"epochs": 1, "train_limit": 500})
+        ```
+    """
+
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -163,10 +185,14 @@ class RunConfig:
         self.resolve()
 
     def to_dict(self) -> dict[str, Any]:
+        """The nested mapping `{"data": {...}, "model": {...}, "train": {...}}` that `config.json` holds."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> RunConfig:
+        """A validated config from a mapping with the sections data/model/train (each optional). `source` names
+        the mapping in error messages (a file's path). Unknown sections or options and wrong types or values raise
+        a one-line `VaelabError`."""
         if not isinstance(raw, dict):
             raise VaelabError(f"{source} must be a mapping with sections data/model/train")
         unknown_sections = set(raw) - {name for name, _ in SECTIONS}
@@ -223,6 +249,8 @@ class RunConfig:
             self.model.likelihood = description.default_likelihood
 
     def validate(self) -> None:
+        """Raise a one-line `VaelabError` naming the first value that is out of range or does not fit the dataset
+        or the model family."""
         from vaelab.models.registry import FAMILIES  # imports no torch
 
         d, m, t = self.data, self.model, self.train
@@ -328,7 +356,9 @@ def _images(share_or_count: int | float) -> int | None:
     return share_or_count if isinstance(share_or_count, int) else None
 
 
-def load_yaml_config(path: Path) -> RunConfig:
+def load_yaml_config(path: str | Path) -> RunConfig:
+    """A validated config from a YAML file with the sections data/model/train (as `vaelab train --config` reads
+    it)."""
     path = Path(path)
     if not path.is_file():
         raise VaelabError(f"config file {path} does not exist; pass an existing YAML file to --config")
@@ -339,7 +369,8 @@ def load_yaml_config(path: Path) -> RunConfig:
     return RunConfig.from_dict(raw or {}, str(path))
 
 
-def load_json_config(path: Path) -> RunConfig:
+def load_json_config(path: str | Path) -> RunConfig:
+    """A validated config from a run directory's `config.json`; an unreadable file is a one-line error."""
     try:
         raw = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:

@@ -15,6 +15,9 @@ from vaelab.errors import VaelabError
 from vaelab.io import atomic_write_bytes, require_suffix
 
 DISPLAY_SCALE = 4
+# The largest picture, in pixels a side, that vaelab reads from a user (`vaelab classify`, the explorer's upload):
+# checked from the PNG header before anything is decompressed, so a small file cannot expand into gigabytes.
+MAX_IMAGE_SIDE = 1024
 
 
 def make_grid(images: torch.Tensor | np.ndarray, columns: int, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
@@ -111,14 +114,20 @@ def read_picture(path: str | Path, description: DatasetDescription) -> np.ndarra
 
     Any mode is read as grayscale (transparent pixels count as background). A picture with a light background
     (dark ink on white paper) is inverted. A picture of the dataset's size is taken as it is (a saved dataset
-    image); any other size is cropped, scaled and centred as the dataset's images were (`prepare_drawing`)."""
+    image); any other size is cropped, scaled and centred as the dataset's images were (`prepare_drawing`). A
+    picture over MAX_IMAGE_SIDE pixels a side is refused."""
     path = Path(path)
     if not path.is_file():
         raise VaelabError(f"image {path} does not exist")
+    limit = f"larger than {MAX_IMAGE_SIDE} px a side, the most vaelab reads; scale it down"
     try:
         with Image.open(path, formats=["PNG"]) as image:
+            if max(image.size) > MAX_IMAGE_SIDE:  # from the header, before decompressing anything
+                raise VaelabError(f"{path} is {image.width}×{image.height} px, {limit}")
             gray_alpha = np.asarray(image.convert("LA"), dtype=np.float32) / 255.0
-    except (OSError, SyntaxError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:  # Pillow's own limit, hit while reading a header far beyond ours
+        raise VaelabError(f"{path} is {limit}") from None
+    except (OSError, SyntaxError):
         raise VaelabError(f"{path} is not a readable PNG image") from None
     picture = gray_alpha[..., 0] * gray_alpha[..., 1]
     border = np.concatenate([picture[0], picture[-1], picture[:, 0], picture[:, -1]])

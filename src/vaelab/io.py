@@ -1,7 +1,9 @@
-"""Atomic file writes: a reader sees either the old complete file or the new complete file, never a torn one."""
+"""Atomic file writes: a reader sees either the old complete file or the new complete file, never a torn one. And
+the checks of the paths a command reads or writes, made before any work is done."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vaelab.errors import VaelabError
+from vaelab.pretrained import is_shipped
 
 
 def require_suffix(path: str | Path, suffix: str) -> Path:
@@ -20,18 +23,68 @@ def require_suffix(path: str | Path, suffix: str) -> Path:
     return path
 
 
+def require_input_file(path: str | Path, what: str, kind: str) -> Path:
+    """An input file that exists: a missing path or a directory is a one-line error (`what` names the input,
+    "image"; `kind` the file it should be, "a PNG image file")."""
+    path = Path(path)
+    if path.is_dir():
+        raise VaelabError(f"{what} {path} is a directory, not {kind}")
+    if not path.is_file():
+        raise VaelabError(f"{what} {path} does not exist")
+    return path
+
+
+def require_output_file(path: str | Path, suffix: str | None = None) -> Path:
+    """Refuse, before any work is done, an output file that could not be written: the wrong ending, a directory
+    in its place, a file where one of its folders should be, or a place this process may not write."""
+    path = require_suffix(path, suffix) if suffix is not None else Path(path)
+    if path.is_dir():
+        raise VaelabError(f"output {path} is a directory; give a file name{f' ending in {suffix}' if suffix else ''}")
+    _require_creatable(path.parent, path)
+    return path
+
+
+def require_output_folder(path: str | Path) -> Path:
+    """`require_output_file` for an output folder (created when missing): it must not be a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise VaelabError(f"output folder {path} is a file; give a folder that does not exist yet or holds outputs")
+    _require_creatable(path, path)
+    return path
+
+
+def _require_creatable(folder: Path, output: Path) -> None:
+    """`folder` exists as a directory this process can create files in, or can be made inside one."""
+    existing = next((parent for parent in (folder, *folder.parents) if parent.exists()), Path.cwd())
+    if not existing.is_dir():
+        raise VaelabError(f"cannot write {output}: {existing} is a file, not a folder; choose another output path")
+    try:  # permissions alone do not tell (root, read-only mounts, /proc): create an unnamed file and drop it
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:  # /proc answers "no such file"; only a reason that explains something is shown
+        reason = "" if error.errno == errno.ENOENT else f" ({error.strerror or error})"
+        raise VaelabError(
+            f"cannot write {output}: {existing} does not accept new files{reason}; choose another output path"
+        ) from None
+
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp_path)` for a temp file beside `path`, fsync it, then rename it over `path`."""
+    """Call `write(tmp_path)` for a temp file beside `path`, fsync it, then rename it over `path`. The models
+    shipped with vaelab are never written to (their files are checked against the manifest)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    if is_shipped(path):
+        raise VaelabError(f"{path} is part of a model shipped with vaelab, which is read-only; copy the model to a "
+                          f"folder of yours with `vaelab copy-pretrained NAME FOLDER` and work on the copy")
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
         write(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; keep the usual permissions
         with open(tmp, "rb+") as handle:
@@ -44,7 +97,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             f"could not write {path} ({error.strerror or error}); {kept} — free space or fix permissions, then rerun"
         ) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def _fsync_directory(folder: Path) -> None:

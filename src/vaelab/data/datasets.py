@@ -48,8 +48,8 @@ class ImageSet:
 
 def _load_files(name: str, kind: str, root: Path | None) -> ImageSet:
     description = describe(name)
-    if not is_fetched(description, root):
-        fetch_files(description, root)
+    if not is_fetched(description, root, kind):
+        fetch_files(description, root, split=kind)
     images, labels, *rest = description.reader(description, kind, root)
     annotations = {key: torch.from_numpy(np.array(values)) for key, values in (rest[0] if rest else {}).items()}
     labels = torch.from_numpy(np.asarray(labels)).long()

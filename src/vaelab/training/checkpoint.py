@@ -34,12 +34,22 @@ from vaelab.rundir import (
     save_tensors,
     weights_only,
 )
+from vaelab.training.lock import LOCK
 
 Optimizers = dict[str, torch.optim.Optimizer]
 
 
 def write_config(run_dir: Path, config: RunConfig) -> None:
     atomic_write_json(run_dir / CONFIG, config.to_dict())
+
+
+def nothing_trained(run_dir: Path) -> bool:
+    """Whether `run_dir` holds only what a start killed before its first checkpoint leaves: config.json, train.lock
+    (an flock dies with its process, so the file alone locks nothing) and unfinished temp files; or nothing."""
+    return all(
+        path.name in (CONFIG, LOCK) or (path.name.startswith(".") and path.name.endswith(".tmp"))
+        for path in Path(run_dir).iterdir()
+    )
 
 
 def _prefix(name: str) -> str:

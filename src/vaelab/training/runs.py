@@ -1,4 +1,9 @@
-"""Starting a new run or resuming one: the checks that keep an existing run directory from being damaged."""
+"""Starting a new run or resuming one: the checks that keep an existing run directory from being damaged.
+
+A start killed before its first checkpoint leaves at most config.json and train.lock; such a directory holds
+nothing to resume, so both ways back in work: the same `--out` command starts it again, and `--resume` starts it
+afresh from its config.json.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ from typing import Any
 
 from vaelab.config import DataConfig, ModelConfig, RunConfig, load_yaml_config
 from vaelab.errors import VaelabError
-from vaelab.rundir import LAST, has_resumable_checkpoint, read_config
+from vaelab.rundir import CONFIG, LAST, PREVIOUS, has_resumable_checkpoint, read_config
+from vaelab.training.checkpoint import nothing_trained
 from vaelab.training.trainer import TrainResult, train
 
 _FIXED_ON_RESUME = {f for cls in (DataConfig, ModelConfig) for f in cls.__dataclass_fields__}
@@ -27,27 +33,52 @@ def start_or_resume(
     if (out is None) == (resume is None):
         raise VaelabError("give exactly one of --out NEW_RUN_DIR (a new run) or --resume RUN_DIR")
     if resume is not None:
-        if config_path is not None:
-            raise VaelabError("--config cannot be combined with --resume; the run's own config.json is used")
-        fixed = sorted(set(given) & _FIXED_ON_RESUME)
-        if fixed:
-            raise VaelabError(
-                f"cannot change {', '.join(fixed)} when resuming (the checkpoint was trained with them); "
-                "start a new run with --out instead"
-            )
-        config = read_config(resume)
-        if not has_resumable_checkpoint(resume):
-            raise VaelabError(f"{resume} has no {LAST} to resume from; start it again with --out")
-        # A resumed run goes to the end unless a new stopping point is given.
-        config = config.with_overrides({"max_steps": None, **given})
-        config.train.max_steps = given.get("max_steps")
-        return train(config, Path(resume), resume=True, progress=progress, log=log)
-
+        return _resume(Path(resume), config_path, given, progress, log)
     assert out is not None
-    if out.exists() and any(out.iterdir()):
+    base = load_yaml_config(config_path) if config_path is not None else RunConfig()
+    config = base.with_overrides(given)
+    out = Path(out)
+    _check_new_run_dir(out)
+    return train(config, out, resume=False, progress=progress, log=log, keep_existing=True)
+
+
+def _check_new_run_dir(out: Path) -> None:
+    """`--out` takes a new or empty folder, or one whose start was interrupted before anything was trained."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise VaelabError(f"{out} is a file, not a run directory; choose another --out")
+    if has_resumable_checkpoint(out):
         raise VaelabError(
             f"{out} already exists and is not empty; resume it with --resume {out} or choose another --out"
         )
-    base = load_yaml_config(config_path) if config_path is not None else RunConfig()
-    config = base.with_overrides(given)
-    return train(config, out, resume=False, progress=progress, log=log)
+    if not nothing_trained(out):
+        raise VaelabError(f"{out} already exists and is not empty (it holds no run to resume); choose another --out")
+
+
+def _resume(
+    run_dir: Path, config_path: Path | None, given: dict[str, Any], progress: bool, log: Callable[[str], None]
+) -> TrainResult:
+    if config_path is not None:
+        raise VaelabError("--config cannot be combined with --resume; the run's own config.json is used")
+    fixed = sorted(set(given) & _FIXED_ON_RESUME)
+    if fixed:
+        raise VaelabError(
+            f"cannot change {', '.join(fixed)} when resuming (the checkpoint was trained with them); "
+            "start a new run with --out instead"
+        )
+    if run_dir.is_dir() and not (run_dir / CONFIG).is_file() and nothing_trained(run_dir):
+        raise VaelabError(
+            f"{run_dir} holds no {CONFIG} and no checkpoint (its start was killed before the config was written); "
+            f"start it again with `vaelab train --out {run_dir}` and its options"
+        )
+    config = read_config(run_dir)
+    if not has_resumable_checkpoint(run_dir) and not nothing_trained(run_dir):
+        raise VaelabError(
+            f"{run_dir} has no {LAST} or {PREVIOUS} to resume from; train a new run with --out NEW_RUN_DIR"
+        )
+    # A resumed run goes to the end unless a new stopping point is given; one with no checkpoint yet starts afresh
+    # from its config.json (the trainer decides it under the lock, and says so).
+    config = config.with_overrides({"max_steps": None, **given})
+    config.train.max_steps = given.get("max_steps")
+    return train(config, run_dir, resume=True, progress=progress, log=log)

@@ -13,6 +13,7 @@ uninterrupted one on the CPU.
 from __future__ import annotations
 
 import math
+import os
 import random
 import shutil
 import time
@@ -33,7 +34,7 @@ from vaelab.hardware import autocast, resolve_device, use_bf16
 from vaelab.io import remove_stale_temp_files
 from vaelab.models.objective import Objective, Phase, StepContext, ValidationData
 from vaelab.models.registry import build_model, family
-from vaelab.rundir import CONFIG
+from vaelab.rundir import CONFIG, has_resumable_checkpoint
 from vaelab.training import checkpoint
 from vaelab.training.lock import run_lock
 
@@ -68,23 +69,93 @@ def train(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    keep_existing: bool = False,
 ) -> TrainResult:
-    """Train (or resume) `run_dir` as its only writer."""
+    """Train (or resume) `run_dir` as its only writer.
+
+    `resume` continues from the run's checkpoint; a run whose start was killed before its first checkpoint (nothing
+    but config.json and train.lock) starts afresh from `config` instead. A new run (`resume` False) replaces what
+    the directory holds, unless `keep_existing` refuses a directory with a checkpoint (`vaelab train --out`): checked
+    under the lock, so that a trainer that finished its first checkpoint meanwhile is not overwritten.
+
+    Args:
+        config: The run's configuration (for a resumed run, the one in its `config.json`: `vaelab.read_config`).
+        run_dir: The run directory to write (created when missing).
+        resume: Continue from the run's checkpoint instead of starting anew.
+        progress: Show a progress bar per epoch.
+        log: Called with each message (one line per epoch and notices).
+        keep_existing: Refuse a new run in a directory that already holds a checkpoint.
+
+    Returns:
+        Epochs and steps done, the validation number that picked `model.safetensors` and its best value, whether
+            the run finished, and the per-epoch history.
+
+    Raises:
+        VaelabError: A problem the user can fix: a missing run to resume, a directory that cannot be written, a
+            non-finite loss (`NonFiniteLossError`), another trainer holding the run.
+
+    Examples:
+        ```python
+        import vaelab
+
+        config = vaelab.RunConfig.from_dict({"data": {"train_limit": 2000}, "train": {"epochs": 2}})
+        result = vaelab.train(config, "runs/quick")
+        print(result.selection, result.best_score)   # val_elbo and the best validation ELBO
+        vaelab.train(vaelab.read_config("runs/quick"), "runs/quick", resume=True)   # after a kill: continue
+        ```
+    """
     run_dir = Path(run_dir)
+    _check_before_writing(config, run_dir, resume)
     created = not resume and not run_dir.exists()
     if not resume:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        with run_lock(run_dir):
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise VaelabError(f"cannot create {run_dir} ({error.strerror or error}); choose another --out") from None
+    with run_lock(run_dir):
+        try:
             stale = remove_stale_temp_files(run_dir)
             if stale:
                 log(f"removed {len(stale)} unfinished temp file(s) left by an interrupted write: {stale[0].name} …")
+            resume = _resumes(run_dir, resume, keep_existing, log)
+            if not resume:
+                # The config is the first run file, written whole: from here on `--resume` can restart the run.
+                checkpoint.write_config(run_dir, config)
             return _train(config, run_dir, resume, progress, log)
-    except BaseException:
-        # A new run that failed before writing its config (bad data, no memory) leaves no half-made directory.
-        if created and not (run_dir / CONFIG).exists():
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+        except BaseException:
+            # A new run that failed before its first checkpoint (bad data, no memory, Ctrl-C) leaves no directory.
+            if created and not has_resumable_checkpoint(run_dir):
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+
+
+def _check_before_writing(config: RunConfig, run_dir: Path, resume: bool) -> None:
+    """Refuse, before the run directory is touched, what would otherwise fail once it is half made."""
+    if config.train.tensorboard:
+        _summary_writer_class()
+    if resume and not run_dir.is_dir():
+        raise VaelabError(f"run directory {run_dir} does not exist; train one with `vaelab train --out {run_dir}`")
+    folder = run_dir
+    while not folder.exists() and folder != folder.parent:  # the nearest folder that exists is where it is made
+        folder = folder.parent
+    if not folder.is_dir():
+        raise VaelabError(f"cannot create {run_dir}: {folder} is a file, not a folder; choose another --out")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise VaelabError(f"cannot write in {folder} (permission denied); fix its permissions or choose another folder")
+
+
+def _resumes(run_dir: Path, resume: bool, keep_existing: bool, log: Callable[[str], None]) -> bool:
+    """Whether the run continues from its checkpoint, decided under the lock from what the directory holds."""
+    if has_resumable_checkpoint(run_dir):
+        if not resume and keep_existing:
+            raise VaelabError(
+                f"{run_dir} already exists and is not empty; resume it with --resume {run_dir} or choose another --out"
+            )
+        return resume
+    if checkpoint.nothing_trained(run_dir) and (resume or (run_dir / CONFIG).is_file()):
+        log(f"{run_dir} has no checkpoint yet (its start was interrupted); starting it afresh")
+        return False
+    return resume  # a resume with other files but no checkpoint fails on loading it, naming the file
 
 
 def _train(
@@ -139,8 +210,8 @@ def _train(
         # A kill between the checkpoint and the metrics file leaves metrics.jsonl one epoch behind: rewrite it.
         checkpoint.write_metrics(run_dir, state["history"])
         checkpoint.write_trainer_state(run_dir, state)
-    checkpoint.write_config(run_dir, config)
-    writer = _tensorboard_writer(run_dir) if train_cfg.tensorboard else None
+        checkpoint.write_config(run_dir, config)  # with the new stopping point (a new run wrote its own already)
+    writer = None  # made after the first checkpoint: a start killed earlier leaves no tensorboard folder behind
 
     def modelled(intensities: torch.Tensor) -> torch.Tensor:
         """What the likelihood models of a batch: a fresh binarization for a binarized run, else the intensities."""
@@ -239,7 +310,8 @@ def _train(
         state["epoch_sums"] = {"images": 0}
         checkpoint.save_last(run_dir, model, optimizers, generators, state)
         checkpoint.write_metrics(run_dir, state["history"])
-        if writer is not None:
+        if train_cfg.tensorboard:
+            writer = writer if writer is not None else _summary_writer_class()(str(run_dir / "tensorboard"))
             for key, value in row.items():
                 if isinstance(value, float):
                     writer.add_scalar(key, value, epoch + 1)
@@ -284,9 +356,12 @@ def _progress_bar(total: int, initial: int, enabled: bool):
     return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, smoothing=0.05)
 
 
-def _tensorboard_writer(run_dir: Path):
+def _summary_writer_class() -> type:
+    """TensorBoard's writer, or a one-line error naming the extra that installs it (an optional dependency)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise VaelabError("--tensorboard needs the tensorboard package; run `pip install tensorboard`") from None
-    return SummaryWriter(str(run_dir / "tensorboard"))
+        raise VaelabError(
+            "--tensorboard needs the tensorboard package; install it with pip install 'vaelab[tensorboard]'"
+        ) from None
+    return SummaryWriter

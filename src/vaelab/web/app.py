@@ -9,9 +9,10 @@ and decoding runs on one dedicated worker thread (`DecodeWorker`), so the event 
 the decoder works.
 
 Every request is validated: codes must have exactly `latent_dim` finite numbers within ±Z_BOUND, uploaded
-images must be PNGs of at most MAX_IMAGE_SIDE pixels a side, bodies over MAX_BODY_BYTES are refused with 413
-before they are read whole, and a malformed request is a 422 with one clear message. Static files are served from
-memory by name; no path from a client ever reaches the filesystem.
+images must be PNGs of at most MAX_IMAGE_SIDE pixels a side (the limit `vaelab classify` keeps too), bodies over
+MAX_BODY_BYTES are refused with 413 before they are read whole, and every refusal is JSON with one clear line
+(`vaelab.web.problems`). Static files are served from memory by name; no path from a client ever reaches the
+filesystem.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at runtime, and the
@@ -35,8 +36,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import torch
 import uvicorn
-from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, HTTPException, Query
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
@@ -52,15 +52,15 @@ from vaelab.data.imagefiles import to_array
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.evaluation.latents import dimensions_by_kl
-from vaelab.images import display_array, png_bytes
+from vaelab.images import MAX_IMAGE_SIDE, display_array, png_bytes
 from vaelab.models.registry import refuse_conditional, require_encoder
 from vaelab.models.vae import VAE
 from vaelab.rundir import FACTORS, load_model, read_artefact_if_present, read_config
+from vaelab.web import problems
 from vaelab.web.drawing import prepare_drawing
 
 # A 280×280 canvas drawing is ~10–30 KB as base64 PNG; the pixels of a small image as JSON some tens of KB.
 MAX_BODY_BYTES = 256 * 1024
-MAX_IMAGE_SIDE = 1024  # pixels, checked from the PNG header before the pixels are decompressed
 Z_BOUND = 10.0  # |z_i| above this is 10 prior standard deviations out: no code the model was trained on
 MAX_INTERPOLATION_STEPS = 256
 MAX_SEED = 2**63 - 1
@@ -266,21 +266,6 @@ def read_png(encoded: str) -> Image.Image:
 # --- HTTP --------------------------------------------------------------------------------------------------------
 
 
-class Problem(BaseModel):
-    """What a refused request gets back (422, 404, 405; a 413 is plain text)."""
-
-    detail: str = Field(description="One line saying what is wrong, e.g. `z.3: Input should be a finite number`.")
-
-
-def _validation_message(error: RequestValidationError) -> str:
-    """FastAPI's list of errors as one line: `z.3: Input should be a finite number; …` (no input echoed back)."""
-    parts = []
-    for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"] if part != "body")
-        parts.append(f"{location}: {item['msg']}" if location else item["msg"])
-    return "; ".join(parts)
-
-
 def _static_files(package: str, names: dict[str, str]) -> dict[str, tuple[bytes, str]]:
     """The named files of the package's `static` folder, read into memory: name → (content, media type)."""
     folder = resources.files(package) / "static"
@@ -364,13 +349,12 @@ def create_app(run_dir: str | Path) -> FastAPI:
         summary=f"Drive the decoder of {Path(run_dir).name} ({explorer.dataset}, {explorer.latent_dim}-d) by hand.",
         docs_url=None,  # served below with local files
         redoc_url=None,
-        max_body_size=MAX_BODY_BYTES,  # a 413 from Content-Length before reading, or once the stream exceeds it
-        responses={422: {"model": Problem, "description": "The request is malformed."}},
+        responses={
+            413: {"model": problems.Problem, "description": f"The body is over {MAX_BODY_BYTES:,} bytes."},
+            422: {"model": problems.Problem, "description": "The request is malformed."},
+        },
     )
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _validation_message(error)}, status_code=422)
+    problems.install(app, MAX_BODY_BYTES)  # every refusal as JSON with one line; the body limit
 
     @app.get("/", include_in_schema=False)
     async def page() -> Response:

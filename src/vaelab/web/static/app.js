@@ -4,6 +4,7 @@
 
 const SLIDER_RANGE = 4; // sliders span ±4 prior standard deviations; a code outside still decodes as it is
 const BRUSH_WIDTH = 20; // px on the 280 px canvas: about an MNIST stroke once the digit is scaled into 20×20
+const VALUES_PER_LINE = 4; // of the code printed below the picture: a line fits the 280 px column
 
 const state = {
   z: [], // the current code, by dimension index
@@ -34,10 +35,15 @@ function report(error) {
   $("status").textContent = error ? String(error.message || error) : "";
 }
 
-// Decoded images are blob URLs, released when replaced.
-function showBlob(img, blob) {
+// A picture replaces the empty frame the page starts with. Decoded images are blob URLs, released when replaced.
+function showPicture(img, url) {
   if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
-  img.src = URL.createObjectURL(blob);
+  img.src = url;
+  img.classList.remove("empty");
+}
+
+function showBlob(img, blob) {
+  showPicture(img, URL.createObjectURL(blob));
 }
 
 async function decodeBlob(z) {
@@ -70,9 +76,11 @@ function showCode() {
     input.value = String(state.z[dim]);
     state.outputs.get(dim).textContent = state.z[dim].toFixed(2);
   }
-  const values = state.z.map((v) => v.toFixed(2).padStart(5));
+  const values = state.z.map((v) => v.toFixed(2).padStart(6));
   const lines = [];
-  for (let first = 0; first < values.length; first += 8) lines.push(values.slice(first, first + 8).join(" "));
+  for (let first = 0; first < values.length; first += VALUES_PER_LINE) {
+    lines.push(values.slice(first, first + VALUES_PER_LINE).join(" "));
+  }
   $("z-text").textContent = `z =\n${lines.join("\n")}`;
 }
 
@@ -115,7 +123,7 @@ async function sample(sampler) {
 async function encode(body, caption) {
   try {
     const result = await (await api("/api/encode", body)).json();
-    $("original").src = `data:image/png;base64,${result.input_png}`;
+    showPicture($("original"), `data:image/png;base64,${result.input_png}`);
     showBlob($("reconstruction"), await decodeBlob(result.mu));
     const name = result.class_name === null ? "" : ` (class ${result.class_name})`;
     $("compare-caption").textContent = `${caption}${name}: input as the model saw it | reconstruction`;
