@@ -150,7 +150,7 @@ def test_a_damaged_artefact_is_a_one_line_error_naming_the_command_that_rewrites
     (run / "eval.json").write_text('{"kl_per_dim": [0.1,')
     result = vaelab("traverse", str(run), "--out", "t.png", cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
-    assert "eval.json is unreadable or not valid JSON" in result.stderr and f"vaelab eval {run}" in result.stderr
+    assert "eval.json is not valid JSON" in result.stderr and f"vaelab eval {run}" in result.stderr
     (run / "eval.json").unlink()
     (run / "factors.json").write_text("[{")
     result = subprocess.run([sys.executable, "-m", "vaelab.cli", "explore", str(run), "--port", "0"], cwd=tmp_path,

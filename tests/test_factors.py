@@ -14,9 +14,11 @@ import pytest
 from vaelab.analysis.factors import (
     ATTRIBUTE_RHO_THRESHOLD,
     CLASS_MI_THRESHOLD,
+    WEAK_KL_NATS,
     analyse_factors,
     factor_name,
     factor_table,
+    is_weak,
     mutual_information,
     pooled_rank_correlation,
     spearman,
@@ -56,11 +58,32 @@ def test_mutual_information_is_the_label_entropy_when_the_code_fixes_the_class_a
 def test_a_dimension_is_named_after_its_attribute_then_the_class_then_entangled():
     strong = ATTRIBUTE_RHO_THRESHOLD + 0.05
     weak = ATTRIBUTE_RHO_THRESHOLD - 0.05
-    assert factor_name("stroke_thickness", strong, 1.0) == f"stroke_thickness (ρ=+{strong:.2f})"
+    assert factor_name("stroke_thickness", strong, CLASS_MI_THRESHOLD / 2) == f"stroke_thickness (ρ=+{strong:.2f})"
     assert factor_name("slant", -strong, 0.0) == f"slant (ρ=-{strong:.2f})"
     assert factor_name("slant", weak, CLASS_MI_THRESHOLD) == "class/shape"
     assert factor_name("slant", weak, CLASS_MI_THRESHOLD / 2) == "entangled"
     assert factor_name(None, math.nan, 0.0) == "entangled"
+
+
+def test_an_attribute_does_not_hide_a_class_change_the_dimension_also_carries():
+    """The demo's z17: width ρ = +0.91 and 0.49 nats of class information (its traversal turns a 1 into a 0)."""
+    assert factor_name("width", 0.91, 0.49) == "width + class (ρ=+0.91, class MI 0.49 nats)"
+    assert factor_name("width", 0.91, CLASS_MI_THRESHOLD) == "width + class (ρ=+0.91, class MI 0.25 nats)"
+    assert factor_name("slant", -0.94, 0.15) == "slant (ρ=-0.94)"  # the demo's z27: no class change, no "class"
+
+
+def test_an_active_dimension_under_the_weak_kl_is_weak_and_the_terminal_table_says_so():
+    rows = [
+        {"dim": 3, "kl": 2.5, "active": True},
+        {"dim": 1, "kl": WEAK_KL_NATS / 2, "active": True},
+        {"dim": 0, "kl": WEAK_KL_NATS / 10, "active": False},
+    ]
+    assert [is_weak(row) for row in rows] == [False, True, False]  # an inactive dimension is inactive, not weak
+    filled = [{**row, "top_attribute": None, "top_rho": None, "second_attribute": None, "second_rho": None,
+               "top_rho_weakest_class": None, "mi_with_class": 0.0, "smoothness_ratio": None, "name": "x"}
+              for row in rows]
+    lines = factor_table(filled).splitlines()[1:]
+    assert ["weak" in line.split()[:3] for line in lines] == [False, True, False]
 
 
 def test_factor_table_of_the_real_tiny_model_names_a_dimension_after_an_attribute(trained_run, tmp_path):
@@ -77,6 +100,7 @@ def test_factor_table_of_the_real_tiny_model_names_a_dimension_after_an_attribut
         assert abs(row["top_rho"]) >= abs(row["second_rho"]) and row["smoothness_ratio"] >= 1.0
         assert 0.0 <= row["mi_with_class"] <= math.log(10)
     assert all(row["name"] == "inactive" and row["top_rho"] is None for row in rows if not row["active"])
+    assert all(row["weak"] == (row["active"] and row["kl"] < WEAK_KL_NATS) for row in rows)
     assert any("(ρ=" in row["name"] for row in rows)
     assert factor_table(rows).splitlines()[0].startswith("dim")
 

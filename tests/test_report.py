@@ -1,15 +1,30 @@
 """The report is one self-contained file: opened from disk in a real headless Chromium, every image loads and
 the page asks for nothing outside itself."""
 
+import io
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.conftest import launch_chromium
-from vaelab.analysis.factors import analyse_factors
+from vaelab.analysis.factors import WEAK_KL_NATS, analyse_factors
 from vaelab.evaluation import evaluate_run
-from vaelab.report.html import build_report
+from vaelab.report.figures import DPI, figure_png, kl_heatmap_figure
+from vaelab.report.html import (
+    TABLE_FRAMES,
+    _limitations,
+    active_text,
+    build_report,
+    confidence_note,
+    html_table,
+)
+
+LEGIBLE_PX = 9  # the smallest text the report may show, in CSS pixels
+FRAME_PX = 40  # the smallest traversal frame the factor table may show
 
 CORE_SECTIONS = ("Configuration", "Training curves", "Evaluation on the test split", "Prior samples",
                  "Reconstructions", "Latent traversals", "What each dimension controls", "Latent maps",
@@ -96,3 +111,74 @@ def test_the_report_of_a_family_without_a_likelihood_shows_what_it_can_do(which,
     for title in absent:
         assert f"<h2>{title}" not in page, title
     assert "ELBO" not in page and ("variational bound (estimate)" in page) == (which == "ddpm_run")
+
+
+def test_every_table_column_has_a_tooltip_and_a_legend_line_runs_of_one_meaning_share_a_line():
+    table = html_table(["class", "0", "1", "2"], [["ρ", "+0.5", "+0.6", "+0.7"]],
+                       ["what the row measures", "ρ in this class", "ρ in this class", "ρ in this class"])
+    assert re.findall(r'<th title="([^"]+)">', table) == ["what the row measures", *["ρ in this class"] * 3]
+    assert re.findall(r"<li><b>(.*?)</b>: (.*?)</li>", table) == [("class", "what the row measures"),
+                                                                  ("0 … 2", "ρ in this class")]
+    with pytest.raises(ValueError):
+        html_table(["a", "b"], [], ["only one meaning"])
+
+
+def test_the_interpolation_note_compares_the_measured_confidences_and_says_what_confidence_is_not():
+    crossfade_ahead = confidence_note({"linear": 0.8, "slerp": 0.7}, 0.9)
+    assert "cross-fade has 90% confident frames" in crossfade_ahead
+    assert "80% (linear) and 70% (slerp)" in crossfade_ahead
+    assert "does not make it the better path" in crossfade_ahead
+    assert "mostly one image or the other at every frame" in crossfade_ahead and "not how smoothly" in crossfade_ahead
+    latent_ahead = confidence_note({"linear": 0.64}, 0.45)
+    assert "latent path has 64% (linear) confident frames against 45%" in latent_ahead
+    assert "better path" not in latent_ahead and "not how smoothly" in latent_ahead
+
+
+def test_active_dimensions_under_the_weak_kl_are_marked_and_counted_as_weak():
+    rows = [{"dim": d, "kl": kl, "active": active, "name": "entangled", "mi_with_class": 0.0, "smoothness_ratio": 1.1}
+            for d, (kl, active) in enumerate([(2.0, True), (WEAK_KL_NATS / 2, True), (0.001, False)])]
+    assert [active_text(row) for row in rows] == ["yes", f"yes, weak (< {WEAK_KL_NATS:g} nats)", "no"]
+    evaluation = {"latent_dim": 3, "active_units": 2}
+    text = _limitations(evaluation, rows, 0.05, 0.1, [10.0, 20.0], ("a", "b"))
+    assert f"Weak dimensions: 1 of 2 active dimensions carry under {WEAK_KL_NATS:g} nats" in text
+
+
+def test_the_kl_heat_map_labels_every_one_of_32_dimensions_legibly_without_overlap():
+    rng = np.random.default_rng(0)
+    history = [{"epoch": epoch, "val_kl_per_dim": rng.exponential(1.0, 32).tolist()} for epoch in range(1, 21)]
+    figure = kl_heatmap_figure(history)
+    labels = figure.axes[0].get_yticklabels()
+    renderer = figure.canvas.get_renderer()
+    boxes = sorted((label.get_window_extent(renderer) for label in labels), key=lambda box: box.y0)
+
+    assert sorted(label.get_text() for label in labels) == sorted(f"z{d}" for d in range(32))
+    assert min(label.get_fontsize() for label in labels) * DPI / 72 >= LEGIBLE_PX  # points → pixels of the PNG
+    assert all(lower.y1 <= upper.y0 for lower, upper in zip(boxes, boxes[1:], strict=False))
+    width = Image.open(io.BytesIO(figure_png(figure))).width
+    assert width <= 1000  # narrower than the report's column: shown at its own size, never scaled down
+
+
+def test_the_report_explains_every_table_column_and_the_interpolation_confidence(report):
+    page = report.read_text()
+    assert "<th>" not in page  # every heading carries its meaning as a tooltip …
+    assert page.count("<table>") == page.count("</table></div><ul class='legend'>") >= 3  # … and a legend line
+    assert "<b>confident frames</b>: share of traversal frames" in page and "<b>its weakest class ρ</b>" in page
+    assert "Confident frames measure how much each frame looks like a training image" in page
+    assert "Weak dimensions:" in page
+
+
+def test_the_report_shows_traversal_frames_and_kl_labels_large_enough_to_read_in_chromium(report):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(report.as_uri(), wait_until="load")
+        sizes = page.eval_on_selector_all(
+            "img", "els => els.map(e => ({alt: e.alt, shown: e.getBoundingClientRect().width, own: e.naturalWidth}))"
+        )
+        browser.close()
+    strips = [size for size in sizes if size["alt"].startswith("traversal of z")]
+    assert strips and min(size["shown"] for size in strips) / TABLE_FRAMES >= FRAME_PX
+    heat_map = next(size for size in sizes if size["alt"] == "KL per dimension")
+    assert heat_map["shown"] == heat_map["own"]  # the labels drawn at ≥ 9 px (test above) are shown at that size

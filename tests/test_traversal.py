@@ -92,7 +92,10 @@ def test_auto_dimensions_put_the_highest_kl_dimension_first_and_label_inactive_o
 def test_kl_and_active_units_come_from_eval_json_when_the_run_has_one(trained_run, model, tmp_path):
     run = shutil.copytree(trained_run, tmp_path / "run")
     kl = [0.1 * d for d in range(model.latent_dim)]
-    (run / "eval.json").write_text(json.dumps({"kl_per_dim": kl, "active_dims": [1, 2]}))
+    evaluation = {"dataset": "mnist", "split": "test", "images": 10_000, "input_mode": "binarized", "elbo": -100.0,
+                  "recon": 90.0, "kl": 10.0, "bits_per_dim_elbo": 0.18, "mse": 0.05, "kl_per_dim": kl,
+                  "active_units": 2, "active_dims": [1, 2], "latent_dim": model.latent_dim}  # what `vaelab eval` writes
+    (run / "eval.json").write_text(json.dumps(evaluation))
 
     usage = latent_usage(run, model, torch.zeros(0))
     assert usage.kl_per_dim == kl and usage.source.endswith("eval.json")

@@ -1,7 +1,7 @@
 """vaelab: train convolutional VAEs on small image datasets and measure what they learned.
 
     import vaelab
-    model = vaelab.load_model("runs/demo")     # config.json + model.safetensors, eval mode, CPU
+    model = vaelab.load_model("runs/demo")     # config.json + model.safetensors, eval mode, frozen, CPU
     mu, logvar = model.encode(x)                # x: [N, C, H, W] in [0, 1], the shape of the run's dataset
     px = model.decode_dist(z)                   # px.log_prob(x) -> [N]
     images = model.sample(16, generator=torch.Generator().manual_seed(0))
@@ -18,7 +18,7 @@ _HOMES = {
     "DataConfig": "vaelab.config", "ModelConfig": "vaelab.config", "RunConfig": "vaelab.config",
     "TrainConfig": "vaelab.config", "VaelabError": "vaelab.errors", "evaluate_run": "vaelab.evaluation",
     "VAE": "vaelab.models.vae", "load_model": "vaelab.rundir", "read_config": "vaelab.rundir",
-    "train": "vaelab.training",
+    "train": "vaelab.training", "copy_pretrained": "vaelab.pretrained", "list_pretrained": "vaelab.pretrained",
 }
 
 __all__ = sorted(_HOMES)

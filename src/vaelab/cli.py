@@ -9,11 +9,50 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from vaelab import __version__
 from vaelab.errors import VaelabError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Train VAEs and measure what they learned.")
+# Typer's own usage errors (an unknown option, a value of the wrong type, a missing argument) are ClickExceptions:
+# of the copy of click that recent Typer versions carry, of click itself in older ones; both export BadParameter.
+_ClickException = next(base for base in typer.BadParameter.__mro__ if base.__name__ == "ClickException")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+class _OneLineUsageErrors(TyperGroup):
+    """Usage errors as one line on stderr, exit code 2, like a `VaelabError` (see `main`), rather than a usage
+    block above a boxed message; the line says where the help is:
+
+        error: No such option: --bogus (see `vaelab sample --help`)
+    """
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)  # an exit code for --help, --version
+        except _ClickException as error:
+            message = _one_line(error.format_message())
+            context = getattr(error, "ctx", None)
+            if type(error).__name__ == "NoArgsIsHelpError":  # a bare `vaelab`: the message is the help
+                if message:  # (rich has printed it already)
+                    error.show()
+            else:
+                hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+                typer.echo(f"error: {message}{hint}", err=True)
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=_OneLineUsageErrors, add_completion=False, no_args_is_help=True,
+                  help="Train VAEs and measure what they learned.")
 
 
 def _print_version(value: bool) -> None:
@@ -30,7 +69,15 @@ def _main(
 data_app = typer.Typer(no_args_is_help=True, help="Dataset files: fetch and verify.")
 app.add_typer(data_app, name="data")
 
-RUN = typer.Argument(..., help="Run directory (written by `vaelab train`).")
+def _run_directory(run: Path | None) -> Path | None:
+    """`pretrained:NAME` → the shipped model's folder (its files checked); any other path as given."""
+    from vaelab.pretrained import resolve_run
+
+    return None if run is None else resolve_run(str(run)) if str(run).startswith("pretrained:") else run
+
+
+RUN = typer.Argument(..., help="Run directory (written by `vaelab train`), or pretrained:NAME (`vaelab "
+                     "list-pretrained`).", callback=_run_directory)
 SCALE = typer.Option(4, help="Display upscaling factor (the images themselves keep their dataset's size).")
 SMOOTH = typer.Option(False, help="Bicubic instead of nearest-neighbour upscaling.")
 DECODE_CLASS = typer.Option(
@@ -132,8 +179,8 @@ def evaluate(
     from vaelab.evaluation import evaluate_run
     from vaelab.evaluation.tables import eval_table
 
-    _check_counts(iw_images=iw_images, test_limit=test_limit, generation_samples=generation_samples,
-                  class_samples=class_samples, probe_images=probe_images)
+    _check_counts({"--iw-images": iw_images, "--test-limit": test_limit, "--generation-samples": generation_samples,
+                   "--class-samples": class_samples, "--probe-images": probe_images})
     if iw_samples < 0:
         raise VaelabError("--iw-samples must be ≥ 0")
     result = evaluate_run(run, iw_samples, iw_images, test_limit, device, log=_stderr, class_samples=class_samples,
@@ -179,8 +226,8 @@ def fid(
     from vaelab.analysis.sample_quality import generation_table, measure_generation, parse_samplers
     from vaelab.rundir import GENERATION
 
-    _check_counts(samples=samples, inception_samples=inception_samples, reference_images=reference_images,
-                    components=components)
+    _check_counts({"-n/--samples": samples, "--inception-samples": inception_samples,
+                   "--reference-images": reference_images, "--components": components})
     names = parse_samplers(sampler, run)
     result = measure_generation(
         run, names, samples, inception, inception_samples, reference_images, components, log=_stderr, steps=steps
@@ -214,11 +261,11 @@ def sample(
     from vaelab.analysis.samplers import sample_images, use_sampling_steps
     from vaelab.analysis.samples import sample_grid
     from vaelab.images import save_png
-    from vaelab.io import require_suffix
+    from vaelab.io import require_output_file
     from vaelab.rundir import load_model
 
-    _check_counts(n=n, scale=scale, components=components, columns=columns)
-    require_suffix(out, ".png")  # before the mixture is fitted
+    _check_counts({"-n": n, "--scale": scale, "--components": components, "--columns": columns})
+    require_output_file(out, ".png")  # before the mixture is fitted
     if (label is not None or grid_classes) and sampler != "prior":
         raise VaelabError("--class and --grid-classes draw z from the prior; leave out --sampler")
     if label is not None and grid_classes:
@@ -245,10 +292,10 @@ def restyle(
     """A cvae run: a test image, then its style (z from its own label) decoded as every class, as a PNG."""
     from vaelab.analysis.conditional import restyle_run, restyle_strip
     from vaelab.images import save_png
-    from vaelab.io import require_suffix
+    from vaelab.io import require_output_file
 
-    _check_counts(scale=scale)
-    require_suffix(out, ".png")
+    _check_counts({"--scale": scale})
+    require_output_file(out, ".png")
     original, restyled, label = restyle_run(run, source)
     typer.echo(f"{source} (class {label}) restyled as classes 0 to {len(restyled) - 1}")
     typer.echo(f"wrote {save_png(out, restyle_strip(original, restyled), scale, smooth)}")
@@ -266,22 +313,26 @@ def reconstruct(
     """Test images and their reconstructions, row above row, as a PNG."""
     from vaelab.analysis.samples import reconstruction_grid
     from vaelab.images import save_png
+    from vaelab.io import require_output_file
     from vaelab.rundir import load_model, read_config
 
-    _check_counts(n=n, scale=scale)
+    _check_counts({"-n": n, "--scale": scale})
+    require_output_file(out, ".png")
     config = read_config(run)
     grid = reconstruction_grid(load_model(run), config.data.dataset, config.data.input_mode, n, start)
     typer.echo(f"wrote {save_png(out, grid, scale, smooth)}")
 
 
 # Upper bounds for counts, so that a typo (an extra zero, a pasted seed) is refused instead of filling memory.
-COUNT_LIMITS = {"scale": 32, "n": 10_000, "columns": 1_000, "components": 2_000, "bases": 10_000}
+COUNT_LIMITS = {"--scale": 32, "-n": 10_000, "--columns": 1_000, "--components": 2_000}
 DEFAULT_COUNT_LIMIT = 1_000_000
 
 
-def _check_counts(**values: int | None) -> None:
-    for name, value in values.items():
-        flag, limit = f"--{name.replace('_', '-')}", COUNT_LIMITS.get(name, DEFAULT_COUNT_LIMIT)
+def _check_counts(values: dict[str, int | None]) -> None:
+    """Each count (None: not given) between 1 and its limit; keyed by its flag as the command declares it (and as
+    the message names it): "-n", "-n/--samples", "--scale"."""
+    for flag, value in values.items():
+        limit = COUNT_LIMITS.get(flag, DEFAULT_COUNT_LIMIT)
         if value is not None and not 1 <= value <= limit:
             raise VaelabError(f"{flag} must be between 1 and {limit:,} (got {value})")
 
@@ -306,8 +357,12 @@ def traverse(
     """Latent traversals: one row per dimension, columns from −range to +range, as a PNG (and GIFs)."""
     from vaelab.analysis.traversal import row_label, save_traversal_gifs, traversal_grid, traverse_run
     from vaelab.images import save_png
+    from vaelab.io import require_output_file, require_output_folder
 
-    _check_counts(scale=scale)
+    _check_counts({"--scale": scale})
+    require_output_file(out, ".png")
+    if gif_dir is not None:
+        require_output_folder(gif_dir)
     traversal = traverse_run(run, dims, radius, steps, base, label)
     usage = traversal.usage
     if traversal.label is not None:
@@ -344,9 +399,11 @@ def interpolate(
     from vaelab.analysis.smoothness import CONFIDENCE_THRESHOLD, confident_fraction, smoothness_ratio
     from vaelab.evaluation.reference_classifier import load_or_train_classifier
     from vaelab.images import save_png
+    from vaelab.io import require_output_file
     from vaelab.rundir import read_config
 
-    _check_counts(scale=scale)
+    _check_counts({"--scale": scale})
+    require_output_file(out, ".png")
     interpolation = interpolate_run(run, start, end, steps, mode, label)
     if interpolation.label is not None:
         typer.echo(f"every frame decoded as class {interpolation.label}")
@@ -378,9 +435,10 @@ def factors(
     """Name what each latent dimension controls: attribute correlations, MI with the class, smoothness."""
     from vaelab.analysis.factors import analyse_factors, factor_table
     from vaelab.evaluation.reference_classifier import load_or_train_classifier
+    from vaelab.io import require_output_file
     from vaelab.rundir import FACTORS, read_config
 
-    path = out if out is not None else run / FACTORS
+    path = require_output_file(out, ".json") if out is not None else run / FACTORS
     judge = load_or_train_classifier(read_config(run).data.dataset, log=_stderr) if classify else None
     rows = analyse_factors(run, bases, radius, steps, path, log=_stderr, classifier=judge)
     typer.echo(factor_table(rows))
@@ -410,13 +468,13 @@ def embed(
 ) -> None:
     """Test-set posterior means in 2-d, coloured by class, with decoded thumbnails."""
     from vaelab.analysis.embedding import METHODS
-    from vaelab.io import atomic_write_bytes, require_suffix
+    from vaelab.io import atomic_write_bytes, require_output_file
     from vaelab.report.figures import latent_map_png
 
-    _check_counts(limit=limit)
+    _check_counts({"--limit": limit})
     if method not in METHODS:
         raise VaelabError(f"unknown --method '{method}'; choose one of: {', '.join(METHODS)}")
-    require_suffix(out, ".png")
+    require_output_file(out, ".png")
     atomic_write_bytes(out, latent_map_png(run, method, limit))
     typer.echo(f"wrote {out}")
 
@@ -438,9 +496,12 @@ def sweep(
 ) -> None:
     """Train, evaluate and analyse one model per β (same seeds), then write sweep.json and sweep.html."""
     from vaelab.config import RunConfig, load_yaml_config
+    from vaelab.io import require_output_folder
     from vaelab.pipelines.sweep import SWEEP_HTML, SWEEP_JSON, SweepSettings, parse_betas, run_sweep
 
-    _check_counts(epochs=epochs, iw_samples=iw_samples, iw_images=iw_images, factor_bases=factor_bases)
+    _check_counts({"--epochs": epochs, "--samples": samples, "--iw-samples": iw_samples, "--iw-images": iw_images,
+                   "--factor-bases": factor_bases, "--train-limit": train_limit, "--val-limit": val_limit})
+    require_output_folder(out)
     base = load_yaml_config(config) if config is not None else RunConfig()
     settings = SweepSettings(epochs, samples, inception_samples, iw_samples, iw_images, factor_bases)
     overrides = {"dataset": dataset, "train_limit": train_limit, "val_limit": val_limit}
@@ -470,10 +531,12 @@ def compare(
 ) -> None:
     """Runs side by side, measured by the same code: samples, FID, precision/recall, sharpness, likelihood,
     training and sampling cost, interpolations → OUT/compare.json and a self-contained OUT/compare.html."""
+    from vaelab.io import require_output_folder
     from vaelab.report.compare import COMPARE_HTML, COMPARE_JSON, compare_runs
 
-    _check_counts(samples=samples, inception_samples=inception_samples, reference_images=reference_images,
-                  iw_samples=iw_samples, iw_images=iw_images)
+    _check_counts({"-n/--samples": samples, "--inception-samples": inception_samples,
+                   "--reference-images": reference_images, "--iw-samples": iw_samples, "--iw-images": iw_images})
+    require_output_folder(out)
     result = compare_runs(runs, out, samples, inception, inception_samples, reference_images, iw_samples, iw_images,
                           steps, log=_stderr)
     for statement in result["trade"]:
@@ -484,12 +547,41 @@ def compare(
 @app.command()
 def report(
     run: Path = RUN,
-    out: Path | None = typer.Option(None, "--out", help="Default: RUN/report.html"),
+    out: Path | None = typer.Option(None, "--out", help="Default: RUN/report.html; for pretrained:NAME, "
+                                    "report-NAME.html here."),
 ) -> None:
     """Everything about a run in one self-contained HTML file."""
+    from vaelab.io import require_output_file
+    from vaelab.pretrained import is_shipped
     from vaelab.report.html import build_report
 
+    if out is None and is_shipped(run):  # a shipped model's folder is read-only
+        out = Path(f"report-{run.name}.html")
+    if out is not None:
+        require_output_file(out)
     typer.echo(f"wrote {build_report(run, out, log=_stderr)}")
+
+
+@app.command("list-pretrained")
+def list_pretrained_models() -> None:
+    """The models shipped with vaelab: explore, report or load them with no download and no training."""
+    from vaelab.pretrained import list_pretrained
+
+    for name, entry in list_pretrained().items():
+        bounds = entry["test_bounds_nats"]
+        typer.echo(f"pretrained:{name:14s} {entry['dataset']:14s} {entry['kind']:5s} test ELBO {bounds['elbo']:8.2f}, "
+                   f"IWAE-{entry['iwae']['k']} {bounds['iwae']:8.2f} nats  {entry['summary']}")
+
+
+@app.command("copy-pretrained")
+def copy_pretrained_model(
+    name: str = typer.Argument(..., help="A shipped model (`vaelab list-pretrained`)."),
+    folder: Path = typer.Argument(..., help="A new folder: the copy is a run directory of yours."),
+) -> None:
+    """Copy a shipped model into a run directory every command may write to (eval, factors, fid, report)."""
+    from vaelab.pretrained import copy_pretrained
+
+    typer.echo(f"copied pretrained:{name.removeprefix('pretrained:')} to {copy_pretrained(name, folder)}")
 
 
 @app.command()
@@ -509,12 +601,13 @@ def explore(
     serve(web_app, sock)
 
 
-def main() -> None:
-    """Entry point: user errors are one line on stderr and exit code 2, never a traceback."""
+def main(args: list[str] | None = None) -> None:
+    """Entry point: user errors are one line on stderr and exit code 2, never a traceback. `args` replaces the
+    process's arguments (to run the command line in-process)."""
     try:
-        app()  # usage errors (unknown option, wrong type) are reported by Typer itself, also with exit code 2
+        app(args=args, prog_name="vaelab")  # usage errors (unknown option, wrong type): `_OneLineUsageErrors`
     except VaelabError as error:
-        typer.echo(f"error: {error}", err=True)
+        typer.echo(f"error: {_one_line(str(error))}", err=True)
         sys.exit(2)
 
 

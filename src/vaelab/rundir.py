@@ -32,7 +32,8 @@ from torch import nn
 from vaelab.config import RunConfig, load_json_config
 from vaelab.errors import VaelabError
 from vaelab.io import atomic_write_bytes
-from vaelab.models.registry import build_model
+from vaelab.models.registry import build_model, family
+from vaelab.pretrained import resolve_run
 
 CONFIG = "config.json"
 BEST = "model.safetensors"
@@ -45,12 +46,47 @@ FACTORS = "factors.json"
 GENERATION = "generation.json"
 # The JSON artefacts later commands write, and the command that (re)writes each.
 ARTEFACT_COMMANDS = {EVAL: "vaelab eval", FACTORS: "vaelab factors", GENERATION: "vaelab fid"}
+# What a reader of each artefact may index without looking: the keys of the object (of every row of factors.json).
+# A file that parses but lacks them (edited by hand, another file copied over it) is refused on reading, in one
+# line, instead of failing later as a KeyError deep in a report.
+ARTEFACT_KEYS = {
+    EVAL: ("dataset", "split", "images"),
+    FACTORS: ("dim", "kl", "active", "name"),
+    GENERATION: ("dataset", "real", "classifier_test_accuracy", "samplers"),
+}
+# eval.json also holds the bounds of a family with a likelihood, or the size of one without (by the run's family).
+EVAL_KEYS_BY_LIKELIHOOD = {
+    True: ("input_mode", "elbo", "recon", "kl", "bits_per_dim_elbo", "mse", "kl_per_dim", "active_units",
+           "active_dims", "latent_dim"),
+    False: ("kind", "parameters"),
+}
 CHECKSUM_KEY = "tensors_sha256"
 STATE_PREFIXES = ("optimizer.", "optimizer-", "rng.")  # resumable state beside the weights in last.safetensors
 
 
 def read_config(run_dir: str | Path) -> RunConfig:
-    run_dir = Path(run_dir)
+    """The run's resolved config, read from its `config.json` and validated.
+
+    Args:
+        run_dir: The run directory, or `pretrained:NAME` for a model shipped with vaelab (`vaelab list-pretrained`).
+
+    Returns:
+        The configuration the run was trained with.
+
+    Raises:
+        VaelabError: The directory or its `config.json` is missing, unreadable or invalid.
+
+    Examples:
+        ```python
+        import vaelab
+
+        config = vaelab.read_config("runs/demo")
+        print(config.data.dataset, config.model.kind, config.model.latent_dim)   # mnist vae 32
+        ```
+    """
+    run_dir = resolve_run(run_dir)
+    if run_dir.is_file():
+        raise VaelabError(f"{run_dir} is a file, not a run directory; give the folder `vaelab train --out` wrote")
     if not run_dir.is_dir():
         raise VaelabError(f"run directory {run_dir} does not exist; train one with `vaelab train --out {run_dir}`")
     if not (run_dir / CONFIG).is_file():
@@ -59,27 +95,90 @@ def read_config(run_dir: str | Path) -> RunConfig:
 
 
 def load_model(run_dir: str | Path, device: str | torch.device = "cpu", checkpoint: str = BEST) -> nn.Module:
-    """Rebuild the model from `config.json` and load `model.safetensors`; eval mode, CPU by default."""
-    run_dir = Path(run_dir)
+    """Rebuild the model from `config.json` and load `model.safetensors`, for use, not training: in eval mode
+    (dropout off, batch statistics fixed) with every parameter frozen (`requires_grad` False), so its outputs carry
+    no autograd graph and need no `torch.no_grad()`; on the CPU by default. Training builds its own model and
+    never comes through here: to train a run further, resume it (`vaelab train --resume RUN`).
+
+    Args:
+        run_dir: The run directory, or `pretrained:NAME` for a model shipped with vaelab (fp16 weights, loaded as
+            fp32).
+        device: Where to put the model: "cpu", "cuda" or a `torch.device`.
+        checkpoint: The weights file in the run directory: `model.safetensors` (the best validation score) or
+            `last.safetensors` (the newest step).
+
+    Returns:
+        The model of the run's family (a `VAE` for `--model vae`) with the trained weights, in eval mode and
+        frozen.
+
+    Raises:
+        VaelabError: The run's config or weights are missing, damaged or do not match each other.
+
+    Examples:
+        ```python
+        import torch
+        import vaelab
+
+        model = vaelab.load_model("runs/demo")
+        images = model.sample(16, generator=torch.Generator().manual_seed(0))   # [16, 1, 28, 28] in [0, 1]
+        ```
+    """
+    run_dir = resolve_run(run_dir)
     config = read_config(run_dir)
     model = build_model(config.model)
     tensors, _ = load_tensors(run_dir / checkpoint)
     load_model_weights(model, weights_only(tensors), run_dir / checkpoint)
-    return model.to(device).eval()
+    return model.requires_grad_(False).to(device).eval()
 
 
 def read_artefact(run_dir: str | Path, name: str) -> Any:
-    """A JSON artefact of the run (eval.json, factors.json, generation.json); missing or damaged, a one-line error
-    naming the file and the command that rewrites it."""
+    """A JSON artefact of the run (eval.json, factors.json, generation.json) with the keys its readers index
+    (`ARTEFACT_KEYS`); missing, unreadable, not JSON or not of that form, a one-line error naming the file and
+    the command that rewrites it (after deleting it: `vaelab fid` itself reads the generation.json it adds to)."""
     path = Path(run_dir) / name
     command = f"`{ARTEFACT_COMMANDS.get(name, 'vaelab eval')} {run_dir}`"
     if not path.is_file():
         raise VaelabError(f"{path} is missing; run {command} to write it")
     try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        reason = str(error).splitlines()[0] if str(error) else error.__class__.__name__
-        raise VaelabError(f"{path} is unreadable or not valid JSON ({reason}); run {command} again") from None
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise VaelabError(f"{path} could not be read ({error.strerror or error}); fix its permissions") from None
+    except UnicodeDecodeError:
+        raise VaelabError(f"{path} is not valid JSON (not UTF-8 text); delete it and run {command} again") from None
+    except json.JSONDecodeError as error:
+        raise VaelabError(
+            f"{path} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); delete it and "
+            f"run {command} again"
+        ) from None
+    likelihood = family(read_config(run_dir).model.kind).capabilities.likelihood if name == EVAL else None
+    problem = artefact_problem(name, content, likelihood)
+    if problem is not None:
+        raise VaelabError(f"{path} is not what {command} writes ({problem}); delete it and run {command} again")
+    return content
+
+
+def artefact_problem(name: str, content: Any, likelihood: bool | None = None) -> str | None:
+    """What keeps parsed `content` from being the artefact `name` its readers expect, or None (`likelihood`:
+    whether the run's family has one, for eval.json)."""
+    if name not in ARTEFACT_KEYS:
+        return None
+    table = name == FACTORS
+    if not isinstance(content, list if table else dict):
+        return f"{_json_type(content)} instead of {'a list of rows' if table else 'an object'}"
+    for index, row in enumerate(content if table else [content]):
+        where = f"row {index} " if table else ""
+        if not isinstance(row, dict):
+            return f"{where}is {_json_type(row)} instead of an object"
+        keys = ARTEFACT_KEYS[name] + (EVAL_KEYS_BY_LIKELIHOOD[bool(likelihood)] if name == EVAL else ())
+        missing = [key for key in keys if key not in row]
+        if missing:
+            return f"{where}has no {', '.join(repr(key) for key in missing[:3])}"
+    return None
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}
+    return names.get(type(value), "a number")
 
 
 def read_artefact_if_present(run_dir: str | Path, name: str) -> Any | None:

@@ -32,8 +32,12 @@ For every active dimension:
   lightness) under traversal from the first `bases` of those images.
 
 The name: the strongest attribute when its |ρ| ≥ ATTRIBUTE_RHO_THRESHOLD (e.g. `stroke_thickness (ρ=+0.82)`),
-else `class/shape` when the MI with the class is at least CLASS_MI_THRESHOLD nats, else `entangled`; dimensions
-that are not active units are `inactive` and are not traversed.
+with `+ class` and the MI when the MI with the class is also at least CLASS_MI_THRESHOLD nats (e.g.
+`width + class (ρ=+0.91, class MI 0.49 nats)`: the dimension carries the class as well, so its traversal changes
+the digit, not only its width; the attribute alone would hide that); else `class/shape` when the MI with the class
+is at least CLASS_MI_THRESHOLD nats, else `entangled`; dimensions that are not active units are `inactive` and are
+not traversed. An active dimension that carries under WEAK_KL_NATS of KL is marked `weak`: it passes the
+active-unit test, yet it holds little information and its traversal changes little.
 """
 
 from __future__ import annotations
@@ -68,7 +72,8 @@ DEFAULT_BASES = 200
 DEFAULT_RADIUS = 3.0
 DEFAULT_STEPS = 11
 ATTRIBUTE_RHO_THRESHOLD = 0.6  # |ρ| at or above which a dimension is named after its attribute
-CLASS_MI_THRESHOLD = 0.25  # nats (≈ 11% of ln 10): a dimension this informative about the class is class/shape
+CLASS_MI_THRESHOLD = 0.25  # nats (≈ 11% of ln 10): a dimension this informative about the class changes the class
+WEAK_KL_NATS = 0.1  # an active dimension carrying less KL than this is marked weak
 MI_BINS = 20
 MIN_POINTS = 3  # finite measurements needed for a rank correlation
 NOT_TRAVERSED = {  # the row of a dimension that is not an active unit
@@ -209,11 +214,22 @@ def same_but_for(
 
 
 def factor_name(top_attribute: str | None, top_rho: float, mi_with_class: float) -> str:
+    """The name of an active dimension from its numbers (see the module's docstring): an attribute it tracks
+    never hides a class it changes as well."""
+    changes_class = mi_with_class >= CLASS_MI_THRESHOLD
     if top_attribute is not None and abs(top_rho) >= ATTRIBUTE_RHO_THRESHOLD:
+        if changes_class:
+            return f"{top_attribute} + class (ρ={top_rho:+.2f}, class MI {mi_with_class:.2f} nats)"
         return f"{top_attribute} (ρ={top_rho:+.2f})"
-    if mi_with_class >= CLASS_MI_THRESHOLD:
+    if changes_class:
         return "class/shape"
     return "entangled"
+
+
+def is_weak(row: dict[str, Any]) -> bool:
+    """Whether a factor row is an active unit that carries under WEAK_KL_NATS of KL (computed from `kl`, so a
+    factors.json written before the `weak` key still answers)."""
+    return bool(row["active"]) and row["kl"] < WEAK_KL_NATS
 
 
 def traversal_measurements(
@@ -271,9 +287,10 @@ def analyse_factors(
     classifier: nn.Module | None = None,
 ) -> list[dict[str, Any]]:
     """The factor table of a run, one row per dimension, largest KL first; written atomically to `out`
-    (default RUN/factors.json). Rows: dim, kl, active, top_attribute, top_rho, second_attribute, second_rho,
-    top_rho_per_class, top_rho_weakest_class, weakest_class, mi_with_class, smoothness_ratio, confident_fraction
-    (null without a classifier), name. A conditional run's codes are its posterior means given the true labels."""
+    (default RUN/factors.json). Rows: dim, kl, active, weak (active with under WEAK_KL_NATS of KL), top_attribute,
+    top_rho, second_attribute, second_rho, top_rho_per_class, top_rho_weakest_class, weakest_class, mi_with_class,
+    smoothness_ratio, confident_fraction (null without a classifier), name. A conditional run's codes are its
+    posterior means given the true labels."""
     run_dir = Path(run_dir)
     if bases < 1:
         raise VaelabError(f"bases must be at least 1 test image (got {bases})")
@@ -297,6 +314,7 @@ def analyse_factors(
             "mi_with_class": mutual_information(means[:, dim].numpy(), test.labels.numpy()) if has_classes else 0.0,
             **top_annotation(means[:, dim].numpy(), binary),
         }
+        row["weak"] = is_weak(row)
         if usage.active[dim]:
             row.update(traversal_measurements(model, base_codes, dim, values, data.dataset, base_labels, classifier))
             row["name"] = factor_name(row["top_attribute"], row["top_rho"], row["mi_with_class"])
@@ -346,7 +364,8 @@ def factor_table(rows: list[dict[str, Any]]) -> str:
 
     lines = [
         (
-            str(row["dim"]), number(row["kl"], ".2f"), row["top_attribute"] or "–", number(row["top_rho"], "+.2f"),
+            str(row["dim"]), number(row["kl"], ".2f") + (" weak" if is_weak(row) else ""),
+            row["top_attribute"] or "–", number(row["top_rho"], "+.2f"),
             weakest_class_text(row), row["second_attribute"] or "–", number(row["second_rho"], "+.2f"),
             number(row["mi_with_class"], ".3f"), number(row["smoothness_ratio"], ".2f"),
             number(row.get("confident_fraction"), ".0%"), row["name"], *([annotation_text(row)] if annotated else []),

@@ -108,13 +108,14 @@ def classify_image(run_dir: str | Path, image: str | Path) -> dict[str, Any]:
     as intensities, like the test images in evaluation. Returns the predicted class, its name and every class's
     probability."""
     from vaelab.images import read_picture
+    from vaelab.io import require_input_file
     from vaelab.rundir import load_model, read_config
 
     config = read_config(run_dir)
     model = load_model(run_dir)
     require_classifier(model, "vaelab classify")
     description = describe(config.data.dataset)
-    picture = read_picture(image, description)
+    picture = read_picture(require_input_file(image, "image", "an image file (PNG)"), description)
     pixels = torch.from_numpy((np.clip(picture, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
     probabilities = predict_probabilities(model, to_float(pixels[None, None]))[0]
     predicted = int(probabilities.argmax())

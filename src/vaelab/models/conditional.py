@@ -17,6 +17,7 @@ from torch.distributions import Distribution
 from torch.nn import functional as F
 
 from vaelab.errors import VaelabError
+from vaelab.models.registry import require_images
 from vaelab.models.vae import VAE
 
 if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
@@ -53,6 +54,7 @@ class ConditionalVAE(VAE):
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z|x, y): the encoder's hidden features with the one-hot label appended, read out as mu, logvar."""
+        require_images(x, self.config, "encode")
         one_hot = self.one_hot(labels, x)
         if self.config.label_at_input:
             x = torch.cat([x, one_hot[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)

@@ -108,6 +108,20 @@ def require_image_shape(config: ModelConfig) -> None:
                           "from the dataset's description")
 
 
+def require_images(x: Any, config: ModelConfig, what: str) -> None:
+    """A one-line error for input that is not a batch of the run's images, a float tensor `[N, C, H, W]` in
+    [0, 1]: checked where images enter a family's public methods (`encode`), on every call, since it costs two
+    comparisons."""
+    expected = [*config.image_shape]
+    shape = [*x.shape] if hasattr(x, "shape") else None
+    if shape is None or len(shape) != 4 or shape[1:] != expected:
+        raise VaelabError(f"{what} expects images of shape [N, {', '.join(map(str, expected))}] (the run's dataset), "
+                          f"got {shape if shape is not None else type(x).__name__}")
+    if not (hasattr(x, "is_floating_point") and x.is_floating_point()):
+        raise VaelabError(f"{what} expects a float tensor of intensities in [0, 1], got {type(x).__name__} of "
+                          f"{getattr(x, 'dtype', '?')} (divide 8-bit pixels by 255)")
+
+
 def kinds_that(can: Callable[[Capabilities], bool]) -> str:
     """`vae, cvae, vae-classifier or m2`: the kinds whose capabilities pass `can`."""
     kinds = [kind for kind, entry in FAMILIES.items() if can(entry.capabilities)]

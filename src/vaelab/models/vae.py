@@ -28,7 +28,7 @@ from vaelab.models.objective import (
     kl_weight,
     kl_with_free_bits,
 )
-from vaelab.models.registry import require_image_shape
+from vaelab.models.registry import require_image_shape, require_images
 
 if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
     from vaelab.config import ModelConfig
@@ -62,6 +62,27 @@ def reparameterised_terms(
 
 
 class VAE(nn.Module):
+    """The convolutional VAE (`--model vae`): a stride-2 conv encoder to a diagonal Gaussian q(z|x), a standard
+    normal prior, and a transposed-conv decoder whose output the run's likelihood reads as p(x|z).
+
+    Images are float `[N, C, H, W]` in [0, 1] of the run's shape (`config.image_shape`); loss terms are per image,
+    in nats. The conditional variant (`cvae`, a subclass) adds a one-hot label; its methods then need `labels`,
+    which the plain VAE ignores.
+
+    Examples:
+        ```python
+        import torch
+        import vaelab
+
+        model = vaelab.load_model("runs/demo")          # a trained one; or untrained:
+        model = vaelab.VAE(vaelab.RunConfig().model)    # MNIST's shape, 32 latent dimensions
+        x = torch.rand(8, *model.config.image_shape)    # [8, 1, 28, 28] in [0, 1]
+        mu, logvar = model.encode(x)                    # [8, 32] each
+        log_px = model.decode_dist(mu).log_prob(x)      # [8], nats
+        images = model.sample(16, generator=torch.Generator().manual_seed(0))   # [16, 1, 28, 28]
+        ```
+    """
+
     def __init__(self, config: ModelConfig, condition_dim: int = 0, input_planes: int = 0) -> None:
         """`condition_dim` widens the encoder's last layer and the decoder's first by a condition vector (the
         one-hot label of the conditional variant), `input_planes` the encoder's input by that many image planes;
@@ -103,14 +124,17 @@ class VAE(nn.Module):
 
     @property
     def latent_dim(self) -> int:
+        """Dimensions of z."""
         return self.config.latent_dim
 
     @property
     def device(self) -> torch.device:
+        """The device of the model's weights."""
         return next(self.parameters()).device
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x `[N, C, H, W]` in [0, 1] → posterior mean and log-variance, each `[N, latent_dim]`, float32."""
+        require_images(x, self.config, "encode")
         mu, logvar = self.encoder(x).float().chunk(2, dim=1)
         return mu, logvar
 

@@ -42,6 +42,16 @@ def manifest() -> dict[str, Any]:
 
 
 def list_pretrained() -> dict[str, dict[str, Any]]:
+    """The models shipped with vaelab: name → dataset, kind, a one-line summary, test bounds, the command that
+    built them and the commit and date it ran at.
+
+    Examples:
+        ```python
+        for name, entry in vaelab.list_pretrained().items():
+            print(f"pretrained:{name}", entry["summary"])
+        model = vaelab.load_model("pretrained:mnist")
+        ```
+    """
     return dict(manifest()["models"])
 
 
@@ -93,3 +103,35 @@ def shipped_classifier(dataset: str) -> tuple[Path, Path] | None:
     if weights not in manifest()["files"] or summary not in manifest()["files"]:
         return None
     return verified(weights), verified(summary)
+
+
+def copy_pretrained(name: str, folder: str | Path) -> Path:
+    """Copy a shipped model into `folder`, a run directory of your own that every command may write to
+    (`vaelab eval`, `factors`, `fid`, a report beside the run).
+
+    Args:
+        name: a shipped model, `mnist` or `pretrained:mnist` (`vaelab list-pretrained` lists them).
+        folder: where the copy goes; it must not exist yet.
+
+    Returns:
+        The path of the copy.
+
+    Raises:
+        VaelabError: the name is unknown, a shipped file fails its SHA-256 check, or `folder` exists.
+
+    Examples:
+        ```python
+        run = vaelab.copy_pretrained("mnist", "runs/my-mnist")
+        vaelab.evaluate_run(run, iw_samples=100, iw_images=500)
+        ```
+    """
+    import shutil
+
+    source = pretrained_dir(PREFIX + name.removeprefix(PREFIX))
+    folder = Path(folder)
+    if folder.exists():
+        raise VaelabError(f"{folder} already exists; give a folder that does not exist yet")
+    shutil.copytree(source, folder)
+    for path in folder.rglob("*"):  # an installed package may be read-only; the copy is the user's
+        path.chmod(path.stat().st_mode | 0o200)
+    return folder

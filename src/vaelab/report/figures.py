@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage  # noqa: E402
 
 from vaelab.analysis.embedding import embed, spread_points  # noqa: E402
@@ -25,6 +27,12 @@ from vaelab.rundir import load_model, read_config  # noqa: E402
 
 DPI = 110
 THUMBNAILS = 16
+# The KL heat map is drawn no wider than the report's column (so the page shows it at its own size) with labels of
+# KL_LABEL_POINTS: 9 pt at 110 dpi is 13.75 px on the page, legible; rows of KL_ROW_INCHES (22 px) keep them apart.
+KL_FIGURE_INCHES = 8.5
+KL_LABEL_POINTS = 9
+KL_ROW_INCHES = 0.2
+KL_LABELLED_ROWS = 64  # a wider latent labels every 2nd, 3rd … dimension instead of shrinking the type
 
 
 def figure_png(figure) -> bytes:
@@ -35,25 +43,46 @@ def figure_png(figure) -> bytes:
 
 
 def training_curves(history: Sequence[dict[str, Any]]) -> bytes:
-    """Loss, reconstruction and KL per epoch (train and validation), and KL per dimension over time."""
+    """Loss, reconstruction and KL per epoch (train and validation)."""
     epochs = [row["epoch"] for row in history]
-    figure, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+    figure, axes = plt.subplots(1, 3, figsize=(11, 3.4), dpi=DPI)
     panels = (("loss", "loss (recon + β·KL)"), ("recon", "reconstruction"), ("kl", "KL"))
-    for ax, (key, title) in zip(axes[:3], panels, strict=True):
+    for ax, (key, title) in zip(axes, panels, strict=True):
         ax.plot(epochs, [row[f"train_{key}"] for row in history], label="train")
         ax.plot(epochs, [row[f"val_{key}"] for row in history], label="validation")
         ax.set(title=f"{title}, nats/image", xlabel="epoch")
         ax.grid(alpha=0.3)
         ax.legend()
-    kl_dims = np.array([row["val_kl_per_dim"] for row in history]).T  # [D, epochs]
-    order = np.argsort(-kl_dims[:, -1])
-    image = axes[3].imshow(kl_dims[order], aspect="auto", cmap="viridis", interpolation="nearest",
-                           extent=(epochs[0] - 0.5, epochs[-1] + 0.5, len(order) - 0.5, -0.5))
-    axes[3].set_yticks(range(len(order)), [f"z{d}" for d in order], fontsize=6)
-    axes[3].set(title="validation KL per dimension (nats)", xlabel="epoch")
-    figure.colorbar(image, ax=axes[3])
     figure.tight_layout()
     return figure_png(figure)
+
+
+def kl_heatmap_figure(history: Sequence[dict[str, Any]]) -> Figure:
+    """The validation KL of every dimension over the epochs, dimensions sorted by their last KL; a figure of its own
+    (not a panel beside the curves) so that its dimension labels stay legible: KL_LABEL_POINTS type, at most
+    KL_LABELLED_ROWS labelled rows (every dimension up to that many), each row KL_ROW_INCHES high."""
+    epochs = [row["epoch"] for row in history]
+    kl_dims = np.array([row["val_kl_per_dim"] for row in history]).T  # [D, epochs]
+    order = np.argsort(-kl_dims[:, -1])
+    every = math.ceil(len(order) / KL_LABELLED_ROWS)  # label every `every`-th row of a very wide latent
+    rows = range(0, len(order), every)
+    # KL_ROW_INCHES per labelled row, plus room for the title and the epoch axis
+    figure, ax = plt.subplots(figsize=(KL_FIGURE_INCHES, max(len(rows) * KL_ROW_INCHES + 1.2, 2.5)), dpi=DPI)
+    image = ax.imshow(kl_dims[order], aspect="auto", cmap="viridis", interpolation="nearest",
+                      extent=(epochs[0] - 0.5, epochs[-1] + 0.5, len(order) - 0.5, -0.5))
+    ax.set_yticks(rows, [f"z{order[r]}" for r in rows], fontsize=KL_LABEL_POINTS)
+    ax.tick_params(axis="x", labelsize=KL_LABEL_POINTS)
+    ax.set_xlabel("epoch", fontsize=KL_LABEL_POINTS + 1)
+    ax.set_title("validation KL per dimension (nats), largest last-epoch KL at the top", fontsize=KL_LABEL_POINTS + 2)
+    colorbar = figure.colorbar(image, ax=ax)
+    colorbar.ax.tick_params(labelsize=KL_LABEL_POINTS)
+    figure.tight_layout()
+    return figure
+
+
+def kl_heatmap(history: Sequence[dict[str, Any]]) -> bytes:
+    """`kl_heatmap_figure` as PNG bytes."""
+    return figure_png(kl_heatmap_figure(history))
 
 
 def scalar_curves(history: Sequence[dict[str, Any]]) -> bytes:

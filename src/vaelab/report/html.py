@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import html
+import itertools
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,23 +24,32 @@ import torch
 
 from vaelab.analysis.conditional import class_grid, class_grid_picture, restyle, restyle_strip, style_traversal
 from vaelab.analysis.embedding import manifold_grid
-from vaelab.analysis.factors import analyse_factors, annotation_text, weakest_class_text
+from vaelab.analysis.factors import (
+    ATTRIBUTE_RHO_THRESHOLD,
+    CLASS_MI_THRESHOLD,
+    WEAK_KL_NATS,
+    analyse_factors,
+    annotation_text,
+    is_weak,
+    weakest_class_text,
+)
 from vaelab.analysis.interpolation import MODES, TEST_PAIR, interpolate_run, interpolation_ends, interpolation_grid
 from vaelab.analysis.samples import prior_samples, reconstruction_grid
-from vaelab.analysis.smoothness import confident_fraction, smoothness_ratio
+from vaelab.analysis.smoothness import CONFIDENCE_THRESHOLD, confident_fraction, smoothness_ratio
 from vaelab.analysis.traversal import load_test_inputs, traversal_grid, traversal_values, traverse_run
 from vaelab.data.catalog import describe
 from vaelab.data.datasets import to_float
 from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.evaluate import per_class_reconstruction
 from vaelab.evaluation.generation import sharpness
+from vaelab.evaluation.latents import ACTIVE_UNIT_THRESHOLD
 from vaelab.evaluation.reference_classifier import load_or_train_classifier
 from vaelab.evaluation.tables import eval_rows
 from vaelab.images import make_grid, png_bytes, upscale
 from vaelab.io import atomic_write_text
 from vaelab.models.registry import capabilities
 from vaelab.models.vae import VAE
-from vaelab.report.figures import confusion_matrix_png, latent_map_png, scalar_curves, training_curves
+from vaelab.report.figures import confusion_matrix_png, kl_heatmap, latent_map_png, scalar_curves, training_curves
 from vaelab.rundir import EVAL, FACTORS, load_model, read_artefact_if_present, read_config, read_metrics
 
 if TYPE_CHECKING:
@@ -49,6 +60,10 @@ QUICK_EVAL = {"iw_samples": 100, "iw_images": 1000}  # when the run has no eval.
 TSNE_POINTS = 2000
 RESTYLED_IMAGES = 5  # test images 0 … 4, each written as every class
 STYLE_DIMENSIONS = 3  # the conditional model's dimensions with the most KL, drawn as every class
+TRAVERSAL_RADIUS = 3.0  # prior standard deviations either side of the base code
+TRAVERSAL_STEPS = 11
+TRAVERSAL_FRAME_PX = 48  # the least size of one traversal frame in the factor table (a 28-px digit is drawn at 56)
+TABLE_FRAMES = 6  # evenly spaced frames of each traversal beside its numbers: the table fits the page's width
 
 Log = Callable[[str], None]
 
@@ -58,13 +73,28 @@ def img_tag(picture: np.ndarray | bytes, alt: str, scale: int = 3) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
 
-def html_table(header: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+def html_table(header: list[str], rows: list[list[Any]], meanings: list[str] | None = None) -> str:
+    """A table; with `meanings` (one line per column) each heading carries its meaning as a tooltip and a legend
+    under the table spells them out, consecutive columns of the same meaning on one line (`0 … 9: …`). A table
+    wider than the page scrolls sideways instead of shrinking its pictures."""
+    titles = [""] * len(header) if meanings is None else [f' title="{html.escape(m)}"' for m in meanings]
+    head = "".join(f"<th{title}>{html.escape(str(h))}</th>" for h, title in zip(header, titles, strict=True))
     body = "".join(
         "<tr>" + "".join(f"<td>{c if str(c).startswith('<img') else html.escape(str(c))}</td>" for c in row) + "</tr>"
         for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    table = f"<div class='table'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+    return table if meanings is None else table + legend(header, meanings)
+
+
+def legend(header: list[str], meanings: list[str]) -> str:
+    """One line per column: `<b>heading</b>: meaning`; a run of columns with the same meaning shares a line."""
+    lines = []
+    for meaning, run in itertools.groupby(zip(header, meanings, strict=True), key=lambda column: column[1]):
+        names = [str(name) for name, _ in run]
+        label = names[0] if len(names) == 1 else f"{names[0]} … {names[-1]}"
+        lines.append(f"<li><b>{html.escape(label)}</b>: {html.escape(meaning)}</li>")
+    return f"<ul class='legend'>{''.join(lines)}</ul>"
 
 
 def number_text(value: float | None, form: str = ".2f") -> str:
@@ -118,7 +148,8 @@ def _generator_sections(
                          img_tag(recon, "reconstructions")))
     else:
         log("traversals")
-        traversal = traverse_run(run_dir, ",".join(map(str, range(min(model.latent_dim, 16)))), 3.0, 11, "prior")
+        dims = ",".join(map(str, range(min(model.latent_dim, 16))))
+        traversal = traverse_run(run_dir, dims, TRAVERSAL_RADIUS, TRAVERSAL_STEPS, "prior")
         sections.append(("Latent traversals of the first 16 dimensions (±3σ around the zero code; a GAN has no "
                          "KL to order them by)", img_tag(traversal_grid(traversal), "traversals", scale=2)))
     log("interpolations")
@@ -143,7 +174,8 @@ def _vae_sections(run_dir: Path, config: RunConfig, model: VAE, log: Log) -> lis
 
     sections.append(("Configuration", f"<pre>{html.escape(json.dumps(config.to_dict(), indent=2))}</pre>"))
     if history:
-        sections.append(("Training curves", img_tag(training_curves(history), "training curves")))
+        sections.append(("Training curves", img_tag(training_curves(history), "training curves")
+                         + img_tag(kl_heatmap(history), "KL per dimension")))
     sections.append(("Evaluation on the test split", _evaluation_table(evaluation, eval_note)))
     if "classification" in evaluation:
         sections.append(("Classification of the test split", _classification(evaluation["classification"],
@@ -163,7 +195,7 @@ def _vae_sections(run_dir: Path, config: RunConfig, model: VAE, log: Log) -> lis
     log("traversals and factors")
     # A conditional model decodes a traversal as one class: that of the test image it starts from.
     base = "test:0" if conditional else "prior"
-    traversal = traverse_run(run_dir, "auto", 3.0, 11, base)
+    traversal = traverse_run(run_dir, "auto", TRAVERSAL_RADIUS, TRAVERSAL_STEPS, base)
     judge = load_or_train_classifier(dataset, log=log)
     factors = read_artefact_if_present(run_dir, FACTORS)
     if factors is None:
@@ -171,7 +203,7 @@ def _vae_sections(run_dir: Path, config: RunConfig, model: VAE, log: Log) -> lis
     around = f"test image 0's code, decoded as class {traversal.label}" if conditional else "the prior mean"
     sections.append((f"Latent traversals, most informative first (±3σ around {around})",
                      img_tag(traversal_grid(traversal), "traversals", scale=2)))
-    sections.append(("What each dimension controls", _factor_table(factors, traversal)))
+    sections.append(("What each dimension controls", _factor_table(factors, traversal, around, len(classes or ()))))
     if conditional:
         sections.append(_style_dimensions(model, factors, classes))
     else:
@@ -199,18 +231,42 @@ def _vae_sections(run_dir: Path, config: RunConfig, model: VAE, log: Log) -> lis
 def _interpolations(
     run_dir: Path, judge: torch.nn.Module, pair: tuple[str, str], modes: tuple[str, ...]
 ) -> tuple[str, str]:
-    pictures, rows = [], []
+    pictures, rows, latent_confidence = [], [], {}
     for mode in modes:
         path = interpolate_run(run_dir, *pair, 10, mode)
         pictures.append(img_tag(interpolation_grid(path), f"{mode} interpolation"))
+        latent_confidence[mode] = confident_fraction(path.decoded, judge)
         rows.append([f"latent, {mode}", number_text(smoothness_ratio(path.decoded)),
-                     f"{confident_fraction(path.decoded, judge):.0%}"])
-    rows.append(["pixel cross-fade", number_text(smoothness_ratio(path.crossfade)),
-                 f"{confident_fraction(path.crossfade, judge):.0%}"])
-    measured = html_table(["path", "smoothness (max/mean step)", "frames the reference classifier is ≥ 90% sure of"],
-                          rows)
+                     f"{latent_confidence[mode]:.0%}"])
+    crossfade_confidence = confident_fraction(path.crossfade, judge)
+    rows.append(["pixel cross-fade", number_text(smoothness_ratio(path.crossfade)), f"{crossfade_confidence:.0%}"])
+    measured = html_table(["path", "smoothness (max/mean step)", "confident frames"], rows, [
+        "the latent path (straight or spherical between the two codes, each point decoded) or the pixel cross-fade "
+        "(the two images' intensities mixed in proportion)",
+        "the largest pixel step between consecutive frames over the mean step: 1 is an even change, large is a jump",
+        f"share of the frames the reference classifier assigns to one class with at least "
+        f"{CONFIDENCE_THRESHOLD:.0%} probability: how much they look like one class's training images",
+    ])
+    note = f"<p>{html.escape(confidence_note(latent_confidence, crossfade_confidence))}</p>"
     return (f"Interpolations between {pair[0]} and {pair[1]} (latent path above, pixel cross-fade below)",
-            "<br>".join(pictures) + measured)
+            "<br>".join(pictures) + measured + note)
+
+
+def confidence_note(latent: dict[str, float], crossfade: float) -> str:
+    """What the confident-frame shares of the latent paths (mode → share) and of the cross-fade say, and what they
+    do not: a share of frames that look like one class, not a measure of how smooth a path is."""
+    paths = " and ".join(f"{share:.0%} ({mode})" for mode, share in latent.items())
+    if crossfade >= max(latent.values()):
+        comparison = (f"The pixel cross-fade has {crossfade:.0%} confident frames, as many as or more than the latent "
+                      f"path's {paths}; that does not make it the better path.")
+    else:
+        comparison = (f"The latent path has {paths} confident frames against {crossfade:.0%} for the pixel "
+                      "cross-fade.")
+    return (comparison + " A cross-fade between two images is mostly one image or the other at every frame (the "
+            "other shows through faintly), so the classifier stays sure of most frames, while a latent path passes "
+            "through in-between shapes that belong to neither class. Confident frames measure how much each frame "
+            "looks like a training image of one class, not how smoothly the path moves: that is the smoothness "
+            "column.")
 
 
 def _conditional_sections(
@@ -243,8 +299,10 @@ def _style_dimensions(model: VAE, factors: list[dict[str, Any]], classes: tuple[
                      + img_tag(picture, f"z{f['dim']} as every class", scale=2))
         if f.get("top_rho_per_class"):
             rhos = [number_text(rho, "+.2f") for rho in f["top_rho_per_class"]]
+            meaning = (f"Spearman ρ between z{f['dim']} and {f['top_attribute']} over the traversals from that "
+                       "class's test images alone (±1: the attribute always moves one way)")
             parts.append(html_table(["class", *classes], [[f"ρ with {f['top_attribute']} (test images of this class)",
-                                                           *rhos]]))
+                                                           *rhos]], ["what the row measures", *[meaning] * len(rhos)]))
     note = ("<p class='note'>A class-independent style factor moves the same attribute the same way in every "
             "row.</p>")
     return "Style dimensions written as every class (rows: classes; columns: −3σ … +3σ)", "".join(parts) + note
@@ -259,35 +317,72 @@ def _classification(classification: dict[str, Any], classes: tuple[str, ...]) ->
                "(the run's own classifier q(y|x)).</p>")
     confusion = img_tag(confusion_matrix_png(classification["confusion_matrix"], classes), "confusion matrix",
                         scale=1)
-    return summary + html_table(["class", "accuracy"], per_class) + confusion
+    meanings = ["the true class of the test images", "share of that class's test images q(y|x) labels correctly"]
+    return summary + html_table(["class", "accuracy"], per_class, meanings) + confusion
 
 
 def _evaluation_table(ev: dict[str, Any], note: str) -> str:
     caveat = f" {ev['note']}." if "note" in ev else ""
-    return html_table(["metric", "value"], [list(row) for row in eval_rows(ev)]) + \
+    meanings = ["what is measured on the test split (log-likelihoods in nats per image or bits per dimension)",
+                "the measured number, with the images it was measured on where it used fewer"]
+    return html_table(["metric", "value"], [list(row) for row in eval_rows(ev)], meanings) + \
         f"<p class='note'>{html.escape(note + '.' + caveat)}</p>"
 
 
-def _factor_table(factors: list[dict[str, Any]], traversal) -> str:
+def _factor_table(factors: list[dict[str, Any]], traversal, around: str, classes: int) -> str:
+    """One row per dimension with its numbers, its name and TABLE_FRAMES frames of its traversal (each at least
+    TRAVERSAL_FRAME_PX wide), and a legend of the columns."""
     row_of_dim = {d: i for i, d in enumerate(traversal.dims)}
     annotated = any("top_annotation" in f or "known_factors" in f for f in factors)
+    steps, height = traversal.images.shape[1], traversal.images.shape[-2]
+    shown = sorted(set(np.linspace(0, steps - 1, TABLE_FRAMES).round().astype(int).tolist()))
+    scale = math.ceil(TRAVERSAL_FRAME_PX / height)
     rows = []
     for f in factors:
-        strip = make_grid(traversal.images[row_of_dim[f["dim"]]], columns=traversal.images.shape[1])
+        strip = make_grid(traversal.images[row_of_dim[f["dim"]]][shown], columns=len(shown))
         rows.append([
-            f"z{f['dim']}", number_text(f["kl"]), "yes" if f["active"] else "no",
+            f"z{f['dim']}", number_text(f["kl"]), active_text(f),
             f"{f['top_attribute'] or '–'} ({number_text(f['top_rho'], '+.2f')})",
             weakest_class_text(f),
             f"{f['second_attribute'] or '–'} ({number_text(f['second_rho'], '+.2f')})",
             number_text(f["mi_with_class"], ".3f"), number_text(f["smoothness_ratio"]),
             number_text(f.get("confident_fraction"), ".0%"), f["name"],
             *([annotation_text(f)] if annotated else []),
-            img_tag(strip, f"traversal of z{f['dim']}", scale=2),
+            img_tag(strip, f"traversal of z{f['dim']}", scale=scale),
         ])
-    header = ["dim", "KL (nats)", "active", "top attribute (ρ)", "its weakest class ρ", "second (ρ)",
-              "MI with class (nats)", "smoothness (max/mean step)", "confident frames", "name",
-              *(["annotations (AUC; known factor ρ: encoder, traversal)"] if annotated else []), "traversal −3σ … +3σ"]
-    return html_table(header, rows)
+    columns = [
+        ("dim", "the latent dimension, the most informative (largest KL) first"),
+        ("KL (nats)", "the KL of its posterior from the prior, averaged over test images: the information it carries"),
+        ("active", f"yes when its posterior mean varies across test images (variance > {ACTIVE_UNIT_THRESHOLD:g}); "
+                   f"weak when it is active yet carries under {WEAK_KL_NATS:g} nats of KL"),
+        ("top attribute (ρ)", "the measured attribute the traversal moves most, with its Spearman ρ between the "
+                              "traversed value and the attribute, pooled over traversals from many test images"),
+        ("its weakest class ρ", "that attribute's ρ in the class where the dimension moves it least (signed along "
+                                "the pooled ρ): near the pooled ρ for a factor that acts alike in every class"),
+        ("second (ρ)", "the attribute with the next largest |ρ|"),
+        ("MI with class (nats)", "mutual information between the dimension's posterior means and the class label"
+                                 + (f" (at most ln {classes} = {math.log(classes):.2f} nats)" if classes > 1 else "")),
+        ("smoothness (max/mean step)", "the largest pixel step between consecutive traversal frames over the mean "
+                                       f"step: 1 is an even change, above {SMOOTHNESS_LIMIT:g} a jump"),
+        ("confident frames", f"share of traversal frames the reference classifier assigns to one class with at "
+                             f"least {CONFIDENCE_THRESHOLD:.0%} probability: how much they look like training images"),
+        ("name", f"the attribute when |ρ| ≥ {ATTRIBUTE_RHO_THRESHOLD:g}, with '+ class' when the MI with the class is "
+                 f"also ≥ {CLASS_MI_THRESHOLD:g} nats (the traversal changes the class too); else class/shape when "
+                 f"the MI is ≥ {CLASS_MI_THRESHOLD:g} nats; else entangled"),
+        *([("annotations (AUC; known factor ρ: encoder, traversal)",
+            "the annotation the dimension tells apart best (AUC) and the ρ of each known factor with the posterior "
+            "means (encoder) and under traversal")] if annotated else []),
+        ("traversal −3σ … +3σ", f"the dimension swept from −3σ to +3σ around {around}, the others fixed: "
+                                f"{len(shown)} evenly spaced frames of its row in the traversals above"),
+    ]
+    return html_table([name for name, _ in columns], rows, [meaning for _, meaning in columns])
+
+
+def active_text(row: dict[str, Any]) -> str:
+    """`yes`, `yes, weak (< 0.1 nats)` or `no`."""
+    if not row["active"]:
+        return "no"
+    return f"yes, weak (< {WEAK_KL_NATS:g} nats)" if is_weak(row) else "yes"
 
 
 def _limitations(
@@ -295,7 +390,9 @@ def _limitations(
     per_class: list[float], classes: tuple[str, ...] | None,
 ) -> str:
     active = [f for f in factors if f["active"]]
+    weak = [f for f in active if is_weak(f)]
     named = [f for f in active if f["name"] not in ("entangled", "class/shape")]
+    with_class = [f for f in named if f["mi_with_class"] >= CLASS_MI_THRESHOLD]
     jumpy = [f for f in active if f["smoothness_ratio"] is not None and f["smoothness_ratio"] > SMOOTHNESS_LIMIT]
     worst = sorted(range(len(per_class)), key=lambda c: -per_class[c])[:3]
     items = [
@@ -303,9 +400,14 @@ def _limitations(
         f"{real_sharpness:.4f} for real test images ({sample_sharpness / real_sharpness:.0%} of the real "
         "sharpness): the decoder's mean image averages over plausible strokes.",
         f"Inactive dimensions: {ev['latent_dim'] - ev['active_units']} of {ev['latent_dim']} latent dimensions "
-        "carry (almost) no information (posterior-mean variance ≤ 0.01); they change nothing in the traversals.",
+        f"carry (almost) no information (posterior-mean variance ≤ {ACTIVE_UNIT_THRESHOLD:g}); they change nothing "
+        "in the traversals.",
+        f"Weak dimensions: {len(weak)} of {len(active)} active dimensions carry under {WEAK_KL_NATS:g} nats of KL "
+        "each (marked weak in the factor table): they pass the active-unit test, yet hold little information.",
         f"Named factors: {len(named)} of {len(active)} active dimensions correlate with one measured attribute at "
-        f"|ρ| ≥ 0.6; the others are labelled 'class/shape' or 'entangled' by the numbers, not named by eye.",
+        f"|ρ| ≥ {ATTRIBUTE_RHO_THRESHOLD:g}, {len(with_class)} of them also carry the class (MI ≥ "
+        f"{CLASS_MI_THRESHOLD:g} nats: their traversal changes the class as well); the others are labelled "
+        "'class/shape' or 'entangled' by the numbers, not named by eye.",
         f"Traversal smoothness: {len(jumpy)} of {len(active)} active dimensions have a max/mean step ratio above "
         f"{SMOOTHNESS_LIMIT:g} over ±3σ.",
     ]
@@ -325,10 +427,12 @@ body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1300px
 h1 {{ margin-bottom: 0.2rem; }} .subtitle {{ color: #666; margin-top: 0; }}
 section {{ margin: 2rem 0; }} h2 {{ border-bottom: 1px solid #ddd; padding-bottom: 0.3rem; }}
 img {{ image-rendering: pixelated; max-width: 100%; }}
+td img {{ max-width: none; }} .table {{ overflow-x: auto; }}
 table {{ border-collapse: collapse; font-size: 0.9rem; }}
 td, th {{ border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: left; vertical-align: middle; }}
 th {{ background: #f4f4f4; }} pre {{ background: #f7f7f7; padding: 0.8rem; font-size: 0.8rem; }}
 .note {{ color: #666; font-size: 0.85rem; }}
+.legend {{ color: #555; font-size: 0.85rem; margin: 0.4rem 0 0; padding-left: 1.2rem; }}
 </style></head>
 <body><h1>{title}</h1><p class="subtitle">{subtitle}</p>{body}</body></html>
 """
