@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 
 from vaelab import __version__
 from vaelab.errors import VaelabError
+from vaelab.pretrained import refuse_shipped
 
 # Typer's own usage errors (an unknown option, a value of the wrong type, a missing argument) are ClickExceptions:
 # of the copy of click that recent Typer versions carry, of click itself in older ones; both export BadParameter.
@@ -183,6 +184,7 @@ def evaluate(
                    "--class-samples": class_samples, "--probe-images": probe_images})
     if iw_samples < 0:
         raise VaelabError("--iw-samples must be ≥ 0")
+    refuse_shipped(run / "eval.json")
     result = evaluate_run(run, iw_samples, iw_images, test_limit, device, log=_stderr, class_samples=class_samples,
                           probe_images=probe_images)
     typer.echo(eval_table(result))
@@ -229,6 +231,7 @@ def fid(
     _check_counts({"-n/--samples": samples, "--inception-samples": inception_samples,
                    "--reference-images": reference_images, "--components": components})
     names = parse_samplers(sampler, run)
+    refuse_shipped(run / GENERATION)
     result = measure_generation(
         run, names, samples, inception, inception_samples, reference_images, components, log=_stderr, steps=steps
     )
@@ -439,6 +442,7 @@ def factors(
     from vaelab.rundir import FACTORS, read_config
 
     path = require_output_file(out, ".json") if out is not None else run / FACTORS
+    refuse_shipped(path)
     judge = load_or_train_classifier(read_config(run).data.dataset, log=_stderr) if classify else None
     rows = analyse_factors(run, bases, radius, steps, path, log=_stderr, classifier=judge)
     typer.echo(factor_table(rows))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vaelab.errors import VaelabError
-from vaelab.pretrained import is_shipped
+from vaelab.pretrained import refuse_shipped
 
 
 def require_suffix(path: str | Path, suffix: str) -> Path:
@@ -76,9 +76,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp_path)` for a temp file beside `path`, fsync it, then rename it over `path`. The models
     shipped with vaelab are never written to (their files are checked against the manifest)."""
     path = Path(path)
-    if is_shipped(path):
-        raise VaelabError(f"{path} is part of a model shipped with vaelab, which is read-only; copy the model to a "
-                          f"folder of yours with `vaelab copy-pretrained NAME FOLDER` and work on the copy")
+    refuse_shipped(path)
     tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -91,6 +91,13 @@ def is_shipped(path: str | Path) -> bool:
     return Path(path).resolve().is_relative_to(HOME.resolve())
 
 
+def refuse_shipped(path: str | Path) -> None:
+    """A one-line error, before any work, for a write into a shipped model's folder."""
+    if is_shipped(path):
+        raise VaelabError(f"{path} is part of a model shipped with vaelab, which is read-only; copy the model to a "
+                          "folder of yours with `vaelab copy-pretrained NAME FOLDER` and work on the copy")
+
+
 def shipped_test_file(dataset: str, file_name: str) -> Path | None:
     """The gzipped copy of one of a dataset's test files shipped with vaelab, checked, or None."""
     relative = f"{TEST_SPLITS}/{dataset}/{file_name}.gz"
