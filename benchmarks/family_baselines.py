@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=45.0)
     parser.add_argument("--out", type=Path, default=Path("runs/baselines"))
     parser.add_argument("--families", default="vae,gan,ddpm")
+    parser.add_argument("--epochs", default="", help="family=N,...: epochs sized by an earlier measurement of the "
+                        "rates (a benchmark restarted on a busy machine keeps its first sizing)")
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--inception-samples", type=int, default=None)
     parser.add_argument("--reference-images", type=int, default=None, help="test images for Inception (default 10k)")
@@ -58,9 +60,9 @@ def main() -> None:
                for family in families}
     # Every new run's rate is measured before any training starts, so that all are measured on the same idle machine;
     # its epochs then fill the budget at that rate.
-    epochs = {}
+    epochs = {family: int(count) for family, count in (item.split("=") for item in args.epochs.split(",") if item)}
     for family in families:
-        if not (args.out / family / CONFIG).is_file():
+        if not (args.out / family / CONFIG).is_file() and family not in epochs:
             rate = steady_rate(configs[family])
             epochs[family] = max(1, round(args.minutes * 60 * rate / train_images))
             print(f"{family}: {rate:,.0f} images/s → {epochs[family]} epochs for {args.minutes:g} minutes")
