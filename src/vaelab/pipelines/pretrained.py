@@ -38,7 +38,18 @@ from vaelab.evaluation.reference_classifier import accuracy, classifier_paths, l
 from vaelab.io import atomic_write_bytes, atomic_write_json
 from vaelab.models.registry import capabilities
 from vaelab.pretrained import CLASSIFIERS, HOME, MANIFEST, TEST_SPLITS
-from vaelab.rundir import BEST, CONFIG, EVAL, METRICS, load_model, load_tensors, read_config, read_metrics, save_tensors
+from vaelab.rundir import (
+    BEST,
+    CHECKSUM_KEY,
+    CONFIG,
+    EVAL,
+    METRICS,
+    load_model,
+    load_tensors,
+    read_config,
+    read_metrics,
+    save_tensors,
+)
 from vaelab.training import train
 
 FP16_TOLERANCE_NATS = 0.05  # the issue's bar: fp16 weights may move the test bounds by at most this much
@@ -83,17 +94,17 @@ def write_half_precision(run_dir: Path, ship_dir: Path) -> None:
         shutil.copy2(run_dir / name, ship_dir / name)
     tensors, metadata = load_tensors(run_dir / BEST)
     half = {name: t.half() if t.is_floating_point() else t for name, t in tensors.items()}
-    save_tensors(ship_dir / BEST, half, {k: v for k, v in metadata.items() if k != "tensors_sha256"})
+    save_tensors(ship_dir / BEST, half, {k: v for k, v in metadata.items() if k != CHECKSUM_KEY})
 
 
-def test_bounds(evaluation: dict[str, Any]) -> dict[str, float]:
+def bounds_of(evaluation: dict[str, Any]) -> dict[str, float]:
     """The test ELBO and IWAE bound of an eval.json (nats per image)."""
     return {"elbo": evaluation["elbo"], "iwae": evaluation["iwae"]["bound"]}
 
 
 def bound_change(full: dict[str, Any], half: dict[str, Any]) -> dict[str, float]:
     """How far the fp16 weights move each test bound (nats)."""
-    return {key: abs(test_bounds(half)[key] - value) for key, value in test_bounds(full).items()}
+    return {key: abs(bounds_of(half)[key] - value) for key, value in bounds_of(full).items()}
 
 
 def build_model(name: str, work: Path, log: Log) -> dict[str, Any]:
@@ -124,7 +135,7 @@ def build_model(name: str, work: Path, log: Log) -> dict[str, Any]:
         "summary": recipe.summary,
         "weights": dtype,
         "fp16_bound_change_nats": change,
-        "test_bounds_nats": test_bounds(evaluation),
+        "test_bounds_nats": bounds_of(evaluation),
         "iwae": {key: evaluation["iwae"][key] for key in ("k", "images")},
         "epochs": len(read_metrics(ship_dir)),
         "command": f"python -m vaelab.pipelines.pretrained {name}",
