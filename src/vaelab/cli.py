@@ -74,7 +74,7 @@ def _run_directory(run: Path | None) -> Path | None:
     """`pretrained:NAME` → the shipped model's folder (its files checked); any other path as given."""
     from vaelab.pretrained import resolve_run
 
-    return None if run is None else resolve_run(str(run)) if str(run).startswith("pretrained:") else run
+    return None if run is None else resolve_run(run)
 
 
 RUN = typer.Argument(..., help="Run directory (written by `vaelab train`), or pretrained:NAME (`vaelab "

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import shutil
 import subprocess
@@ -32,7 +31,7 @@ from vaelab.analysis.samplers import load_or_fit_gmm
 from vaelab.config import load_yaml_config
 from vaelab.data.catalog import describe
 from vaelab.data.datasets import load_split, to_float
-from vaelab.data.sources import fetch_files
+from vaelab.data.sources import fetch_files, sha256_hex
 from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.reference_classifier import accuracy, classifier_paths, load_or_train_classifier
 from vaelab.io import atomic_write_bytes, atomic_write_json
@@ -188,7 +187,7 @@ def write_manifest(package: Path, models: dict[str, dict[str, Any]]) -> None:
     previous = HOME / MANIFEST
     manifest = json.loads(previous.read_text()) if previous.is_file() else {"models": {}}
     manifest["models"] = dict(sorted({**manifest["models"], **models}.items()))
-    manifest["files"] = {p.relative_to(package).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+    manifest["files"] = {p.relative_to(package).as_posix(): sha256_hex(p.read_bytes())
                          for p in shipped_files(package) if p.name != MANIFEST}
     atomic_write_json(package / MANIFEST, manifest)
 
