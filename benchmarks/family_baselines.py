@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--inception-samples", type=int, default=None)
     parser.add_argument("--reference-images", type=int, default=None, help="test images for Inception (default 10k)")
+    parser.add_argument("--train-only", action="store_true", help="train and evaluate; leave the comparison for later")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()}, {torch.get_num_threads()} threads, "
@@ -78,6 +79,8 @@ def main() -> None:
         seconds = sum(row["train_seconds"] for row in read_metrics(run_dir))
         print(f"{family}: trained {len(read_metrics(run_dir))} epochs in {seconds / 60:.1f} min")
         runs.append(run_dir)
+    if args.train_only:
+        return
     result = compare_runs(runs, args.out / "compare", args.samples, True, args.inception_samples,
                           args.reference_images, log=print)
     print(f"{'model':6s} {'sampler':9s} {'FID':>8s} {'clf FID':>8s} {'prec':>6s} {'recall':>6s} {'classes':>7s} "
