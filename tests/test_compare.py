@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import launch_chromium
 from vaelab.errors import VaelabError
 from vaelab.report.compare import COMPARE_HTML, COMPARE_JSON, check_runs, compare_runs
+from vaelab.rundir import BEST, load_tensors, save_tensors
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,31 @@ def test_compare_writes_both_files_with_every_run_measured_the_same_way(comparis
     assert [run["offers"]["encoder"] for run in result["runs"]] == ["q(z|x)", "none", "DDIM inversion (deterministic)"]
     assert gan["interpolation"]["from"] == "random:1" and ddpm["interpolation"]["mode"] == "slerp"
     assert len(result["trade"]) == 4 and result["trade"][0].startswith("Blur:")
+
+
+def test_a_comparison_started_again_reuses_each_run_measured_with_the_same_weights_and_settings(gan_run, tmp_path):
+    run = tmp_path / "gan"
+    shutil.copytree(gan_run, run)
+    out = tmp_path / "compare"
+
+    def compare(samples: int = 50) -> tuple[dict, list[str]]:
+        messages: list[str] = []
+        result = compare_runs([run], out, samples=samples, inception=False, log=messages.append)
+        return result, messages
+
+    first, messages = compare()
+    assert not any("reused" in message for message in messages)
+    again, messages = compare()
+    assert any(message.endswith("reused") for message in messages)
+    assert again["runs"] == first["runs"]
+    _, messages = compare(samples=60)  # another setting: measured anew
+    assert not any("reused" in message for message in messages)
+    tensors, metadata = load_tensors(run / BEST)
+    name = next(n for n, t in tensors.items() if n.startswith("generator.") and t.is_floating_point())
+    save_tensors(run / BEST, {**tensors, name: tensors[name] + 0.01}, metadata)  # other weights: measured anew
+    changed, messages = compare()
+    assert not any("reused" in message for message in messages)
+    assert changed["runs"][0]["generation"] != first["runs"][0]["generation"]
 
 
 def test_compare_refuses_runs_on_different_datasets_and_a_missing_run(gan_run, tmp_path):

@@ -124,6 +124,20 @@ def test_generation_metrics_of_each_sampler_are_written_and_merged(trained_run):
     assert "fid_inception" not in entry and stored["classifier_test_accuracy"] > 0.95
 
 
+def test_inception_for_best_measures_only_the_sampler_with_the_lowest_classifier_fid(trained_run):
+    result = measure_generation(trained_run, "all", samples=200, inception_samples=20, reference_images=20,
+                                inception_for="best", write=False)
+    samplers = result["samplers"]
+    assert set(samplers) == {"prior", "gmm", "two-stage"}
+    measured = [name for name, entry in samplers.items() if "fid_inception" in entry]
+    assert measured == [min(samplers, key=lambda name: samplers[name]["fid_classifier"])]
+    entry = samplers[measured[0]]
+    assert entry["fid_inception"] > 0 and entry["inception_samples"] == 20
+    assert entry["inception_chosen_by"] == "lowest classifier FID"
+    with pytest.raises(VaelabError, match="unknown --inception-for 'some'; choose from: all, best"):
+        measure_generation(trained_run, "prior", samples=20, inception=False, inception_for="some", write=False)
+
+
 def test_fid_command_prints_a_table_and_refuses_an_unknown_sampler(trained_run):
     base = [sys.executable, "-m", "vaelab.cli", "fid", str(trained_run), "-n", "200", "--no-inception"]
     result = subprocess.run([*base, "--sampler", "prior"], capture_output=True, text=True)

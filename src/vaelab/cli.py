@@ -87,6 +87,7 @@ DECODE_CLASS = typer.Option(
 STEPS = typer.Option(None, "--steps", help="A ddpm run: DDIM steps (default: its sampling_steps, 50).",
                      show_default=False)
 INCEPTION = typer.Option(True, "--inception/--no-inception", help="Inception FID (≈0.11 s per image on 2 CPU cores).")
+INCEPTION_FOR_HELP = "Inception FID for every sampler (all) or only the one with the lowest classifier FID (best)."
 
 
 @data_app.command("fetch")
@@ -223,6 +224,7 @@ def fid(
     ),
     components: int = typer.Option(10, help="Mixture components for the gmm sampler."),
     steps: int | None = STEPS,
+    inception_for: str = typer.Option("all", help=INCEPTION_FOR_HELP),
 ) -> None:
     """Generation quality per sampler: Inception FID, classifier FID, precision/recall, classes, sharpness."""
     from vaelab.analysis.sample_quality import generation_table, measure_generation, parse_samplers
@@ -233,7 +235,8 @@ def fid(
     names = parse_samplers(sampler, run)
     refuse_shipped(run / GENERATION)
     result = measure_generation(
-        run, names, samples, inception, inception_samples, reference_images, components, log=_stderr, steps=steps
+        run, names, samples, inception, inception_samples, reference_images, components, log=_stderr, steps=steps,
+        inception_for=inception_for,
     )
     typer.echo(generation_table(result, names))
     typer.echo(f"written to {run / GENERATION}")
@@ -532,6 +535,7 @@ def compare(
     iw_samples: int = typer.Option(100, help="k of a VAE's IWAE bound when its run has no eval.json."),
     iw_images: int = typer.Option(1000, help="Test images of that bound (and of a ddpm's bound estimate)."),
     steps: int | None = STEPS,
+    inception_for: str = typer.Option("best", help=INCEPTION_FOR_HELP),
 ) -> None:
     """Runs side by side, measured by the same code: samples, FID, precision/recall, sharpness, likelihood,
     training and sampling cost, interpolations → OUT/compare.json and a self-contained OUT/compare.html."""
@@ -542,7 +546,7 @@ def compare(
                    "--reference-images": reference_images, "--iw-samples": iw_samples, "--iw-images": iw_images})
     require_output_folder(out)
     result = compare_runs(runs, out, samples, inception, inception_samples, reference_images, iw_samples, iw_images,
-                          steps, log=_stderr)
+                          steps, log=_stderr, inception_for=inception_for)
     for statement in result["trade"]:
         typer.echo(statement)
     typer.echo(f"wrote {out / COMPARE_JSON} and {out / COMPARE_HTML}")

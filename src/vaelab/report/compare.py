@@ -12,6 +12,7 @@ who drops modes (recall, classes) and what diffusion pays at sampling time.
 from __future__ import annotations
 
 import html
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from vaelab.analysis.interpolation import interpolate_run, interpolation_ends, i
 from vaelab.analysis.sample_quality import PROTOCOL_IMAGES, measure_generation, real_reference
 from vaelab.analysis.samplers import sample_images
 from vaelab.analysis.smoothness import smoothness_ratio
+from vaelab.data.sources import sha256_hex
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.evaluate import trained_parameters
@@ -31,10 +33,11 @@ from vaelab.images import make_grid
 from vaelab.io import atomic_write_json, atomic_write_text
 from vaelab.models.registry import capabilities
 from vaelab.report.html import PAGE_TEMPLATE, html_table, img_tag
-from vaelab.rundir import EVAL, load_model, read_artefact_if_present, read_config, read_metrics
+from vaelab.rundir import BEST, EVAL, load_model, read_artefact_if_present, read_config, read_metrics
 
 COMPARE_JSON = "compare.json"
 COMPARE_HTML = "compare.html"
+MEASURED_RUNS = "runs"  # OUT/runs/: each run's finished measurement, for a comparison started again
 COMPARE_SEED = 0
 GRID_SAMPLES = 64
 TIMED_IMAGES = 32  # images per timed sampling call (after one untimed warm-up call)
@@ -115,20 +118,26 @@ def offers(can: Any, costs: dict[str, float], smoothness: float) -> dict[str, st
             "sampling cost": f"{cheapest:.2f} ms/image" + (" (DDIM, fewest steps)" if len(costs) > 1 else "")}
 
 
-def compare_run(
-    run_dir: Path, reference: Any, samples: int, inception: bool, inception_samples: int | None,
-    reference_images: int | None, iw_samples: int, iw_images: int, steps: int | None, log: Log,
-) -> tuple[dict[str, Any], dict[str, str]]:
+def best_sampler(samplers: dict[str, dict[str, Any]]) -> str:
+    """The sampler with the lowest Inception FID when every sampler has one, else the lowest classifier FID (the
+    two scales are never mixed)."""
+    metric = "fid_inception" if all("fid_inception" in entry for entry in samplers.values()) else "fid_classifier"
+    return min(samplers, key=lambda name: samplers[name][metric])
+
+
+def compare_run(run_dir: Path, reference: Any, settings: dict[str, Any], log: Log) -> tuple[dict, dict[str, str]]:
     """One run's entry of compare.json, and its pictures (HTML tags)."""
     config = read_config(run_dir)
     model = load_model(run_dir)
     can = capabilities(model)
+    samples = settings["samples"]
     log(f"{run_dir}: generation metrics ({samples:,} samples per sampler)")
-    generation = measure_generation(run_dir, "all", samples, inception, inception_samples, reference_images,
-                                    log=log, reference=reference, write=False,
-                                    steps=steps if can.sampling == "diffusion" else None)
+    generation = measure_generation(run_dir, "all", samples, settings["inception"], settings["inception_samples"],
+                                    settings["reference_images"], log=log, reference=reference, write=False,
+                                    steps=settings["steps"] if can.sampling == "diffusion" else None,
+                                    inception_for=settings["inception_for"])
     samplers = generation["samplers"]
-    best = min(samplers, key=lambda name: samplers[name].get("fid_inception", samplers[name]["fid_classifier"]))
+    best = best_sampler(samplers)
     log(f"{run_dir}: sampling cost, interpolation, likelihood")
     costs = sampling_costs(model)
     start, end, mode = interpolation_ends(can)
@@ -144,7 +153,7 @@ def compare_run(
         "generation": {name: {key: value for key, value in entry.items() if key != "class_histogram"}
                        for name, entry in samplers.items()},
         "best_sampler": best,
-        "likelihood": likelihood_summary(run_dir, can, iw_samples, iw_images, log),
+        "likelihood": likelihood_summary(run_dir, can, settings["iw_samples"], settings["iw_images"], log),
         "sampling_ms_per_image": costs,
         "interpolation": {"from": start, "to": end, "mode": mode, "smoothness_ratio": smoothness},
         "offers": offers(can, costs, smoothness),
@@ -187,25 +196,52 @@ def trade_statements(runs: list[dict[str, Any]], real_sharpness: float) -> list[
     return statements
 
 
+def measured_run(run_dir: Path, reference: Any, settings: dict[str, Any], out_dir: Path, log: Log):
+    """compare_run, kept in OUT/runs/NAME.json: a comparison that is stopped (hours at the 10k protocol on a CPU)
+    and started again with the same settings reuses every run already measured, as long as its weights are the same
+    bytes."""
+    key = {"run": str(run_dir.resolve()), "model_sha256": sha256_hex((run_dir / BEST).read_bytes()), **settings}
+    path = out_dir / MEASURED_RUNS / f"{run_dir.resolve().name}-{sha256_hex(repr(key).encode())[:12]}.json"
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: measure again
+        kept = None
+    if isinstance(kept, dict) and kept.get("key") == key:
+        log(f"{run_dir}: measured earlier with the same settings and weights ({path}); reused")
+        return kept["entry"], kept["pictures"]
+    entry, pictures = compare_run(run_dir, reference, settings, log)
+    path.parent.mkdir(exist_ok=True)
+    atomic_write_json(path, {"key": key, "entry": entry, "pictures": pictures})
+    return entry, pictures
+
+
 def compare_runs(
     run_dirs: Sequence[str | Path], out_dir: str | Path, samples: int = PROTOCOL_IMAGES, inception: bool = True,
     inception_samples: int | None = None, reference_images: int | None = None, iw_samples: int = 100,
-    iw_images: int = 1000, steps: int | None = None, log: Log = lambda message: None,
+    iw_images: int = 1000, steps: int | None = None, log: Log = lambda message: None, inception_for: str = "best",
 ) -> dict[str, Any]:
-    """Measure every run the same way and write OUT/compare.json and OUT/compare.html."""
+    """Measure every run the same way and write OUT/compare.json and OUT/compare.html.
+
+    `inception_for="best"` (the default) gives each run one Inception FID, for its sampler with the lowest
+    classifier FID; "all" measures every sampler. Each run's measurement is kept under OUT/runs/, so that a
+    comparison started again after a stop only measures what it had not finished.
+    """
     dataset = check_runs(run_dirs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"samples": samples, "inception": inception, "inception_samples": inception_samples,
+                "reference_images": reference_images, "inception_for": inception_for, "iw_samples": iw_samples,
+                "iw_images": iw_images, "steps": steps, "seed": COMPARE_SEED}
     reference = real_reference(dataset, inception, reference_images, log)
     runs, pictures = [], []
     for run_dir in run_dirs:
-        entry, picture = compare_run(Path(run_dir), reference, samples, inception, inception_samples,
-                                     reference_images, iw_samples, iw_images, steps, log)
+        entry, picture = measured_run(Path(run_dir), reference, settings, out_dir, log)
         runs.append(entry)
         pictures.append(picture)
     result = {
         "dataset": dataset, "seed": COMPARE_SEED, "samples": samples,
         "inception_samples": (inception_samples or samples) if inception else None,
+        "inception_for": inception_for if inception else None,
         "quick": inception and (inception_samples or samples) < PROTOCOL_IMAGES,
         "real": reference.summary, "runs": runs,
         "trade": trade_statements(runs, reference.summary["sharpness"]),
@@ -248,7 +284,8 @@ def compare_page(result: dict[str, Any], pictures: list[dict[str, str]]) -> str:
              "sharpness"], metric_rows)
          + f"<p class='note'>Real test images: sharpness {result['real']['sharpness']:.4f}. Seed {result['seed']}, "
            f"{result['samples']:,} samples per sampler, the same code for every run; ★ the sampler shown below."
-           "</p>"),
+           + (" Inception FID only for each run's sampler with the lowest classifier FID (–: not measured)."
+              if result.get("inception_for") == "best" else "") + "</p>"),
         ("Size, cost and likelihood", html_table(
             ["model", "parameters", "weights (MB)", "training (min)", "training images/s",
              "sampling ms per image", "test bits/dim"], cost_rows)),
