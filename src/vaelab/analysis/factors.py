@@ -62,6 +62,7 @@ from vaelab.analysis.traversal import (
 )
 from vaelab.data.catalog import describe
 from vaelab.errors import VaelabError
+from vaelab.evaluation.disentanglement import discrete_mutual_information, quantile_bins
 from vaelab.evaluation.latents import dimensions_by_kl
 from vaelab.io import atomic_write_json, require_suffix
 from vaelab.models.registry import require_encoder
@@ -100,24 +101,11 @@ def pooled_rank_correlation(values: np.ndarray, measurements: np.ndarray) -> flo
     return spearman(np.broadcast_to(values, measurements.shape).ravel(), measurements.ravel())
 
 
-def quantile_bins(values: np.ndarray, bins: int = MI_BINS) -> np.ndarray:
-    """Bin index `[N]` in `0..bins-1` of each value, with bin edges at the quantiles of `values` (equally
-    populated bins, whatever the scale of the dimension)."""
-    edges = np.quantile(values, np.linspace(0.0, 1.0, bins + 1)[1:-1])
-    return np.searchsorted(edges, values, side="right")
-
-
 def mutual_information(values: np.ndarray, labels: np.ndarray, bins: int = MI_BINS) -> float:
     """Plug-in mutual information in nats between `values` `[N]` (discretised into quantile bins) and integer
     class `labels` `[N]`."""
     binned = quantile_bins(np.asarray(values, dtype=np.float64), bins)
-    labels = np.asarray(labels, dtype=np.int64)
-    joint = np.zeros((bins, int(labels.max()) + 1))
-    np.add.at(joint, (binned, labels), 1.0)
-    joint /= joint.sum()
-    independent = joint.sum(axis=1, keepdims=True) * joint.sum(axis=0, keepdims=True)
-    filled = joint > 0
-    return float((joint[filled] * np.log(joint[filled] / independent[filled])).sum())
+    return discrete_mutual_information(binned, np.asarray(labels, dtype=np.int64))
 
 
 def per_class_rank_correlation(
