@@ -90,6 +90,15 @@ class ModelConfig:
     head_input: str = option(
         "mean", "vae-classifier: the head reads the posterior mean (mean) or the encoder's hidden features (trunk)."
     )
+    # The objective and its weights live with the model (as in pythae): factorvae's discriminator is part of it.
+    objective: str = option(
+        "beta", "vae/cvae: beta (β-VAE; β = 1 is the ELBO), tcvae (β-TCVAE), factorvae (FactorVAE) or capacity "
+                "(annealed capacity)."
+    )
+    tc_weight: float = option(6.0, "tcvae, factorvae: weight of the total correlation.")
+    capacity_max: float = option(25.0, "capacity: nats the latent may carry at the end of the ramp.")
+    capacity_steps: int = option(0, "capacity: steps of the linear ramp from 0 nats (0: the whole run).")
+    capacity_weight: float = option(100.0, "capacity: γ of γ·|KL − C|.")
     latent_dim: int = option(32, "Latent dimensions.")
     channels: list[int] = option(
         [32, 64], "Widths of the stride-2 conv stages, e.g. 32,64; larger images add stages (each twice as wide, at "
@@ -151,6 +160,10 @@ class TrainConfig:
     tensorboard: bool = option(False, "Also write TensorBoard logs to RUN/tensorboard (needs tensorboard).")
 
 
+OBJECTIVE_WEIGHTS = {"tcvae": ("tc_weight",), "factorvae": ("tc_weight",),
+                     "capacity": ("capacity_max", "capacity_steps", "capacity_weight")}
+OBJECTIVES = ("beta", *OBJECTIVE_WEIGHTS)  # see vaelab.models.disentangling
+KL_SHAPING = ("beta", "kl_warmup_steps", "free_bits")  # the options of objective beta
 SECTIONS: tuple[tuple[str, type], ...] = (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig))
 DERIVED_FIELDS = ("image_shape",)  # filled by resolution, never given on the command line
 # Fields of config.json files written before the image shape came from the dataset; read, checked, then dropped.
@@ -297,6 +310,7 @@ class RunConfig:
             f"classifier_weight must be a finite number ≥ 0 (got {m.classifier_weight})",
         )
         _check(1 <= m.latent_dim <= MAX_WIDTH, f"latent_dim must be between 1 and {MAX_WIDTH}")
+        self._validate_objective()
         _check(
             1 <= len(m.channels) <= 4 and all(1 <= c <= MAX_WIDTH for c in m.channels),
             f"channels must be 1 to 4 widths between 1 and {MAX_WIDTH}, e.g. 32,64",
@@ -343,6 +357,28 @@ class RunConfig:
         _check(t.checkpoint_every >= 0, "checkpoint_every must be ≥ 0 steps (0: checkpoint at epoch ends only)")
         _check(t.skip_nonfinite >= 0, "skip_nonfinite must be ≥ 0 batches")
 
+    def _validate_objective(self) -> None:
+        """The objective is an option of the VAE family; each objective's weights apply to it alone."""
+        from vaelab.models.registry import ELBO, FAMILIES
+
+        m, t = self.model, self.train
+        _check(m.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)} (got '{m.objective}')")
+        for name in ("tc_weight", "capacity_max", "capacity_weight", "capacity_steps"):
+            value = getattr(m, name)
+            _check(math.isfinite(value) and value >= 0, f"{name} must be a finite number ≥ 0 (got {value})")
+        if m.objective != "beta":
+            elbo_kinds = " or ".join(kind for kind, entry in FAMILIES.items() if entry.objective == ELBO)
+            _check(FAMILIES[m.kind].objective == ELBO,
+                   f"objective {m.objective} applies to --model {elbo_kinds}, not {m.kind}")
+            shaped = [name for name in KL_SHAPING if getattr(t, name) != _default(TrainConfig, name)]
+            _check(not shaped, f"{', '.join(shaped)}: options of objective beta alone; objective {m.objective} is "
+                               f"weighted by {', '.join(OBJECTIVE_WEIGHTS[m.objective])}")
+        own = OBJECTIVE_WEIGHTS.get(m.objective, ())
+        for name in {name for names in OBJECTIVE_WEIGHTS.values() for name in names} - set(own):
+            users = [objective for objective, names in OBJECTIVE_WEIGHTS.items() if name in names]
+            _check(getattr(m, name) == _default(ModelConfig, name),
+                   f"{name} applies to objective {' or '.join(users)}; add --objective {users[0]}")
+
 
 def _family_models_likelihood(kind: str) -> bool:
     from vaelab.models.registry import FAMILIES  # imports no torch
@@ -376,6 +412,10 @@ def load_json_config(path: str | Path) -> RunConfig:
     except (OSError, json.JSONDecodeError) as error:
         raise VaelabError(f"{path} is unreadable or not valid JSON ({error}); the run directory is damaged") from None
     return RunConfig.from_dict(raw, str(path))
+
+
+def _default(section: type, name: str) -> Any:
+    return section.__dataclass_fields__[name].default
 
 
 def _check(condition: bool, message: str) -> None:

@@ -8,16 +8,24 @@ them, the plain VAE ignores them, so that code written once serves both.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.distributions import Distribution
+from torch.nn import functional as F
 
 from vaelab.data.datasets import iterate_batches
 from vaelab.models.blocks import down_stage, up_stage
+from vaelab.models.disentangling import (
+    DISCRIMINATOR_BETAS,
+    TCDiscriminator,
+    capacity_at,
+    gaussian_log_density_per_dimension,
+    permute_dimensions,
+    total_correlation_terms,
+)
 from vaelab.models.likelihoods import LIKELIHOODS
 from vaelab.models.objective import (
     GeneratorSpec,
@@ -31,7 +39,7 @@ from vaelab.models.objective import (
 from vaelab.models.registry import require_image_shape, require_images
 
 if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
-    from vaelab.config import ModelConfig
+    from vaelab.config import ModelConfig, RunConfig
 
 
 def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -41,7 +49,7 @@ def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z; mu, exp(logvar)) summed over the last dimension."""
-    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
+    return gaussian_log_density_per_dimension(z, mu, logvar).sum(-1)
 
 
 def reparameterised_terms(
@@ -58,7 +66,7 @@ def reparameterised_terms(
     z = mu + noise * (0.5 * logvar).exp()
     recon = -decode_dist(z).log_prob(x)
     kl_dims = kl_per_dimension(mu, logvar)
-    return {"recon": recon, "kl_per_dim": kl_dims, "kl": kl_dims.sum(1), "mu": mu, "logvar": logvar}
+    return {"recon": recon, "kl_per_dim": kl_dims, "kl": kl_dims.sum(1), "mu": mu, "logvar": logvar, "z": z}
 
 
 class VAE(nn.Module):
@@ -121,6 +129,8 @@ class VAE(nn.Module):
             ]
         )
         self.likelihood = likelihood()
+        if config.objective == "factorvae":  # trained beside the VAE, by its own optimizer (see ELBOObjective)
+            self.tc_discriminator = TCDiscriminator(config.latent_dim)
 
     @property
     def latent_dim(self) -> int:
@@ -192,29 +202,85 @@ def posterior_moments(
 
 
 class ELBOObjective(Objective):
-    """The VAE's objective, for the plain and the conditional VAE: per image −log p(x|z) + β·KL(q(z|x) ‖ p(z)), one
-    reparameterised z per image from the run's "noise" generator, β warmed up over `kl_warmup_steps`, KL below
-    `free_bits` nats per dimension not penalised."""
+    """The VAE's objective, for the plain and the conditional VAE: per image −log p(x|z) plus the latent penalty of
+    `model.objective` (see `vaelab.models.disentangling`), one reparameterised z per image from the run's "noise"
+    generator. The default, `beta`: β·KL(q(z|x) ‖ p(z)), β warmed up over `kl_warmup_steps`, KL below `free_bits`
+    nats per dimension not penalised. `factorvae` adds a discriminator step after each VAE step."""
+
+    def __init__(self, config: RunConfig, train_labels: torch.Tensor) -> None:
+        super().__init__(config, train_labels)
+        self.objective = config.model.objective
 
     def generators(self) -> dict[str, GeneratorSpec]:
+        if self.objective == "factorvae":
+            return {"noise": GeneratorSpec(2), "permutation": GeneratorSpec(3)}
         return {"noise": GeneratorSpec(2)}
+
+    def parameter_groups(self, model: VAE) -> dict[str, Iterable[nn.Parameter]]:
+        if self.objective != "factorvae":
+            return {"model": model.parameters()}
+        return {"model": [p for name, p in model.named_parameters() if not name.startswith("tc_discriminator.")],
+                "discriminator": model.tc_discriminator.parameters()}
+
+    def optimizer_options(self, name: str) -> dict[str, Any]:
+        return {"betas": DISCRIMINATOR_BETAS} if name == "discriminator" else {}
 
     def beta(self, step: int) -> float:
         return kl_weight(step, self.config.train.beta, self.config.train.kl_warmup_steps)
 
+    def capacity(self, step: int) -> float:
+        model, train = self.config.model, self.config.train
+        steps = model.capacity_steps or train.epochs * (len(self.pool) // train.batch_size)  # the trainer's steps
+        return capacity_at(step, model.capacity_max, steps)
+
     def schedule_values(self, step: int) -> dict[str, float]:
-        return {"beta": self.beta(step)}
+        if self.objective == "capacity":
+            return {"capacity": self.capacity(step)}
+        return {"beta": self.beta(step)} if self.objective == "beta" else {}
+
+    def latent_penalty(
+        self, model: VAE, terms: dict[str, torch.Tensor], step: int
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """What the objective adds to −log p(x|z), per image `[N]`, and the terms it logs."""
+        weight = self.config.model.tc_weight
+        if self.objective == "tcvae":
+            parts = total_correlation_terms(terms["z"], terms["mu"], terms["logvar"], len(self.pool))
+            return parts["mi"] + weight * parts["tc"] + parts["dim_kl"], parts
+        if self.objective == "factorvae":
+            tc = model.tc_discriminator(terms["z"])
+            return terms["kl"] + weight * tc, {"tc": tc}
+        if self.objective == "capacity":
+            gap = (terms["kl"].mean() - self.capacity(step)).abs()
+            return (self.config.model.capacity_weight * gap).expand_as(terms["kl"]), {}
+        return self.beta(step) * kl_with_free_bits(terms["kl_per_dim"], self.config.train.free_bits), {}
 
     def step(
         self, model: VAE, intensities: torch.Tensor, labels: torch.Tensor, context: StepContext
     ) -> Iterator[Phase]:
         x = context.modelled(intensities)
-        beta = self.beta(context.step)
         noise = self.noise(x, context)
         with context.autocast():
             terms = model.loss_terms(x, noise, labels)
-        loss = (terms["recon"] + beta * kl_with_free_bits(terms["kl_per_dim"], self.config.train.free_bits)).mean()
-        yield Phase(loss, {"loss": loss, "recon": terms["recon"], "kl": terms["kl"]})
+        if self.objective != "factorvae":
+            penalty, logged = self.latent_penalty(model, terms, context.step)
+            loss = (terms["recon"] + penalty).mean()
+            yield Phase(loss, {"loss": loss, "recon": terms["recon"], "kl": terms["kl"], **logged})
+            return
+        # The VAE's step reads the TC through the discriminator without training it; the discriminator's step then
+        # tells the batch's codes (detached) from the same codes with each dimension shuffled across the batch.
+        model.tc_discriminator.requires_grad_(False)
+        try:
+            penalty, logged = self.latent_penalty(model, terms, context.step)
+            loss = (terms["recon"] + penalty).mean()
+            yield Phase(loss, {"loss": loss, "recon": terms["recon"], "kl": terms["kl"], **logged})
+        finally:
+            model.tc_discriminator.requires_grad_(True)
+        z = terms["z"].detach()
+        joint = model.tc_discriminator(z)
+        product = model.tc_discriminator(permute_dimensions(z, context.generators["permutation"]))
+        loss_d = F.softplus(-joint) + F.softplus(product)
+        accuracy = ((joint > 0).float() + (product < 0).float()) / 2
+        yield Phase(loss_d.mean(), {"loss_d": loss_d, "d_accuracy": accuracy}, optimizer="discriminator")
 
     def noise(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
         """Standard normal ε `[N, latent_dim]` for the reparameterised z of a batch."""
