@@ -109,9 +109,10 @@ COUNTS = {
     "fid": ["-n", "--samples", "--inception-samples", "--reference-images", "--components"],
     "sample": ["-n", "--scale", "--components", "--columns"],
     "restyle": ["--scale"], "reconstruct": ["-n", "--scale"], "traverse": ["--scale"], "interpolate": ["--scale"],
-    "embed": ["--limit"],
+    "embed": ["--limit"], "factors": ["--metric-images"],
     "compare": ["-n", "--samples", "--inception-samples", "--reference-images", "--iw-samples", "--iw-images"],
-    "sweep": ["--samples", "--iw-samples", "--iw-images", "--factor-bases", "--train-limit", "--val-limit"],
+    "sweep": ["--samples", "--iw-samples", "--iw-images", "--factor-bases", "--metric-images", "--train-limit",
+              "--val-limit"],
 }
 BAD_COUNT = st.one_of(st.integers(max_value=0), st.integers(min_value=10**7, max_value=2**62),
                       st.sampled_from(["x", "1.5", "", "1e3", "nan", "-"]))

@@ -3,10 +3,14 @@ one factor, near zero when the codes are a random rotation of the factors; and t
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy.linalg import hadamard
 
+from vaelab.analysis.attributes import attributes_for
+from vaelab.analysis.disentanglement import measure_disentanglement
 from vaelab.errors import VaelabError
 from vaelab.evaluation.disentanglement import (
     dci,
@@ -89,3 +93,19 @@ def test_the_decorrelated_subset_lowers_the_correlation_between_factors():
     assert len(np.unique(subset)) == 800
     before, after = mean_absolute_correlation(correlated), mean_absolute_correlation(correlated[subset])
     assert before > 0.5 and after < before / 2
+
+
+def test_a_run_is_scored_against_the_attributes_measured_on_its_test_images(trained_run, gan_run, tmp_path):
+    out = tmp_path / "scores.json"
+    result = measure_disentanglement(trained_run, images=800, out=out)
+    assert json.loads(out.read_text()) == result
+    assert result["factors"] == list(attributes_for("mnist")) and result["images"] == 800
+    assert result["objective"] == {"name": "beta", "beta": 1.0, "kl_warmup_steps": 0, "free_bits": 0.0}
+    for part in ("all", "decorrelated"):
+        scores = result[part]
+        assert 0 <= scores["mig"]["mig"] <= 1 and 0 <= scores["sap"]["sap"] <= 1
+        assert 0 <= scores["dci"]["disentanglement"] <= 1 and 0 <= scores["dci"]["completeness"] <= 1
+    assert result["decorrelated"]["images"] == 200
+    assert result["decorrelated"]["mean_abs_factor_correlation"] < result["all"]["mean_abs_factor_correlation"]
+    with pytest.raises(VaelabError, match="a gan has no encoder: disentanglement metrics"):
+        measure_disentanglement(gan_run, images=100, write=False)

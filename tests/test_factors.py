@@ -105,15 +105,18 @@ def test_factor_table_of_the_real_tiny_model_names_a_dimension_after_an_attribut
     assert factor_table(rows).splitlines()[0].startswith("dim")
 
 
-def test_factors_command_writes_factors_json_into_the_run_and_prints_the_table(trained_run, tmp_path):
+def test_factors_command_writes_factors_and_disentanglement_json_into_the_run_and_prints_both(trained_run, tmp_path):
     run = shutil.copytree(trained_run, tmp_path / "run")
     result = subprocess.run(
-        [sys.executable, "-m", "vaelab.cli", "factors", str(run), "--bases", "8", "--steps", "5", "--no-classify"],
+        [sys.executable, "-m", "vaelab.cli", "factors", str(run), "--bases", "8", "--steps", "5", "--no-classify",
+         "--metric-images", "600"],
         capture_output=True, text=True,
     )
     assert result.returncode == 0, result.stderr
     assert "top attribute" in result.stdout and str(run / "factors.json") in result.stdout
     assert len(json.loads((run / "factors.json").read_text())) == 8
+    scores = json.loads((run / "disentanglement.json").read_text())
+    assert scores["all"]["images"] == 600 and "MIG" in result.stdout and "decorrelated" in result.stdout
 
 
 @pytest.mark.parametrize(

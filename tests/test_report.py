@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import launch_chromium
+from vaelab.analysis.disentanglement import measure_disentanglement
 from vaelab.analysis.factors import WEAK_KL_NATS, analyse_factors
 from vaelab.evaluation import evaluate_run
 from vaelab.report.figures import DPI, figure_png, kl_heatmap_figure
@@ -27,8 +28,8 @@ LEGIBLE_PX = 9  # the smallest text the report may show, in CSS pixels
 FRAME_PX = 40  # the smallest traversal frame the factor table may show
 
 CORE_SECTIONS = ("Configuration", "Training curves", "Evaluation on the test split", "Prior samples",
-                 "Reconstructions", "Latent traversals", "What each dimension controls", "Latent maps",
-                 "Limitations (measured)")
+                 "Reconstructions", "Latent traversals", "What each dimension controls",
+                 "Disentanglement against measured attributes", "Latent maps", "Limitations (measured)")
 CONDITIONAL_SECTIONS = ("Class-conditioned samples", "Restyle", "Style dimensions written as every class")
 
 
@@ -37,6 +38,7 @@ def with_small_analyses(run: Path) -> Path:
     would compute them at full size (IWAE on 1,000 images, factors from 200 bases), which the test does not need."""
     evaluate_run(run, iw_samples=10, iw_images=200, test_limit=2000, probe_images=2000, class_samples=100)
     analyse_factors(run, bases=20, steps=7)
+    measure_disentanglement(run, images=1000)
     return run
 
 

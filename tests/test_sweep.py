@@ -1,4 +1,5 @@
-"""The β sweep: a 2-β sweep on a small real slice trains, evaluates and reports; rerunning it skips what is done."""
+"""The sweep: a 2-β sweep on a small real slice trains, evaluates and reports, and rerunning it skips what is done;
+a sweep over objectives sets likelihood against disentanglement."""
 
 import json
 
@@ -7,10 +8,11 @@ import pytest
 from tests.conftest import TINY
 from vaelab.config import RunConfig
 from vaelab.errors import VaelabError
-from vaelab.pipelines.sweep import SweepSettings, parse_betas, run_sweep
+from vaelab.pipelines.sweep import SweepSettings, parse_weights, run_sweep, sweep_points
 from vaelab.training.checkpoint import write_config
 
-SETTINGS = SweepSettings(epochs=1, samples=200, inception_samples=0, iw_samples=5, iw_images=50, factor_bases=5)
+SETTINGS = SweepSettings(epochs=1, samples=200, inception_samples=0, iw_samples=5, iw_images=50, factor_bases=5,
+                         metric_images=500)
 
 
 def test_a_two_beta_sweep_writes_its_report_and_a_rerun_skips_finished_runs(tmp_path):
@@ -25,9 +27,10 @@ def test_a_two_beta_sweep_writes_its_report_and_a_rerun_skips_finished_runs(tmp_
     stored = json.loads((out / "sweep.json").read_text())
     assert stored["runs"] == summary["runs"] and stored["config"]["train"]["seed"] == 0
     page = (out / "sweep.html").read_text()
-    for title in ("Rate–distortion", "Metrics against β", "Numbers", "Samples and traversals side by side"):
+    for title in ("Rate–distortion", "Likelihood against disentanglement", "Metrics against β", "Numbers",
+                  "Samples and traversals side by side"):
         assert f"<h2>{title}" in page
-    assert page.count("data:image/png;base64,") == 2 + 2 * 2
+    assert page.count("data:image/png;base64,") == 3 + 2 * 2
     assert "http://" not in page and "https://" not in page and "<script" not in page
 
     weights = out / "beta-0.5" / "model.safetensors"
@@ -45,7 +48,30 @@ def test_a_sweep_refuses_to_reuse_a_directory_trained_with_other_settings(tmp_pa
         run_sweep(out, [1.0], SETTINGS, overrides=TINY, log=lambda m: None)
 
 
+def test_a_sweep_over_objectives_trains_one_run_per_objective_and_scores_its_disentanglement(tmp_path):
+    out = tmp_path / "sweep"
+    points = sweep_points("beta,tcvae", [2.0])
+    summary = run_sweep(out, points, SETTINGS, overrides={**TINY, "train_limit": 1024}, log=lambda m: None)
+    assert [row["run"] for row in summary["runs"]] == ["beta-2", "tcvae-2"]
+    assert [row["label"] for row in summary["runs"]] == ["β=2", "tcvae γ=2"]
+    beta_run, tcvae_run = summary["runs"]
+    assert beta_run["beta"] == 2.0 and tcvae_run["beta"] == 1.0  # the TC-VAE keeps the ELBO's KL weights
+    assert json.loads((out / "tcvae-2" / "config.json").read_text())["model"]["tc_weight"] == 2.0
+    for row in summary["runs"]:
+        assert 0 <= row["mig"] <= 1 and 0 <= row["dci_disentanglement"] <= 1 and 0 <= row["sap"] <= 1
+        assert (out / row["run"] / "disentanglement.json").is_file()
+    page = (out / "sweep.html").read_text()
+    assert "<h2>Likelihood against disentanglement" in page and "<h2>Metrics against each objective" in page
+
+
 @pytest.mark.parametrize("spec", ["", "a,b", "1,1", "-1", "nan"])
-def test_bad_beta_lists_are_clear_errors(spec):
+def test_bad_weight_lists_are_clear_errors(spec):
     with pytest.raises(VaelabError, match="--beta"):
-        parse_betas(spec)
+        parse_weights(spec, "--beta")
+
+
+@pytest.mark.parametrize("spec", ["", "beta,ica", "tcvae,tcvae"])
+def test_bad_objective_lists_are_clear_errors(spec):
+    with pytest.raises(VaelabError, match="--objective must list distinct objectives of: beta, tcvae, factorvae, "
+                                          "capacity"):
+        sweep_points(spec, [1.0])

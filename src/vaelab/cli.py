@@ -437,19 +437,36 @@ def factors(
     classify: bool = typer.Option(
         True, help="Count the traversal frames the reference classifier is sure of (trains it on first use)."
     ),
+    disentanglement: bool = typer.Option(
+        True, help="Also MIG, DCI and SAP against the test images' measured attributes → RUN/disentanglement.json "
+                   "(beside --out: NAME.disentanglement.json)."
+    ),
+    regressor: str = typer.Option("lasso", help="DCI's regressor: lasso or gbt (gradient-boosted trees, slower)."),
+    metric_images: int | None = typer.Option(None, help="Test images for MIG, DCI and SAP (default: all)."),
 ) -> None:
-    """Name what each latent dimension controls: attribute correlations, MI with the class, smoothness."""
+    """Name what each latent dimension controls (attribute correlations, MI with the class, smoothness), and score
+    how disentangled the codes are (MIG, DCI, SAP)."""
+    from vaelab.analysis.disentanglement import disentanglement_table, measure_disentanglement
     from vaelab.analysis.factors import analyse_factors, factor_table
+    from vaelab.evaluation.disentanglement import REGRESSORS
     from vaelab.evaluation.reference_classifier import load_or_train_classifier
     from vaelab.io import require_output_file
-    from vaelab.rundir import FACTORS, read_config
+    from vaelab.rundir import DISENTANGLEMENT, FACTORS, read_config
 
+    _check_counts({"--metric-images": metric_images})
+    if regressor not in REGRESSORS:
+        raise VaelabError(f"unknown --regressor '{regressor}'; choose from: {', '.join(REGRESSORS)}")
     path = require_output_file(out, ".json") if out is not None else run / FACTORS
+    scores_path = path.with_suffix(".disentanglement.json") if out is not None else run / DISENTANGLEMENT
     refuse_shipped(path)
     judge = load_or_train_classifier(read_config(run).data.dataset, log=_stderr) if classify else None
     rows = analyse_factors(run, bases, radius, steps, path, log=_stderr, classifier=judge)
     typer.echo(factor_table(rows))
     typer.echo(f"written to {path}")
+    if disentanglement:
+        result = measure_disentanglement(run, metric_images, regressor=regressor, out=scores_path, log=_stderr)
+        typer.echo(disentanglement_table(result))
+        typer.echo(f"written to {scores_path}")
 
 
 @app.command()
@@ -488,9 +505,14 @@ def embed(
 
 @app.command()
 def sweep(
-    beta: str = typer.Option(..., help="β values, comma-separated, e.g. 0.1,0.25,0.5,1,2,4,8."),
-    epochs: int = typer.Option(..., help="Training epochs per β."),
-    out: Path = typer.Option(..., "--out", help="Sweep directory: one run per β, sweep.json, sweep.html."),
+    beta: str | None = typer.Option(None, help="β values of objective beta, e.g. 0.1,0.25,0.5,1,2,4,8 (or --weight)."),
+    objective: str = typer.Option("beta", help="Objectives, comma-separated: beta, tcvae, factorvae, capacity."),
+    weight: str | None = typer.Option(
+        None, help="Each objective's weight values, e.g. 1,4,8: β (beta), γ of the total correlation (tcvae, "
+                   "factorvae), C in nats (capacity)."
+    ),
+    epochs: int = typer.Option(..., help="Training epochs per setting."),
+    out: Path = typer.Option(..., "--out", help="Sweep directory: one run per setting, sweep.json, sweep.html."),
     dataset: str | None = typer.Option(None, help="A dataset name (default: the config's)."),
     config: Path | None = typer.Option(None, "--config", help="YAML file for everything but β and epochs."),
     samples: int = typer.Option(2000, help="Prior samples per β for classifier FID, precision/recall, sharpness."),
@@ -498,25 +520,34 @@ def sweep(
     iw_samples: int = typer.Option(100, help="k of the IWAE bound."),
     iw_images: int = typer.Option(1000, help="Test images for the IWAE bound."),
     factor_bases: int = typer.Option(50, help="Test codes the factor analysis traverses from."),
+    metric_images: int = typer.Option(10_000, help="Test images for MIG, DCI and SAP."),
     train_limit: int | None = typer.Option(None, help="Use only the first N training images."),
     val_limit: int | None = typer.Option(None, help="Use only the first N validation images."),
 ) -> None:
-    """Train, evaluate and analyse one model per β (same seeds), then write sweep.json and sweep.html."""
+    """Train, evaluate and analyse one model per objective and weight (same seeds), then write sweep.json and
+    sweep.html: rate–distortion, likelihood against MIG and DCI, samples and traversals."""
     from vaelab.config import RunConfig, load_yaml_config
     from vaelab.io import require_output_folder
-    from vaelab.pipelines.sweep import SWEEP_HTML, SWEEP_JSON, SweepSettings, parse_betas, run_sweep
+    from vaelab.pipelines.sweep import SWEEP_HTML, SWEEP_JSON, SweepSettings, parse_weights, run_sweep, sweep_points
 
     _check_counts({"--epochs": epochs, "--samples": samples, "--iw-samples": iw_samples, "--iw-images": iw_images,
-                   "--factor-bases": factor_bases, "--train-limit": train_limit, "--val-limit": val_limit})
+                   "--factor-bases": factor_bases, "--metric-images": metric_images, "--train-limit": train_limit,
+                   "--val-limit": val_limit})
+    if (beta is None) == (weight is None):
+        raise VaelabError("give the values to sweep once: --beta 0.5,1,2 (objective beta) or --weight with --objective")
+    if beta is not None and objective != "beta":
+        raise VaelabError(f"--beta sets the β of objective beta; for --objective {objective} give --weight")
+    points = sweep_points(objective, parse_weights(beta, "--beta") if beta is not None else parse_weights(weight))
     require_output_folder(out)
     base = load_yaml_config(config) if config is not None else RunConfig()
-    settings = SweepSettings(epochs, samples, inception_samples, iw_samples, iw_images, factor_bases)
+    settings = SweepSettings(epochs, samples, inception_samples, iw_samples, iw_images, factor_bases, metric_images)
     overrides = {"dataset": dataset, "train_limit": train_limit, "val_limit": val_limit}
-    summary = run_sweep(out, parse_betas(beta), settings, base, overrides, log=_stderr)
+    summary = run_sweep(out, points, settings, base, overrides, log=_stderr)
     for row in summary["runs"]:
-        typer.echo(f"β={row['beta']:<6g} recon {row['recon']:7.2f}  KL {row['kl']:6.2f}  active "
+        mig = f"  MIG {row['mig']:.3f}" if row["mig"] is not None else ""
+        typer.echo(f"{row['label']:<16} recon {row['recon']:7.2f}  KL {row['kl']:6.2f}  active "
                    f"{row['active_units']:2d}  FID classifier {row['fid_classifier']:8.3f}  "
-                   f"sharpness {row['sharpness']:.4f}  named factors {row['named_factors']}")
+                   f"sharpness {row['sharpness']:.4f}  named factors {row['named_factors']}{mig}")
     typer.echo(f"wrote {out / SWEEP_JSON} and {out / SWEEP_HTML}")
 
 

@@ -229,6 +229,15 @@ class RunConfig:
         config.validate()
         return config
 
+    def objective_settings(self) -> dict[str, Any]:
+        """The objective of the run and its weights, e.g. `{"name": "tcvae", "tc_weight": 6.0}` (β for `beta`), as
+        eval.json, disentanglement.json and the report name them."""
+        if self.model.objective == "beta":
+            return {"name": "beta", "beta": self.train.beta, "kl_warmup_steps": self.train.kl_warmup_steps,
+                    "free_bits": self.train.free_bits}
+        names = OBJECTIVE_WEIGHTS[self.model.objective]
+        return {"name": self.model.objective, **{name: getattr(self.model, name) for name in names}}
+
     def with_overrides(self, overrides: dict[str, Any]) -> RunConfig:
         """A copy with flat `name=value` overrides (CLI flags); each name belongs to exactly one section."""
         raw = copy.deepcopy(self._given)

@@ -44,8 +44,10 @@ METRICS = "metrics.jsonl"
 EVAL = "eval.json"
 FACTORS = "factors.json"
 GENERATION = "generation.json"
+DISENTANGLEMENT = "disentanglement.json"
 # The JSON artefacts later commands write, and the command that (re)writes each.
-ARTEFACT_COMMANDS = {EVAL: "vaelab eval", FACTORS: "vaelab factors", GENERATION: "vaelab fid"}
+ARTEFACT_COMMANDS = {EVAL: "vaelab eval", FACTORS: "vaelab factors", GENERATION: "vaelab fid",
+                     DISENTANGLEMENT: "vaelab factors"}
 # What a reader of each artefact may index without looking: the keys of the object (of every row of factors.json).
 # A file that parses but lacks them (edited by hand, another file copied over it) is refused on reading, in one
 # line, instead of failing later as a KeyError deep in a report.
@@ -53,6 +55,7 @@ ARTEFACT_KEYS = {
     EVAL: ("dataset", "split", "images"),
     FACTORS: ("dim", "kl", "active", "name"),
     GENERATION: ("dataset", "real", "classifier_test_accuracy", "samplers"),
+    DISENTANGLEMENT: ("dataset", "objective", "factors", "all", "decorrelated"),
 }
 # eval.json also holds the bounds of a family with a likelihood, or the size of one without (by the run's family).
 EVAL_KEYS_BY_LIKELIHOOD = {

@@ -128,6 +128,7 @@ def evaluate_run(
         "active_units": int(active.sum()),
         "active_dims": active.nonzero().flatten().tolist(),
         "latent_dim": model.latent_dim,
+        "objective": config.objective_settings(),
     }
     if config.model.likelihood == "bernoulli" and config.data.input_mode == "grayscale":
         result["note"] = "Bernoulli likelihood on grayscale intensities: bounds are cross-entropies, not NLLs"

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from vaelab.analysis.conditional import class_grid, class_grid_picture, restyle, restyle_strip, style_traversal
+from vaelab.analysis.disentanglement import measure_disentanglement, objective_text
 from vaelab.analysis.embedding import manifold_grid
 from vaelab.analysis.factors import (
     ATTRIBUTE_RHO_THRESHOLD,
@@ -50,7 +51,15 @@ from vaelab.io import atomic_write_text
 from vaelab.models.registry import capabilities
 from vaelab.models.vae import VAE
 from vaelab.report.figures import confusion_matrix_png, kl_heatmap, latent_map_png, scalar_curves, training_curves
-from vaelab.rundir import EVAL, FACTORS, load_model, read_artefact_if_present, read_config, read_metrics
+from vaelab.rundir import (
+    DISENTANGLEMENT,
+    EVAL,
+    FACTORS,
+    load_model,
+    read_artefact_if_present,
+    read_config,
+    read_metrics,
+)
 
 if TYPE_CHECKING:
     from vaelab.config import RunConfig
@@ -58,6 +67,7 @@ if TYPE_CHECKING:
 SMOOTHNESS_LIMIT = 3.0  # the target: a larger max/mean step ratio over ±3σ is a jump
 QUICK_EVAL = {"iw_samples": 100, "iw_images": 1000}  # when the run has no eval.json yet
 TSNE_POINTS = 2000
+REPORT_DISENTANGLEMENT_IMAGES = 2000  # when the run has no disentanglement.json yet
 RESTYLED_IMAGES = 5  # test images 0 … 4, each written as every class
 STYLE_DIMENSIONS = 3  # the conditional model's dimensions with the most KL, drawn as every class
 TRAVERSAL_RADIUS = 3.0  # prior standard deviations either side of the base code
@@ -111,7 +121,7 @@ def build_report(run_dir: str | Path, out: str | Path | None = None, log: Log = 
     else:
         sections = _generator_sections(run_dir, config, model, log)
     body = "".join(f"<section><h2>{html.escape(title)}</h2>{content}</section>" for title, content in sections)
-    beta = f", β={config.train.beta}" if capabilities(model).likelihood else ""
+    beta = f", {objective_text(config.objective_settings())}" if capabilities(model).likelihood else ""
     page = PAGE_TEMPLATE.format(
         title=html.escape(f"vaelab report — {run_dir.name}"),
         subtitle=html.escape(f"{config.data.dataset}, {config.data.input_mode}, {config.model.kind}, latent "
@@ -204,6 +214,9 @@ def _vae_sections(run_dir: Path, config: RunConfig, model: VAE, log: Log) -> lis
     sections.append((f"Latent traversals, most informative first (±3σ around {around})",
                      img_tag(traversal_grid(traversal), "traversals", scale=2)))
     sections.append(("What each dimension controls", _factor_table(factors, traversal, around, len(classes or ()))))
+    if describe(dataset).attributes:
+        log("disentanglement scores")
+        sections.append(_disentanglement(run_dir))
     if conditional:
         sections.append(_style_dimensions(model, factors, classes))
     else:
@@ -226,6 +239,35 @@ def _vae_sections(run_dir: Path, config: RunConfig, model: VAE, log: Log) -> lis
     sections.append(("Limitations (measured)", _limitations(evaluation, factors, sharpness(samples),
                                                             sharpness(real), per_class, classes)))
     return sections
+
+
+def _disentanglement(run_dir: Path) -> tuple[str, str]:
+    """MIG, DCI and SAP against the measured attributes, from RUN/disentanglement.json or computed now."""
+    result, note = read_artefact_if_present(run_dir, DISENTANGLEMENT), "from disentanglement.json"
+    if result is None:
+        result = measure_disentanglement(run_dir, images=REPORT_DISENTANGLEMENT_IMAGES, write=False)
+        note = f"computed now on the first {REPORT_DISENTANGLEMENT_IMAGES:,} test images (`vaelab factors` uses all)"
+    rows = []
+    for part in ("all", "decorrelated"):
+        scores = result[part]
+        rows.append([part, f"{scores['images']:,}", f"{scores['mean_abs_factor_correlation']:.2f}",
+                     f"{scores['mig']['mig']:.3f}", f"{scores['dci']['disentanglement']:.3f}",
+                     f"{scores['dci']['completeness']:.3f}", f"{scores['dci']['informativeness']:.3f}",
+                     f"{scores['sap']['sap']:.3f}"])
+    meanings = [
+        "all test images, or a subsample drawn so that the attributes are close to independent",
+        "test images whose attributes are all defined",
+        "mean |Spearman ρ| between pairs of attributes: how correlated the factors themselves are",
+        f"mutual information gap (Chen et al. 2018), codes and attributes in {result['bins']} quantile bins",
+        f"DCI disentanglement (Eastwood & Williams 2018), {result['regressor']} importances",
+        "DCI completeness: how few codes each attribute is spread over",
+        "DCI informativeness: held-out R² of the attributes predicted from the codes",
+        "separated attribute predictability (Kumar et al. 2018)",
+    ]
+    table = html_table(["images", "count", "factor |ρ|", "MIG", "DCI D", "DCI C", "DCI I", "SAP"], rows, meanings)
+    return (f"Disentanglement against measured attributes ({objective_text(result['objective'])})",
+            table + f"<p class='note'>Factors: {html.escape(', '.join(result['factors']))}; {html.escape(note)}. "
+                    f"{html.escape(result['note'])}</p>")
 
 
 def _interpolations(
