@@ -11,7 +11,7 @@ figures. `decorrelated_subset` shows how much the correlation between attributes
   mutual information with it, divided by the factor's entropy; averaged over factors. Codes and factors are both
   cut into `bins` equally populated bins (so a factor's entropy is about ln bins); plug-in estimates in nats.
 - **DCI** (Eastwood & Williams 2018): an importance matrix R[d, k] of code d for predicting factor k, from a lasso
-  (|coefficients| on standardised codes and factors) or gradient-boosted trees (their feature importances).
+  (|coefficients| on centred codes and standardised factors) or gradient-boosted trees (their feature importances).
   Disentanglement: 1 − the entropy (base K) of each code's row, weighted by the code's share of all importance;
   completeness: 1 − the entropy (base D) of each factor's column, averaged; informativeness: the regressors' R²
   on held-out images (the second half; the regressors are fitted on the first).
@@ -120,7 +120,9 @@ def dci(codes: np.ndarray, factors: np.ndarray, regressor: str = "lasso", seed: 
     if regressor not in REGRESSORS:
         raise VaelabError(f"unknown regressor '{regressor}'; choose from: {', '.join(REGRESSORS)}")
     codes, factors = _check(codes, factors)
-    codes, factors = _standardised(codes), _standardised(factors)
+    # Factors are standardised; codes only centred, so a dimension the prior pinned near 0 (an inactive unit, whose
+    # tiny wiggles still follow the image) needs large coefficients and the lasso leaves it out.
+    codes, factors = codes - codes.mean(axis=0), _standardised(factors)
     half = len(codes) // 2
     importance = np.zeros((codes.shape[1], factors.shape[1]))
     scores = []
