@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import launch_chromium, tiny_config
 from tests.test_web import PIXELS, serving
+from vaelab.analysis.disentanglement import measure_disentanglement
 from vaelab.cli import app
 from vaelab.data.datasets import load_split
 from vaelab.training import train
@@ -90,3 +91,10 @@ def test_the_encode_api_prepares_an_uploaded_image_as_the_emoji_files_were(colou
     Image.fromarray(emoji.permute(1, 2, 0).numpy()).save(buffer, format="PNG")
     x = explorer.prepare(read_png(base64.b64encode(buffer.getvalue()).decode()), centre=True)
     assert np.array_equal((x[0] * 255).round().byte().numpy(), emoji.numpy())
+
+
+def test_an_emoji_run_is_scored_against_its_colour_attributes_and_its_known_skin_tone(colour_run):
+    result = measure_disentanglement(colour_run, write=False)
+    assert "hue" in result["factors"] and result["images"] > 100
+    tone = result["known_factors"]["skin_tone"]
+    assert tone["images"] > 20 and 0 <= tone["mig"] <= 1 and 0 <= tone["top_code"] < 32

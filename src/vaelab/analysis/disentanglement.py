@@ -25,15 +25,18 @@ from vaelab.data.datasets import to_float
 from vaelab.errors import VaelabError
 from vaelab.evaluation.disentanglement import (
     METRIC_BINS,
+    MIN_IMAGES,
     decorrelated_subset,
     disentanglement_scores,
     mean_absolute_correlation,
+    mutual_information_gap,
 )
 from vaelab.io import atomic_write_json
 from vaelab.models.registry import require_encoder
 from vaelab.models.vae import posterior_moments
 from vaelab.rundir import DISENTANGLEMENT, load_model, read_config
 
+MIN_DEFINED_SHARE = 0.5  # an attribute must be defined on at least this share of the images to be a factor
 DECORRELATED_SHARE = 4  # the decorrelated subsample keeps a quarter of the images
 CORRELATION_NOTE = (
     "Measured attributes are correlated with each other and with the class, unlike the factors of synthetic datasets "
@@ -50,6 +53,20 @@ def factors_of_test_images(dataset: str, images: np.ndarray, annotations: dict) 
         raise VaelabError(f"{dataset} has neither attribute measurers nor annotations: there are no factors to "
                           "measure disentanglement against")
     return list(columns), np.stack(list(columns.values()), axis=1)
+
+
+def known_factor_gaps(dataset: str, codes: np.ndarray, annotations: dict, bins: int) -> dict[str, Any]:
+    """MIG of the codes against each ground-truth factor of the dataset (emoji: skin tone 1–5), on the images where
+    it is defined: a factor that was designed independent of the rest, unlike the measured attributes."""
+    gaps = {}
+    for factor in describe(dataset).known_factors:
+        truth = annotations[factor.annotation].numpy()
+        inside = (truth >= factor.low) & (truth <= factor.high)
+        if inside.sum() < MIN_IMAGES:
+            continue
+        gap = mutual_information_gap(codes[inside], truth[inside, None].astype(np.float64), bins)
+        gaps[factor.annotation] = {"mig": gap["mig"], "top_code": gap["top_code"][0], "images": int(inside.sum())}
+    return gaps
 
 
 def measure_disentanglement(
@@ -74,14 +91,23 @@ def measure_disentanglement(
     codes, _ = posterior_moments(model, inputs[:count], test.labels[:count])
     annotations = {name: values[:count] for name, values in test.annotations.items()}
     names, factors = factors_of_test_images(config.data.dataset, to_float(test.images[:count]).numpy(), annotations)
-    defined = np.isfinite(factors).all(axis=1)  # e.g. thickness of an image without ink
-    codes, factors = codes.numpy()[defined], factors[defined]
+    # An attribute undefined on most images (emoji: skin lightness without skin) is left out; then the images where
+    # any remaining one is undefined (thickness of an image without ink).
+    mostly_defined = np.isfinite(factors).mean(axis=0) >= MIN_DEFINED_SHARE
+    dropped_factors = [name for name, kept in zip(names, mostly_defined, strict=True) if not kept]
+    names = [name for name, kept in zip(names, mostly_defined, strict=True) if kept]
+    factors = factors[:, mostly_defined]
+    defined = np.isfinite(factors).all(axis=1)
+    codes_all = codes.numpy()
+    codes, factors = codes_all[defined], factors[defined]
     log(f"MIG, DCI ({regressor}) and SAP on {len(codes):,} images against {len(names)} factors")
     subset = decorrelated_subset(factors, max(len(factors) // DECORRELATED_SHARE, 2))
+    known = known_factor_gaps(config.data.dataset, codes_all, annotations, bins)
     result = {
         "dataset": config.data.dataset,
         "objective": config.objective_settings(),
         "factors": names,
+        "factors_dropped": dropped_factors,
         "images": int(defined.sum()),
         "images_dropped": int((~defined).sum()),
         "bins": bins,
@@ -90,6 +116,7 @@ def measure_disentanglement(
                 "mean_abs_factor_correlation": mean_absolute_correlation(factors)},
         "decorrelated": {**disentanglement_scores(codes[subset], factors[subset], bins, regressor),
                          "mean_abs_factor_correlation": mean_absolute_correlation(factors[subset])},
+        "known_factors": known,
         "note": CORRELATION_NOTE,
     }
     if write:
