@@ -261,26 +261,27 @@ class ELBOObjective(Objective):
         noise = self.noise(x, context)
         with context.autocast():
             terms = model.loss_terms(x, noise, labels)
-        if self.objective != "factorvae":
-            penalty, logged = self.latent_penalty(model, terms, context.step)
-            loss = (terms["recon"] + penalty).mean()
-            yield Phase(loss, {"loss": loss, "recon": terms["recon"], "kl": terms["kl"], **logged})
-            return
-        # The VAE's step reads the TC through the discriminator without training it; the discriminator's step then
-        # tells the batch's codes (detached) from the same codes with each dimension shuffled across the batch.
-        model.tc_discriminator.requires_grad_(False)
+        # FactorVAE's VAE step reads the TC through the discriminator without training it; the discriminator's own
+        # step then tells the batch's codes (detached) from the same codes with each dimension shuffled.
+        discriminating = self.objective == "factorvae"
+        if discriminating:
+            model.tc_discriminator.requires_grad_(False)
         try:
             penalty, logged = self.latent_penalty(model, terms, context.step)
             loss = (terms["recon"] + penalty).mean()
             yield Phase(loss, {"loss": loss, "recon": terms["recon"], "kl": terms["kl"], **logged})
         finally:
-            model.tc_discriminator.requires_grad_(True)
-        z = terms["z"].detach()
+            if discriminating:
+                model.tc_discriminator.requires_grad_(True)
+        if discriminating:
+            yield self.discriminator_phase(model, terms["z"].detach(), context)
+
+    def discriminator_phase(self, model: VAE, z: torch.Tensor, context: StepContext) -> Phase:
         joint = model.tc_discriminator(z)
         product = model.tc_discriminator(permute_dimensions(z, context.generators["permutation"]))
-        loss_d = F.softplus(-joint) + F.softplus(product)
+        loss = F.softplus(-joint) + F.softplus(product)
         accuracy = ((joint > 0).float() + (product < 0).float()) / 2
-        yield Phase(loss_d.mean(), {"loss_d": loss_d, "d_accuracy": accuracy}, optimizer="discriminator")
+        return Phase(loss.mean(), {"loss_d": loss, "d_accuracy": accuracy}, optimizer="discriminator")
 
     def noise(self, x: torch.Tensor, context: StepContext) -> torch.Tensor:
         """Standard normal ε `[N, latent_dim]` for the reparameterised z of a batch."""
