@@ -5,6 +5,7 @@ an interrupted benchmark is continued by running the same command again:
 
     python benchmarks/disentangling.py --out runs/disentangling --epochs 22 \\
         --points beta:1,beta:4,tcvae:6,factorvae:20,capacity:25 [--cvae] [--train-limit N]
+    python benchmarks/disentangling.py --score pretrained:mnist runs/style-tcvae   # score finished runs only
 
 "Clean" named dimensions are those the factor analysis names after an attribute (|ρ| ≥ 0.6) without "+ class", i.e.
 whose traversal does not also switch the digit (the target of issue 19 counts these).
@@ -20,12 +21,21 @@ from pathlib import Path
 
 import torch
 
-from vaelab.analysis.disentanglement import measure_disentanglement
+from vaelab.analysis.disentanglement import disentanglement_table, measure_disentanglement
 from vaelab.analysis.factors import analyse_factors
 from vaelab.config import load_yaml_config
 from vaelab.evaluation import evaluate_run
 from vaelab.pipelines.sweep import SweepPoint, SweepSettings, run_sweep
-from vaelab.rundir import CONFIG, DISENTANGLEMENT, EVAL, FACTORS, read_artefact_if_present, read_metrics
+from vaelab.pretrained import resolve_run
+from vaelab.rundir import (
+    CONFIG,
+    DISENTANGLEMENT,
+    EVAL,
+    FACTORS,
+    read_artefact_if_present,
+    read_config,
+    read_metrics,
+)
 from vaelab.training import train
 
 
@@ -60,8 +70,24 @@ def conditional_row(out: Path, base, settings: SweepSettings, overrides: dict) -
             "dci": scores["all"]["dci"], "sap": scores["all"]["sap"]["sap"], "scores": scores, "factors": factors}
 
 
+def score_runs(runs: list[str]) -> None:
+    """MIG, DCI and SAP of finished runs (disentanglement.json when there is one, else computed on all test images,
+    not written) and their clean named dimensions (factors.json)."""
+    for spec in runs:
+        run_dir = resolve_run(spec)
+        scores = read_artefact_if_present(run_dir, DISENTANGLEMENT) or measure_disentanglement(run_dir, write=False)
+        names = clean_names(read_artefact_if_present(run_dir, FACTORS) or [])
+        evaluation = read_artefact_if_present(run_dir, EVAL) or {}
+        nll = evaluation.get("iwae", {}).get("nll")
+        print(f"## {spec}: {read_config(run_dir).model.kind}, test NLL "
+              f"{'–' if nll is None else f'{nll:.2f}'} (IWAE), {evaluation.get('active_units', '?')} active units, "
+              f"{len(names)} clean named dimensions: {'; '.join(names) or '–'}")
+        print(disentanglement_table(scores))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--score", nargs="+", metavar="RUN", help="only score these finished runs")
     parser.add_argument("--out", type=Path, default=Path("runs/disentangling"))
     parser.add_argument("--epochs", type=int, default=22)
     parser.add_argument("--points", default="beta:1,beta:4,tcvae:6,factorvae:20,capacity:25")
@@ -74,7 +100,11 @@ def main() -> None:
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, commit {commit}, {args.epochs} epochs per setting")
+          f"torch {torch.__version__}, commit {commit}"
+          + ("" if args.score else f", {args.epochs} epochs per setting"))
+    if args.score:
+        score_runs(args.score)
+        return
     base = load_yaml_config(args.config)
     settings = SweepSettings(args.epochs, samples=2000, iw_samples=args.iw_samples, iw_images=args.iw_images,
                              factor_bases=args.factor_bases, metric_images=10_000)
