@@ -70,7 +70,7 @@ def main() -> None:
     runs = []
     for family in families:
         run_dir = args.out / family
-        if family in epochs:
+        if not (run_dir / CONFIG).is_file():  # `--epochs` sizes new runs only: a run already there is never replaced
             train(configs[family].with_overrides({"epochs": epochs[family]}), run_dir, progress=False)
         elif len(read_metrics(run_dir)) < read_config(run_dir).train.epochs:  # killed: resume it
             train(read_config(run_dir), run_dir, resume=True, progress=False)
