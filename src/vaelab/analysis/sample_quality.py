@@ -145,6 +145,12 @@ def inception_scores(images: torch.Tensor, reference: RealReference, inception_s
     }
 
 
+def check_inception_for(value: str) -> None:
+    """A one-line error for an `--inception-for` that is neither all nor best (before any measurement)."""
+    if value not in INCEPTION_FOR:
+        raise VaelabError(f"unknown --inception-for '{value}'; choose from: {', '.join(INCEPTION_FOR)}")
+
+
 def measure_generation(
     run_dir: str | Path,
     samplers: str | Sequence[str] = "all",
@@ -166,8 +172,7 @@ def measure_generation(
     `inception_for="best"` spends Inception on one sampler only, the one with the lowest classifier FID: the
     10,000-sample protocol then costs one Inception pass per run instead of one per sampler.
     """
-    if inception_for not in INCEPTION_FOR:
-        raise VaelabError(f"unknown --inception-for '{inception_for}'; choose from: {', '.join(INCEPTION_FOR)}")
+    check_inception_for(inception_for)
     run_dir = Path(run_dir)
     samplers = parse_samplers(samplers, run_dir)
     inception_samples = samples if inception_samples is None else inception_samples

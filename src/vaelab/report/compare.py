@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from vaelab.analysis.interpolation import interpolate_run, interpolation_ends, interpolation_grid
-from vaelab.analysis.sample_quality import PROTOCOL_IMAGES, measure_generation, real_reference
+from vaelab.analysis.sample_quality import PROTOCOL_IMAGES, check_inception_for, measure_generation, real_reference
 from vaelab.analysis.samplers import sample_images
 from vaelab.analysis.smoothness import smoothness_ratio
 from vaelab.data.sources import sha256_hex
@@ -196,7 +196,9 @@ def trade_statements(runs: list[dict[str, Any]], real_sharpness: float) -> list[
     return statements
 
 
-def measured_run(run_dir: Path, reference: Any, settings: dict[str, Any], out_dir: Path, log: Log):
+def measured_run(
+    run_dir: Path, reference: Any, settings: dict[str, Any], out_dir: Path, log: Log
+) -> tuple[dict[str, Any], dict[str, str]]:
     """compare_run, kept in OUT/runs/NAME.json: a comparison that is stopped (hours at the 10k protocol on a CPU)
     and started again with the same settings reuses every run already measured, as long as its weights are the same
     bytes."""
@@ -227,6 +229,7 @@ def compare_runs(
     comparison started again after a stop only measures what it had not finished.
     """
     dataset = check_runs(run_dirs)
+    check_inception_for(inception_for)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = {"samples": samples, "inception": inception, "inception_samples": inception_samples,
