@@ -125,10 +125,11 @@ def test_generation_metrics_of_each_sampler_are_written_and_merged(trained_run):
 
 
 def test_inception_for_best_measures_only_the_sampler_with_the_lowest_classifier_fid(trained_run):
-    result = measure_generation(trained_run, "all", samples=200, inception_samples=20, reference_images=20,
+    # prior and gmm: the two-stage sampler's fit would cost minutes and prove nothing more here.
+    result = measure_generation(trained_run, ["prior", "gmm"], samples=200, inception_samples=20, reference_images=20,
                                 inception_for="best", write=False)
     samplers = result["samplers"]
-    assert set(samplers) == {"prior", "gmm", "two-stage"}
+    assert set(samplers) == {"prior", "gmm"}
     measured = [name for name, entry in samplers.items() if "fid_inception" in entry]
     assert measured == [min(samplers, key=lambda name: samplers[name]["fid_classifier"])]
     entry = samplers[measured[0]]
