@@ -4,16 +4,24 @@
 2. a conventional per-item `Dataset` + `DataLoader` loop of the same model and settings;
 3. vaelab's trainer on the fixed tiny reference architecture (conv 1→32→64 stride 2, mirrored decoder);
 and the FLOP/s achieved against this machine's measured bf16 and fp32 matmul rates. Any config works, colour ones
-included (the reference architecture is then skipped):
+included (the reference architecture is then skipped). Optional rows:
+- `--compile`: the trainer with `--compile` (torch.compile), against the same trainer without it;
+- `--processes N`: `vaelab train` as N processes × 1 thread (torchrun, gloo; the batch stays global) against one
+  process × N threads, both as command lines, in one run;
+- `--device cuda` puts everything on the GPU (the dataset on the device, bf16 autocast).
 
     python benchmarks/train_throughput.py [--steps 150] [--config configs/emoji.yaml --steps 80]
+    python benchmarks/train_throughput.py --processes 2 --compile --extra-only [--device cuda]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +51,27 @@ def trainer_images_per_second(config: RunConfig, steps: int) -> float:
     def loop_seconds(n: int) -> float:
         run = config.with_overrides({"train_limit": n * config.train.batch_size, "val_limit": 100, "epochs": 1})
         return train(run, Path(tempfile.mkdtemp()), progress=False, log=lambda m: None).history[0]["train_seconds"]
+
+    return (steps - WARMUP_STEPS) * config.train.batch_size / (loop_seconds(steps) - loop_seconds(WARMUP_STEPS))
+
+
+def command_line_images_per_second(config: RunConfig, steps: int, processes: int, threads: int) -> float:
+    """Steady-state rate of `vaelab train` started as `processes` processes of `threads` threads each (torchrun for
+    more than one), measured as `trainer_images_per_second` does, from the runs' metrics."""
+    folder = Path(tempfile.mkdtemp())
+    config_file = folder / "config.yaml"
+    config_file.write_text(json.dumps(config.to_dict()))  # JSON is YAML
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+
+    def loop_seconds(n: int) -> float:
+        run = folder / f"run-{n}"
+        launcher = (["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+                    if processes > 1 else [])
+        command = [sys.executable, *launcher, "-m", "vaelab", "train", "--config", str(config_file), "--out", str(run),
+                   "--train-limit", str(n * config.train.batch_size), "--val-limit", "100", "--epochs", "1",
+                   "--no-progress"]
+        subprocess.run(command, check=True, capture_output=True, env=environment)
+        return json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["train_seconds"]
 
     return (steps - WARMUP_STEPS) * config.train.batch_size / (loop_seconds(steps) - loop_seconds(WARMUP_STEPS))
 
@@ -121,28 +150,50 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--config", default="configs/mnist-demo.yaml")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--compile", action="store_true", help="add a row with torch.compile")
+    parser.add_argument("--processes", type=int, default=0, help="add N processes × 1 thread against 1 × N threads")
+    parser.add_argument("--extra-only", action="store_true", help="skip the DataLoader and reference rows")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, commit {commit}, {args.steps} steps")
-    default = load_yaml_config(Path(args.config))
+    default = load_yaml_config(Path(args.config)).with_overrides({"device": args.device})
+    device = resolve_device(args.device)
+    if device.type == "cuda":
+        print(f"device: {torch.cuda.get_device_name(device)}")
     reference = default.with_overrides(REFERENCE)
     peak = {"bf16": matmul_flops(torch.bfloat16), "fp32": matmul_flops(torch.float32)}
     print(f"matmul 1024²: bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s, fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s")
     shape = "×".join(map(str, default.model.image_shape))
-    rows = [
-        (f"vaelab trainer, {shape} model", default, trainer_images_per_second(default, args.steps)),
-        (f"DataLoader loop, {shape} model", default, dataloader_images_per_second(default, args.steps)),
-        (f"DataLoader loop via PIL, {shape} model", default,
-         dataloader_images_per_second(default, args.steps, via_pil=True)),
-    ]
-    if default.model.image_shape[0] == 1:
-        rows += reference_rows(reference, args.steps)
+    rows = [(f"vaelab trainer, {shape} model", default, trainer_images_per_second(default, args.steps))]
+    if not args.extra_only:
+        rows += [
+            (f"DataLoader loop, {shape} model", default, dataloader_images_per_second(default, args.steps)),
+            (f"DataLoader loop via PIL, {shape} model", default,
+             dataloader_images_per_second(default, args.steps, via_pil=True)),
+        ]
+        if default.model.image_shape[0] == 1:
+            rows += reference_rows(reference, args.steps)
+    extra = []
+    if args.compile:
+        compiled = default.with_overrides({"compile": True})
+        extra.append((f"vaelab trainer, {shape} model, compiled", compiled,
+                      trainer_images_per_second(compiled, args.steps)))
+    if args.processes > 1:
+        for processes, threads in ((1, args.processes), (args.processes, 1)):
+            extra.append((f"vaelab train, {processes} process(es) × {threads} thread(s)", default,
+                          command_line_images_per_second(default, args.steps, processes, threads)))
     print(f"{'setting':40s} {'images/s':>9s} {'GFLOP/s':>8s} {'of bf16 peak':>12s} {'of fp32 peak':>12s}")
-    for name, config, rate in rows:
+    for name, config, rate in [*rows, *extra]:
         achieved = rate * training_flops_per_image(config)
         print(f"{name:40s} {rate:9,.0f} {achieved / 1e9:8.1f} {achieved / peak['bf16']:12.1%} "
               f"{achieved / peak['fp32']:12.1%}")
+    if args.compile:
+        print(f"torch.compile speed-up: {extra[0][2] / rows[0][2]:.2f}×")
+    if args.processes > 1:
+        print(f"{args.processes} processes × 1 thread / 1 process × {args.processes} threads: "
+              f"{extra[-1][2] / extra[-2][2]:.2f}×")
     pairs = (("default model", (0, 1, 2)), ("reference", (3, 4, 5)))[: len(rows) // 3]
     for model, (ours, plain, pil) in pairs:
         print(f"trainer / DataLoader speed-up, {model}: {rows[ours][2] / rows[plain][2]:.2f}× "

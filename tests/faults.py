@@ -91,7 +91,7 @@ def _child(run_dir: Path, phase: str, at: int, kind: str = "vae") -> None:
         return wrapper
 
     if phase == "step":
-        trainer._optimizer_step = counted(trainer._optimizer_step)  # once per optimizer step, after the forward pass
+        torch.optim.Adam.step = counted(torch.optim.Adam.step)  # once per optimizer step
     elif phase == "validation":
         trainer.validate = counted(trainer.validate)
     elif phase in ("torn-write", "after-write"):

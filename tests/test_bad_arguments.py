@@ -193,6 +193,7 @@ def test_an_option_without_its_value_is_refused_in_one_line(capsys, places, comm
     (["sample", "{run}", "--out", "/proc/vaelab/s.png"], "cannot write /proc/vaelab/s.png: /proc does not accept"),
     (["embed", "{run}", "--out", "{pngdir}"], "output {pngdir} is a directory"),
     (["compare", "{run}", "{run}", "--out", "{file}"], "output folder {file} is a file"),
+    (["train", "--out", "{tmp}/new", "--nproc", "0"], "--nproc must be ≥ 1, not 0"),
 ])
 def test_each_mistake_gets_a_message_that_names_it(capsys, places, args, message):
     err = assert_refused_in_one_line(capsys, places, args)

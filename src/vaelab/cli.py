@@ -143,15 +143,34 @@ def train(
     resume: Path | None = typer.Option(None, "--resume", help="Continue this run directory.", show_default=False),
     config: Path | None = typer.Option(None, "--config", help="YAML file; flags override it.", show_default=False),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    nproc: int = typer.Option(1, "--nproc", help="Train with N processes on this machine (starts torchrun; the batch "
+                              "size stays global)."),
     **options: Any,
 ) -> None:
     """Train a model into a run directory (or resume one). Every config field is a flag; a flag overrides the
-    YAML file, which overrides the defaults shown."""
+    YAML file, which overrides the defaults shown. Across processes or machines: `torchrun … -m vaelab train …`."""
+    from vaelab.training.distributed import World, launch_local
     from vaelab.training.runs import start_or_resume
 
+    if nproc != 1:
+        sys.exit(launch_local(nproc, _without_option(_ARGV, "--nproc")))
     result = start_or_resume(out, resume, config, options, progress=progress, log=typer.echo)
-    state = "finished" if result.finished else f"stopped at step {result.steps} (resume with --resume)"
-    typer.echo(f"{result.run_dir}: {state}; best {result.selection} {result.best_score:.2f}")
+    if World.from_environment().is_main:
+        state = "finished" if result.finished else f"stopped at step {result.steps} (resume with --resume)"
+        typer.echo(f"{result.run_dir}: {state}; best {result.selection} {result.best_score:.2f}")
+
+
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """`argv` less `name VALUE` and `name=VALUE`."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(f"{name}="):
+            kept.append(arg)
+    return kept
 
 
 # Typer reads a command's options from its signature: the fixed ones above, then one per config field.
@@ -640,9 +659,14 @@ def explore(
     serve(web_app, sock)
 
 
+_ARGV: list[str] = []  # the command line, for `train --nproc` to hand on to torchrun
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point: user errors are one line on stderr and exit code 2, never a traceback. `args` replaces the
     process's arguments (to run the command line in-process)."""
+    global _ARGV
+    _ARGV = list(sys.argv[1:] if args is None else args)
     try:
         app(args=args, prog_name="vaelab")  # usage errors (unknown option, wrong type): `_OneLineUsageErrors`
     except VaelabError as error:

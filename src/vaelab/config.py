@@ -147,6 +147,7 @@ class TrainConfig:
     precision: str = option("auto", "auto (bf16 where the CPU/GPU supports it, else fp32), bf16 or fp32.")
     channels_last: bool = option(True, "Channels-last memory layout for the convolutions (faster on CPUs).")
     device: str = option("auto", "auto, cpu or cuda.")
+    compile: bool = option(False, "Compile the model's networks with torch.compile (slow start, faster steps).")
     max_steps: int | None = option(None, "Stop (with a resumable checkpoint) after this many steps in total.",
                                    shown="none")
     checkpoint_every: int = option(500, "Steps between resumable checkpoints besides each epoch's end (0: epochs "

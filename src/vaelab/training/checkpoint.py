@@ -2,7 +2,8 @@
 weights, the resumable checkpoint with its fallback, the trainer state and metrics.jsonl, each written atomically.
 
 A resumable checkpoint holds the weights, every optimizer's moments and every generator's state in one
-safetensors file, with the trainer state as metadata. The optimizer named "model" (the only one of most families)
+safetensors file, with the trainer state as metadata. A generator is stored as `rng.<name>`, or `rng.<name>.rank<r>`
+for rank r ≥ 1 of a run trained by several processes. The optimizer named "model" (the only one of most families)
 is stored as `optimizer.<index>.<key>` with its `param_groups`; any other as `optimizer-<name>.<index>.<key>` with
 `param_groups-<name>`.
 """
@@ -64,10 +65,11 @@ def save_last(
     run_dir: Path,
     model: nn.Module,
     optimizers: Optimizers,
-    generators: dict[str, torch.Generator],
+    rng_states: dict[str, torch.Tensor],
     state: dict[str, Any],
 ) -> None:
-    """Weights, optimizer moments, RNG states and the trainer state in one file, then a readable copy."""
+    """Weights, optimizer moments, RNG states (by stored name: `rng_name`) and the trainer state in one file, then
+    a readable copy."""
     tensors = model_tensors(model)
     metadata = {"trainer_state": json.dumps(state)}
     for name, optimizer in optimizers.items():
@@ -76,11 +78,16 @@ def save_last(
             for key, value in param_state.items():
                 tensors[f"{_prefix(name)}{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
         metadata[_groups_key(name)] = json.dumps(optim["param_groups"])
-    for name, generator in generators.items():
-        tensors[f"rng.{name}"] = generator.get_state()
+    for name, rng_state in rng_states.items():
+        tensors[f"rng.{name}"] = rng_state
     _keep_as_previous(run_dir / LAST, run_dir / PREVIOUS)
     save_tensors(run_dir / LAST, tensors, metadata)
     write_trainer_state(run_dir, state)
+
+
+def rng_name(name: str, rank: int) -> str:
+    """The stored name of generator `name` of rank `rank` (rank 0's is the name itself, as in a single process)."""
+    return name if rank == 0 else f"{name}.rank{rank}"
 
 
 def write_trainer_state(run_dir: Path, state: dict[str, Any]) -> None:
@@ -107,23 +114,26 @@ def load_last(
     optimizers: Optimizers,
     generators: dict[str, torch.Generator],
     log: Callable[[str], None] = print,
+    optional_generators: bool = False,
 ) -> dict[str, Any]:
-    """Restore the newest intact resumable checkpoint (last, else previous); returns the trainer state."""
+    """Restore the newest intact resumable checkpoint (last, else previous); returns the trainer state.
+    `generators` go by stored name (`rng_name`); with `optional_generators`, one the file lacks (a rank the run did
+    not have before) keeps its seed."""
     try:
-        return _load_resumable(run_dir / LAST, model, optimizers, generators)
+        return _load_resumable(run_dir / LAST, model, optimizers, generators, optional_generators)
     except VaelabError as error:
         if not (run_dir / PREVIOUS).is_file():
             raise
-        state = _load_resumable(run_dir / PREVIOUS, model, optimizers, generators)
+        state = _load_resumable(run_dir / PREVIOUS, model, optimizers, generators, optional_generators)
         log(f"warning: {error}; resuming from {PREVIOUS} (step {state['step']}) instead")
         return state
 
 
 def _load_resumable(
-    path: Path, model: nn.Module, optimizers: Optimizers, generators: dict[str, torch.Generator]
+    path: Path, model: nn.Module, optimizers: Optimizers, generators: dict[str, torch.Generator], optional: bool
 ) -> dict[str, Any]:
     tensors, metadata = load_tensors(path)
-    missing = [f"rng.{name}" for name in generators if f"rng.{name}" not in tensors]
+    missing = [] if optional else [f"rng.{name}" for name in generators if f"rng.{name}" not in tensors]
     missing += [_groups_key(name) for name in optimizers if _groups_key(name) not in metadata]
     if "trainer_state" not in metadata or missing:
         raise VaelabError(f"{path} has no complete trainer state; it was not written by `vaelab train`")
@@ -144,7 +154,8 @@ def _load_resumable(
                 if torch.is_tensor(value) and value.shape == param.shape:
                     param_state[key] = torch.empty_like(param).copy_(value)
     for name, generator in generators.items():
-        generator.set_state(tensors[f"rng.{name}"])
+        if f"rng.{name}" in tensors:
+            generator.set_state(tensors[f"rng.{name}"])
     return json.loads(metadata["trainer_state"])
 
 

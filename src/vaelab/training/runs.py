@@ -1,5 +1,8 @@
 """Starting a new run or resuming one: the checks that keep an existing run directory from being damaged.
 
+Under torchrun with `--max-restarts`, a group restarted after a failure runs the same `--out` command again; it then
+resumes the run from its last checkpoint, with no manual step.
+
 A start killed before its first checkpoint leaves at most config.json and train.lock; such a directory holds
 nothing to resume, so both ways back in work: the same `--out` command starts it again, and `--resume` starts it
 afresh from its config.json.
@@ -15,6 +18,7 @@ from vaelab.config import DataConfig, ModelConfig, RunConfig, load_yaml_config
 from vaelab.errors import VaelabError
 from vaelab.rundir import CONFIG, LAST, PREVIOUS, has_resumable_checkpoint, read_config
 from vaelab.training.checkpoint import nothing_trained
+from vaelab.training.distributed import restarted
 from vaelab.training.trainer import TrainResult, train
 
 _FIXED_ON_RESUME = {f for cls in (DataConfig, ModelConfig) for f in cls.__dataclass_fields__}
@@ -35,6 +39,9 @@ def start_or_resume(
     if resume is not None:
         return _resume(Path(resume), config_path, given, progress, log)
     assert out is not None
+    if restarted() and has_resumable_checkpoint(out):  # torchrun restarted the group (`--max-restarts`)
+        log(f"restarted by torchrun: resuming {out} from its last checkpoint")
+        return train(read_config(out), Path(out), resume=True, progress=progress, log=log)
     base = load_yaml_config(config_path) if config_path is not None else RunConfig()
     config = base.with_overrides(given)
     out = Path(out)

@@ -17,7 +17,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from vaelab.models.objective import Objective, Phase, StepContext, ValidationDat
 from vaelab.models.registry import build_model, family
 from vaelab.rundir import CONFIG, has_resumable_checkpoint
 from vaelab.training import checkpoint
+from vaelab.training.distributed import World, check_batch_size, phase_runner, process_group
 from vaelab.training.lock import run_lock
 
 VALIDATION_SEED = 1234  # fixed binarization and draws for validation, so epochs are comparable
@@ -78,6 +79,9 @@ def train(
     the directory holds, unless `keep_existing` refuses a directory with a checkpoint (`vaelab train --out`): checked
     under the lock, so that a trainer that finished its first checkpoint meanwhile is not overwritten.
 
+    Started by torchrun (`vaelab.training.distributed`), every process calls this with the same arguments: rank 0
+    prepares and writes the directory, the others follow its decision, and each trains on its share of every batch.
+
     Args:
         config: The run's configuration (for a resumed run, the one in its `config.json`: `vaelab.read_config`).
         run_dir: The run directory to write (created when missing).
@@ -105,28 +109,54 @@ def train(
         ```
     """
     run_dir = Path(run_dir)
-    _check_before_writing(config, run_dir, resume)
-    created = not resume and not run_dir.exists()
-    if not resume:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise VaelabError(f"cannot create {run_dir} ({error.strerror or error}); choose another --out") from None
-    with run_lock(run_dir):
-        try:
-            stale = remove_stale_temp_files(run_dir)
-            if stale:
-                log(f"removed {len(stale)} unfinished temp file(s) left by an interrupted write: {stale[0].name} …")
-            resume = _resumes(run_dir, resume, keep_existing, log)
-            if not resume:
-                # The config is the first run file, written whole: from here on `--resume` can restart the run.
-                checkpoint.write_config(run_dir, config)
-            return _train(config, run_dir, resume, progress, log)
-        except BaseException:
-            # A new run that failed before its first checkpoint (bad data, no memory, Ctrl-C) leaves no directory.
-            if created and not has_resumable_checkpoint(run_dir):
-                shutil.rmtree(run_dir, ignore_errors=True)
-            raise
+    world = World.from_environment()
+    check_batch_size(world, config.train.batch_size)
+    device = world.device(resolve_device(config.train.device))
+    with process_group(world, device):
+        if world.is_main:
+            return _train_as_writer(config, run_dir, resume, progress, log, keep_existing, world, device)
+        decision = world.from_main(None)  # rank 0's: resume or not, or the error that stopped it
+        if isinstance(decision, str):
+            raise VaelabError(decision)
+        return _train(config, run_dir, decision, world, device, progress=False, log=lambda message: None)
+
+
+def _train_as_writer(
+    config: RunConfig, run_dir: Path, resume: bool, progress: bool, log: Callable[[str], None], keep_existing: bool,
+    world: World, device: torch.device,
+) -> TrainResult:
+    """Prepare the directory under its lock, tell the other ranks what was decided, and train."""
+    told = False  # whether the other ranks know the decision
+    try:
+        _check_before_writing(config, run_dir, resume)
+        created = not resume and not run_dir.exists()
+        if not resume:
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                reason = error.strerror or error
+                raise VaelabError(f"cannot create {run_dir} ({reason}); choose another --out") from None
+        with run_lock(run_dir):
+            try:
+                stale = remove_stale_temp_files(run_dir)
+                if stale:
+                    log(f"removed {len(stale)} unfinished temp file(s) left by an interrupted write: {stale[0].name} …")
+                resume = _resumes(run_dir, resume, keep_existing, log)
+                if not resume:
+                    # The config is the first run file, written whole: from here on `--resume` can restart the run.
+                    checkpoint.write_config(run_dir, config)
+                world.from_main(resume)
+                told = True
+                return _train(config, run_dir, resume, world, device, progress, log)
+            except BaseException:
+                # A new run that failed before its first checkpoint (bad data, no memory, Ctrl-C) leaves no directory.
+                if created and not has_resumable_checkpoint(run_dir):
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                raise
+    except Exception as error:
+        if not told:
+            world.from_main(str(error) if isinstance(error, VaelabError) else f"{type(error).__name__}: {error}")
+        raise
 
 
 def _check_before_writing(config: RunConfig, run_dir: Path, resume: bool) -> None:
@@ -159,24 +189,33 @@ def _resumes(run_dir: Path, resume: bool, keep_existing: bool, log: Callable[[st
 
 
 def _train(
-    config: RunConfig, run_dir: Path, resume: bool, progress: bool, log: Callable[[str], None]
+    config: RunConfig, run_dir: Path, resume: bool, world: World, device: torch.device, progress: bool,
+    log: Callable[[str], None],
 ) -> TrainResult:
     data, train_cfg = config.data, config.train
     seed_everything(train_cfg.seed)
-    device = resolve_device(train_cfg.device)
     bf16 = use_bf16(train_cfg.precision, device)
     memory_format = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
 
-    # Data: whole splits as uint8 tensors on the device, made float a batch at a time.
-    use_data_dir(data.dataset, data.data_dir)
-    train_set = load_split(data.dataset, "train", data.val_size, data.split_seed).subset(data.train_limit)
-    val_set = load_split(data.dataset, "val", data.val_size, data.split_seed).subset(data.val_limit)
-    train_x = train_set.images.to(device)
-    train_y = train_set.labels.to(device)  # only the families that use labels read them
+    # Data: whole splits as uint8 tensors, made float a batch at a time. Every rank reads its own copy (each machine
+    # has its own files); one rank's bad file stops them all with its error.
+    failure = None
+    try:
+        use_data_dir(data.dataset, data.data_dir)
+        train_set = load_split(data.dataset, "train", data.val_size, data.split_seed).subset(data.train_limit)
+        val_set = load_split(data.dataset, "val", data.val_size, data.split_seed).subset(data.val_limit)
+    except VaelabError as error:
+        if world.size == 1:
+            raise
+        failure = str(error)
+    world.agree(failure)
+    train_x, train_y = _training_tensors(train_set.images, train_set.labels, device)
+    # Each rank validates its own part of the validation split; `validate` combines the parts.
+    val_part = torch.tensor_split(torch.arange(len(val_set.labels)), world.size)[world.rank]
     validation = ValidationData(
-        inputs=prepare_inputs(val_set.images, data.input_mode, VALIDATION_SEED).to(device),
-        intensities=to_float(val_set.images).to(device),
-        labels=val_set.labels.to(device),
+        inputs=prepare_inputs(val_set.images, data.input_mode, VALIDATION_SEED)[val_part].to(device),
+        intensities=to_float(val_set.images[val_part]).to(device),
+        labels=val_set.labels[val_part].to(device),
         seed=VALIDATION_SEED,
     )
     # The family's objective: which images an epoch runs over, the losses of a step, validation.
@@ -190,27 +229,41 @@ def _train(
 
     # Model, optimizers and the generators that make every random draw reproducible.
     model = build_model(config.model).to(device).to(memory_format=memory_format)
-    # The fused kernel updates all parameters in one pass: ~8× faster than the per-tensor default on the CPU.
+    if train_cfg.compile:
+        for network in model.children():  # in place: the checkpoint's names stay those of the plain model
+            network.compile()
+    runner = phase_runner(world, model)
+    # The fused kernel updates all parameters in one pass: ~8× faster than the per-tensor default on the CPU. It
+    # also skips a step on the device when told to (`found_inf`), which the non-finite handling relies on.
     optimizers = {
         name: torch.optim.Adam(parameters, lr=train_cfg.lr, fused=True, **objective.optimizer_options(name))
         for name, parameters in objective.parameter_groups(model).items()
     }
-    generators = {"binarize": torch.Generator(device).manual_seed(train_cfg.seed + 1)}
+    generators = {"binarize": torch.Generator(device).manual_seed(world.rank_seed(train_cfg.seed + 1))}
     for name, spec in objective.generators().items():
-        generators[name] = torch.Generator("cpu" if spec.cpu else device).manual_seed(train_cfg.seed + spec.offset)
+        generators[name] = torch.Generator("cpu" if spec.cpu else device).manual_seed(
+            world.rank_seed(train_cfg.seed + spec.offset))
     state: dict[str, Any] = {
         "epoch": 0, "step": 0, "batch_in_epoch": 0, "best_score": -math.inf, "history": [],
-        "epoch_sums": {"images": 0}, "skipped_steps": [],
+        "epoch_sums": {"images": 0}, "skipped_steps": [], "world_size": world.size,
     }
     if resume:
-        state = {**state, **checkpoint.load_last(run_dir, model, optimizers, generators, log=log)}
+        stored = {checkpoint.rng_name(name, world.rank): generator for name, generator in generators.items()}
+        state = {**state, **checkpoint.load_last(run_dir, model, optimizers, stored, log=log,
+                                                 optional_generators=world.rank > 0)}
         if "best_val_elbo" in state:  # written before the objective chose the selection number
             state["best_score"] = state.pop("best_val_elbo")
+        state["epoch_sums"] = _rank_sums(state, world)
+        if state.get("world_size", 1) != world.size:
+            log(f"warning: {run_dir} was trained by {state.get('world_size', 1)} process(es) and resumes with "
+                f"{world.size}: the batches are the same, the random draws of each rank start anew")
+            state["world_size"] = world.size
         log(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step']}")
-        # A kill between the checkpoint and the metrics file leaves metrics.jsonl one epoch behind: rewrite it.
-        checkpoint.write_metrics(run_dir, state["history"])
-        checkpoint.write_trainer_state(run_dir, state)
-        checkpoint.write_config(run_dir, config)  # with the new stopping point (a new run wrote its own already)
+        if world.is_main:
+            # A kill between the checkpoint and the metrics file leaves metrics.jsonl one epoch behind: rewrite it.
+            checkpoint.write_metrics(run_dir, state["history"])
+            checkpoint.write_trainer_state(run_dir, state)
+            checkpoint.write_config(run_dir, config)  # with the new stopping point (a new run wrote its own already)
     writer = None  # made after the first checkpoint: a start killed earlier leaves no tensorboard folder behind
 
     def modelled(intensities: torch.Tensor) -> torch.Tensor:
@@ -219,73 +272,73 @@ def _train(
             intensities = binarize(intensities, generators["binarize"])
         return intensities.contiguous(memory_format=memory_format)
 
+    def save_last(tally: _Tally) -> None:
+        """The resumable checkpoint, with every rank's generators and running sums (every rank calls it; rank 0
+        writes)."""
+        rng_states = world.gather({checkpoint.rng_name(name, world.rank): generator.get_state()
+                                   for name, generator in generators.items()})
+        sums = world.gather(tally.read_sums())
+        if world.is_main:
+            stored = {**state, "epoch_sums": sums[0], **({"other_rank_sums": sums[1:]} if world.size > 1 else {})}
+            checkpoint.save_last(run_dir, model, optimizers, {k: v for part in rng_states for k, v in part.items()},
+                                 stored)
+
     context = StepContext(
         state["step"], total_steps, generators, modelled, lambda batch: batch.contiguous(memory_format=memory_format),
         lambda: autocast(device, bf16), train_x, train_y,
     )
     bar = _progress_bar(total_steps, state["step"], enabled=progress)
     say = bar.write if progress else log  # keep the bar intact while it is shown
+
+    def look(tally: _Tally) -> None:  # the host reads the device's flags only here
+        _handle_faults(tally, state, train_cfg.skip_nonfinite, run_dir, epoch, say, bar)
+
     finished = True
     while state["epoch"] < train_cfg.epochs:
         epoch = state["epoch"]
         model.train()
-        # The epoch's order depends only on (seed, epoch): a resumed run sees the same batches.
+        # The epoch's order depends only on (seed, epoch): a resumed run sees the same batches. The epoch's batch
+        # indices go where the images are at once; each step takes its row (this rank's share of it).
         order = epoch_order(train_cfg.seed, epoch)
-        batches = [pool[i] for i in iterate_batches(len(pool), train_cfg.batch_size, order, drop_last=True)]
-        sums = state["epoch_sums"]  # carried in the checkpoint: a mid-epoch resume reports the same epoch means
+        batches = torch.stack([pool[i] for i in iterate_batches(len(pool), train_cfg.batch_size, order,
+                                                                drop_last=True)]).to(train_x.device)
+        tally = _Tally(device, state["epoch_sums"])  # carried in the checkpoint: a resume reports the same means
         seen_here, epoch_start = 0, time.perf_counter()
-        for index in batches[state["batch_in_epoch"] :]:
-            intensities, labels = to_float(train_x[index.to(device)]), train_y[index.to(device)]
+        for global_batch in batches[state["batch_in_epoch"] :]:
+            intensities, labels = _batch(train_x, train_y, world.rank_share(global_batch), device)
             lr = learning_rate(state["step"], total_steps, train_cfg.lr, train_cfg.min_lr, train_cfg.lr_schedule)
             for optimizer in optimizers.values():
                 for group in optimizer.param_groups:
                     group["lr"] = lr
             context.step = state["step"]
-            logged, bad = {}, None
-            for phase in objective.step(model, intensities, labels, context):
-                bad = _optimizer_step(phase, optimizers[phase.optimizer], train_cfg.grad_clip)
-                if bad is not None:  # the rest of the step is not taken
-                    break
-                logged.update({name: value.float().mean().item() for name, value in phase.logged.items()})
-            if bad is not None:
-                # The step (or its phases from the bad one on) is not taken, so the weights stay the last good
-                # ones; a skipped batch still counts as a step, keeping the data order and schedules those of an
-                # undisturbed run.
-                if len(state["skipped_steps"]) >= train_cfg.skip_nonfinite:
-                    bar.close()
-                    raise NonFiniteLossError(
-                        f"{bad} at step {state['step']} (epoch {epoch + 1}); stopped, the last good checkpoint in "
-                        f"{run_dir} is intact — lower --lr or --grad-clip, use --precision fp32, or allow a few "
-                        f"bad batches with --skip-nonfinite N"
-                    )
-                say(f"warning: {bad} at step {state['step']}; batch skipped "
-                    f"({len(state['skipped_steps']) + 1} of at most {train_cfg.skip_nonfinite})")
-                state["skipped_steps"].append(state["step"])
-            else:
-                for name, value in logged.items():
-                    sums[name] = sums.get(name, 0.0) + value * intensities.shape[0]
-                sums["images"] += intensities.shape[0]
-
+            phases = objective.step(model, intensities, labels, context)
+            fault, value, logged = take_step(runner, phases, optimizers, train_cfg.grad_clip, world)
+            tally.add(state["step"], fault, value, logged, intensities.shape[0])
             state["step"] += 1
             state["batch_in_epoch"] += 1
-            seen_here += intensities.shape[0]
+            seen_here += global_batch.shape[0]
             bar.update(1)
-            if state["step"] % 20 == 0 and bad is None:
-                rate = seen_here / (time.perf_counter() - epoch_start)
-                terms = " ".join(f"{name} {value:.1f}" for name, value in logged.items())
-                bar.set_postfix_str(f"epoch {epoch + 1}/{train_cfg.epochs} {terms} {rate:,.0f} img/s")
+            if state["step"] % LOG_EVERY == 0:
+                look(tally)
+                if progress:
+                    rate = seen_here / (time.perf_counter() - epoch_start)
+                    terms = " ".join(f"{name} {value:.1f}" for name, value in tally.last_logged().items())
+                    bar.set_postfix_str(f"epoch {epoch + 1}/{train_cfg.epochs} {terms} {rate:,.0f} img/s")
             if train_cfg.max_steps is not None and state["step"] >= train_cfg.max_steps:
                 finished = False
                 break
             mid_epoch = state["batch_in_epoch"] < len(batches)  # the epoch's end writes its own checkpoint
             if mid_epoch and train_cfg.checkpoint_every and state["step"] % train_cfg.checkpoint_every == 0:
-                checkpoint.save_last(run_dir, model, optimizers, generators, state)
+                look(tally)
+                save_last(tally)
+        look(tally)
         train_seconds = time.perf_counter() - epoch_start
         if not finished:
-            checkpoint.save_last(run_dir, model, optimizers, generators, state)
+            save_last(tally)
             break
 
-        val = validate(objective, model, validation)
+        val = validate(objective, model, validation, world)
+        sums = _summed(world.gather(tally.read_sums()))
         last_step = state["step"] - 1  # the schedules' values at the epoch's last step, also after a resume
         images = max(sums["images"], 1)
         row = {
@@ -304,17 +357,19 @@ def _train(
         score = epoch + 1 if objective.selection is None else val[objective.selection]
         if score > state["best_score"]:
             state["best_score"] = score
-            checkpoint.save_best(run_dir, model, epoch + 1, selection, score)
+            if world.is_main:
+                checkpoint.save_best(run_dir, model, epoch + 1, selection, score)
         state["epoch"] += 1
         state["batch_in_epoch"] = 0
         state["epoch_sums"] = {"images": 0}
-        checkpoint.save_last(run_dir, model, optimizers, generators, state)
-        checkpoint.write_metrics(run_dir, state["history"])
-        if train_cfg.tensorboard:
-            writer = writer if writer is not None else _summary_writer_class()(str(run_dir / "tensorboard"))
-            for key, value in row.items():
-                if isinstance(value, float):
-                    writer.add_scalar(key, value, epoch + 1)
+        save_last(_Tally(device, state["epoch_sums"]))
+        if world.is_main:
+            checkpoint.write_metrics(run_dir, state["history"])
+            if train_cfg.tensorboard:
+                writer = writer if writer is not None else _summary_writer_class()(str(run_dir / "tensorboard"))
+                for key, value in row.items():
+                    if isinstance(value, float):
+                        writer.add_scalar(key, value, epoch + 1)
         say(
             f"epoch {epoch + 1:3d}  train loss {row.get('train_loss', math.nan):.2f}  {objective.summary(row)}  "
             f"{row['images_per_s']:,.0f} img/s"
@@ -326,28 +381,165 @@ def _train(
                        state["history"])
 
 
-def validate(objective: Objective, model: torch.nn.Module, data: ValidationData) -> dict[str, Any]:
-    """The objective's validation numbers, in eval mode without gradients (fp32: no autocast)."""
+LOG_EVERY = 20  # steps between the host's reads of the device's flags (and the progress bar's numbers)
+LOSS_FAULT, GRADIENT_FAULT = 1.0, 2.0
+
+
+def _training_tensors(
+    images: torch.Tensor, labels: torch.Tensor, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training images and labels on the device when they fit in half its free memory (batches are then taken
+    by index there, with no host copy per step); otherwise in pinned host memory, copied per batch without
+    blocking."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if images.numel() * images.element_size() > free // 2:
+            return images.pin_memory(), labels.pin_memory()
+    return images.to(device), labels.to(device)
+
+
+def _batch(
+    train_x: torch.Tensor, train_y: torch.Tensor, index: torch.Tensor, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch's float images and labels, on the device."""
+    if train_x.device == device:
+        return to_float(train_x[index]), train_y[index]
+    images = train_x[index].pin_memory().to(device, non_blocking=True)
+    return to_float(images), train_y[index].pin_memory().to(device, non_blocking=True)
+
+
+def take_step(
+    runner: Callable[[Iterator[Phase]], Phase | None],
+    phases: Iterator[Phase],
+    optimizers: dict[str, torch.optim.Optimizer],
+    grad_clip: float,
+    world: World,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Every phase of one training step, each an optimizer step, without the host waiting on the device.
+
+    A phase whose loss (on any rank) or gradient norm is not finite is not taken, nor is any phase after it in the
+    step: the fused Adam step reads that flag on the device (`found_inf`) and leaves its parameters and moments as
+    they were. Returns the step's fault (0, `LOSS_FAULT` or `GRADIENT_FAULT`: the first bad phase's), the
+    non-finite value, and the batch means of the terms the phases log, all on the device."""
+    fault = value = None
+    logged: dict[str, torch.Tensor] = {}
+    while (phase := runner(phases)) is not None:
+        optimizer = optimizers[phase.optimizer]
+        optimizer.zero_grad(set_to_none=True)
+        loss = phase.loss.detach().float()
+        # Which of nan, +inf, −inf any rank's loss is: every rank then skips the phase and names the same value.
+        kinds = world.any(torch.stack([loss.isnan(), loss == math.inf, loss == -math.inf]).float())
+        loss_value = torch.where(kinds[0] > 0, math.nan, torch.where(kinds[1] > 0, math.inf, -math.inf))
+        phase.loss.backward()  # DDP averages the gradients here: the gradient norm is the same on every rank
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip).float()
+        code = torch.where(kinds.amax() > 0, LOSS_FAULT, torch.where(grad_norm.isfinite(), 0.0, GRADIENT_FAULT))
+        bad_value = torch.where(code == LOSS_FAULT, loss_value, grad_norm)
+        if fault is None:
+            fault, value = code, bad_value
+        else:  # the first bad phase names the fault
+            value = torch.where(fault > 0, value, bad_value)
+            fault = torch.where(fault > 0, fault, code)
+        optimizer.found_inf = (fault > 0).float()
+        optimizer.step()
+        del optimizer.found_inf
+        logged.update({name: term.detach().float().mean() for name, term in phase.logged.items()})
+    if fault is None or value is None:
+        raise RuntimeError("an objective's step yielded no phase")
+    return fault, value, logged
+
+
+class _Tally:
+    """An epoch's running sums of the logged terms (weighted by images, good steps only) and its steps' faults,
+    kept on the device in float64; `starting` holds the sums carried in from a checkpoint."""
+
+    def __init__(self, device: torch.device, starting: dict[str, float]) -> None:
+        self.sums = {name: torch.tensor(float(value), dtype=torch.float64, device=device)
+                     for name, value in starting.items()}
+        self.faults: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        self.logged: dict[str, torch.Tensor] = {}
+
+    def add(self, step: int, fault: torch.Tensor, value: torch.Tensor, logged: dict[str, torch.Tensor],
+            images: int) -> None:
+        good = fault == 0
+        for name, mean in {**logged, "images": torch.ones((), device=fault.device)}.items():
+            weighted = torch.where(good, mean.double() * images, 0.0)  # a bad step's NaN stays out of the sums
+            self.sums[name] = self.sums[name] + weighted if name in self.sums else weighted
+        self.faults.append((step, fault, value))
+        self.logged = logged
+
+    def read_faults(self) -> list[tuple[int, float, float]]:
+        """The bad steps since the last read: (step, fault, value)."""
+        if not self.faults:
+            return []
+        steps = [step for step, _, _ in self.faults]
+        rows = torch.stack([torch.stack([fault, value]) for _, fault, value in self.faults]).tolist()
+        self.faults = []
+        return [(step, code, value) for step, (code, value) in zip(steps, rows, strict=True) if code]
+
+    def read_sums(self) -> dict[str, float]:
+        return {name: value.item() for name, value in self.sums.items()}
+
+    def last_logged(self) -> dict[str, float]:
+        return {name: value.item() for name, value in self.logged.items()}
+
+
+def _handle_faults(
+    tally: _Tally, state: dict[str, Any], limit: int, run_dir: Path, epoch: int, say: Callable[[str], None], bar: Any
+) -> None:
+    """Count the bad steps since the last look. Each was skipped: its weights stay the last good ones, and it still
+    counts as a step, keeping the data order and schedules those of an undisturbed run. One beyond `limit` stops
+    the run."""
+    for step, code, value in tally.read_faults():
+        bad = f"{'loss' if code == LOSS_FAULT else 'gradient norm'} became {value}"
+        if len(state["skipped_steps"]) >= limit:
+            bar.close()
+            raise NonFiniteLossError(
+                f"{bad} at step {step} (epoch {epoch + 1}); stopped, the last good checkpoint in {run_dir} is intact "
+                f"— lower --lr or --grad-clip, use --precision fp32, or allow a few bad batches with --skip-nonfinite N"
+            )
+        say(f"warning: {bad} at step {step}; batch skipped ({len(state['skipped_steps']) + 1} of at most {limit})")
+        state["skipped_steps"].append(step)
+
+
+def _summed(parts: list[dict[str, float]]) -> dict[str, float]:
+    """Every rank's sums added up, name by name."""
+    total: dict[str, float] = {}
+    for part in parts:
+        for name, value in part.items():
+            total[name] = total.get(name, 0.0) + value
+    return total
+
+
+def _rank_sums(state: dict[str, Any], world: World) -> dict[str, float]:
+    """This rank's running sums from a checkpoint's: rank r ≥ 1 its own (none for a rank the run did not have);
+    rank 0 its own plus those of ranks the resumed run lacks."""
+    others = state.pop("other_rank_sums", [])
+    if world.rank > 0:
+        return others[world.rank - 1] if world.rank - 1 < len(others) else {"images": 0}
+    return _summed([state["epoch_sums"], *others[world.size - 1 :]])
+
+
+def validate(
+    objective: Objective, model: torch.nn.Module, data: ValidationData, world: World | None = None
+) -> dict[str, Any]:
+    """The objective's validation numbers, in eval mode without gradients (fp32: no autocast). Across processes,
+    each rank validates its part, and the parts' numbers (means over their images) are combined weighted by size."""
     model.eval()
     with torch.no_grad():
         result = objective.validate(model, data)
     model.train()
-    return result
+    if world is None or world.size == 1:
+        return result
+    parts = world.gather((data.intensities.shape[0], result))
+    total = sum(count for count, _ in parts)
 
+    def mean(values: list[Any]) -> Any:
+        if isinstance(values[0], list):
+            return [mean(list(column)) for column in zip(*values, strict=True)]
+        return sum(count * value for (count, _), value in zip(parts, values, strict=True)) / total
 
-def _optimizer_step(phase: Phase, optimizer: torch.optim.Optimizer, grad_clip: float) -> str | None:
-    """Back-propagate one phase's loss and step its optimizer; what went wrong instead (a non-finite loss or
-    gradient norm), with the optimizer's parameters left as they were."""
-    optimizer.zero_grad(set_to_none=True)
-    if not torch.isfinite(phase.loss):
-        return f"loss became {phase.loss.item()}"
-    phase.loss.backward()
-    parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
-    if not torch.isfinite(grad_norm):
-        return f"gradient norm became {grad_norm.item()}"
-    optimizer.step()
-    return None
+    return {name: mean([part[name] for _, part in parts]) for name in result}
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
