@@ -231,3 +231,21 @@ def test_two_ranks_of_64_images_take_the_steps_of_one_process_of_128(tmp_path):
             one, two = weights(single), weights(double)
             assert one.keys() == two.keys() and one
             assert max((one[name] - two[name]).abs().max().item() for name in one) <= 1e-5
+
+
+def test_a_write_failing_on_rank_0_stops_every_rank_with_the_same_one_line_error(tmp_path):
+    """Rank 0 alone writes: a file-size limit (as a full disk would) makes its first resumable checkpoint fail, while
+    rank 1 waits in the next step; rank 1 stops at once with rank 0's line, and no half-written file is left."""
+    import resource
+
+    def limit_file_size() -> None:  # model.safetensors (≈0.9 MB) fits, last.safetensors (≈2.7 MB) does not
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_500_000, 1_500_000))
+
+    started = time.monotonic()
+    result = subprocess.run(torchrun_command(tmp_path / "run", SETTINGS), capture_output=True, text=True, cwd=ROOT,
+                            env=CHILD_ENV, timeout=300, preexec_fn=limit_file_size)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode != 0 and len(errors) == 2 and errors[0] == errors[1], result.stderr[-3000:]
+    assert errors[0].startswith("error: rank 0: could not write") and "last.safetensors" in errors[0]
+    assert time.monotonic() - started < 120
+    assert not list((tmp_path / "run").glob(".*.tmp")) and not (tmp_path / "run" / "last.safetensors").exists()

@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 from tests.conftest import tiny_config
 from vaelab.errors import VaelabError
-from vaelab.rundir import load_model, read_metrics
+from vaelab.rundir import load_model, load_tensors, read_metrics
 from vaelab.training import NonFiniteLossError, train
 from vaelab.training.runs import start_or_resume
 
@@ -126,3 +126,15 @@ def test_the_same_tensors_and_metadata_give_the_same_file_bytes_in_every_process
 
     tensors, metadata = load_tensors(files[0])
     assert torch.equal(tensors["b"], torch.arange(5.0)) and metadata["epoch"] == "3"
+
+
+def test_a_compiled_run_writes_the_checkpoint_a_plain_run_writes(tmp_path):
+    """`--compile` compiles the networks in place: the same tensor names, a model `load_model` reads, and the
+    same losses up to the compiled kernels' rounding."""
+    small = {"epochs": 1, "train_limit": 512, "val_limit": 128}
+    plain = train(tiny_config(**small), tmp_path / "plain", **QUIET)
+    compiled = train(tiny_config(**small, compile=True), tmp_path / "compiled", **QUIET)
+    names = [set(load_tensors(tmp_path / run / "last.safetensors")[0]) for run in ("plain", "compiled")]
+    assert names[0] == names[1]
+    assert load_model(tmp_path / "compiled").config.latent_dim == 8
+    assert compiled.history[0]["train_loss"] == pytest.approx(plain.history[0]["train_loss"], rel=0.01)

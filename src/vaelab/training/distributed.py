@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +33,20 @@ from torch import nn
 from vaelab.errors import VaelabError
 
 RANK_SEED_STRIDE = 1_000_003  # rank r draws from seed + offset + r × stride: rank 0's draws are a single run's
+FAILURE_KEY = "failure"
+
+
+class RanksFailed(VaelabError):
+    """An error every rank reports with the same line, naming the rank where it happened."""
+
+    every_rank = True
+
+
+_failures: Any = None  # the store where a failing rank leaves its message (a client of its own, see process_group)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
 
 
 @dataclass(frozen=True)
@@ -78,7 +94,21 @@ class World:
         failed = [(rank, message) for rank, message in enumerate(errors) if message is not None]
         if failed:
             rank, message = failed[0]
-            raise VaelabError(message if self.size == 1 else f"rank {rank}: {message}")
+            raise RanksFailed(message if self.size == 1 else f"rank {rank}: {message}")
+
+    def failure(self, error: Exception) -> Exception:
+        """What this rank raises for `error`: across processes, a one-line error naming the rank, which the other
+        ranks (waiting in a collective that will never come) read from the store, print and exit with
+        (`_watch_for_failures`). An error every rank raises at once (`every_rank`) is raised as it is; an error
+        that is not a `VaelabError` (a bug) keeps its traceback here."""
+        if self.size == 1 or getattr(error, "every_rank", False):
+            return error
+        detail = str(error) if isinstance(error, VaelabError) else f"{type(error).__name__}: {error}"
+        message = f"rank {self.rank}: {_first_line(detail)}"
+        if _failures is not None:
+            _failures.set(FAILURE_KEY, message)
+            time.sleep(0.5)  # the others print it before torchrun, seeing this rank exit, stops them
+        return RanksFailed(message) if isinstance(error, VaelabError) else error
 
     def from_main(self, value: Any) -> Any:
         """Rank 0's `value` (a small picklable object) on every rank."""
@@ -130,13 +160,35 @@ def process_group(world: World, device: torch.device) -> Iterator[None]:
     # torchrun's store outlives a restart (`--max-restarts`), and with it the addresses the dead group published:
     # each attempt keeps its keys apart, or the new ranks may dial the old ones (pytorch/pytorch#167288).
     store, rank, size = next(dist.rendezvous("env://"))
-    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=dist.PrefixStore(
-        f"vaelab/attempt-{attempt}", store), rank=rank, world_size=size)
+    prefix = f"vaelab/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", store=dist.PrefixStore(prefix, store),
+                            rank=rank, world_size=size)
+    global _failures
+    _failures = dist.PrefixStore(prefix, dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                                                       is_master=False))
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch_for_failures, args=(_failures, done), daemon=True)
+    watcher.start()
     try:
         yield
     finally:
+        done.set()
+        watcher.join()
+        _failures = None
         dist.destroy_process_group()
+
+
+def _watch_for_failures(store: Any, done: threading.Event, interval: float = 0.05) -> None:
+    """Print the line another rank failed with and leave, rather than wait in a collective it will never join."""
+    while not done.wait(interval):
+        try:
+            if not store.check([FAILURE_KEY]):
+                continue
+            message = store.get(FAILURE_KEY).decode()
+        except Exception:  # the store is gone: the group is over, one way or another
+            return
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        os._exit(2)
 
 
 class PhaseRunner(nn.Module):

@@ -36,14 +36,14 @@ from vaelab.models.objective import Objective, Phase, StepContext, ValidationDat
 from vaelab.models.registry import build_model, family
 from vaelab.rundir import CONFIG, has_resumable_checkpoint
 from vaelab.training import checkpoint
-from vaelab.training.distributed import World, check_batch_size, phase_runner, process_group
+from vaelab.training.distributed import RanksFailed, World, check_batch_size, phase_runner, process_group
 from vaelab.training.lock import run_lock
 
 VALIDATION_SEED = 1234  # fixed binarization and draws for validation, so epochs are comparable
 
 
 class NonFiniteLossError(VaelabError):
-    pass
+    every_rank = True  # the non-finite flag is reduced over the ranks: all of them stop at the same step
 
 
 @dataclass
@@ -113,12 +113,18 @@ def train(
     check_batch_size(world, config.train.batch_size)
     device = world.device(resolve_device(config.train.device))
     with process_group(world, device):
-        if world.is_main:
-            return _train_as_writer(config, run_dir, resume, progress, log, keep_existing, world, device)
-        decision = world.from_main(None)  # rank 0's: resume or not, or the error that stopped it
-        if isinstance(decision, str):
-            raise VaelabError(decision)
-        return _train(config, run_dir, decision, world, device, progress=False, log=lambda message: None)
+        try:
+            if world.is_main:
+                return _train_as_writer(config, run_dir, resume, progress, log, keep_existing, world, device)
+            decision = world.from_main(None)  # rank 0's: resume or not, or the error that stopped it
+            if isinstance(decision, str):
+                raise RanksFailed(decision)
+            return _train(config, run_dir, decision, world, device, progress=False, log=lambda message: None)
+        except Exception as error:
+            failure = world.failure(error)
+            if failure is error:
+                raise
+            raise failure from None
 
 
 def _train_as_writer(
@@ -155,7 +161,8 @@ def _train_as_writer(
                 raise
     except Exception as error:
         if not told:
-            world.from_main(str(error) if isinstance(error, VaelabError) else f"{type(error).__name__}: {error}")
+            detail = str(error) if isinstance(error, VaelabError) else f"{type(error).__name__}: {error}"
+            world.from_main(f"rank 0: {detail}")
         raise
 
 
