@@ -110,6 +110,7 @@ def measure_disentanglement(
         "factors_dropped": dropped_factors,
         "images": int(defined.sum()),
         "images_dropped": int((~defined).sum()),
+        "images_requested": images,  # None: all; more than the split holds is all of it
         "bins": bins,
         "regressor": regressor,
         "all": {**disentanglement_scores(codes, factors, bins, regressor),

@@ -169,7 +169,8 @@ def _disentanglement(run_dir: Path, settings: SweepSettings, log: Log) -> tuple[
     if not describe(read_config(run_dir).data.dataset).attributes:
         return None, "skipped"
     stored = read_artefact_if_present(run_dir, DISENTANGLEMENT)
-    if stored is not None and stored["all"]["images"] + stored["images_dropped"] == settings.metric_images:
+    if stored is not None and settings.metric_images in (stored.get("images_requested"),
+                                                         stored["all"]["images"] + stored["images_dropped"]):
         return stored, "skipped"
     log(f"{run_dir.name}: MIG, DCI and SAP on {settings.metric_images:,} test images")
     return measure_disentanglement(run_dir, settings.metric_images), "computed"
