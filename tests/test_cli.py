@@ -92,7 +92,8 @@ def test_every_train_option_comes_from_a_config_field_with_help_and_a_shown_defa
     train = get_command(app).commands["train"]
     options = {param.name: param for param in train.params}
     fields = [f.name for _, section in SECTIONS for f in dataclasses.fields(section) if f.name not in DERIVED_FIELDS]
-    assert set(fields) <= set(options) and set(options) - set(fields) == {"out", "resume", "config", "progress"}
+    command_only = {"out", "resume", "config", "progress", "nproc"}
+    assert set(fields) <= set(options) and set(options) - set(fields) == command_only
     for name in fields:
         assert options[name].help and options[name].show_default not in (None, False, ""), name
     assert options["kind"].opts == ["--model"] and options["beta"].opts == ["--beta"]
