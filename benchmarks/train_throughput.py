@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,11 @@ REFERENCE = {"channels": [32, 64], "blocks_per_stage": 0, "hidden_dim": 0, "late
 WARMUP_STEPS = 20
 
 
+def steady_rate(loop_seconds: Callable[[int], float], steps: int, batch_size: int) -> float:
+    """Images/s once warm: the loop time of a `WARMUP_STEPS` epoch subtracted from that of a `steps` epoch."""
+    return (steps - WARMUP_STEPS) * batch_size / (loop_seconds(steps) - loop_seconds(WARMUP_STEPS))
+
+
 def trainer_images_per_second(config: RunConfig, steps: int) -> float:
     """Steady-state rate of `vaelab.train`: the training-loop time of a `WARMUP_STEPS` epoch is subtracted from
     that of a `steps` epoch (both exclude data loading and validation), as the DataLoader loop skips its first
@@ -52,7 +58,7 @@ def trainer_images_per_second(config: RunConfig, steps: int) -> float:
         run = config.with_overrides({"train_limit": n * config.train.batch_size, "val_limit": 100, "epochs": 1})
         return train(run, Path(tempfile.mkdtemp()), progress=False, log=lambda m: None).history[0]["train_seconds"]
 
-    return (steps - WARMUP_STEPS) * config.train.batch_size / (loop_seconds(steps) - loop_seconds(WARMUP_STEPS))
+    return steady_rate(loop_seconds, steps, config.train.batch_size)
 
 
 def command_line_images_per_second(config: RunConfig, steps: int, processes: int, threads: int) -> float:
@@ -73,7 +79,7 @@ def command_line_images_per_second(config: RunConfig, steps: int, processes: int
         subprocess.run(command, check=True, capture_output=True, env=environment)
         return json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["train_seconds"]
 
-    return (steps - WARMUP_STEPS) * config.train.batch_size / (loop_seconds(steps) - loop_seconds(WARMUP_STEPS))
+    return steady_rate(loop_seconds, steps, config.train.batch_size)
 
 
 class PerItemImages(Dataset):

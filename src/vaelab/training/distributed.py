@@ -45,8 +45,12 @@ class RanksFailed(VaelabError):
 _failures: Any = None  # the store where a failing rank leaves its message (a client of its own, see process_group)
 
 
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
+def rank_message(rank: int, error: Exception | str) -> str:
+    """The one line every rank reports for `error` on `rank`: a `VaelabError`'s message, another exception's type
+    and message, its first line only."""
+    detail = error if isinstance(error, str | VaelabError) else f"{type(error).__name__}: {error}"
+    text = str(detail).strip()
+    return f"rank {rank}: {text.splitlines()[0] if text else text}"
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,7 @@ class World:
         failed = [(rank, message) for rank, message in enumerate(errors) if message is not None]
         if failed:
             rank, message = failed[0]
-            raise RanksFailed(message if self.size == 1 else f"rank {rank}: {message}")
+            raise RanksFailed(message if self.size == 1 else rank_message(rank, message))
 
     def failure(self, error: Exception) -> Exception:
         """What this rank raises for `error`: across processes, a one-line error naming the rank, which the other
@@ -103,8 +107,7 @@ class World:
         that is not a `VaelabError` (a bug) keeps its traceback here."""
         if self.size == 1 or getattr(error, "every_rank", False):
             return error
-        detail = str(error) if isinstance(error, VaelabError) else f"{type(error).__name__}: {error}"
-        message = f"rank {self.rank}: {_first_line(detail)}"
+        message = rank_message(self.rank, error)
         if _failures is not None:
             _failures.set(FAILURE_KEY, message)
             time.sleep(0.5)  # the others print it before torchrun, seeing this rank exit, stops them

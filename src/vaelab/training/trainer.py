@@ -36,7 +36,14 @@ from vaelab.models.objective import Objective, Phase, StepContext, ValidationDat
 from vaelab.models.registry import build_model, family
 from vaelab.rundir import CONFIG, has_resumable_checkpoint
 from vaelab.training import checkpoint
-from vaelab.training.distributed import RanksFailed, World, check_batch_size, phase_runner, process_group
+from vaelab.training.distributed import (
+    RanksFailed,
+    World,
+    check_batch_size,
+    phase_runner,
+    process_group,
+    rank_message,
+)
 from vaelab.training.lock import run_lock
 
 VALIDATION_SEED = 1234  # fixed binarization and draws for validation, so epochs are comparable
@@ -161,8 +168,7 @@ def _train_as_writer(
                 raise
     except Exception as error:
         if not told:
-            detail = str(error) if isinstance(error, VaelabError) else f"{type(error).__name__}: {error}"
-            world.from_main(f"rank 0: {detail}")
+            world.from_main(rank_message(0, error))
         raise
 
 
@@ -279,12 +285,12 @@ def _train(
             intensities = binarize(intensities, generators["binarize"])
         return intensities.contiguous(memory_format=memory_format)
 
-    def save_last(tally: _Tally) -> None:
+    def save_last(epoch_sums: dict[str, float]) -> None:
         """The resumable checkpoint, with every rank's generators and running sums (every rank calls it; rank 0
         writes)."""
         rng_states = world.gather({checkpoint.rng_name(name, world.rank): generator.get_state()
                                    for name, generator in generators.items()})
-        sums = world.gather(tally.read_sums())
+        sums = world.gather(epoch_sums)
         if world.is_main:
             stored = {**state, "epoch_sums": sums[0], **({"other_rank_sums": sums[1:]} if world.size > 1 else {})}
             checkpoint.save_last(run_dir, model, optimizers, {k: v for part in rng_states for k, v in part.items()},
@@ -337,11 +343,11 @@ def _train(
             mid_epoch = state["batch_in_epoch"] < len(batches)  # the epoch's end writes its own checkpoint
             if mid_epoch and train_cfg.checkpoint_every and state["step"] % train_cfg.checkpoint_every == 0:
                 look(tally)
-                save_last(tally)
+                save_last(tally.read_sums())
         look(tally)
         train_seconds = time.perf_counter() - epoch_start
         if not finished:
-            save_last(tally)
+            save_last(tally.read_sums())
             break
 
         val = validate(objective, model, validation, world)
@@ -369,7 +375,7 @@ def _train(
         state["epoch"] += 1
         state["batch_in_epoch"] = 0
         state["epoch_sums"] = {"images": 0}
-        save_last(_Tally(device, state["epoch_sums"]))
+        save_last(state["epoch_sums"])
         if world.is_main:
             checkpoint.write_metrics(run_dir, state["history"])
             if train_cfg.tensorboard:
