@@ -134,7 +134,7 @@ def test_the_non_finite_loss_message_names_flags_that_exist(tmp_path, monkeypatc
     from vaelab.models import vae
     from vaelab.training import NonFiniteLossError, train
 
-    monkeypatch.setattr(vae, "kl_with_free_bits", lambda kl, free_bits: kl.sum(1) * float("nan"))
+    monkeypatch.setattr(vae, "kl_with_free_bits", lambda kl, kl_per_dim, free_bits: kl * float("nan"))
     with pytest.raises(NonFiniteLossError) as stopped:
         train(tiny_config(epochs=1, train_limit=256), tmp_path / "run", progress=False, log=lambda message: None)
     named = set(re.findall(r"--[a-z-]+", str(stopped.value)))

@@ -31,6 +31,7 @@ MAX_STAGE_WIDTH = 256  # the widest stage that the extension adds (a wider one i
 MAX_WIDTH = 4096  # widths above this cannot fit a small-image model in memory; refuse them before allocating
 MAX_HEAD_SHIFT_SHARE = 4  # at most a quarter of the image side: further moves the object out of the frame
 MAX_HEAD_ROTATE = 45.0  # degrees; handwriting and photographed clothes lean far less
+MAX_PRIOR_COMPONENTS = 5000  # each one is encoded at every training step
 
 
 def option(default: Any, help: str, flag: str | None = None, shown: str | None = None) -> Any:
@@ -99,6 +100,11 @@ class ModelConfig:
     capacity_max: float = option(25.0, "capacity: nats the latent may carry at the end of the ramp.")
     capacity_steps: int = option(0, "capacity: steps of the linear ramp from 0 nats (0: the whole run).")
     capacity_weight: float = option(100.0, "capacity: γ of γ·|KL − C|.")
+    # The prior lives with the model too: the VampPrior's pseudo-inputs are weights of the model.
+    prior: str = option("standard", "VAE kinds: p(z), standard (N(0, I)) or vamp (the VampPrior: a mixture of the "
+                                    "posteriors of learned pseudo-inputs, Tomczak & Welling 2018).")
+    # Tomczak & Welling used 500; each training step encodes every pseudo-input, so fewer is cheaper on a CPU
+    prior_components: int = option(100, "vamp: pseudo-inputs K, the mixture's components.")
     latent_dim: int = option(32, "Latent dimensions.")
     channels: list[int] = option(
         [32, 64], "Widths of the stride-2 conv stages, e.g. 32,64; larger images add stages (each twice as wide, at "
@@ -234,10 +240,14 @@ class RunConfig:
         """The objective of the run and its weights, e.g. `{"name": "tcvae", "tc_weight": 6.0}` (β for `beta`), as
         eval.json, disentanglement.json and the report name them."""
         if self.model.objective == "beta":
-            return {"name": "beta", "beta": self.train.beta, "kl_warmup_steps": self.train.kl_warmup_steps,
-                    "free_bits": self.train.free_bits}
-        names = OBJECTIVE_WEIGHTS[self.model.objective]
-        return {"name": self.model.objective, **{name: getattr(self.model, name) for name in names}}
+            settings = {"name": "beta", "beta": self.train.beta, "kl_warmup_steps": self.train.kl_warmup_steps,
+                        "free_bits": self.train.free_bits}
+        else:
+            names = OBJECTIVE_WEIGHTS[self.model.objective]
+            settings = {"name": self.model.objective, **{name: getattr(self.model, name) for name in names}}
+        if self.model.prior != "standard":  # named only when not the default, so earlier runs read the same
+            settings.update(prior=self.model.prior, prior_components=self.model.prior_components)
+        return settings
 
     def with_overrides(self, overrides: dict[str, Any]) -> RunConfig:
         """A copy with flat `name=value` overrides (CLI flags); each name belongs to exactly one section."""
@@ -321,6 +331,7 @@ class RunConfig:
         )
         _check(1 <= m.latent_dim <= MAX_WIDTH, f"latent_dim must be between 1 and {MAX_WIDTH}")
         self._validate_objective()
+        self._validate_prior()
         _check(
             1 <= len(m.channels) <= 4 and all(1 <= c <= MAX_WIDTH for c in m.channels),
             f"channels must be 1 to 4 widths between 1 and {MAX_WIDTH}, e.g. 32,64",
@@ -366,6 +377,24 @@ class RunConfig:
         _check(t.max_steps is None or t.max_steps >= 1, "max_steps must be at least 1")
         _check(t.checkpoint_every >= 0, "checkpoint_every must be ≥ 0 steps (0: checkpoint at epoch ends only)")
         _check(t.skip_nonfinite >= 0, "skip_nonfinite must be ≥ 0 batches")
+
+    def _validate_prior(self) -> None:
+        """The prior is an option of the kinds with an encoder and a likelihood: the VampPrior is made of posteriors."""
+        from vaelab.models.priors import PRIORS
+        from vaelab.models.registry import FAMILIES
+
+        m = self.model
+        _check(m.prior in PRIORS, f"prior must be one of {', '.join(PRIORS)} (got '{m.prior}')")
+        _check(1 <= m.prior_components <= MAX_PRIOR_COMPONENTS,
+               f"prior_components must be between 1 and {MAX_PRIOR_COMPONENTS:,} (got {m.prior_components})")
+        if m.prior != "standard":
+            can = FAMILIES[m.kind].capabilities
+            vae_kinds = " or ".join(kind for kind, entry in FAMILIES.items()
+                                    if entry.capabilities.encoder and entry.capabilities.likelihood)
+            _check(can.encoder and can.likelihood, f"prior {m.prior} applies to --model {vae_kinds}, not {m.kind}")
+        else:
+            _check(m.prior_components == _default(ModelConfig, "prior_components"),
+                   "prior_components applies to prior vamp; add --prior vamp")
 
     def _validate_objective(self) -> None:
         """The objective is an option of the VAE family; each objective's weights apply to it alone."""

@@ -30,9 +30,9 @@ __all__ = [
 @torch.no_grad()
 def class_grid(model: VAE, columns: int, seed: int = 0) -> torch.Tensor:
     """Images `[classes, columns, C, H, W]`: row c is class c, and every row decodes the same `columns` draws
-    z ~ N(0, I), so a column is one style written as every class."""
+    z ~ p(z), so a column is one style written as every class."""
     require_conditional(model, "the class grid")
-    z = torch.randn(columns, model.latent_dim, generator=torch.Generator().manual_seed(seed)).to(model.device)
+    z = model.sample_prior(columns, torch.Generator().manual_seed(seed))
     rows = [model.decode(z, torch.full((columns,), label, dtype=torch.long)).cpu() for label in range(model.classes)]
     return torch.stack(rows)
 

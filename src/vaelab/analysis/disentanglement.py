@@ -126,12 +126,15 @@ def measure_disentanglement(
 
 
 def objective_text(objective: dict[str, Any]) -> str:
-    """`β-TCVAE, tc_weight 6` / `β-VAE, β 1`: an objective and its weights in a few words."""
+    """`β-TCVAE, tc_weight 6` / `β-VAE, β 1` / `β-VAE, β 1, VampPrior (100 pseudo-inputs)`: an objective, its
+    weights and a prior other than N(0, I) in a few words."""
     names = {"beta": "β-VAE", "tcvae": "β-TCVAE", "factorvae": "FactorVAE", "capacity": "annealed capacity"}
     # β is always shown; the β-VAE's warm-up and free bits only when they are on.
     weights = ", ".join(f"{'β' if key == 'beta' else key} {value:g}" for key, value in objective.items()
-                        if key != "name" and (value or key not in ("kl_warmup_steps", "free_bits")))
-    return f"{names[objective['name']]}, {weights}"
+                        if key not in ("name", "prior", "prior_components")
+                        and (value or key not in ("kl_warmup_steps", "free_bits")))
+    prior = f", VampPrior ({objective['prior_components']} pseudo-inputs)" if objective.get("prior") == "vamp" else ""
+    return f"{names[objective['name']]}, {weights}{prior}"
 
 
 def disentanglement_table(result: dict[str, Any]) -> str:

@@ -105,14 +105,15 @@ def crossfade(start_image: torch.Tensor, end_image: torch.Tensor, steps: int) ->
     return lerp(start_image, end_image, interpolation_weights(steps)).to(start_image.dtype)
 
 
-def random_code(spec: str, what: str, latent_dim: int) -> torch.Tensor | None:
-    """`random:SEED` → a code `[D]` drawn from N(0, I) with that seed; anything else → None."""
+def random_code(spec: str, what: str, model: torch.nn.Module) -> torch.Tensor | None:
+    """`random:SEED` → a code `[D]` drawn from the model's prior with that seed (on the CPU); anything else →
+    None."""
     prefix, _, seed = spec.partition(":")
     if prefix != "random":
         return None
     if not seed.isdecimal():
         raise VaelabError(f"{what} {spec!r} is not valid; write random:SEED with SEED a whole number")
-    return torch.randn(latent_dim, generator=torch.Generator().manual_seed(int(seed)))
+    return model.sample_prior(1, torch.Generator().manual_seed(int(seed)))[0].cpu()
 
 
 def interpolation_ends(can: Capabilities) -> tuple[str, str, str]:
@@ -136,7 +137,7 @@ def interpolate_run(
     test, inputs = load_test_inputs(read_config(run_dir).data)
     codes, images = [], []
     for spec, what in ((start, "from"), (end, "to")):
-        code = random_code(spec, what, model.latent_dim)
+        code = random_code(spec, what, model)
         if code is None:
             index = parse_test_reference(spec, what, len(test))
             code = image_codes(model, inputs[index : index + 1], test.labels[index : index + 1],

@@ -196,7 +196,7 @@ def sample_codes(
     if sampler != "prior":
         refuse_conditional(model, f"--sampler {sampler}")  # both are fitted on codes of unlabelled images
     if sampler == "prior":
-        return torch.randn(n, model.latent_dim, generator=generator)
+        return model.sample_prior(n, generator).cpu()
     if sampler == "gmm":
         return load_or_fit_gmm(run_dir, model, components).sample(n, generator)
     return load_or_fit_two_stage(run_dir, model, log=log).sample(n, generator)

@@ -92,11 +92,20 @@ def image_codes(
     return torch.cat([model.invert(batch).cpu() for batch in inputs.split(INVERT_BATCH_SIZE)])
 
 
+def prior_marginals(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prior's mean and standard deviation per dimension, `[D]` each: a learned prior's (the VampPrior's),
+    else N(0, I)'s."""
+    marginals = getattr(model, "prior_marginals", None)
+    return marginals() if marginals is not None else (torch.zeros(model.latent_dim), torch.ones(model.latent_dim))
+
+
 def base_code(model: VAE, base: str, inputs: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-    """The code `[D]` a traversal starts from: the prior mean (`prior`) or a test image's posterior mean
-    (`test:INDEX`, an index into the prepared test inputs, whose `labels` a conditional model needs)."""
+    """The code `[D]` a traversal starts from: the prior's mode (`prior`: 0 for N(0, I)) or a test image's
+    posterior mean (`test:INDEX`, an index into the prepared test inputs, whose `labels` a conditional model
+    needs)."""
     if base == "prior":
-        return torch.zeros(model.latent_dim)
+        mode = getattr(model, "prior_mode", None)  # a learned prior (VampPrior); every other code is N(0, I)'s
+        return mode() if mode is not None else torch.zeros(model.latent_dim)
     if not base.startswith("test:"):
         raise VaelabError(
             f"base {base!r} is not valid; use prior or test:INDEX (INDEX from 0 to {inputs.shape[0] - 1})"
@@ -187,10 +196,12 @@ def traverse_from_bases(
     model: VAE, base_codes: torch.Tensor, dim: int, values: torch.Tensor, base_labels: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Each base code `[B, D]` with dimension `dim` set to each value `[S]`, decoded (a conditional model: as the
-    base's class, `base_labels` `[B]`): `[B, S, C, H, W]`."""
+    base's class, `base_labels` `[B]`): `[B, S, C, H, W]`. Values are in the prior's units: standard deviations
+    from its mean in that dimension (for N(0, I), the values themselves)."""
     steps = values.shape[0]
     codes = base_codes[:, None, :].repeat(1, steps, 1)
-    codes[:, :, dim] = values.to(codes.dtype)
+    centre, scale = prior_marginals(model)
+    codes[:, :, dim] = (centre[dim] + scale[dim] * values).to(codes.dtype)
     labels = None if base_labels is None else base_labels.repeat_interleave(steps)
     images = decode_codes(model, codes.flatten(end_dim=1), labels)
     return images.unflatten(0, (base_codes.shape[0], steps))

@@ -23,11 +23,11 @@ SAMPLE_BATCH_SIZE = 1000
 
 @torch.no_grad()
 def class_samples(model: VAE, label: int, n: int, seed: int = 0) -> torch.Tensor:
-    """`n` images `[n, C, H, W]` generated as class `label` from z ~ N(0, I), reproducible by seed, on the CPU."""
+    """`n` images `[n, C, H, W]` generated as class `label` from z ~ p(z), reproducible by seed, on the CPU."""
     require_conditional(model, "class samples")
     model.check_labels(torch.tensor([label]))  # an unknown class is an error before any work
     generator = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, model.latent_dim, generator=generator)
+    z = model.sample_prior(n, generator).cpu()
     labels = torch.full((n,), label, dtype=torch.long)
     batches = iterate_batches(n, SAMPLE_BATCH_SIZE)
     return torch.cat([model.decode(z[i].to(model.device), labels[i]).cpu() for i in batches])

@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from vaelab.models.priors import mixture_log_density, standard_normal_log_density
 from vaelab.models.vae import VAE, gaussian_log_density
 
 
@@ -18,8 +19,8 @@ from vaelab.models.vae import VAE, gaussian_log_density
 def elbo_terms(
     model: VAE, x: torch.Tensor, generator: torch.Generator | None = None, labels: torch.Tensor | None = None
 ) -> dict[str, torch.Tensor]:
-    """Per-image reconstruction term (one z sample), analytic KL, and KL per dimension. A conditional model needs
-    the images' `labels`: its bound is on log p(x|y)."""
+    """Per-image reconstruction term (one z sample), the KL and the KL per dimension (see `VAE.kl_terms`). A
+    conditional model needs the images' `labels`: its bound is on log p(x|y)."""
     noise = torch.randn(x.shape[0], model.latent_dim, generator=generator).to(x.device)
     terms = model.loss_terms(x, noise, labels)
     return {"recon": terms["recon"], "kl": terms["kl"], "kl_per_dim": terms["kl_per_dim"], "mu": terms["mu"]}
@@ -38,13 +39,14 @@ def importance_weights(
     model: then the bound is on log p(x|y))."""
     mu, logvar = model.encode(x, labels)
     n, d = mu.shape
+    components = model.prior_components()  # the VampPrior's, once for all draws (None: N(0, I))
     columns = []
     for start in range(0, k, chunk):
         m = min(chunk, k - start)
         eps = torch.randn(n, m, d, generator=generator).to(mu.device)
         z = mu[:, None] + eps * (0.5 * logvar[:, None]).exp()
         log_q = gaussian_log_density(z, mu[:, None], logvar[:, None])
-        log_prior = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(-1)
+        log_prior = standard_normal_log_density(z) if components is None else mixture_log_density(z, *components)
         x_rep = x[:, None].expand(n, m, *x.shape[1:]).reshape(n * m, *x.shape[1:])
         repeated_labels = None if labels is None else labels.to(mu.device).repeat_interleave(m)
         log_px = model.decode_dist(z.reshape(n * m, d), repeated_labels).log_prob(x_rep).view(n, m)

@@ -52,7 +52,7 @@ class LabelledBound:
         """`loss_terms(x, noise, labels)` plus "logits" `[N, classes]` of q(y|x)."""
         hidden = self.trunk_features(x)
         mu, logvar = self.posterior_from_trunk(hidden, labels)
-        terms = reparameterised_terms(x, mu, logvar, noise, lambda z: self.decode_dist(z, labels))
+        terms = reparameterised_terms(x, mu, logvar, noise, lambda z: self.decode_dist(z, labels), self.kl_terms)
         terms["logits"] = self.head_logits(hidden, mu)
         return terms
 
@@ -113,7 +113,7 @@ class UnlabelledBound(LabelledBound):
             noise = torch.randn(n, self.latent_dim, device=x.device)
         repeated_x = x.repeat(k, *[1] * (x.dim() - 1))
         terms = reparameterised_terms(
-            repeated_x, mu, logvar, noise.repeat(k, 1), lambda z: self.decode_dist(z, labels)
+            repeated_x, mu, logvar, noise.repeat(k, 1), lambda z: self.decode_dist(z, labels), self.kl_terms
         )
         log_q = F.log_softmax(logits, dim=1)
         return {

@@ -68,8 +68,8 @@ class ConditionalVAE(VAE):
     def sample(
         self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """`n` images from z ~ N(0, I) decoded as `labels` `[n]`; without labels, the classes in turn (0, 1, …)."""
-        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+        """`n` images from z ~ p(z) decoded as `labels` `[n]`; without labels, the classes in turn (0, 1, …)."""
+        z = self.sample_prior(n, generator)
         if labels is None:
             labels = torch.arange(n) % self.classes
         return self.decode(z, labels)

@@ -252,7 +252,11 @@ class DDPM(nn.Module):
         steps: int | None = None,
     ) -> torch.Tensor:
         """`n` images by DDIM from codes z ~ N(0, I): `[n, C, H, W]` in [0, 1]."""
-        return self.decode(torch.randn(n, self.latent_dim, generator=generator), steps=steps)
+        return self.decode(self.sample_prior(n, generator), steps=steps)
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`n` codes (flattened x_T) z ~ N(0, I) `[n, latent_dim]` on the model's device, drawn on the CPU."""
+        return torch.randn(n, self.latent_dim, generator=generator).to(self.device)
 
     def invert(self, images: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """The DDIM code of each image in [0, 1]: `[N, latent_dim]`."""

@@ -98,8 +98,11 @@ class GAN(nn.Module):
         self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
         """`n` images from codes z ~ N(0, I): `[n, C, H, W]` in [0, 1]."""
-        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
-        return self.decode(z)
+        return self.decode(self.sample_prior(n, generator))
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`n` codes z ~ N(0, I) `[n, latent_dim]` on the model's device, drawn on the CPU from `generator`."""
+        return torch.randn(n, self.latent_dim, generator=generator).to(self.device)
 
     def judge(self, images: torch.Tensor) -> torch.Tensor:
         """The discriminator's logit for images in [0, 1]."""

@@ -119,11 +119,14 @@ def kl_weight(step: int, beta: float, warmup_steps: int) -> float:
     return beta * min(1.0, step / warmup_steps)
 
 
-def kl_with_free_bits(kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
-    """Per-image KL to penalise, `[N]`. With free bits λ (Kingma et al. 2016), a dimension whose batch-mean KL
-    is below λ nats is not pushed further down, which keeps dimensions from collapsing early."""
+def kl_with_free_bits(kl: torch.Tensor, kl_per_dim: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """Per-image KL to penalise, `[N]`, from the KL `[N]` and its per-dimension terms `[N, D]`. With free bits λ
+    (Kingma et al. 2016), a dimension whose batch-mean KL is below λ nats is not pushed further down, which keeps
+    dimensions from collapsing early."""
     if free_bits <= 0:
-        return kl_per_dim.sum(1)
+        return kl
     batch_mean = kl_per_dim.mean(0, keepdim=True)
-    # Only dimensions above the floor carry gradient; the per-image sum keeps the loss in nats per image.
-    return torch.where(batch_mean > free_bits, kl_per_dim, torch.full_like(kl_per_dim, free_bits)).sum(1)
+    # A dimension below the floor is counted as λ, without gradient. The KL itself is kept (not the per-dimension
+    # sum): under a VampPrior the per-dimension terms do not add up to it.
+    floored = torch.where(batch_mean > free_bits, torch.zeros_like(kl_per_dim), free_bits - kl_per_dim)
+    return kl + floored.sum(1)

@@ -81,7 +81,7 @@ def labelled_loss(
     terms = model.labelled_terms(x, labels, noise)
     logits = terms["logits"] if classified_x is None else model.classify(classified_x)
     ce = F.cross_entropy(logits, labels, reduction="none")
-    loss = terms["recon"] + beta * kl_with_free_bits(terms["kl_per_dim"], free_bits) + weight * ce
+    loss = terms["recon"] + beta * kl_with_free_bits(terms["kl"], terms["kl_per_dim"], free_bits) + weight * ce
     return loss, {"recon": terms["recon"], "kl": terms["kl"], "ce": ce, "logits": logits}
 
 
@@ -98,12 +98,12 @@ def unlabelled_loss(
     latent when unknown (M2: it has `unlabelled_terms`) sums y out; any other is the plain VAE's −ELBO."""
     if not hasattr(model, "unlabelled_terms"):
         terms = model.loss_terms(x, noise)
-        loss = terms["recon"] + beta * kl_with_free_bits(terms["kl_per_dim"], free_bits)
+        loss = terms["recon"] + beta * kl_with_free_bits(terms["kl"], terms["kl_per_dim"], free_bits)
         return loss, {"recon": terms["recon"], "kl": terms["kl"]}
     terms = model.unlabelled_terms(x, noise, classified_x)
     k, n = terms["recon"].shape
     # Free bits act per class on the batch of images decoded as that class.
-    penalised_kl = torch.stack([kl_with_free_bits(terms["kl_per_dim"][y], free_bits) for y in range(k)])
+    penalised_kl = torch.stack([kl_with_free_bits(terms["kl"][y], terms["kl_per_dim"][y], free_bits) for y in range(k)])
     q = F.softmax(terms["logits"], dim=1).T  # [K, N]
     loss = (q * (terms["recon"] + beta * penalised_kl)).sum(0) + terms["kl_y"]
     return loss, {"recon": (q * terms["recon"]).sum(0), "kl": (q * terms["kl"]).sum(0) + terms["kl_y"]}

@@ -1,4 +1,5 @@
-"""The convolutional VAE: encoder → diagonal Gaussian q(z|x), standard normal prior, decoder → p(x|z).
+"""The convolutional VAE: encoder → diagonal Gaussian q(z|x), a prior p(z) (standard normal, or the VampPrior of
+`vaelab.models.priors`), decoder → p(x|z).
 
 The public surface (kept stable for outside tools): `encode(x) → (mu, logvar)`, `decode_dist(z)` (a torch
 distribution whose `log_prob(x)` is `[N]`), `sample(n, generator)`, `latent_dim`. Loss terms are per image,
@@ -36,6 +37,13 @@ from vaelab.models.objective import (
     kl_weight,
     kl_with_free_bits,
 )
+from vaelab.models.priors import (
+    PSEUDO_INPUT_SCALE,
+    mixture_kl_terms,
+    mixture_log_density,
+    sample_mixture,
+    standard_normal_log_density,
+)
 from vaelab.models.registry import require_image_shape, require_images
 
 if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
@@ -52,21 +60,29 @@ def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
     return gaussian_log_density_per_dimension(z, mu, logvar).sum(-1)
 
 
+def standard_kl_terms(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Against N(0, I): the KL in closed form, "kl" `[N]` and "kl_per_dim" `[N, D]`, and "log_prior" log p(z) `[N]`
+    at the codes `z`."""
+    kl_dims = kl_per_dimension(mu, logvar)
+    return {"kl": kl_dims.sum(1), "kl_per_dim": kl_dims, "log_prior": standard_normal_log_density(z)}
+
+
 def reparameterised_terms(
     x: torch.Tensor,
     mu: torch.Tensor,
     logvar: torch.Tensor,
     noise: torch.Tensor | None,
     decode_dist: Callable[[torch.Tensor], Distribution],
+    kl_terms: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]] = standard_kl_terms,
 ) -> dict[str, torch.Tensor]:
     """The loss terms once q(z|x) is known: −log p(x|z) at one reparameterised z (standard normal `noise`, drawn
-    when None) and the KL per dimension. Each model passes its own `decode_dist` (e.g. with the label bound)."""
+    when None), and the KL terms of the model's prior (`kl_terms(z, mu, logvar)`: "kl", "kl_per_dim",
+    "log_prior"). Each model passes its own `decode_dist` (e.g. with the label bound)."""
     if noise is None:
         noise = torch.randn_like(mu)
     z = mu + noise * (0.5 * logvar).exp()
     recon = -decode_dist(z).log_prob(x)
-    kl_dims = kl_per_dimension(mu, logvar)
-    return {"recon": recon, "kl_per_dim": kl_dims, "kl": kl_dims.sum(1), "mu": mu, "logvar": logvar, "z": z}
+    return {"recon": recon, **kl_terms(z, mu, logvar), "mu": mu, "logvar": logvar, "z": z}
 
 
 class VAE(nn.Module):
@@ -131,6 +147,10 @@ class VAE(nn.Module):
         self.likelihood = likelihood()
         if config.objective == "factorvae":  # trained beside the VAE, by its own optimizer (see ELBOObjective)
             self.tc_discriminator = TCDiscriminator(config.latent_dim)
+        if config.prior == "vamp":  # the VampPrior's pseudo-inputs u_k, as logits: u_k = sigmoid(·) is an image
+            self.pseudo_inputs = nn.Parameter(
+                PSEUDO_INPUT_SCALE * torch.randn(config.prior_components, *config.image_shape)
+            )
 
     @property
     def latent_dim(self) -> int:
@@ -166,12 +186,67 @@ class VAE(nn.Module):
         """The mean image of p(x|z), in [0, 1]."""
         return self.decode_dist(z, labels).mean
 
+    def prior_components(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The VampPrior's components, the posterior means and log-variances of its pseudo-inputs `[K, D]` each
+        (a conditional model encodes pseudo-input k as class k mod classes); None for the standard normal prior."""
+        if self.config.prior != "vamp":
+            return None
+        pseudo_inputs = torch.sigmoid(self.pseudo_inputs)
+        labels = None
+        if self.config.classes is not None:  # ignored by the unconditional kinds
+            labels = torch.arange(pseudo_inputs.shape[0], device=pseudo_inputs.device) % self.config.classes
+        return self.encode(pseudo_inputs, labels)
+
+    def kl_terms(self, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, torch.Tensor]:
+        """KL(q(z|x) ‖ p(z)) per image ("kl" `[N]`) and per dimension ("kl_per_dim" `[N, D]`), and log p(z)
+        ("log_prior" `[N]`), for codes z drawn from q: in closed form for the standard normal prior, one-sample
+        estimates for the VampPrior (see `vaelab.models.priors`)."""
+        components = self.prior_components()
+        if components is None:
+            return standard_kl_terms(z, mu, logvar)
+        return mixture_kl_terms(z, mu, logvar, *components)
+
+    def prior_log_density(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) of codes `[..., D]`: `[...]`."""
+        components = self.prior_components()
+        if components is None:
+            return standard_normal_log_density(z)
+        return mixture_log_density(z, *components)
+
+    @torch.no_grad()
+    def prior_marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean and standard deviation of p(z) in each dimension, `[D]` each on the CPU: 0 and 1 for N(0, I),
+        the mixture's moments for the VampPrior. Traversals step in these units."""
+        components = self.prior_components()
+        if components is None:
+            return torch.zeros(self.latent_dim), torch.ones(self.latent_dim)
+        means, logvars = (part.float().cpu() for part in components)
+        mean = means.mean(0)
+        return mean, ((logvars.exp() + means.pow(2)).mean(0) - mean.pow(2)).clamp(min=0).sqrt()
+
+    @torch.no_grad()
+    def prior_mode(self) -> torch.Tensor:
+        """A most probable code of p(z), `[D]` on the CPU: 0 for N(0, I); for the VampPrior, the component mean
+        where the mixture's density is highest."""
+        components = self.prior_components()
+        if components is None:
+            return torch.zeros(self.latent_dim)
+        means = components[0]
+        return means[self.prior_log_density(means).argmax()].float().cpu()
+
+    @torch.no_grad()
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`n` codes z ~ p(z) `[n, D]` on the model's device, drawn on the CPU from `generator`."""
+        components = self.prior_components()
+        if components is None:
+            return torch.randn(n, self.latent_dim, generator=generator).to(self.device)
+        return sample_mixture(n, *components, generator=generator).to(self.device)
+
     def sample(
         self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """`n` images decoded from prior draws z ~ N(0, I): `[n, C, H, W]` in [0, 1]."""
-        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
-        return self.decode(z, labels)
+        """`n` images decoded from prior draws z ~ p(z): `[n, C, H, W]` in [0, 1]."""
+        return self.decode(self.sample_prior(n, generator), labels)
 
     def reconstruct(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Decode the posterior mean of each input."""
@@ -186,7 +261,7 @@ class VAE(nn.Module):
         `noise` (standard normal, `[N, latent_dim]`) may be passed so that callers control the randomness.
         """
         mu, logvar = self.encode(x, labels)
-        return reparameterised_terms(x, mu, logvar, noise, lambda z: self.decode_dist(z, labels))
+        return reparameterised_terms(x, mu, logvar, noise, lambda z: self.decode_dist(z, labels), self.kl_terms)
 
 
 @torch.no_grad()
@@ -244,7 +319,8 @@ class ELBOObjective(Objective):
         """What the objective adds to −log p(x|z), per image `[N]`, and the terms it logs."""
         weight = self.config.model.tc_weight
         if self.objective == "tcvae":
-            parts = total_correlation_terms(terms["z"], terms["mu"], terms["logvar"], len(self.pool))
+            parts = total_correlation_terms(terms["z"], terms["mu"], terms["logvar"], terms["log_prior"],
+                                            len(self.pool))
             return parts["mi"] + weight * parts["tc"] + parts["dim_kl"], parts
         if self.objective == "factorvae":
             tc = model.tc_discriminator(terms["z"])
@@ -252,7 +328,7 @@ class ELBOObjective(Objective):
         if self.objective == "capacity":
             gap = (terms["kl"].mean() - self.capacity(step)).abs()
             return (self.config.model.capacity_weight * gap).expand_as(terms["kl"]), {}
-        return self.beta(step) * kl_with_free_bits(terms["kl_per_dim"], self.config.train.free_bits), {}
+        return self.beta(step) * kl_with_free_bits(terms["kl"], terms["kl_per_dim"], self.config.train.free_bits), {}
 
     def step(
         self, model: VAE, intensities: torch.Tensor, labels: torch.Tensor, context: StepContext
@@ -289,20 +365,23 @@ class ELBOObjective(Objective):
         return torch.randn(x.shape[0], latent_dim, generator=context.generators["noise"], device=x.device)
 
     def validate(self, model: VAE, data: ValidationData) -> dict[str, Any]:
-        """Validation ELBO with fixed noise: one reparameterised sample per image, analytic KL."""
+        """Validation ELBO with fixed noise: one reparameterised sample per image; the KL in closed form (standard
+        prior) or estimated at that sample (VampPrior)."""
         device = data.inputs.device
         generator = torch.Generator(device).manual_seed(data.seed)
-        recon_sum, kl_dims_sum = 0.0, torch.zeros(self.config.model.latent_dim, device=device)
+        recon_sum, kl_sum = 0.0, 0.0
+        kl_dims_sum = torch.zeros(self.config.model.latent_dim, device=device)
         for index in iterate_batches(data.inputs.shape[0], VALIDATION_BATCH):
             index = index.to(device)
             x, y = data.inputs[index], data.labels[index]
             noise = torch.randn(x.shape[0], self.config.model.latent_dim, generator=generator, device=device)
             terms = model.loss_terms(x, noise, y)
             recon_sum += terms["recon"].sum().item()
+            kl_sum += terms["kl"].sum().item()
             kl_dims_sum += terms["kl_per_dim"].sum(0)
         n = data.inputs.shape[0]
         kl_per_dim = (kl_dims_sum / n).tolist()
-        recon, kl = recon_sum / n, sum(kl_per_dim)
+        recon, kl = recon_sum / n, kl_sum / n
         return {
             "val_loss": recon + self.config.train.beta * kl,
             "val_recon": recon,

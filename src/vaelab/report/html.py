@@ -196,6 +196,14 @@ def _vae_sections(run_dir: Path, config: RunConfig, model: VAE, log: Log) -> lis
     samples = prior_samples(model, 64, seed=0)
     sections.append(("Prior samples" + (" (the classes in turn)" if conditional else ""),
                      img_tag(make_grid(samples, columns=8), "prior samples")))
+    components = model.prior_components()
+    if components is not None:  # the VampPrior: what its pseudo-inputs became, and what their codes decode to
+        with torch.no_grad():
+            pseudo = torch.sigmoid(model.pseudo_inputs[:32]).float().cpu()
+            labels = torch.arange(len(pseudo)) % model.config.classes if conditional else None  # as encoded
+            decoded = model.decode(components[0][:32], labels).cpu()
+        sections.append(("VampPrior: pseudo-inputs (above) and their posterior means decoded (below)",
+                         img_tag(make_grid(torch.cat([pseudo, decoded]), columns=16), "pseudo-inputs")))
     recon = reconstruction_grid(model, dataset, config.data.input_mode, 32)
     sections.append(("Reconstructions (inputs above, reconstructions below)", img_tag(recon, "reconstructions")))
     if conditional:
@@ -210,7 +218,7 @@ def _vae_sections(run_dir: Path, config: RunConfig, model: VAE, log: Log) -> lis
     factors = read_artefact_if_present(run_dir, FACTORS)
     if factors is None:
         factors = analyse_factors(run_dir, classifier=judge)
-    around = f"test image 0's code, decoded as class {traversal.label}" if conditional else "the prior mean"
+    around = f"test image 0's code, decoded as class {traversal.label}" if conditional else "the prior's mode"
     sections.append((f"Latent traversals, most informative first (±3σ around {around})",
                      img_tag(traversal_grid(traversal), "traversals", scale=2)))
     sections.append(("What each dimension controls", _factor_table(factors, traversal, around, len(classes or ()))))

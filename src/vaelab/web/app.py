@@ -174,11 +174,11 @@ class Explorer:
         return prepare_inputs(pixels[None, None].expand(1, channels, height, width), self.input_mode, EVAL_SEED)
 
     def sample(self, sampler: str, seed: int) -> list[float]:
-        """One code from the prior N(0, I) or from the fitted mixture, reproducible by seed."""
+        """One code from the prior or from the fitted mixture, reproducible by seed."""
         generator = torch.Generator().manual_seed(seed)
         if sampler == "gmm" and self.gmm is not None:
             return self.gmm.sample(1, generator)[0].tolist()
-        return torch.randn(self.latent_dim, generator=generator).tolist()
+        return self.model.sample_prior(1, generator)[0].tolist()
 
 
 class DecodeWorker:
