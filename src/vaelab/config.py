@@ -106,6 +106,10 @@ class ModelConfig:
     # Tomczak & Welling used 500; each training step encodes every pseudo-input, so fewer is cheaper on a CPU
     prior_components: int = option(100, "vamp: pseudo-inputs K, the mixture's components.")
     latent_dim: int = option(32, "Latent dimensions.")
+    decoder: str = option("factorised", "VAE kinds: p(x|z) factorised over pixels, or pixelcnn (autoregressive: a "
+                                        "gated PixelCNN conditioned on z; one-channel images).")
+    pixelcnn_layers: int = option(4, "pixelcnn: gated layers (each sees 2 more rows up).")
+    pixelcnn_channels: int = option(32, "pixelcnn: width of its layers and of the maps z conditions it with.")
     channels: list[int] = option(
         [32, 64], "Widths of the stride-2 conv stages, e.g. 32,64; larger images add stages (each twice as wide, at "
                   "most 256) until the features are 7×7 or smaller."
@@ -171,6 +175,7 @@ OBJECTIVE_WEIGHTS = {"tcvae": ("tc_weight",), "factorvae": ("tc_weight",),
                      "capacity": ("capacity_max", "capacity_steps", "capacity_weight")}
 OBJECTIVES = ("beta", *OBJECTIVE_WEIGHTS)  # see vaelab.models.disentangling
 KL_SHAPING = ("beta", "kl_warmup_steps", "free_bits")  # the options of objective beta
+DECODERS = ("factorised", "pixelcnn")  # see vaelab.models.pixelcnn
 SECTIONS: tuple[tuple[str, type], ...] = (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig))
 DERIVED_FIELDS = ("image_shape",)  # filled by resolution, never given on the command line
 # Fields of config.json files written before the image shape came from the dataset; read, checked, then dropped.
@@ -332,6 +337,7 @@ class RunConfig:
         _check(1 <= m.latent_dim <= MAX_WIDTH, f"latent_dim must be between 1 and {MAX_WIDTH}")
         self._validate_objective()
         self._validate_prior()
+        self._validate_decoder()
         _check(
             1 <= len(m.channels) <= 4 and all(1 <= c <= MAX_WIDTH for c in m.channels),
             f"channels must be 1 to 4 widths between 1 and {MAX_WIDTH}, e.g. 32,64",
@@ -395,6 +401,30 @@ class RunConfig:
         else:
             _check(m.prior_components == _default(ModelConfig, "prior_components"),
                    "prior_components applies to prior vamp; add --prior vamp")
+
+    def _validate_decoder(self) -> None:
+        """The autoregressive decoder: VAE kinds, one image channel, a discrete likelihood it can sample from."""
+        from vaelab.models.registry import FAMILIES
+
+        m, d = self.model, self.data
+        _check(m.decoder in DECODERS, f"decoder must be one of {', '.join(DECODERS)} (got '{m.decoder}')")
+        _check(1 <= m.pixelcnn_layers <= 16, f"pixelcnn_layers must be between 1 and 16 (got {m.pixelcnn_layers})")
+        _check(1 <= m.pixelcnn_channels <= 512,
+               f"pixelcnn_channels must be between 1 and 512 (got {m.pixelcnn_channels})")
+        if m.decoder == "factorised":
+            for name in ("pixelcnn_layers", "pixelcnn_channels"):
+                _check(getattr(m, name) == _default(ModelConfig, name), f"{name} applies to decoder pixelcnn; "
+                                                                         "add --decoder pixelcnn")
+            return
+        can = FAMILIES[m.kind].capabilities
+        _check(can.encoder and can.likelihood, f"decoder pixelcnn applies to the VAE kinds, not {m.kind}")
+        _check(m.image_shape[0] == 1, f"decoder pixelcnn models one image channel; {d.dataset} images have "
+                                      f"{m.image_shape[0]} (use the factorised decoder)")
+        _check(m.likelihood in ("bernoulli", "logistic"),
+               f"decoder pixelcnn samples from bernoulli or logistic, not {m.likelihood}")
+        _check(m.likelihood != "bernoulli" or d.input_mode == "binarized",
+               "decoder pixelcnn with bernoulli needs input_mode binarized (it samples 0/1 pixels, so it must be "
+               "trained on them); or use --likelihood logistic for grayscale")
 
     def _validate_objective(self) -> None:
         """The objective is an option of the VAE family; each objective's weights apply to it alone."""

@@ -63,7 +63,7 @@ class ConditionalVAE(VAE):
         return mu, logvar
 
     def decode_dist(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> Distribution:
-        return self.likelihood(self.decoder_output(torch.cat([z, self.one_hot(labels, z)], dim=1)))
+        return self.output_dist(self.decoder_output(torch.cat([z, self.one_hot(labels, z)], dim=1)))
 
     def sample(
         self, n: int, generator: torch.Generator | None = None, labels: torch.Tensor | None = None

@@ -13,7 +13,9 @@ match; with 2, the first C planes are the mean and the next C the log-scale.
 - "logistic": a discretised logistic over the 256 levels k/255 (PixelCNN++, single component): a true
   probability of the 8-bit image, so −log_prob / (C·H·W·ln 2) is bits/dim comparable across papers.
 
-A new likelihood is one class here and one line in `LIKELIHOODS`.
+A new likelihood is one class here and one line in `LIKELIHOODS`. The two discrete ones also read one pixel's planes
+`[N, planes]` at a time (`pixel_value` from a uniform draw, `pixel_mean`), which the autoregressive decoder of
+`vaelab.models.pixelcnn` samples with.
 """
 
 from __future__ import annotations
@@ -53,6 +55,13 @@ class BernoulliLikelihood(nn.Module):
     def forward(self, decoder_output: torch.Tensor) -> Distribution:
         # validate_args=False: grayscale targets in [0,1] are allowed (cross-entropy against soft targets).
         return Independent(Bernoulli(logits=decoder_output, validate_args=False), 3)
+
+    def pixel_value(self, planes: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+        """A draw for each pixel of `[N, C]` logits, by its uniform `[N, C]`: 1 with probability sigmoid(logit)."""
+        return (uniform < torch.sigmoid(planes)).to(uniform.dtype)
+
+    def pixel_mean(self, planes: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(planes)
 
 
 class GaussianLikelihood(nn.Module):
@@ -137,8 +146,11 @@ class DiscretizedLogistic(Distribution):
     def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
         """Levels k/255 by the inverse CDF of the logistic, rounded to the nearest level and clamped to [0, 255]."""
         shape = self._extended_shape(sample_shape)
-        tiny = torch.finfo(self.loc.dtype).tiny
-        uniform = torch.rand(shape, dtype=self.loc.dtype, device=self.loc.device).clamp(tiny, 1 - 1e-7)
+        return self.quantile(torch.rand(shape, dtype=self.loc.dtype, device=self.loc.device))
+
+    def quantile(self, uniform: torch.Tensor) -> torch.Tensor:
+        """The level each uniform draw maps to: the logistic's quantile, rounded to a level and clamped."""
+        uniform = uniform.clamp(torch.finfo(uniform.dtype).tiny, 1 - 1e-7)
         continuous = self.loc + self.scale * (uniform.log() - (-uniform).log1p())  # logit(u): the logistic's quantile
         return (continuous * (LEVELS - 1)).round().clamp(0, LEVELS - 1) / (LEVELS - 1)
 
@@ -155,13 +167,22 @@ class DiscretizedLogisticLikelihood(nn.Module):
     initial_scale = 0.05  # a standard deviation of 0.09 (23 levels) where the decoder's planes start at 0
 
     def forward(self, decoder_output: torch.Tensor) -> Distribution:
-        loc_offset, log_scale = mean_and_log_scale_planes(decoder_output, self.initial_scale)
+        return Independent(self.elementwise(decoder_output), 3, validate_args=False)
+
+    def elementwise(self, planes: torch.Tensor) -> DiscretizedLogistic:
+        """The per-value distribution of planes `[N, 2C, …]` (location planes, then log-scale planes)."""
+        loc_offset, log_scale = mean_and_log_scale_planes(planes, self.initial_scale)
         # The location is not squashed into [0, 1]: white and black pixels (most of an emoji's) get their open edge
         # bin with a probability near 1 at a moderate scale only when the location may pass beyond the edge, as in
         # PixelCNN++. A sigmoid location would cap them near 1/2 until the scale shrank to its floor.
-        loc = 0.5 + loc_offset
-        scale = floored_exp(log_scale, self.min_log_scale)
-        return Independent(DiscretizedLogistic(loc, scale, validate_args=False), 3, validate_args=False)
+        return DiscretizedLogistic(0.5 + loc_offset, floored_exp(log_scale, self.min_log_scale), validate_args=False)
+
+    def pixel_value(self, planes: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+        """A level for each pixel of `[N, 2C]` planes, by its uniform `[N, C]` (the logistic's quantile)."""
+        return self.elementwise(planes).quantile(uniform)
+
+    def pixel_mean(self, planes: torch.Tensor) -> torch.Tensor:
+        return self.elementwise(planes).mean
 
 
 LIKELIHOODS: dict[str, type[nn.Module]] = {

@@ -37,6 +37,7 @@ from vaelab.models.objective import (
     kl_weight,
     kl_with_free_bits,
 )
+from vaelab.models.pixelcnn import AutoregressiveImage, GatedPixelCNN
 from vaelab.models.priors import (
     PSEUDO_INPUT_SCALE,
     mixture_kl_terms,
@@ -117,7 +118,10 @@ class VAE(nn.Module):
         image_channels, height, width = config.image_shape
         likelihood = LIKELIHOODS[config.likelihood]
         stages = config.stage_widths  # `channels`, extended to the image's resolution
-        decoder_widths = [image_channels * likelihood.planes_per_channel, *stages]
+        planes = image_channels * likelihood.planes_per_channel
+        # The transposed convs give the likelihood's planes, or, under a PixelCNN, the maps that condition it.
+        autoregressive = config.decoder == "pixelcnn"
+        decoder_widths = [config.pixelcnn_channels if autoregressive else planes, *stages]
         encoder_widths = [image_channels + input_planes, *stages]
         stride = 2 ** len(stages)
         self.feature_shape = (height // stride, width // stride)
@@ -145,6 +149,9 @@ class VAE(nn.Module):
             ]
         )
         self.likelihood = likelihood()
+        if autoregressive:
+            self.autoregressive = GatedPixelCNN(planes, config.pixelcnn_channels, config.pixelcnn_layers,
+                                                config.pixelcnn_channels)
         if config.objective == "factorvae":  # trained beside the VAE, by its own optimizer (see ELBOObjective)
             self.tc_discriminator = TCDiscriminator(config.latent_dim)
         if config.prior == "vamp":  # the VampPrior's pseudo-inputs u_k, as logits: u_k = sigmoid(·) is an image
@@ -174,13 +181,22 @@ class VAE(nn.Module):
         return self.encoder[:-1](x)
 
     def decoder_output(self, z: torch.Tensor) -> torch.Tensor:
-        """Raw decoder output, float32 `[N, C·planes, H, W]`: what the likelihood reads (logits for Bernoulli)."""
+        """Raw decoder output, float32 `[N, C·planes, H, W]`: what the likelihood reads (logits for Bernoulli); under
+        a PixelCNN decoder, the maps `[N, pixelcnn_channels, H, W]` that condition it."""
         h = self.decoder_input(z).view(-1, self.feature_width, *self.feature_shape)
         return self.decoder(h).float()
 
+    def output_dist(self, decoder_output: torch.Tensor) -> Distribution:
+        """p(x|z) from the decoder's output: the likelihood reading it pixel by pixel (factorised), or the PixelCNN
+        conditioned on it (autoregressive)."""
+        if self.config.decoder == "pixelcnn":
+            return AutoregressiveImage(self.autoregressive, decoder_output, self.likelihood)
+        return self.likelihood(decoder_output)
+
     def decode_dist(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> Distribution:
-        """p(x|z) as a distribution over whole images: `log_prob(x)` is `[N]`, `.mean` is `[N, C, H, W]`."""
-        return self.likelihood(self.decoder_output(z))
+        """p(x|z) as a distribution over whole images: `log_prob(x)` is `[N]`, `.mean` is `[N, C, H, W]` (for a
+        PixelCNN decoder, the conditional means along one sampled path: see `vaelab.models.pixelcnn`)."""
+        return self.output_dist(self.decoder_output(z))
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The mean image of p(x|z), in [0, 1]."""
