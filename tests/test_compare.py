@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import launch_chromium
+from tests.conftest import launch_chromium, tiny_config
 from vaelab.errors import VaelabError
-from vaelab.report.compare import COMPARE_HTML, COMPARE_JSON, check_runs, compare_runs
+from vaelab.report.compare import COMPARE_HTML, COMPARE_JSON, check_runs, compare_runs, model_label
 from vaelab.rundir import BEST, load_tensors, save_tensors
 
 
@@ -27,7 +27,8 @@ def test_compare_writes_both_files_with_every_run_measured_the_same_way(comparis
     out, result = comparison
     assert json.loads((out / COMPARE_JSON).read_text()) == result
     assert (out / COMPARE_HTML).is_file()
-    assert [run["kind"] for run in result["runs"]] == ["vae", "gan", "ddpm"]
+    assert [run["kind"] for run in result["runs"]] == [run["model"] for run in result["runs"]] == ["vae", "gan", "ddpm"]
+    assert result["runs"][1]["latent"] is None  # a GAN has no eval.json with a KL
     vae, gan, ddpm = result["runs"]
     for run in result["runs"]:
         for entry in run["generation"].values():
@@ -100,3 +101,10 @@ def test_the_compare_page_opens_with_every_image_loaded_and_no_outside_request(c
     assert len(images) == 6 and all(images)  # a sample grid and an interpolation per run
     assert "The trade, measured" in text and "What each offers" in text
     assert [url for url in requests if not url.startswith(("file://", "data:"))] == []
+
+
+def test_the_model_label_names_what_sets_a_run_apart_from_its_family():
+    assert model_label(tiny_config()) == "vae"
+    assert model_label(tiny_config(prior="vamp", prior_components=50)) == "vae + VampPrior (50)"
+    assert model_label(tiny_config(kind="cvae", decoder="pixelcnn", pixelcnn_layers=3)) == (
+        "cvae + PixelCNN decoder (3 layers)")

@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -34,6 +34,9 @@ from vaelab.io import atomic_write_json, atomic_write_text
 from vaelab.models.registry import capabilities
 from vaelab.report.html import PAGE_TEMPLATE, html_table, img_tag
 from vaelab.rundir import BEST, EVAL, load_model, read_artefact_if_present, read_config, read_metrics
+
+if TYPE_CHECKING:
+    from vaelab.config import RunConfig
 
 COMPARE_JSON = "compare.json"
 COMPARE_HTML = "compare.html"
@@ -172,26 +175,26 @@ def trade_statements(runs: list[dict[str, Any]], real_sharpness: float) -> list[
     statements = []
     blurriest = min(best, key=lambda pair: pair[1]["sharpness"])
     statements.append(
-        f"Blur: {blurriest[0]['kind']} ({blurriest[0]['run']}) has the least sharp samples, "
+        f"Blur: {blurriest[0]['model']} ({blurriest[0]['run']}) has the least sharp samples, "
         f"{blurriest[1]['sharpness']:.4f} against {real_sharpness:.4f} for real test images "
         f"({blurriest[1]['sharpness'] / real_sharpness:.0%}); "
-        + ", ".join(f"{run['kind']} {entry['sharpness'] / real_sharpness:.0%}" for run, entry in best) + ".")
+        + ", ".join(f"{run['model']} {entry['sharpness'] / real_sharpness:.0%}" for run, entry in best) + ".")
     narrowest = min(best, key=lambda pair: (pair[1]["recall"], pair[1]["classes_covered"]))
     statements.append(
-        f"Modes: {narrowest[0]['kind']} has the lowest recall, {narrowest[1]['recall']:.3f}, covering "
+        f"Modes: {narrowest[0]['model']} has the lowest recall, {narrowest[1]['recall']:.3f}, covering "
         f"{narrowest[1]['classes_covered']} classes; "
-        + ", ".join(f"{run['kind']} recall {entry['recall']:.3f}, {entry['classes_covered']} classes"
+        + ", ".join(f"{run['model']} recall {entry['recall']:.3f}, {entry['classes_covered']} classes"
                     for run, entry in best) + ".")
     cost = [(run, min(run["sampling_ms_per_image"].values())) for run in runs]
     slowest, fastest = max(cost, key=lambda pair: pair[1]), min(cost, key=lambda pair: pair[1])
     statements.append(
-        f"Sampling: {slowest[0]['kind']} pays {slowest[1]:.2f} ms per image at its cheapest, "
-        f"{slowest[1] / fastest[1]:.0f}× the {fastest[1]:.2f} ms of {fastest[0]['kind']}.")
+        f"Sampling: {slowest[0]['model']} pays {slowest[1]:.2f} ms per image at its cheapest, "
+        f"{slowest[1] / fastest[1]:.0f}× the {fastest[1]:.2f} ms of {fastest[0]['model']}.")
     with_likelihood = [run for run in runs if run["likelihood"] is not None]
     if with_likelihood:
         statements.append("Likelihood: " + ", ".join(
-            f"{run['kind']} {run['likelihood']['bits_per_dim']:.3f} bits/dim ({run['likelihood']['kind']})"
-            for run in with_likelihood) + "; " + (", ".join(run["kind"] for run in runs if run["likelihood"] is None)
+            f"{run['model']} {run['likelihood']['bits_per_dim']:.3f} bits/dim ({run['likelihood']['kind']})"
+            for run in with_likelihood) + "; " + (", ".join(run["model"] for run in runs if run["likelihood"] is None)
                                                   or "no run") + " has none.")
     return statements
 
@@ -210,11 +213,32 @@ def measured_run(
         kept = None
     if isinstance(kept, dict) and kept.get("key") == key:
         log(f"{run_dir}: measured earlier with the same settings and weights ({path}); reused")
-        return kept["entry"], kept["pictures"]
-    entry, pictures = compare_run(run_dir, reference, settings, log)
-    path.parent.mkdir(exist_ok=True)
-    atomic_write_json(path, {"key": key, "entry": entry, "pictures": pictures})
-    return entry, pictures
+        entry, pictures = kept["entry"], kept["pictures"]
+    else:
+        entry, pictures = compare_run(run_dir, reference, settings, log)
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_json(path, {"key": key, "entry": entry, "pictures": pictures})
+    # Read afresh each time (cheap): what the run is, and what its latent carries by its eval.json.
+    return {**entry, "model": model_label(read_config(run_dir)), "latent": latent_summary(run_dir)}, pictures
+
+
+def model_label(config: RunConfig) -> str:
+    """The family, and what sets this run's model apart from the family's default: `vae + VampPrior (100)`."""
+    parts = [config.model.kind]
+    if config.model.prior != "standard":
+        parts.append(f"VampPrior ({config.model.prior_components})")
+    if config.model.decoder != "factorised":
+        parts.append(f"PixelCNN decoder ({config.model.pixelcnn_layers} layers)")
+    return " + ".join(parts)
+
+
+def latent_summary(run_dir: Path) -> dict[str, Any] | None:
+    """How much the latent carries by the run's eval.json: the test KL and the active units; None without one."""
+    evaluation = read_artefact_if_present(run_dir, EVAL)
+    if not isinstance(evaluation, dict) or "active_units" not in evaluation:
+        return None
+    return {"kl_nats": evaluation["kl"], "active_units": evaluation["active_units"],
+            "latent_dim": evaluation["latent_dim"]}
 
 
 def compare_runs(
@@ -266,19 +290,22 @@ def compare_page(result: dict[str, Any], pictures: list[dict[str, str]]) -> str:
     for run in runs:
         for name, entry in run["generation"].items():
             fid = _number(entry.get("fid_inception"), ".2f")
-            metric_rows.append([run["kind"], run["run"], name + (" ★" if name == run["best_sampler"] else ""), fid,
+            metric_rows.append([run["model"], run["run"], name + (" ★" if name == run["best_sampler"] else ""), fid,
                                 f"{entry['fid_classifier']:.3f}", f"{entry['precision']:.3f}",
                                 f"{entry['recall']:.3f}", str(entry["classes_covered"]),
                                 f"{entry['sharpness']:.4f}"])
-    cost_rows = [[run["kind"], f"{run['parameters']:,}", f"{run['weights_mb']:.1f}",
+    cost_rows = [[run["model"], f"{run['parameters']:,}", f"{run['weights_mb']:.1f}",
                   _number(run["training"]["train_seconds"] / 60, ".1f"),
                   _number(run["training"]["images_per_s"], ",.0f"),
                   "; ".join(f"{how.replace('_', ' ')} {ms:.2f}" for how, ms in run["sampling_ms_per_image"].items()),
                   "–" if run["likelihood"] is None else
                   f"{run['likelihood']['bits_per_dim']:.3f} ({run['likelihood']['kind']}, "
-                  f"{run['likelihood']['images']:,} images)"] for run in runs]
-    offer_rows = [[run["kind"], *run["offers"].values()] for run in runs]
-    picture_rows = [[run["kind"], picture["samples"], picture["interpolation"]]
+                  f"{run['likelihood']['images']:,} images)",
+                  "–" if run["latent"] is None else
+                  f"{run['latent']['kl_nats']:.1f} nats, {run['latent']['active_units']} of "
+                  f"{run['latent']['latent_dim']} active"] for run in runs]
+    offer_rows = [[run["model"], *run["offers"].values()] for run in runs]
+    picture_rows = [[run["model"], picture["samples"], picture["interpolation"]]
                     for run, picture in zip(runs, pictures, strict=True)]
     sections = [
         ("The trade, measured", "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in result["trade"]) + "</ul>"),
@@ -291,7 +318,7 @@ def compare_page(result: dict[str, Any], pictures: list[dict[str, str]]) -> str:
               if result.get("inception_for") == "best" else "") + "</p>"),
         ("Size, cost and likelihood", html_table(
             ["model", "parameters", "weights (MB)", "training (min)", "training images/s",
-             "sampling ms per image", "test bits/dim"], cost_rows)),
+             "sampling ms per image", "test bits/dim", "latent (test KL, active units)"], cost_rows)),
         ("What each offers", html_table(["model", "encoder", "likelihood", "smooth latent", "sampling cost"],
                                         offer_rows)),
         ("Samples and an interpolation (latent path above, pixel cross-fade below)",
@@ -300,7 +327,7 @@ def compare_page(result: dict[str, Any], pictures: list[dict[str, str]]) -> str:
     body = "".join(f"<section><h2>{html.escape(title)}</h2>{content}</section>" for title, content in sections)
     return PAGE_TEMPLATE.format(
         title=html.escape(f"vaelab compare — {result['dataset']}"),
-        subtitle=html.escape(f"{len(runs)} runs: " + ", ".join(f"{run['kind']} ({run['run']})" for run in runs)
+        subtitle=html.escape(f"{len(runs)} runs: " + ", ".join(f"{run['model']} ({run['run']})" for run in runs)
                              + f" · generated {result['generated']}"),
         body=body,
     )
