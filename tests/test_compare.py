@@ -106,5 +106,5 @@ def test_the_compare_page_opens_with_every_image_loaded_and_no_outside_request(c
 def test_the_model_label_names_what_sets_a_run_apart_from_its_family():
     assert model_label(tiny_config()) == "vae"
     assert model_label(tiny_config(prior="vamp", prior_components=50)) == "vae + VampPrior (50)"
-    assert model_label(tiny_config(kind="cvae", decoder="pixelcnn", pixelcnn_layers=3)) == (
-        "cvae + PixelCNN decoder (3 layers)")
+    assert model_label(tiny_config(kind="cvae", decoder="pixelcnn", pixelcnn_layers=5)) == (
+        "cvae + PixelCNN decoder (5 layers)")

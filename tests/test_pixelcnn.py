@@ -68,11 +68,11 @@ def test_the_log_likelihood_is_the_sum_of_the_conditionals_computed_one_pixel_at
 @pytest.mark.parametrize("likelihood", ["bernoulli", "logistic"])
 def test_sampling_gives_the_requested_shape_and_the_conditionals_of_a_teacher_forced_pass(likelihood):
     observation = LIKELIHOODS[likelihood]()
-    net = network(planes=observation.planes_per_channel, layers=2)  # reach 5 rows: the windows are exercised
-    conditioning = torch.randn(5, 4, 12, 10)
+    net = network(planes=observation.planes_per_channel, layers=2)  # reach 5: windows of 6 rows and 11 columns
+    conditioning = torch.randn(5, 4, 12, 14)
     image = AutoregressiveImage(net, conditioning, observation)
     samples, means = image.sample_with_means(torch.Generator().manual_seed(2))
-    assert samples.shape == means.shape == (5, 1, 12, 10)
+    assert samples.shape == means.shape == (5, 1, 12, 14)
     levels = samples * 255
     assert torch.equal(levels, levels.round()) and samples.min() >= 0 and samples.max() <= 1
     with torch.no_grad():
@@ -101,7 +101,7 @@ def test_a_pixelcnn_vae_trains_on_mnist_resumes_bit_identically_and_decodes_imag
     ({"decoder": "pixelcnn", "input_mode": "grayscale"}, "needs input_mode binarized"),
     ({"decoder": "pixelcnn", "likelihood": "gaussian"}, "samples from bernoulli or logistic, not gaussian"),
     ({"decoder": "pixelcnn", "dataset": "emoji", "likelihood": "logistic"}, "models one image channel"),
-    ({"pixelcnn_layers": 3}, "pixelcnn_layers applies to decoder pixelcnn"),
+    ({"pixelcnn_layers": 5}, "pixelcnn_layers applies to decoder pixelcnn"),
     ({"decoder": "wavenet"}, "decoder must be one of factorised, pixelcnn"),
 ])
 def test_wrong_decoder_options_are_refused_in_one_line(overrides, message):

@@ -108,8 +108,8 @@ class ModelConfig:
     latent_dim: int = option(32, "Latent dimensions.")
     decoder: str = option("factorised", "VAE kinds: p(x|z) factorised over pixels, or pixelcnn (autoregressive: a "
                                         "gated PixelCNN conditioned on z; one-channel images).")
-    pixelcnn_layers: int = option(4, "pixelcnn: gated layers (each sees 2 more rows up).")
-    pixelcnn_channels: int = option(32, "pixelcnn: width of its layers and of the maps z conditions it with.")
+    pixelcnn_layers: int = option(3, "pixelcnn: gated layers (each sees 2 more rows up).")
+    pixelcnn_channels: int = option(16, "pixelcnn: width of its layers and of the maps z conditions it with.")
     channels: list[int] = option(
         [32, 64], "Widths of the stride-2 conv stages, e.g. 32,64; larger images add stages (each twice as wide, at "
                   "most 256) until the features are 7×7 or smaller."

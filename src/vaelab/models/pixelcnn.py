@@ -11,8 +11,8 @@ conditioning feature maps, and a few gated masked layers read them beside the pi
   `vaelab.models.likelihoods` read them as they read a factorised decoder's: "bernoulli" for binarized images,
   "logistic" (discretised over the 256 levels) for grayscale ones. One image channel only.
 - `log_prob(x)` is one pass over the whole image (teacher forcing). Sampling is sequential, one pass per pixel;
-  the conditioning maps are computed once, and each pass runs on the window of rows that the predicted pixel can
-  see (`reach` rows above it), not on the whole image.
+  the conditioning maps are computed once, and each pass runs on the window that the predicted pixel can see
+  (`reach` rows above it and columns to each side), not on the whole image.
 """
 
 from __future__ import annotations
@@ -72,8 +72,9 @@ class GatedPixelCNN(nn.Module):
 
     @property
     def reach(self) -> int:
-        """How many rows above a pixel its prediction can depend on: each layer's vertical stack adds KERNEL // 2
-        rows (the first layer's shift adds one)."""
+        """How far from a pixel its prediction can depend on the image: rows above it (each layer's vertical stack
+        adds KERNEL // 2, the shift into the horizontal stack one more), and columns to either side (each layer adds
+        KERNEL // 2; the first layer's shift one more on the left)."""
         return len(self.layers) * (KERNEL // 2) + 1
 
     def forward(self, x: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
@@ -121,12 +122,14 @@ class AutoregressiveImage(Distribution):
         uniforms = torch.rand(n, 1, height, width, generator=generator, device=device)
         images = torch.zeros(n, 1, height, width, device=device)
         means = torch.zeros_like(images)
+        reach = self.network.reach
         for row in range(height):
-            top = max(0, row - self.network.reach)
-            window = slice(top, row + 1)
+            top = max(0, row - reach)
             for column in range(width):
-                planes = self.network(images[:, :, window], self.conditioning[:, :, window])
-                pixel = planes[:, :, row - top, column]
+                left = max(0, column - reach)
+                window = (slice(None), slice(None), slice(top, row + 1), slice(left, column + reach + 1))
+                planes = self.network(images[window], self.conditioning[window])
+                pixel = planes[:, :, row - top, column - left]
                 images[:, :, row, column] = self.likelihood.pixel_value(pixel, uniforms[:, :, row, column])
                 means[:, :, row, column] = self.likelihood.pixel_mean(pixel)
         return images, means
