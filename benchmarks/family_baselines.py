@@ -67,31 +67,41 @@ def main() -> None:
             rate = steady_rate(configs[family])
             epochs[family] = max(1, round(args.minutes * 60 * rate / train_images))
             print(f"{family}: {rate:,.0f} images/s → {epochs[family]} epochs for {args.minutes:g} minutes")
-    runs = []
-    for family in families:
-        run_dir = args.out / family
-        if not (run_dir / CONFIG).is_file():  # `--epochs` sizes new runs only: a run already there is never replaced
-            train(configs[family].with_overrides({"epochs": epochs[family]}), run_dir, progress=False)
-        elif len(read_metrics(run_dir)) < read_config(run_dir).train.epochs:  # killed: resume it
-            train(read_config(run_dir), run_dir, resume=True, progress=False)
-        if not (run_dir / EVAL).is_file():
-            evaluate_run(run_dir, iw_samples=1000, iw_images=1000)
-        seconds = sum(row["train_seconds"] for row in read_metrics(run_dir))
-        print(f"{family}: trained {len(read_metrics(run_dir))} epochs in {seconds / 60:.1f} min")
-        runs.append(run_dir)
+    runs = [trained_and_evaluated(configs[family].with_overrides({"epochs": epochs[family]}) if family in epochs
+                                  else configs[family], args.out / family) for family in families]
     if args.train_only:
         return
-    result = compare_runs(runs, args.out / "compare", args.samples, True, args.inception_samples,
-                          args.reference_images, log=print)
-    print(f"{'model':6s} {'sampler':9s} {'FID':>8s} {'clf FID':>8s} {'prec':>6s} {'recall':>6s} {'classes':>7s} "
-          f"{'sharp':>7s} {'bits/dim':>9s} {'train min':>9s} {'ms/img':>8s}")
+    print_comparison(compare_runs(runs, args.out / "compare", args.samples, True, args.inception_samples,
+                                  args.reference_images, log=print))
+
+
+def trained_and_evaluated(config, run_dir: Path, iw_samples: int = 1000, iw_images: int = 1000) -> Path:
+    """The run trained (a run already there is resumed if it was killed, never replaced) and evaluated."""
+    if not (run_dir / CONFIG).is_file():
+        train(config, run_dir, progress=False)
+    elif len(read_metrics(run_dir)) < read_config(run_dir).train.epochs:  # killed: resume it
+        train(read_config(run_dir), run_dir, resume=True, progress=False)
+    if not (run_dir / EVAL).is_file():
+        evaluate_run(run_dir, iw_samples=iw_samples, iw_images=iw_images)
+    seconds = sum(row["train_seconds"] for row in read_metrics(run_dir))
+    print(f"{run_dir}: trained {len(read_metrics(run_dir))} epochs in {seconds / 60:.1f} min")
+    return run_dir
+
+
+def print_comparison(result: dict) -> None:
+    """compare.json's numbers as one row per run: its best sampler, likelihood, latent and costs."""
+    print(f"{'model':40s} {'sampler':9s} {'FID':>8s} {'clf FID':>8s} {'prec':>6s} {'recall':>6s} {'sharp':>7s} "
+          f"{'NLL nats':>9s} {'bits/dim':>9s} {'KL':>6s} {'active':>6s} {'train min':>9s} {'ms/img':>8s}")
     for run in result["runs"]:
         entry = run["generation"][run["best_sampler"]]
-        likelihood = run["likelihood"]["bits_per_dim"] if run["likelihood"] else float("nan")
-        print(f"{run['kind']:6s} {run['best_sampler']:9s} {entry.get('fid_inception', float('nan')):8.2f} "
-              f"{entry['fid_classifier']:8.3f} {entry['precision']:6.3f} {entry['recall']:6.3f} "
-              f"{entry['classes_covered']:7d} {entry['sharpness']:7.4f} {likelihood:9.4f} "
-              f"{run['training']['train_seconds'] / 60:9.1f} {min(run['sampling_ms_per_image'].values()):8.2f}")
+        likelihood = run["likelihood"] or {"nll_nats": float("nan"), "bits_per_dim": float("nan")}
+        latent = run.get("latent") or {"kl_nats": float("nan"), "active_units": -1}
+        print(f"{run.get('model', run['kind']):40s} {run['best_sampler']:9s} "
+              f"{entry.get('fid_inception', float('nan')):8.2f} {entry['fid_classifier']:8.3f} "
+              f"{entry['precision']:6.3f} {entry['recall']:6.3f} {entry['sharpness']:7.4f} "
+              f"{likelihood['nll_nats']:9.2f} {likelihood['bits_per_dim']:9.4f} {latent['kl_nats']:6.1f} "
+              f"{latent['active_units']:6d} {run['training']['train_seconds'] / 60:9.1f} "
+              f"{min(run['sampling_ms_per_image'].values()):8.2f}")
     print(f"real test images: sharpness {result['real']['sharpness']:.4f}")
     for statement in result["trade"]:
         print(statement)
