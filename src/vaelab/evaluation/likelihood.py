@@ -11,7 +11,6 @@ import math
 
 import torch
 
-from vaelab.models.priors import mixture_log_density, standard_normal_log_density
 from vaelab.models.vae import VAE, gaussian_log_density
 
 
@@ -39,14 +38,13 @@ def importance_weights(
     model: then the bound is on log p(x|y))."""
     mu, logvar = model.encode(x, labels)
     n, d = mu.shape
-    components = model.prior_components()  # the VampPrior's, once for all draws (None: N(0, I))
     columns = []
     for start in range(0, k, chunk):
         m = min(chunk, k - start)
         eps = torch.randn(n, m, d, generator=generator).to(mu.device)
         z = mu[:, None] + eps * (0.5 * logvar[:, None]).exp()
         log_q = gaussian_log_density(z, mu[:, None], logvar[:, None])
-        log_prior = standard_normal_log_density(z) if components is None else mixture_log_density(z, *components)
+        log_prior = model.prior_log_density(z)  # N(0, I), or the VampPrior's mixture
         x_rep = x[:, None].expand(n, m, *x.shape[1:]).reshape(n * m, *x.shape[1:])
         repeated_labels = None if labels is None else labels.to(mu.device).repeat_interleave(m)
         log_px = model.decode_dist(z.reshape(n * m, d), repeated_labels).log_prob(x_rep).view(n, m)
