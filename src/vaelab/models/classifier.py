@@ -44,7 +44,8 @@ def trunk_width(config: ModelConfig, feature_shape: tuple[int, int]) -> int:
 class LabelledBound:
     """The labelled half of the classifier kinds' objective, for a model with a label-free trunk
     (`trunk_features(x)`), the read-out of q(z|x, y) from it (`posterior_from_trunk(hidden, labels)`), a head
-    (`head_logits(hidden, mu)`) and p(x|y, z) (`decode_dist(z, labels)`): the trunk runs once for both."""
+    (`head_logits(hidden, mu)`), p(x|y, z) (`decode_dist(z, labels)`) and the KL terms of its prior
+    (`kl_terms(z, mu, logvar)`): the trunk runs once for both."""
 
     def labelled_terms(
         self, x: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor | None = None

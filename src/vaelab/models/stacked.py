@@ -17,6 +17,7 @@ from torch.distributions import Distribution, Independent, Normal
 
 from vaelab.models.classifier import UnlabelledBound, classifier_mlp
 from vaelab.models.conditional import one_hot
+from vaelab.models.vae import standard_kl_terms
 
 MIN_LOG_VARIANCE = -9.0  # p(z1|z2, y)'s variance ≥ 1.2e-4: keeps the density finite on near-constant dimensions
 
@@ -59,6 +60,10 @@ class CodeM2(UnlabelledBound, nn.Module):
     def posterior_from_trunk(self, hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.readout(torch.cat([hidden, self.one_hot(labels, hidden)], dim=1)).float().chunk(2, 1)
         return mu, logvar
+
+    def kl_terms(self, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, torch.Tensor]:
+        """p(z2) = N(0, I): the KL in closed form."""
+        return standard_kl_terms(z, mu, logvar)
 
     def decode_dist(self, z: torch.Tensor, labels: torch.Tensor) -> Distribution:
         """p(z1|z2, y): a diagonal Gaussian over codes, `log_prob` `[N]`."""
