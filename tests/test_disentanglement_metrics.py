@@ -71,6 +71,20 @@ def test_every_metric_is_near_zero_when_the_codes_are_a_rotation_of_the_factors(
     assert dci(even, factors)["disentanglement"] < 0.05 and sap(even, factors)["sap"] < 0.05
 
 
+def test_informativeness_holds_out_a_random_half_when_the_images_are_sorted_by_a_factor(factors):
+    # A test split sorted by a binary factor (emoji: by vendor) leaves it constant on its second half; R² there
+    # divided by almost nothing gave −3e32.
+    group = (np.arange(IMAGES) >= IMAGES // 2).astype(np.float64)
+    with_group = np.concatenate([factors, group[:, None]], axis=1)
+    codes = noisy_copies(with_group)
+    result = dci(codes, with_group)
+    assert np.isfinite(result["informativeness_per_factor"]).all()
+    assert result["informativeness"] > 0.99
+    constant = np.concatenate([factors, np.zeros((IMAGES, 1))], axis=1)  # no R² anywhere: left out of the mean
+    scores = dci(noisy_copies(constant), constant)
+    assert np.isnan(scores["informativeness_per_factor"][-1]) and scores["informativeness"] > 0.99
+
+
 def test_the_tree_regressor_agrees_with_the_lasso_on_both_cases(factors):
     assert dci(noisy_copies(factors)[:1500], factors[:1500], "gbt")["disentanglement"] > 0.9
     assert dci(rotated(factors)[:1500], factors[:1500], "gbt")["disentanglement"] < 0.4

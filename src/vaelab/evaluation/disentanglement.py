@@ -14,7 +14,8 @@ figures. `decorrelated_subset` shows how much the correlation between attributes
   (|coefficients| on centred codes and standardised factors) or gradient-boosted trees (their feature importances).
   Disentanglement: 1 − the entropy (base K) of each code's row, weighted by the code's share of all importance;
   completeness: 1 − the entropy (base D) of each factor's column, averaged; informativeness: the regressors' R²
-  on held-out images (the second half; the regressors are fitted on the first).
+  on held-out images (half of them, drawn by the seed; the regressors are fitted on the other half). A factor that
+  is constant on the held-out half has no R²: it is left out of the mean.
 - **SAP** (separated attribute predictability, Kumar et al. 2018): S[d, k] = R² of a linear regression of factor k
   on code d alone (the squared correlation); the gap between the two largest S of each factor, averaged.
 """
@@ -123,15 +124,21 @@ def dci(codes: np.ndarray, factors: np.ndarray, regressor: str = "lasso", seed: 
     # Factors are standardised; codes only centred, so a dimension the prior pinned near 0 (an inactive unit, whose
     # tiny wiggles still follow the image) needs large coefficients and the lasso leaves it out.
     codes, factors = codes - codes.mean(axis=0), _standardised(factors)
-    half = len(codes) // 2
+    # A random half, not the first: a test split may be ordered by a factor (emoji: by vendor), and a factor that
+    # barely varies on the held-out part makes R² divide by almost nothing.
+    order = np.random.default_rng(seed).permutation(len(codes))
+    fit, held_out = order[: len(codes) // 2], order[len(codes) // 2:]
     importance = np.zeros((codes.shape[1], factors.shape[1]))
     scores = []
     for k in range(factors.shape[1]):
-        model, importance[:, k] = _fit_importance(codes[:half], factors[:half, k], regressor, seed)
-        scores.append(float(model.score(codes[half:], factors[half:, k])))
+        model, importance[:, k] = _fit_importance(codes[fit], factors[fit, k], regressor, seed)
+        target = factors[held_out, k]
+        varies = target.std() > 1e-6  # the factors are standardised: a spread of 1 over all images
+        scores.append(float(model.score(codes[held_out], target)) if varies else float("nan"))
+    informativeness = float(np.nanmean(scores)) if np.isfinite(scores).any() else float("nan")
     total = importance.sum()
     if total <= 0:  # no code predicts any factor
-        return {"disentanglement": 0.0, "completeness": 0.0, "informativeness": float(np.mean(scores)),
+        return {"disentanglement": 0.0, "completeness": 0.0, "informativeness": informativeness,
                 "informativeness_per_factor": scores, "regressor": regressor, "importance": importance.tolist()}
     code_weight = importance.sum(axis=1) / total
     used = code_weight > 0
@@ -141,7 +148,7 @@ def dci(codes: np.ndarray, factors: np.ndarray, regressor: str = "lasso", seed: 
     columns = importance[:, column_sums > 0].T / column_sums[column_sums > 0, None]
     completeness = float(_one_minus_entropy(columns, max(codes.shape[1], 2)).mean())
     return {"disentanglement": disentanglement, "completeness": completeness,
-            "informativeness": float(np.mean(scores)), "informativeness_per_factor": scores,
+            "informativeness": informativeness, "informativeness_per_factor": scores,
             "regressor": regressor, "importance": importance.tolist()}
 
 
