@@ -79,6 +79,13 @@ def mutual_information_matrix(codes: np.ndarray, factors: np.ndarray, bins: int 
     return np.array([[discrete_mutual_information(c, f) for f in factor_bins] for c in code_bins])
 
 
+def _mean_of_defined(values: Any) -> float:
+    """The mean of the values that are not nan (nan when none is): a per-factor score a factor has no value of
+    is left out."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
 def mutual_information_gap(codes: np.ndarray, factors: np.ndarray, bins: int = METRIC_BINS) -> dict[str, Any]:
     """MIG: per factor (top MI − second MI) / H(factor), and their mean. A factor with one value (entropy 0) gets
     nan and is left out of the mean."""
@@ -88,7 +95,7 @@ def mutual_information_gap(codes: np.ndarray, factors: np.ndarray, bins: int = M
     second = ordered[1] if len(ordered) > 1 else np.zeros(information.shape[1])
     with np.errstate(invalid="ignore", divide="ignore"):
         gaps = np.where(entropy > 0, (ordered[0] - second) / entropy, np.nan)
-    return {"mig": float(np.nanmean(gaps)) if np.isfinite(gaps).any() else float("nan"),
+    return {"mig": _mean_of_defined(gaps),
             "per_factor": gaps.tolist(), "top_code": information.argmax(axis=0).tolist(), "bins": bins}
 
 
@@ -135,7 +142,7 @@ def dci(codes: np.ndarray, factors: np.ndarray, regressor: str = "lasso", seed: 
         target = factors[held_out, k]
         varies = target.std() > 1e-6  # the factors are standardised: a spread of 1 over all images
         scores.append(float(model.score(codes[held_out], target)) if varies else float("nan"))
-    informativeness = float(np.nanmean(scores)) if np.isfinite(scores).any() else float("nan")
+    informativeness = _mean_of_defined(scores)
     total = importance.sum()
     if total <= 0:  # no code predicts any factor
         return {"disentanglement": 0.0, "completeness": 0.0, "informativeness": informativeness,
