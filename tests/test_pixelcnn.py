@@ -1,7 +1,8 @@
 """The PixelCNN decoder (`model.decoder: pixelcnn`): causal by autograd over a whole image and without a blind spot,
 its log-likelihood is the sum of the per-pixel conditionals computed one pixel at a time, sampling gives the
 requested shape and the same conditionals as a teacher-forced pass over the sample, a VAE trains with it on real
-MNIST and resumes bit-identically, and wrong combinations of options are refused in one line."""
+MNIST, resumes bit-identically and is evaluated with a bounded sequential decoding, and wrong combinations of
+options are refused in one line."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import torch
 from tests.conftest import tiny_config, train_straight_and_with_a_stop
 from tests.faults import identical_weights
 from vaelab.data import load_split
+from vaelab.data.datasets import prepare_inputs, to_float
 from vaelab.errors import VaelabError
+from vaelab.evaluation import evaluate
 from vaelab.models.likelihoods import LIKELIHOODS
 from vaelab.models.pixelcnn import AutoregressiveImage, GatedPixelCNN
 from vaelab.models.vae import VAE
@@ -82,7 +85,7 @@ def test_sampling_gives_the_requested_shape_and_the_conditionals_of_a_teacher_fo
     assert torch.equal(samples, again)
 
 
-def test_a_pixelcnn_vae_trains_on_mnist_resumes_bit_identically_and_decodes_images(tmp_path):
+def test_a_pixelcnn_vae_trains_on_mnist_resumes_bit_identically_decodes_images_and_evaluates(tmp_path, monkeypatch):
     config = tiny_config(decoder="pixelcnn", pixelcnn_layers=2, pixelcnn_channels=8, input_mode="binarized",
                          epochs=1)  # 16 steps
     straight, resumed = train_straight_and_with_a_stop(config, tmp_path, stop_at=7)
@@ -94,6 +97,17 @@ def test_a_pixelcnn_vae_trains_on_mnist_resumes_bit_identically_and_decodes_imag
     assert images.shape == (4, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
     x = load_split("mnist", "test").images[:4].float().div(255).round()
     assert model.decode_dist(model.encode(x)[0]).log_prob(x).shape == (4,)
+
+    # eval decodes only the first SEQUENTIAL_MSE_IMAGES pixel by pixel for the MSE, and says how many.
+    monkeypatch.setattr(evaluate, "SEQUENTIAL_MSE_IMAGES", 3)
+    numbers = evaluate.evaluate_run(tmp_path / "straight", iw_samples=8, iw_images=5, test_limit=20, probe_images=100,
+                                    write=False)
+    assert numbers["images"] == 20 and numbers["mse_images"] == 3
+    test = load_split("mnist", "test").subset(3)
+    inputs = prepare_inputs(test.images, "binarized", evaluate.EVAL_SEED)
+    expected = (model.decode(model.encode(inputs)[0]) - to_float(test.images)).pow(2).mean().item()
+    assert numbers["mse"] == pytest.approx(expected, rel=1e-5)
+    assert numbers["iwae"]["images"] == 5 and numbers["iwae"]["images_below_elbo"] == 0
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

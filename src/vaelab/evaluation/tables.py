@@ -39,7 +39,7 @@ def eval_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         )
     rows += [
         ("active units (Cov > 0.01)", f"{result['active_units']} of {result['latent_dim']}"),
-        ("reconstruction MSE (per pixel)", f"{result['mse']:.5f}"),
+        ("reconstruction MSE (per pixel)", f"{result['mse']:.5f}" + _first_images(result, "mse_images")),
     ]
     if "conditional_accuracy" in result:
         accuracy = result["conditional_accuracy"]
@@ -78,3 +78,10 @@ def eval_table(result: dict[str, Any]) -> str:
     if "note" in result:
         lines.append(f"note: {result['note']}")
     return "\n".join(lines)
+
+
+def _first_images(result: dict[str, Any], key: str) -> str:
+    """"(first N test images)" where a number read fewer than all of them (eval.json files older than the key
+    read all)."""
+    count = result.get(key, result["images"])
+    return f" (first {count:,} test images)" if count < result["images"] else ""
