@@ -11,8 +11,8 @@ conditioning feature maps, and a few gated masked layers read them beside the pi
   `vaelab.models.likelihoods` read them as they read a factorised decoder's: "bernoulli" for binarized images,
   "logistic" (discretised over the 256 levels) for grayscale ones. One image channel only.
 - `log_prob(x)` is one pass over the whole image (teacher forcing). Sampling is sequential, one pass per pixel;
-  the conditioning maps are computed once, and each pass runs on the window that the predicted pixel can see
-  (`reach` rows above it and columns to each side), not on the whole image.
+  the conditioning maps and each layer's 1×1 projection of them are computed once, and each pass runs on the
+  window that the predicted pixel can see (`reach` rows above it and columns to each side), not on the whole image.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ class GatedLayer(nn.Module):
         self.horizontal_out = nn.Conv2d(channels, channels, 1)
 
     def forward(
-        self, vertical: torch.Tensor, horizontal: torch.Tensor, conditioning: torch.Tensor
+        self, vertical: torch.Tensor, horizontal: torch.Tensor, projected: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`projected`: this layer's `condition(conditioning maps)`, which sampling computes once per image."""
         half = KERNEL // 2
         # Vertical: rows r − half … r, every column within half (padding above and on both sides).
         v = self.vertical(F.pad(vertical, (half, half, half, 0)))
@@ -50,7 +51,7 @@ class GatedLayer(nn.Module):
         shift = 1 if self.first else 0
         h = self.horizontal(F.pad(horizontal, (half + shift, -shift, 0, 0)))
         v_down = F.pad(v, (0, 0, 1, -1))  # row r now holds what the rows above r saw
-        condition_v, condition_h = self.condition(conditioning).chunk(2, dim=1)
+        condition_v, condition_h = projected.chunk(2, dim=1)
         v = v + condition_v
         h = h + self.vertical_to_horizontal(v_down) + condition_h
         v_out = torch.tanh(v.chunk(2, 1)[0]) * torch.sigmoid(v.chunk(2, 1)[1])
@@ -78,10 +79,17 @@ class GatedPixelCNN(nn.Module):
         return len(self.layers) * (KERNEL // 2) + 1
 
     def forward(self, x: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
-        x = (2 * x - 1).to(conditioning.dtype)  # centred: a black pixel is not "no input"
+        return self.forward_projected(x, self.project(conditioning))
+
+    def project(self, conditioning: torch.Tensor) -> list[torch.Tensor]:
+        """Each layer's view of the conditioning maps: per pixel, so a window of them is the window's view."""
+        return [layer.condition(conditioning) for layer in self.layers]
+
+    def forward_projected(self, x: torch.Tensor, projected: list[torch.Tensor]) -> torch.Tensor:
+        x = (2 * x - 1).to(projected[0].dtype)  # centred: a black pixel is not "no input"
         vertical, horizontal = x, x
-        for layer in self.layers:
-            vertical, horizontal = layer(vertical, horizontal, conditioning)
+        for layer, layer_projected in zip(self.layers, projected, strict=True):
+            vertical, horizontal = layer(vertical, horizontal, layer_projected)
         return self.out(horizontal).float()
 
 
@@ -123,12 +131,13 @@ class AutoregressiveImage(Distribution):
         images = torch.zeros(n, 1, height, width, device=device)
         means = torch.zeros_like(images)
         reach = self.network.reach
+        projected = self.network.project(self.conditioning)  # 1×1 convolutions: computed once, read by window
         for row in range(height):
             top = max(0, row - reach)
             for column in range(width):
                 left = max(0, column - reach)
                 window = (slice(None), slice(None), slice(top, row + 1), slice(left, column + reach + 1))
-                planes = self.network(images[window], self.conditioning[window])
+                planes = self.network.forward_projected(images[window], [maps[window] for maps in projected])
                 pixel = planes[:, :, row - top, column - left]
                 images[:, :, row, column] = self.likelihood.pixel_value(pixel, uniforms[:, :, row, column])
                 means[:, :, row, column] = self.likelihood.pixel_mean(pixel)
