@@ -11,7 +11,8 @@ import pytest
 
 from tests.conftest import launch_chromium, tiny_config
 from vaelab.errors import VaelabError
-from vaelab.report.compare import COMPARE_HTML, COMPARE_JSON, check_runs, compare_runs, model_label
+from vaelab.models.registry import model_label
+from vaelab.report.compare import COMPARE_HTML, COMPARE_JSON, check_runs, compare_runs
 from vaelab.rundir import BEST, load_tensors, save_tensors
 
 
@@ -104,7 +105,7 @@ def test_the_compare_page_opens_with_every_image_loaded_and_no_outside_request(c
 
 
 def test_the_model_label_names_what_sets_a_run_apart_from_its_family():
-    assert model_label(tiny_config()) == "vae"
-    assert model_label(tiny_config(prior="vamp", prior_components=50)) == "vae + VampPrior (50)"
-    assert model_label(tiny_config(kind="cvae", decoder="pixelcnn", pixelcnn_layers=5)) == (
+    assert model_label(tiny_config().model) == "vae"
+    assert model_label(tiny_config(prior="vamp", prior_components=50).model) == "vae + VampPrior (50)"
+    assert model_label(tiny_config(kind="cvae", decoder="pixelcnn", pixelcnn_layers=5).model) == (
         "cvae + PixelCNN decoder (5 layers)")

@@ -1,18 +1,21 @@
 """The PixelCNN decoder (`model.decoder: pixelcnn`): causal by autograd over a whole image and without a blind spot,
 its log-likelihood is the sum of the per-pixel conditionals computed one pixel at a time, sampling gives the
 requested shape and the same conditionals as a teacher-forced pass over the sample, a VAE trains with it on real
-MNIST, resumes bit-identically and is evaluated with a bounded sequential decoding, and wrong combinations of
-options are refused in one line."""
+MNIST, resumes bit-identically and is evaluated with a bounded sequential decoding, its report traverses from few
+codes and sets it beside a factorised decoder, and wrong combinations of options are refused in one line."""
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 
 import pytest
 import torch
 
 from tests.conftest import tiny_config, train_straight_and_with_a_stop
 from tests.faults import identical_weights
+from vaelab.analysis.factors import SEQUENTIAL_DECODER_BASES
 from vaelab.data import load_split
 from vaelab.data.datasets import prepare_inputs, to_float
 from vaelab.errors import VaelabError
@@ -20,7 +23,9 @@ from vaelab.evaluation import evaluate
 from vaelab.models.likelihoods import LIKELIHOODS
 from vaelab.models.pixelcnn import AutoregressiveImage, GatedPixelCNN
 from vaelab.models.vae import VAE
+from vaelab.report.html import build_report
 from vaelab.rundir import load_model, read_metrics
+from vaelab.training import train
 
 SIDE = 8
 
@@ -108,6 +113,38 @@ def test_a_pixelcnn_vae_trains_on_mnist_resumes_bit_identically_decodes_images_a
     expected = (model.decode(model.encode(inputs)[0]) - to_float(test.images)).pow(2).mean().item()
     assert numbers["mse"] == pytest.approx(expected, rel=1e-5)
     assert numbers["iwae"]["images"] == 5 and numbers["iwae"]["images_below_elbo"] == 0
+
+
+def test_the_report_of_a_pixelcnn_run_traverses_from_few_codes_and_sets_it_beside_a_factorised_decoder(
+        tmp_path, monkeypatch, trained_run):
+    run = tmp_path / "pixelcnn"
+    train(tiny_config(decoder="pixelcnn", pixelcnn_layers=2, pixelcnn_channels=8, input_mode="binarized", epochs=1),
+          run, progress=False, log=lambda message: None)
+    factorised = shutil.copytree(trained_run, tmp_path / "factorised")
+    monkeypatch.setattr(evaluate, "SEQUENTIAL_MSE_IMAGES", 10)
+    for folder in (run, factorised):
+        evaluate.evaluate_run(folder, iw_samples=4, iw_images=20, test_limit=500, probe_images=500)
+    page = build_report(run, tmp_path / "report.html", log=print, reference=factorised).read_text()
+
+    factors = json.loads((run / "factors.json").read_text())
+    assert {row["bases"] for row in factors} == {SEQUENTIAL_DECODER_BASES}
+    assert f"pooled over traversals from the codes of the first {SEQUENTIAL_DECODER_BASES} test images" in page
+    beside = page.split(f"<h2>Beside {factorised}</h2>")[1].split("</section>")[0]
+    mine, theirs = (json.loads((folder / "eval.json").read_text()) for folder in (run, factorised))
+    assert "vae + PixelCNN decoder (2 layers)" in beside and "<td>vae</td>" in beside
+    for evaluation in (mine, theirs):
+        assert f"carries {evaluation['kl']:.1f} nats" in beside or f"against {evaluation['kl']:.1f} nats" in beside
+        assert f"<td>{evaluation['active_units']} of 8</td>" in beside
+    assert beside.count("data:image/png;base64,") == 2  # both runs' prior samples
+
+
+def test_a_reference_of_another_dataset_is_refused_in_one_line(tmp_path, trained_run):
+    run = tmp_path / "fashion"
+    train(tiny_config(dataset="fashion-mnist", epochs=1, train_limit=256), run, progress=False,
+          log=lambda message: None)
+    with pytest.raises(VaelabError, match="is a mnist .* run and this one fashion-mnist .*; pick a reference of the "
+                                          "same dataset"):
+        build_report(run, tmp_path / "report.html", reference=trained_run)
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

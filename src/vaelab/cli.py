@@ -449,7 +449,8 @@ def interpolate(
 @app.command()
 def factors(
     run: Path = RUN,
-    bases: int = typer.Option(200, help="Traverse from the codes of this many test images."),
+    bases: int | None = typer.Option(None, help="Traverse from the codes of this many test images (default 200; "
+                                     "10 for a PixelCNN decoder, which draws every frame pixel by pixel)."),
     radius: float = typer.Option(3.0, "--range", help="Sweep from −range to +range prior standard deviations."),
     steps: int = typer.Option(11, help="Values per traversal."),
     out: Path | None = typer.Option(None, "--out", help="JSON file (default RUN/factors.json)."),
@@ -607,6 +608,9 @@ def report(
     run: Path = RUN,
     out: Path | None = typer.Option(None, "--out", help="Default: RUN/report.html; for pretrained:NAME, "
                                     "report-NAME.html here."),
+    reference: Path | None = typer.Option(
+        None, help="A VAE run of the same dataset (or pretrained:NAME) to set this one beside: test KL, active "
+                   "units, named factors, NLL, sample sharpness and sampling time.", callback=_run_directory),
 ) -> None:
     """Everything about a run in one self-contained HTML file."""
     from vaelab.io import require_output_file
@@ -617,7 +621,7 @@ def report(
         out = Path(f"report-{run.name}.html")
     if out is not None:
         require_output_file(out)
-    typer.echo(f"wrote {build_report(run, out, log=_stderr)}")
+    typer.echo(f"wrote {build_report(run, out, log=_stderr, reference=reference)}")
 
 
 @app.command("list-pretrained")

@@ -18,7 +18,7 @@ from vaelab.evaluation.likelihood import bits_per_dim, elbo_terms, importance_we
 from vaelab.evaluation.reference_classifier import classifier_summary, load_or_train_classifier
 from vaelab.hardware import resolve_device
 from vaelab.io import atomic_write_json
-from vaelab.models.registry import build_model, capabilities
+from vaelab.models.registry import build_model, capabilities, decodes_sequentially
 from vaelab.models.vae import VAE
 from vaelab.rundir import EVAL, load_model, read_config
 
@@ -99,7 +99,7 @@ def evaluate_run(
     intensities = to_float(test.images)
     conditional = can.conditional
     n, pixels = len(test), x_all[0].numel()
-    sequential = config.model.decoder == "pixelcnn"
+    sequential = decodes_sequentially(config.model)
     mse_images = min(n, SEQUENTIAL_MSE_IMAGES) if sequential else n
     started = time.perf_counter()
 

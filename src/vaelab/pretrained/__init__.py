@@ -91,6 +91,11 @@ def is_shipped(path: str | Path) -> bool:
     return Path(path).resolve().is_relative_to(HOME.resolve())
 
 
+def run_name(run_dir: str | Path) -> str:
+    """A run as the user names it: `pretrained:NAME` for a shipped model's folder, else its path."""
+    return f"pretrained:{Path(run_dir).name}" if is_shipped(run_dir) else str(run_dir)
+
+
 def refuse_shipped(path: str | Path) -> None:
     """A one-line error, before any work, for a write into a shipped model's folder."""
     if is_shipped(path):

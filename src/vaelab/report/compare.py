@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -31,12 +31,9 @@ from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.evaluate import trained_parameters
 from vaelab.images import make_grid
 from vaelab.io import atomic_write_json, atomic_write_text
-from vaelab.models.registry import capabilities
+from vaelab.models.registry import capabilities, model_label
 from vaelab.report.html import PAGE_TEMPLATE, html_table, img_tag
 from vaelab.rundir import BEST, EVAL, load_model, read_artefact_if_present, read_config, read_metrics
-
-if TYPE_CHECKING:
-    from vaelab.config import RunConfig
 
 COMPARE_JSON = "compare.json"
 COMPARE_HTML = "compare.html"
@@ -219,17 +216,7 @@ def measured_run(
         path.parent.mkdir(exist_ok=True)
         atomic_write_json(path, {"key": key, "entry": entry, "pictures": pictures})
     # Read afresh each time (cheap): what the run is, and what its latent carries by its eval.json.
-    return {**entry, "model": model_label(read_config(run_dir)), "latent": latent_summary(run_dir)}, pictures
-
-
-def model_label(config: RunConfig) -> str:
-    """The family, and what sets this run's model apart from the family's default: `vae + VampPrior (100)`."""
-    parts = [config.model.kind]
-    if config.model.prior != "standard":
-        parts.append(f"VampPrior ({config.model.prior_components})")
-    if config.model.decoder != "factorised":
-        parts.append(f"PixelCNN decoder ({config.model.pixelcnn_layers} layers)")
-    return " + ".join(parts)
+    return {**entry, "model": model_label(read_config(run_dir).model), "latent": latent_summary(run_dir)}, pictures
 
 
 def latent_summary(run_dir: Path) -> dict[str, Any] | None:

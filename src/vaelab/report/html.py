@@ -16,6 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,11 +36,12 @@ from vaelab.analysis.factors import (
     weakest_class_text,
 )
 from vaelab.analysis.interpolation import MODES, TEST_PAIR, interpolate_run, interpolation_ends, interpolation_grid
-from vaelab.analysis.samples import prior_samples, reconstruction_grid
+from vaelab.analysis.samples import prior_samples, reconstruction_grid, sample_grid
 from vaelab.analysis.smoothness import CONFIDENCE_THRESHOLD, confident_fraction, smoothness_ratio
 from vaelab.analysis.traversal import load_test_inputs, traversal_grid, traversal_values, traverse_run
 from vaelab.data.catalog import describe
 from vaelab.data.datasets import to_float
+from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.evaluate import per_class_reconstruction
 from vaelab.evaluation.generation import sharpness
@@ -48,8 +50,9 @@ from vaelab.evaluation.reference_classifier import load_or_train_classifier
 from vaelab.evaluation.tables import eval_rows
 from vaelab.images import make_grid, png_bytes, upscale
 from vaelab.io import atomic_write_text
-from vaelab.models.registry import capabilities
+from vaelab.models.registry import capabilities, family, model_label
 from vaelab.models.vae import VAE
+from vaelab.pretrained import run_name
 from vaelab.report.figures import confusion_matrix_png, kl_heatmap, latent_map_png, scalar_curves, training_curves
 from vaelab.rundir import (
     DISENTANGLEMENT,
@@ -66,6 +69,7 @@ if TYPE_CHECKING:
 
 SMOOTHNESS_LIMIT = 3.0  # the target: a larger max/mean step ratio over ±3σ is a jump
 QUICK_EVAL = {"iw_samples": 100, "iw_images": 1000}  # when the run has no eval.json yet
+REPORT_SAMPLES = 64  # prior samples drawn (seed 0) for the sample grid, the sharpness and the comparison
 TSNE_POINTS = 2000
 REPORT_DISENTANGLEMENT_IMAGES = 2000  # when the run has no disentanglement.json yet
 RESTYLED_IMAGES = 5  # test images 0 … 4, each written as every class
@@ -111,13 +115,21 @@ def number_text(value: float | None, form: str = ".2f") -> str:
     return "–" if value is None else format(value, form)
 
 
-def build_report(run_dir: str | Path, out: str | Path | None = None, log: Log = lambda m: None) -> Path:
+def build_report(
+    run_dir: str | Path, out: str | Path | None = None, log: Log = lambda m: None,
+    reference: str | Path | None = None,
+) -> Path:
+    """The report of a run, written atomically to `out` (default RUN/report.html). `reference`: a run of the same
+    dataset to set a VAE beside (say, the factorised decoder at the same β beside a PixelCNN decoder): what the
+    latent carries, how sharp the samples are and what they cost, measured by the same code."""
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "report.html"
     config = read_config(run_dir)
     model = load_model(run_dir)
+    if reference is not None:
+        _require_reference(config, Path(reference))
     if capabilities(model).likelihood:
-        sections = _vae_sections(run_dir, config, model, log)
+        sections = _vae_sections(run_dir, config, model, log, None if reference is None else Path(reference))
     else:
         sections = _generator_sections(run_dir, config, model, log)
     body = "".join(f"<section><h2>{html.escape(title)}</h2>{content}</section>" for title, content in sections)
@@ -169,7 +181,21 @@ def _generator_sections(
     return sections
 
 
-def _vae_sections(run_dir: Path, config: RunConfig, model: VAE, log: Log) -> list[tuple[str, str]]:
+def _require_reference(config: RunConfig, reference: Path) -> None:
+    """A reference must be a VAE run of the report's dataset and input mode, or the comparison means nothing."""
+    other = read_config(reference)
+    if not family(other.model.kind).capabilities.likelihood:
+        raise VaelabError(f"--reference {reference} is a {other.model.kind} run; pick a VAE run (one with a "
+                          "likelihood) to compare latents with")
+    mine, theirs = (config.data.dataset, config.data.input_mode), (other.data.dataset, other.data.input_mode)
+    if mine != theirs:
+        raise VaelabError(f"--reference {reference} is a {theirs[0]} ({theirs[1]}) run and this one {mine[0]} "
+                          f"({mine[1]}); pick a reference of the same dataset and input mode")
+
+
+def _vae_sections(
+    run_dir: Path, config: RunConfig, model: VAE, log: Log, reference: Path | None = None
+) -> list[tuple[str, str]]:
     dataset = config.data.dataset
     classes = describe(dataset).class_names
     conditional = capabilities(model).conditional
@@ -193,7 +219,9 @@ def _vae_sections(run_dir: Path, config: RunConfig, model: VAE, log: Log) -> lis
     test, inputs = load_test_inputs(config.data)
 
     log("samples and reconstructions")
-    samples = prior_samples(model, 64, seed=0)
+    started = time.perf_counter()
+    samples = prior_samples(model, REPORT_SAMPLES, seed=0)
+    sampling_ms = 1000 * (time.perf_counter() - started) / REPORT_SAMPLES
     sections.append(("Prior samples" + (" (the classes in turn)" if conditional else ""),
                      img_tag(make_grid(samples, columns=8), "prior samples")))
     components = model.prior_components()
@@ -241,12 +269,83 @@ def _vae_sections(run_dir: Path, config: RunConfig, model: VAE, log: Log) -> lis
     sections.append(("Latent maps" + (" (posterior means given the true labels)" if conditional else ""),
                      "".join(maps)))
 
-    log("limitations")
     real = to_float(test.images[:1000])
+    if reference is not None:
+        log(f"beside {reference}")
+        mine = Measured(model_label(config.model), config.objective_settings(), evaluation, factors, samples,
+                        sampling_ms)
+        sections.append(_against_reference(mine, reference, sharpness(real)))
+
+    log("limitations")
     per_class = per_class_reconstruction(model, inputs[:2000], test.labels[:2000])
     sections.append(("Limitations (measured)", _limitations(evaluation, factors, sharpness(samples),
                                                             sharpness(real), per_class, classes)))
     return sections
+
+
+@dataclass
+class Measured:
+    """What the comparison with a reference reads of one VAE run."""
+
+    label: str
+    objective: dict[str, Any]
+    evaluation: dict[str, Any]
+    factors: list[dict[str, Any]] | None
+    samples: torch.Tensor
+    sampling_ms: float
+
+
+def _measured_reference(reference: Path) -> Measured:
+    """The reference's eval.json and factors.json as written (None where absent), and REPORT_SAMPLES prior samples
+    drawn and timed now; with no eval.json, the report's quick evaluation."""
+    config, model = read_config(reference), load_model(reference)
+    evaluation = read_artefact_if_present(reference, EVAL) or evaluate_run(reference, write=False, **QUICK_EVAL)
+    started = time.perf_counter()
+    samples = prior_samples(model, REPORT_SAMPLES, seed=0)
+    sampling_ms = 1000 * (time.perf_counter() - started) / REPORT_SAMPLES
+    return Measured(model_label(config.model), config.objective_settings(), evaluation,
+                    read_artefact_if_present(reference, FACTORS), samples, sampling_ms)
+
+
+def _against_reference(mine: Measured, reference: Path, real_sharpness: float) -> tuple[str, str]:
+    """The run and the reference side by side: what the latent carries (KL, active units, named factors), the test
+    NLL, how sharp REPORT_SAMPLES prior samples are and how long they took, and both sample grids."""
+    theirs = _measured_reference(reference)
+    rows = []
+    for name, run in (("this run", mine), (run_name(reference), theirs)):
+        ev, iw = run.evaluation, run.evaluation.get("iwae")
+        named = None if run.factors is None else len(named_factors(run.factors))
+        rows.append([
+            name, run.label, objective_text(run.objective), number_text(ev["kl"]),
+            f"{ev['active_units']} of {ev['latent_dim']}", "–" if named is None else str(named),
+            "–" if iw is None else f"{iw['nll']:.2f} (IWAE-{iw['k']}, first {iw['images']:,})",
+            f"{sharpness(run.samples):.4f} ({sharpness(run.samples) / real_sharpness:.0%} of real)",
+            f"{run.sampling_ms:.1f}",
+        ])
+    columns = [
+        ("run", "the run of this report, and the reference it is set beside (`vaelab report --reference`)"),
+        ("model", "the family and what sets the model apart (learned prior, autoregressive decoder)"),
+        ("objective", "the training objective and its weight"),
+        ("test KL (nats)", "KL(q(z|x) ‖ p(z)) on the test split: the information the latent carries per image"),
+        ("active units", f"dimensions whose posterior mean varies across test images (variance > "
+                         f"{ACTIVE_UNIT_THRESHOLD:g})"),
+        ("named factors", f"active dimensions whose traversal moves one measured attribute at |ρ| ≥ "
+                          f"{ATTRIBUTE_RHO_THRESHOLD:g} (from the run's factors.json; – without one)"),
+        ("test NLL (nats)", "the IWAE bound of the run's eval.json, with its k and test images: compare on the same "
+                            "images and k"),
+        ("sample sharpness", f"mean gradient magnitude of {REPORT_SAMPLES} prior samples (seed 0), and its share of "
+                             f"real test images' ({real_sharpness:.4f}): below 100% is blur"),
+        ("sampling (ms per image)", f"wall-clock time to draw those {REPORT_SAMPLES} samples here, per image"),
+    ]
+    grids = "".join(f"<figure>{img_tag(sample_grid(run.samples), f'{name} prior samples', scale=2)}"
+                    f"<figcaption>{html.escape(name)}</figcaption></figure>"
+                    for name, run in (("this run", mine), (run_name(reference), theirs)))
+    ratio = sharpness(mine.samples) / sharpness(theirs.samples)
+    summary = (f"This run's prior samples are {ratio:.2f}× as sharp as {run_name(reference)}'s, and its latent "
+               f"carries {mine.evaluation['kl']:.1f} nats of KL in {mine.evaluation['active_units']} active units "
+               f"against {theirs.evaluation['kl']:.1f} nats in {theirs.evaluation['active_units']}.")
+    table = html_table([n for n, _ in columns], rows, [m for _, m in columns])
+    return f"Beside {run_name(reference)}", f"<p>{html.escape(summary)}</p>{table}{grids}"
 
 
 def _disentanglement(run_dir: Path) -> tuple[str, str]:
@@ -384,6 +483,8 @@ def _factor_table(factors: list[dict[str, Any]], traversal, around: str, classes
     TRAVERSAL_FRAME_PX wide), and a legend of the columns."""
     row_of_dim = {d: i for i, d in enumerate(traversal.dims)}
     annotated = any("top_annotation" in f or "known_factors" in f for f in factors)
+    bases = next((f["bases"] for f in factors if "bases" in f), None)  # absent from factors.json before 2026-12-04
+    pooled = "many test images" if bases is None else f"the codes of the first {bases} test images"
     steps, height = traversal.images.shape[1], traversal.images.shape[-2]
     shown = sorted(set(np.linspace(0, steps - 1, TABLE_FRAMES).round().astype(int).tolist()))
     scale = math.ceil(TRAVERSAL_FRAME_PX / height)
@@ -406,7 +507,7 @@ def _factor_table(factors: list[dict[str, Any]], traversal, around: str, classes
         ("active", f"yes when its posterior mean varies across test images (variance > {ACTIVE_UNIT_THRESHOLD:g}); "
                    f"weak when it is active yet carries under {WEAK_KL_NATS:g} nats of KL"),
         ("top attribute (ρ)", "the measured attribute the traversal moves most, with its Spearman ρ between the "
-                              "traversed value and the attribute, pooled over traversals from many test images"),
+                              f"traversed value and the attribute, pooled over traversals from {pooled}"),
         ("its weakest class ρ", "that attribute's ρ in the class where the dimension moves it least (signed along "
                                 "the pooled ρ): near the pooled ρ for a factor that acts alike in every class"),
         ("second (ρ)", "the attribute with the next largest |ρ|"),
@@ -435,13 +536,18 @@ def active_text(row: dict[str, Any]) -> str:
     return f"yes, weak (< {WEAK_KL_NATS:g} nats)" if is_weak(row) else "yes"
 
 
+def named_factors(factors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The active dimensions of a factor table named after a measured attribute (not 'class/shape', 'entangled')."""
+    return [f for f in factors if f["active"] and f["name"] not in ("entangled", "class/shape")]
+
+
 def _limitations(
     ev: dict[str, Any], factors: list[dict[str, Any]], sample_sharpness: float, real_sharpness: float,
     per_class: list[float], classes: tuple[str, ...] | None,
 ) -> str:
     active = [f for f in factors if f["active"]]
     weak = [f for f in active if is_weak(f)]
-    named = [f for f in active if f["name"] not in ("entangled", "class/shape")]
+    named = named_factors(factors)
     with_class = [f for f in named if f["mi_with_class"] >= CLASS_MI_THRESHOLD]
     jumpy = [f for f in active if f["smoothness_ratio"] is not None and f["smoothness_ratio"] > SMOOTHNESS_LIMIT]
     worst = sorted(range(len(per_class)), key=lambda c: -per_class[c])[:3]
@@ -482,6 +588,7 @@ table {{ border-collapse: collapse; font-size: 0.9rem; }}
 td, th {{ border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: left; vertical-align: middle; }}
 th {{ background: #f4f4f4; }} pre {{ background: #f7f7f7; padding: 0.8rem; font-size: 0.8rem; }}
 .note {{ color: #666; font-size: 0.85rem; }}
+figure {{ display: inline-block; margin: 0.5rem 1.5rem 0 0; }} figcaption {{ color: #555; font-size: 0.85rem; }}
 .legend {{ color: #555; font-size: 0.85rem; margin: 0.4rem 0 0; padding-left: 1.2rem; }}
 </style></head>
 <body><h1>{title}</h1><p class="subtitle">{subtitle}</p>{body}</body></html>
