@@ -3,7 +3,8 @@ classifier assigns to c, per class and overall, beside the classifier's own accu
 
     python benchmarks/conditional_accuracy.py runs/cvae-mnist [--per-class 1000] [--seed 0]
 
-Targets (issue 5): ≥ 99% on MNIST, ≥ 95% on Fashion-MNIST. Prints lines for docs/results.md.
+Target (issue 21, which replaced issue 5's fixed 99% / 95%): samples as classifiable as real images, i.e. an overall
+accuracy at least the classifier's own on the real test images. Prints lines for docs/results.md.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from vaelab.data.catalog import describe
 from vaelab.evaluation.conditional import conditional_accuracy
 from vaelab.evaluation.reference_classifier import classifier_summary, load_or_train_classifier
 from vaelab.rundir import load_model, read_config, read_metrics
-
-TARGETS = {"mnist": 0.99, "fashion-mnist": 0.95}
 
 
 def main() -> None:
@@ -38,11 +37,10 @@ def main() -> None:
     result = conditional_accuracy(load_model(args.run), judge, args.per_class, args.seed)
     for label, value in enumerate(result["per_class"]):
         print(f"  class {label} ({describe(dataset).class_names[label]}): {value:.2%}")
-    target = TARGETS.get(dataset)
-    verdict = "" if target is None else f"; target ≥ {target:.0%} {'met' if result['overall'] >= target else 'NOT met'}"
+    real = classifier_summary(dataset)["test_accuracy"]
     print(f"overall conditional accuracy {result['overall']:.2%} ({args.per_class:,} samples per class, seed "
-          f"{args.seed}){verdict}")
-    print(f"reference classifier on real {dataset} test images: {classifier_summary(dataset)['test_accuracy']:.2%}")
+          f"{args.seed}); the reference classifier on real {dataset} test images: {real:.2%}; as classifiable as "
+          f"real images: {'met' if result['overall'] >= real else 'NOT met'}")
     print(f"# {time.perf_counter() - started:.0f} s")
 
 
