@@ -3,7 +3,8 @@ set side by side by `vaelab compare` — NLL, FID, sharpness, KL and active unit
 per image — one row per configuration (issue 21's table):
 
     python benchmarks/model_quality.py --out runs/quality demo=configs/mnist-demo.yaml \
-        vamp=configs/mnist-vamp.yaml pixelcnn=configs/mnist-pixelcnn.yaml [--samples 10000] [--iw-images 10000]
+        vamp=configs/mnist-vamp.yaml pixelcnn=configs/mnist-pixelcnn.yaml [--samples 10000] [--iw-images 10000] \
+        [--no-inception]
 
 Each NAME=CONFIG trains into OUT/NAME; a run already there is kept (resumed if it was killed), so a long run
 started earlier (`vaelab train --config … --out OUT/NAME`) is measured as it is.
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/quality"))
     parser.add_argument("--samples", type=int, default=10_000)
     parser.add_argument("--inception-samples", type=int, default=None)
+    parser.add_argument("--no-inception", action="store_true", help="classifier FID only (no Inception network)")
     parser.add_argument("--iw-images", type=int, default=1000, help="test images of the IWAE-1000 bound")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -38,7 +40,8 @@ def main() -> None:
     named = dict(item.split("=", 1) for item in args.runs)
     runs = [trained_and_evaluated(load_yaml_config(Path(config)), args.out / name, iw_images=args.iw_images)
             for name, config in named.items()]
-    print_comparison(compare_runs(runs, args.out / "compare", args.samples, True, args.inception_samples, log=print))
+    print_comparison(compare_runs(runs, args.out / "compare", args.samples, not args.no_inception,
+                                  args.inception_samples, log=print))
 
 
 if __name__ == "__main__":
