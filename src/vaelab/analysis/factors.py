@@ -282,8 +282,7 @@ def analyse_factors(
     or SEQUENTIAL_DECODER_BASES for a decoder that draws pixel by pixel). Rows: dim, bases, kl, active, weak (active
     with under WEAK_KL_NATS of KL), top_attribute, top_rho, second_attribute, second_rho, top_rho_per_class,
     top_rho_weakest_class, weakest_class, mi_with_class, smoothness_ratio, confident_fraction (null without a
-    classifier), name. A conditional run's codes are its
-    posterior means given the true labels."""
+    classifier), name. A conditional run's codes are its posterior means given the true labels."""
     run_dir = Path(run_dir)
     if bases is not None and bases < 1:
         raise VaelabError(f"bases must be at least 1 test image (got {bases})")
