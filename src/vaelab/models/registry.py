@@ -88,13 +88,13 @@ def decodes_sequentially(config: ModelConfig) -> bool:
     """A decoder that draws an image pixel by pixel, one network pass per pixel (the PixelCNN: about 0.15 s per
     MNIST image on one CPU thread against well under a millisecond): what decodes thousands of images decodes fewer
     of its images, and says how many."""
-    return getattr(config, "decoder", "factorised") == "pixelcnn"
+    return config.decoder == "pixelcnn"
 
 
 def model_label(config: ModelConfig) -> str:
     """The family, and what sets the model apart from the family's default: `vae + VampPrior (100)`."""
     parts = [config.kind]
-    if getattr(config, "prior", "standard") != "standard":
+    if config.prior != "standard":
         parts.append(f"VampPrior ({config.prior_components})")
     if decodes_sequentially(config):
         parts.append(f"PixelCNN decoder ({config.pixelcnn_layers} layers)")

@@ -219,9 +219,7 @@ def _vae_sections(
     test, inputs = load_test_inputs(config.data)
 
     log("samples and reconstructions")
-    started = time.perf_counter()
-    samples = prior_samples(model, REPORT_SAMPLES, seed=0)
-    sampling_ms = 1000 * (time.perf_counter() - started) / REPORT_SAMPLES
+    samples, sampling_ms = _timed_prior_samples(model)
     sections.append(("Prior samples" + (" (the classes in turn)" if conditional else ""),
                      img_tag(make_grid(samples, columns=8), "prior samples")))
     components = model.prior_components()
@@ -283,6 +281,13 @@ def _vae_sections(
     return sections
 
 
+def _timed_prior_samples(model: VAE) -> tuple[torch.Tensor, float]:
+    """REPORT_SAMPLES prior samples (seed 0) and the milliseconds per sample they took."""
+    started = time.perf_counter()
+    samples = prior_samples(model, REPORT_SAMPLES, seed=0)
+    return samples, 1000 * (time.perf_counter() - started) / REPORT_SAMPLES
+
+
 @dataclass
 class Measured:
     """What the comparison with a reference reads of one VAE run."""
@@ -300,9 +305,7 @@ def _measured_reference(reference: Path) -> Measured:
     drawn and timed now; with no eval.json, the report's quick evaluation."""
     config, model = read_config(reference), load_model(reference)
     evaluation = read_artefact_if_present(reference, EVAL) or evaluate_run(reference, write=False, **QUICK_EVAL)
-    started = time.perf_counter()
-    samples = prior_samples(model, REPORT_SAMPLES, seed=0)
-    sampling_ms = 1000 * (time.perf_counter() - started) / REPORT_SAMPLES
+    samples, sampling_ms = _timed_prior_samples(model)
     return Measured(model_label(config.model), config.objective_settings(), evaluation,
                     read_artefact_if_present(reference, FACTORS), samples, sampling_ms)
 
@@ -310,16 +313,18 @@ def _measured_reference(reference: Path) -> Measured:
 def _against_reference(mine: Measured, reference: Path, real_sharpness: float) -> tuple[str, str]:
     """The run and the reference side by side: what the latent carries (KL, active units, named factors), the test
     NLL, how sharp REPORT_SAMPLES prior samples are and how long they took, and both sample grids."""
-    theirs = _measured_reference(reference)
+    theirs, reference_name = _measured_reference(reference), run_name(reference)
+    both = (("this run", mine), (reference_name, theirs))
+    sharpnesses = [sharpness(run.samples) for _, run in both]
     rows = []
-    for name, run in (("this run", mine), (run_name(reference), theirs)):
+    for (name, run), sample_sharpness in zip(both, sharpnesses, strict=True):
         ev, iw = run.evaluation, run.evaluation.get("iwae")
         named = None if run.factors is None else len(named_factors(run.factors))
         rows.append([
             name, run.label, objective_text(run.objective), number_text(ev["kl"]),
             f"{ev['active_units']} of {ev['latent_dim']}", "–" if named is None else str(named),
             "–" if iw is None else f"{iw['nll']:.2f} (IWAE-{iw['k']}, first {iw['images']:,})",
-            f"{sharpness(run.samples):.4f} ({sharpness(run.samples) / real_sharpness:.0%} of real)",
+            f"{sample_sharpness:.4f} ({sample_sharpness / real_sharpness:.0%} of real)",
             f"{run.sampling_ms:.1f}",
         ])
     columns = [
@@ -339,13 +344,12 @@ def _against_reference(mine: Measured, reference: Path, real_sharpness: float) -
     ]
     grids = "".join(f"<figure>{img_tag(sample_grid(run.samples), f'{name} prior samples', scale=2)}"
                     f"<figcaption>{html.escape(name)}</figcaption></figure>"
-                    for name, run in (("this run", mine), (run_name(reference), theirs)))
-    ratio = sharpness(mine.samples) / sharpness(theirs.samples)
-    summary = (f"This run's prior samples are {ratio:.2f}× as sharp as {run_name(reference)}'s, and its latent "
-               f"carries {mine.evaluation['kl']:.1f} nats of KL in {mine.evaluation['active_units']} active units "
-               f"against {theirs.evaluation['kl']:.1f} nats in {theirs.evaluation['active_units']}.")
+                    for name, run in both)
+    summary = (f"This run's prior samples are {sharpnesses[0] / sharpnesses[1]:.2f}× as sharp as {reference_name}'s, "
+               f"and its latent carries {mine.evaluation['kl']:.1f} nats of KL in {mine.evaluation['active_units']} "
+               f"active units against {theirs.evaluation['kl']:.1f} nats in {theirs.evaluation['active_units']}.")
     table = html_table([n for n, _ in columns], rows, [m for _, m in columns])
-    return f"Beside {run_name(reference)}", f"<p>{html.escape(summary)}</p>{table}{grids}"
+    return f"Beside {reference_name}", f"<p>{html.escape(summary)}</p>{table}{grids}"
 
 
 def _disentanglement(run_dir: Path) -> tuple[str, str]:
