@@ -1,10 +1,12 @@
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from vaelab.config import RunConfig
-from vaelab.models import VAE, GaussianLikelihood, kl_per_dimension
+from vaelab.config import RunConfig, load_yaml_config
+from vaelab.models import VAE, GaussianLikelihood, build_model, kl_per_dimension
+from vaelab.models.registry import capabilities
 
 
 def test_closed_form_kl_matches_a_monte_carlo_estimate():
@@ -59,3 +61,14 @@ def test_deeper_and_wider_configurations_build_and_keep_shapes():
     model = VAE(config.model)
     terms = model.loss_terms(torch.rand(2, 1, 28, 28))
     assert terms["recon"].shape == (2,) and terms["kl_per_dim"].shape == (2, 4)
+
+
+@pytest.mark.parametrize("path", sorted(Path("configs").glob("*.yaml")), ids=lambda path: path.name)
+def test_every_shipped_config_loads_and_builds_a_model_that_decodes_its_image_shape(path):
+    config = load_yaml_config(path)
+    model = build_model(config.model)
+    assert sum(parameter.numel() for parameter in model.parameters()) > 0
+    if isinstance(model, VAE):
+        labels = torch.tensor([0, 1]) if capabilities(model).conditional else None
+        images = model.decode(torch.zeros(2, config.model.latent_dim), labels)
+        assert images.shape == (2, *config.model.image_shape)

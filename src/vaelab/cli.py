@@ -244,6 +244,7 @@ def fid(
     components: int = typer.Option(10, help="Mixture components for the gmm sampler."),
     steps: int | None = STEPS,
     inception_for: str = typer.Option("all", help=INCEPTION_FOR_HELP),
+    seed: int = typer.Option(0, help="Seed of the samples; another seed measures how far the figures move."),
 ) -> None:
     """Generation quality per sampler: Inception FID, classifier FID, precision/recall, classes, sharpness."""
     from vaelab.analysis.sample_quality import generation_table, measure_generation, parse_samplers
@@ -255,7 +256,7 @@ def fid(
     refuse_shipped(run / GENERATION)
     result = measure_generation(
         run, names, samples, inception, inception_samples, reference_images, components, log=_stderr, steps=steps,
-        inception_for=inception_for,
+        inception_for=inception_for, seed=seed,
     )
     typer.echo(generation_table(result, names))
     typer.echo(f"written to {run / GENERATION}")
