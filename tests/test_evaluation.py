@@ -5,7 +5,10 @@ import torch
 
 from vaelab.data import load_split, prepare_inputs
 from vaelab.evaluation import active_units, evaluate_run, importance_weights, iwae_bound
+from vaelab.evaluation.evaluate import IWAE_PROGRESS, importance_weighted_bounds
 from vaelab.rundir import load_model
+
+CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +40,10 @@ def test_active_units_counts_dimensions_whose_mean_moves():
     assert active_units(means).tolist() == [True, False, False, False]
 
 
-def test_evaluate_run_writes_consistent_numbers(trained_run):
+def test_evaluate_run_writes_consistent_numbers_and_clears_iwae_progress(trained_run):
+    (trained_run / IWAE_PROGRESS).write_bytes(b"left by an earlier pass")
     result = evaluate_run(trained_run, iw_samples=50, iw_images=100, test_limit=500)
+    assert not (trained_run / IWAE_PROGRESS).exists()  # the bounds are in eval.json now
     saved = json.loads((trained_run / "eval.json").read_text())
     assert saved["images"] == 500 and saved["iwae"]["images"] == 100 and saved["iwae"]["k"] == 50
     assert result["elbo"] == pytest.approx(-(result["recon"] + result["kl"]), rel=1e-5)
@@ -46,3 +51,45 @@ def test_evaluate_run_writes_consistent_numbers(trained_run):
     assert result["iwae"]["images_below_elbo"] == 0
     assert result["iwae"]["nll"] < -result["elbo"] + 5  # IWAE on a subset, but a tighter bound
     assert 0 < result["mse"] < 0.1 and 0 <= result["active_units"] <= 8
+
+
+class Interrupted(Exception):
+    """Stands for a kill: raised from the progress log part-way through a pass."""
+
+
+def interrupted_at(message: int):
+    seen = []
+
+    def log(text: str) -> None:
+        seen.append(text)
+        if len(seen) == message:
+            raise Interrupted(text)
+
+    return log
+
+
+def test_an_iwae_pass_interrupted_part_way_continues_to_the_same_bounds_bit_for_bit(trained_run, test_inputs,
+                                                                                    tmp_path):
+    model, labels, progress = load_model(trained_run), torch.zeros(200, dtype=torch.long), tmp_path / IWAE_PROGRESS
+    uninterrupted = importance_weighted_bounds(model, test_inputs, labels, 250, CPU)
+    # k = 250 draws: 80 images a pass, so 3 passes; the second one's log message stops it before it is saved.
+    with pytest.raises(Interrupted):
+        importance_weighted_bounds(model, test_inputs, labels, 250, CPU, interrupted_at(2), progress, save_every=0)
+    messages = []
+    resumed = importance_weighted_bounds(model, test_inputs, labels, 250, CPU, messages.append, progress, save_every=0)
+    assert messages[0].startswith("IWAE-250: continuing at image 80 of 200")
+    assert torch.equal(resumed[0], uninterrupted[0]) and torch.equal(resumed[1], uninterrupted[1])
+
+
+@pytest.mark.parametrize("left", ["another k", "a damaged file"])
+def test_iwae_progress_for_other_settings_or_damaged_is_ignored(trained_run, test_inputs, tmp_path, left):
+    model, labels, progress = load_model(trained_run), torch.zeros(200, dtype=torch.long), tmp_path / IWAE_PROGRESS
+    with pytest.raises(Interrupted):
+        importance_weighted_bounds(model, test_inputs, labels, 250, CPU, interrupted_at(2), progress, save_every=0)
+    if left == "a damaged file":
+        progress.write_bytes(progress.read_bytes()[:-40])
+    k = 100 if left == "another k" else 250
+    messages = []
+    bounds = importance_weighted_bounds(model, test_inputs, labels, k, CPU, messages.append, progress)
+    assert "starting over" in messages[0]
+    assert torch.equal(bounds[0], importance_weighted_bounds(model, test_inputs, labels, k, CPU)[0])

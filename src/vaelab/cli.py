@@ -194,9 +194,11 @@ def evaluate(
     inception: bool = INCEPTION,
     class_samples: int = typer.Option(1000, help="Samples per class for a cvae run's conditional accuracy."),
     probe_images: int | None = typer.Option(None, help="Fit the linear probe on the first N training images only."),
+    compile: bool = typer.Option(False, help="torch.compile the networks: a slow start, then faster bounds."),
 ) -> None:
     """Test-split ELBO, IWAE_k NLL, KL per dimension, active units, MSE (a cvae: conditional accuracy; a ddpm: its
-    estimated bound and DDIM reconstructions; a gan: its size) → eval.json."""
+    estimated bound and DDIM reconstructions; a gan: its size) → eval.json. A long IWAE pass, killed, continues where
+    it stopped when the same command runs again."""
     from vaelab.evaluation import evaluate_run
     from vaelab.evaluation.tables import eval_table
 
@@ -206,7 +208,7 @@ def evaluate(
         raise VaelabError("--iw-samples must be ≥ 0")
     refuse_shipped(run / "eval.json")
     result = evaluate_run(run, iw_samples, iw_images, test_limit, device, log=_stderr, class_samples=class_samples,
-                          probe_images=probe_images)
+                          probe_images=probe_images, compile=compile)
     typer.echo(eval_table(result))
     typer.echo(f"written to {run / 'eval.json'}")
     if generation:

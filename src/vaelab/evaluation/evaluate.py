@@ -11,6 +11,7 @@ import torch
 
 from vaelab.data.catalog import describe
 from vaelab.data.datasets import iterate_batches, load_split, prepare_inputs, to_float
+from vaelab.errors import VaelabError
 from vaelab.evaluation.classification import classification_metrics, linear_probe, predict_probabilities, probe_features
 from vaelab.evaluation.conditional import conditional_accuracy
 from vaelab.evaluation.latents import active_units
@@ -20,17 +21,15 @@ from vaelab.hardware import resolve_device
 from vaelab.io import atomic_write_json
 from vaelab.models.registry import build_model, capabilities, decodes_sequentially
 from vaelab.models.vae import VAE
-from vaelab.rundir import EVAL, load_model, read_config
+from vaelab.rundir import EVAL, load_model, load_tensors, model_tensors, read_config, save_tensors, tensors_sha256
 
 if TYPE_CHECKING:
     from vaelab.config import RunConfig
     from vaelab.data.datasets import ImageSet
 
 EVAL_SEED = 0  # the fixed binarization of the test set and the noise of every bound
-# Decoded images per pass of the IWAE bound. A PixelCNN decoder's activations are C full-size maps per image, and
-# on the CPU its time per image rose from about 2.5 ms at 20–50 images a pass to 4.7 ms at 250 and 15.5 ms at 8,000
-# (cache), so it decodes 50 of one image's k draws at a time.
-IWAE_PASS_IMAGES = {"factorised": 20_000, "pixelcnn": 50}
+IWAE_PROGRESS = "iwae-progress.safetensors"  # a long IWAE pass's bounds so far, in the run directory
+PROGRESS_SECONDS = 60.0  # how often it is saved
 # A PixelCNN decodes a reconstruction pixel by pixel (784 passes): the reconstruction MSE reads this many test images.
 SEQUENTIAL_MSE_IMAGES = 1000
 
@@ -46,6 +45,7 @@ def evaluate_run(
     write: bool = True,
     class_samples: int = 1000,
     probe_images: int | None = None,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """ELBO, IWAE_k, KL per dimension, active units and MSE on the test split (fp32, fixed seeds): `vaelab eval`.
 
@@ -66,6 +66,12 @@ def evaluate_run(
         write: Also write the result to RUN/eval.json (atomically).
         class_samples: Samples per class of a conditional run's conditional accuracy.
         probe_images: Fit the linear probes on the first N training images. None: all of them.
+        compile: Compile the model's networks with torch.compile: a slow start, then about half the time per
+            decoded image on the CPU (a PixelCNN decoder's bound); the bounds differ from the plain ones in the
+            last digits (float rounding).
+
+    An IWAE pass that takes long is resumable: its bounds so far are kept in RUN/iwae-progress.safetensors (with
+    `write`), and the same command run again after a kill continues from them, with the same result.
 
     Returns:
         The numbers, as written to eval.json; for a family with a likelihood: "elbo", "recon", "kl" (nats per
@@ -88,6 +94,9 @@ def evaluate_run(
     config = read_config(run_dir)
     torch_device = resolve_device(device)
     model = load_model(run_dir, torch_device)
+    if compile:
+        for network in model.children():  # in place, as training does: the weights keep their names
+            network.compile()
     test = load_split(config.data.dataset, "test").subset(test_limit)
     can = capabilities(model)
     if not can.likelihood:
@@ -149,21 +158,9 @@ def evaluate_run(
     # IWAE_k on the first iw_images test images.
     if iw_samples > 0:
         m = min(iw_images or n, n)
-        generator = torch.Generator().manual_seed(EVAL_SEED + 1)
-        pass_images = IWAE_PASS_IMAGES[config.model.decoder]
-        chunk = min(iw_samples, 250, pass_images)
-        batch = max(1, pass_images // chunk)
-        log_every = max(1, m // batch // 20)
-        iwae, same_sample_elbo = [], []
-        for done, index in enumerate(iterate_batches(m, batch)):
-            log_w = importance_weights(model, x_all[index].to(torch_device), iw_samples, generator, chunk,
-                                       test.labels[index])
-            log_w = log_w.cpu()
-            iwae.append(iwae_bound(log_w))
-            same_sample_elbo.append(log_w.mean(1))
-            if done % log_every == 0:
-                log(f"IWAE-{iw_samples}: {min((done + 1) * batch, m)}/{m} images")
-        iwae_t, same_t = torch.cat(iwae), torch.cat(same_sample_elbo)
+        progress = run_dir / IWAE_PROGRESS if write else None
+        iwae_t, same_t = importance_weighted_bounds(model, x_all[:m], test.labels[:m], iw_samples, torch_device,
+                                                    log, progress)
         result["iwae"] = {
             "k": iw_samples,
             "images": m,
@@ -198,7 +195,65 @@ def evaluate_run(
     result["seconds"] = time.perf_counter() - started
     if write:
         atomic_write_json(run_dir / EVAL, result)
+        (run_dir / IWAE_PROGRESS).unlink(missing_ok=True)  # its bounds are in eval.json now
     return result
+
+
+def iwae_pass_images(model: VAE, device: torch.device) -> int:
+    """Decoded images per pass of the IWAE bound. On the CPU a PixelCNN decoder's time per image rose from about
+    2.5 ms at 20–50 images a pass to 4.7 ms at 250 and 15.5 ms at 8,000 (its C full-size maps per image leave the
+    cache), so it decodes 50 of one image's k draws at a time; a GPU needs thousands per pass to be busy."""
+    if model.config.decoder == "pixelcnn" and device.type == "cpu":
+        return 50
+    return 20_000 if model.config.decoder == "factorised" else 2_000
+
+
+def importance_weighted_bounds(
+    model: VAE, inputs: torch.Tensor, labels: torch.Tensor, k: int, device: torch.device,
+    log: Callable[[str], None] = lambda message: None, progress: Path | None = None,
+    save_every: float = PROGRESS_SECONDS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """IWAE_k of each image, and the k-sample ELBO on the same draws: two `[N]` tensors (fixed seed).
+
+    With `progress`, the bounds so far and the noise generator's state are written there (atomically) every
+    `save_every` seconds, and a later call with the same weights, images count and k continues from them: a pass
+    that is killed and run again gives the same bounds, bit for bit, as one that never stopped. A file for other
+    settings, or a damaged one, is ignored and replaced."""
+    generator = torch.Generator().manual_seed(EVAL_SEED + 1)
+    pass_images = iwae_pass_images(model, device)
+    chunk = min(k, 250, pass_images)
+    batch = max(1, pass_images // chunk)
+    n = len(inputs)
+    settings = {"k": str(k), "images": str(n), "batch": str(batch), "chunk": str(chunk),
+                "weights_sha256": tensors_sha256(model_tensors(model))}
+    bounds, same_draws, done = [], [], 0
+    if progress is not None and progress.is_file():
+        try:
+            saved, metadata = load_tensors(progress)
+        except VaelabError as error:
+            saved, metadata = {}, {"problem": str(error)}
+        if all(metadata.get(name) == value for name, value in settings.items()):
+            bounds, same_draws = [saved["iwae"]], [saved["elbo_same_draws"]]
+            done = len(saved["iwae"])
+            generator.set_state(saved["generator"])
+            log(f"IWAE-{k}: continuing at image {done:,} of {n:,} from {progress}")
+        else:
+            log(f"IWAE-{k}: {progress} is for other weights or settings, or damaged; starting over")
+    saved_at = time.perf_counter()
+    log_every = max(1, n // batch // 20) * batch
+    for start in range(done, n, batch):
+        stop = min(start + batch, n)
+        log_w = importance_weights(model, inputs[start:stop].to(device), k, generator, chunk, labels[start:stop])
+        log_w = log_w.cpu()
+        bounds.append(iwae_bound(log_w))
+        same_draws.append(log_w.mean(1))
+        if start % log_every == 0:
+            log(f"IWAE-{k}: {stop:,}/{n:,} images")
+        if progress is not None and stop < n and time.perf_counter() - saved_at >= save_every:
+            save_tensors(progress, {"iwae": torch.cat(bounds), "elbo_same_draws": torch.cat(same_draws),
+                                    "generator": generator.get_state()}, settings)
+            saved_at = time.perf_counter()
+    return torch.cat(bounds), torch.cat(same_draws)
 
 
 def trained_parameters(model: torch.nn.Module) -> int:
