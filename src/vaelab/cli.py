@@ -194,7 +194,7 @@ def evaluate(
     inception: bool = INCEPTION,
     class_samples: int = typer.Option(1000, help="Samples per class for a cvae run's conditional accuracy."),
     probe_images: int | None = typer.Option(None, help="Fit the linear probe on the first N training images only."),
-    compile: bool = typer.Option(False, help="torch.compile the networks: a slow start, then faster bounds."),
+    compile: bool = typer.Option(False, help="torch.compile the networks: a slow start, faster PixelCNN bounds."),
 ) -> None:
     """Test-split ELBO, IWAE_k NLL, KL per dimension, active units, MSE (a cvae: conditional accuracy; a ddpm: its
     estimated bound and DDIM reconstructions; a gan: its size) → eval.json. A long IWAE pass, killed, continues where

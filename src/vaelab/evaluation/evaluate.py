@@ -66,9 +66,9 @@ def evaluate_run(
         write: Also write the result to RUN/eval.json (atomically).
         class_samples: Samples per class of a conditional run's conditional accuracy.
         probe_images: Fit the linear probes on the first N training images. None: all of them.
-        compile: Compile the model's networks with torch.compile: a slow start, then about half the time per
-            decoded image on the CPU (a PixelCNN decoder's bound); the bounds differ from the plain ones in the
-            last digits (float rounding).
+        compile: Compile the model's networks with torch.compile: a slow start, then 15–35% less time per image of a
+            PixelCNN decoder's bound on the CPU (`benchmarks/iwae_speed.py`); fused kernels may round differently
+            in the last digits.
 
     An IWAE pass that takes long is resumable: its bounds so far are kept in RUN/iwae-progress.safetensors (with
     `write`), and the same command run again after a kill continues from them, with the same result.
