@@ -230,8 +230,8 @@ def importance_weighted_bounds(
     if progress is not None and progress.is_file():
         try:
             saved, metadata = load_tensors(progress)
-        except VaelabError as error:
-            saved, metadata = {}, {"problem": str(error)}
+        except VaelabError:  # damaged: only the time it holds is lost
+            saved, metadata = {}, {}
         if all(metadata.get(name) == value for name, value in settings.items()):
             bounds, same_draws = [saved["iwae"]], [saved["elbo_same_draws"]]
             done = len(saved["iwae"])
