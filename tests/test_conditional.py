@@ -183,7 +183,7 @@ def test_cli_samples_restyles_and_evaluates_a_cvae_run_and_refuses_bad_classes(t
         (["sample", str(trained_run), "--class", "3"], "needs a conditional run"),
         (["restyle", str(trained_run), "--from", "test:0"], "needs a conditional run"),
         (["restyle", "run", "--from", "test:99999"], "is out of range"),
-        (["sample", "run", "--sampler", "gmm"], "--sampler gmm does not support conditional runs yet"),
+        (["sample", "run", "--sampler", "gmm"], "a cvae cannot use --sampler gmm; it offers: prior"),
         (["traverse", "run"], "a conditional run decodes a traversal as one class; add --class C (0 to 9)"),
         (["traverse", "run", "--class", "10"], "class 10 is out of range"),
         (["traverse", str(trained_run), "--class", "3"], "--class applies to conditional runs only"),

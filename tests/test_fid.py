@@ -136,6 +136,16 @@ def test_the_sample_seed_fixes_the_samples_and_another_seed_draws_others(trained
     assert other["seed"] == 1 and other["fid_classifier"] != first["fid_classifier"]
 
 
+def test_a_conditional_run_draws_the_classes_in_turn_and_offers_only_the_prior(cvae_run):
+    result = measure_generation(cvae_run, "all", samples=300, inception=False, write=False)
+    assert list(result["samplers"]) == ["prior"]
+    entry = result["samplers"]["prior"]
+    assert entry["labels"] == "the classes in turn"
+    assert entry["samples"] == 300 and entry["classes_covered"] >= 8  # 30 of each class, from a small cvae
+    with pytest.raises(VaelabError, match="a cvae cannot use --sampler gmm; it offers: prior"):
+        measure_generation(cvae_run, "gmm", samples=20, inception=False, write=False)
+
+
 def test_inception_for_best_measures_only_the_sampler_with_the_lowest_classifier_fid(trained_run):
     # prior and gmm: the two-stage sampler's fit would cost minutes and prove nothing more here.
     result = measure_generation(trained_run, ["prior", "gmm"], samples=200, inception_samples=20, reference_images=20,

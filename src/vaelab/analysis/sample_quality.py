@@ -44,7 +44,7 @@ from vaelab.evaluation.reference_classifier import (
     load_or_train_classifier,
 )
 from vaelab.io import atomic_write_json
-from vaelab.models.registry import capabilities, family, refuse_conditional
+from vaelab.models.registry import capabilities, family
 from vaelab.rundir import GENERATION, load_model, read_artefact_if_present, read_config
 
 SAMPLE_SEED = 0
@@ -188,7 +188,6 @@ def measure_generation(
     elif reference.dataset != dataset:
         raise VaelabError(f"{run_dir} is a {dataset} run; the reference given is {reference.dataset}")
     model = load_model(run_dir)
-    refuse_conditional(model, "vaelab fid")
     use_sampling_steps(model, steps)
 
     path = run_dir / GENERATION
@@ -213,6 +212,8 @@ def measure_generation(
             entry["ddim_steps"] = model.sampling_steps
         if sampler == "gmm":
             entry["components"] = components
+        if capabilities(model).conditional:
+            entry["labels"] = "the classes in turn"
         entry["seconds"] = time.perf_counter() - started
         result["samplers"][sampler] = entry
         if write:  # after each sampler: an interrupted measurement keeps what it finished

@@ -25,7 +25,7 @@ from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.fitting import FitPlan, fit
 from vaelab.models.latent_vae import LatentVAE
-from vaelab.models.registry import Capabilities, capabilities, refuse_conditional
+from vaelab.models.registry import Capabilities, capabilities
 from vaelab.models.vae import VAE, posterior_moments
 from vaelab.rundir import load_model_weights, load_tensors, model_tensors, read_config, save_tensors
 
@@ -35,8 +35,10 @@ ANCESTRAL_BATCH_SIZE = 500
 
 
 def samplers_for(can: Capabilities, explicit: bool = False) -> list[str]:
-    """The samplers a family offers: those `all` means, or (`explicit`) every one it accepts when named."""
-    if can.encoder:
+    """The samplers a family offers: those `all` means, or (`explicit`) every one it accepts when named. The fitted
+    samplers model the codes of unlabelled images, so a conditional family offers the prior alone (its samples
+    take the classes in turn)."""
+    if can.encoder and not can.conditional:
         return ["prior", *FITTED]
     if can.sampling == "diffusion" and explicit:
         return ["prior", "ancestral"]
@@ -193,8 +195,6 @@ def sample_codes(
     if sampler == "ancestral":
         raise VaelabError("the ancestral sampler draws images step by step, not codes; use --sampler prior")
     generator = torch.Generator().manual_seed(seed)
-    if sampler != "prior":
-        refuse_conditional(model, f"--sampler {sampler}")  # both are fitted on codes of unlabelled images
     if sampler == "prior":
         return model.sample_prior(n, generator).cpu()
     if sampler == "gmm":
