@@ -17,6 +17,7 @@ from machine import run_header
 
 from vaelab.data.datasets import load_split, prepare_inputs
 from vaelab.evaluation.evaluate import EVAL_SEED, importance_weighted_bounds
+from vaelab.hardware import compile_networks
 from vaelab.rundir import load_model, read_config
 
 
@@ -37,8 +38,7 @@ def main() -> None:
     for compiled in (False, True):
         model = load_model(args.run, cpu)
         if compiled:
-            for network in model.children():
-                network.compile()
+            compile_networks(model)
         started = time.perf_counter()
         importance_weighted_bounds(model, inputs[:1], test.labels[:1], args.k, cpu)
         warm_up = time.perf_counter() - started

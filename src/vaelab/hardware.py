@@ -33,3 +33,9 @@ def autocast(device: torch.device, enabled: bool):
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def compile_networks(model: torch.nn.Module) -> None:
+    """torch.compile each of the model's networks in place, so the weights keep the plain model's names."""
+    for network in model.children():
+        network.compile()

@@ -17,7 +17,7 @@ from vaelab.evaluation.conditional import conditional_accuracy
 from vaelab.evaluation.latents import active_units
 from vaelab.evaluation.likelihood import bits_per_dim, elbo_terms, importance_weights, iwae_bound
 from vaelab.evaluation.reference_classifier import classifier_summary, load_or_train_classifier
-from vaelab.hardware import resolve_device
+from vaelab.hardware import compile_networks, resolve_device
 from vaelab.io import atomic_write_json
 from vaelab.models.registry import build_model, capabilities, decodes_sequentially
 from vaelab.models.vae import VAE
@@ -95,8 +95,7 @@ def evaluate_run(
     torch_device = resolve_device(device)
     model = load_model(run_dir, torch_device)
     if compile:
-        for network in model.children():  # in place, as training does: the weights keep their names
-            network.compile()
+        compile_networks(model)
     test = load_split(config.data.dataset, "test").subset(test_limit)
     can = capabilities(model)
     if not can.likelihood:

@@ -30,7 +30,7 @@ from vaelab.data.catalog import use_data_dir
 from vaelab.data.datasets import binarize, iterate_batches, load_split, prepare_inputs, to_float
 from vaelab.errors import VaelabError
 from vaelab.fitting import epoch_order, learning_rate
-from vaelab.hardware import autocast, resolve_device, use_bf16
+from vaelab.hardware import autocast, compile_networks, resolve_device, use_bf16
 from vaelab.io import remove_stale_temp_files
 from vaelab.models.objective import Objective, Phase, StepContext, ValidationData
 from vaelab.models.registry import build_model, family
@@ -243,8 +243,7 @@ def _train(
     # Model, optimizers and the generators that make every random draw reproducible.
     model = build_model(config.model).to(device).to(memory_format=memory_format)
     if train_cfg.compile:
-        for network in model.children():  # in place: the checkpoint's names stay those of the plain model
-            network.compile()
+        compile_networks(model)
     runner = phase_runner(world, model)
     # The fused kernel updates all parameters in one pass: ~8× faster than the per-tensor default on the CPU. It
     # also skips a step on the device when told to (`found_inf`), which the non-finite handling relies on.
