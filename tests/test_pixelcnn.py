@@ -76,7 +76,7 @@ def test_the_log_likelihood_is_the_sum_of_the_conditionals_computed_one_pixel_at
 @pytest.mark.parametrize("likelihood", ["bernoulli", "logistic"])
 def test_sampling_gives_the_requested_shape_and_the_conditionals_of_a_teacher_forced_pass(likelihood):
     observation = LIKELIHOODS[likelihood]()
-    net = network(planes=observation.planes_per_channel, layers=2)  # reach 5: windows of 6 rows and 11 columns
+    net = network(planes=observation.planes_per_channel, layers=2)  # reach 5: windows of 5 rows, 6 columns
     conditioning = torch.randn(5, 4, 12, 14)
     image = AutoregressiveImage(net, conditioning, observation)
     samples, means = image.sample_with_means(torch.Generator().manual_seed(2))

@@ -10,9 +10,9 @@ conditioning feature maps, and a few gated masked layers read them beside the pi
 - The last layer gives the likelihood's planes per pixel (`planes_per_channel`), so the observation models of
   `vaelab.models.likelihoods` read them as they read a factorised decoder's: "bernoulli" for binarized images,
   "logistic" (discretised over the 256 levels) for grayscale ones. One image channel only.
-- `log_prob(x)` is one pass over the whole image (teacher forcing). Sampling is sequential, one pass per pixel;
-  the conditioning maps and each layer's 1×1 projection of them are computed once, and each pass runs on the
-  window that the predicted pixel can see (`reach` rows above it and columns to each side), not on the whole image.
+- `log_prob(x)` is one pass over the whole image (teacher forcing). Sampling is sequential: the conditioning maps
+  and each layer's 1×1 projection of them are computed once; the vertical stacks run once per row, on the `reach`
+  rows above it (fixed by then), and each pixel runs only the horizontal stacks, on the `reach` pixels to its left.
 """
 
 from __future__ import annotations
@@ -44,20 +44,35 @@ class GatedLayer(nn.Module):
         self, vertical: torch.Tensor, horizontal: torch.Tensor, projected: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """`projected`: this layer's `condition(conditioning maps)`, which sampling computes once per image."""
+        condition_v, condition_h = projected.chunk(2, dim=1)
+        v, v_out = self.vertical_pass(vertical, condition_v)
+        v_above = F.pad(v, (0, 0, 1, -1))  # row r now holds what the rows above r saw
+        return v_out, self.horizontal_pass(horizontal, v_above, condition_h)
+
+    def vertical_pass(self, vertical: torch.Tensor, condition_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vertical stack: rows r − half … r, every column within half (padding above and on both sides). Gives
+        the convolution's output, which the horizontal stack of the row below reads, and the gated output."""
         half = KERNEL // 2
-        # Vertical: rows r − half … r, every column within half (padding above and on both sides).
         v = self.vertical(F.pad(vertical, (half, half, half, 0)))
-        # Horizontal: columns c − half … c of row r; the first layer shifts one more to leave out the pixel itself.
+        return v, gate(v + condition_v)
+
+    def horizontal_pass(
+        self, horizontal: torch.Tensor, v_above: torch.Tensor, condition_h: torch.Tensor
+    ) -> torch.Tensor:
+        """The horizontal stack: columns c − half … c of row r (the first layer shifts one more to leave out the pixel
+        itself), with `v_above`, the vertical convolution's output one row up."""
+        half = KERNEL // 2
         shift = 1 if self.first else 0
         h = self.horizontal(F.pad(horizontal, (half + shift, -shift, 0, 0)))
-        v_down = F.pad(v, (0, 0, 1, -1))  # row r now holds what the rows above r saw
-        condition_v, condition_h = projected.chunk(2, dim=1)
-        v = v + condition_v
-        h = h + self.vertical_to_horizontal(v_down) + condition_h
-        v_out = torch.tanh(v.chunk(2, 1)[0]) * torch.sigmoid(v.chunk(2, 1)[1])
-        h_gated = torch.tanh(h.chunk(2, 1)[0]) * torch.sigmoid(h.chunk(2, 1)[1])
-        h_out = self.horizontal_out(h_gated)
-        return v_out, h_out if self.first else horizontal + h_out
+        h = h + self.vertical_to_horizontal(v_above) + condition_h
+        h_out = self.horizontal_out(gate(h))
+        return h_out if self.first else horizontal + h_out
+
+
+def gate(features: torch.Tensor) -> torch.Tensor:
+    """tanh of the first half of the channels times the sigmoid of the second."""
+    values, gates = features.chunk(2, dim=1)
+    return torch.tanh(values) * torch.sigmoid(gates)
 
 
 class GatedPixelCNN(nn.Module):
@@ -74,23 +89,44 @@ class GatedPixelCNN(nn.Module):
     @property
     def reach(self) -> int:
         """How far from a pixel its prediction can depend on the image: rows above it (each layer's vertical stack
-        adds KERNEL // 2, the shift into the horizontal stack one more), and columns to either side (each layer adds
-        KERNEL // 2; the first layer's shift one more on the left)."""
+        adds KERNEL // 2, the shift into the horizontal stack one more), and columns to its left along its row (each
+        layer's horizontal stack adds KERNEL // 2, the first layer's shift one more)."""
         return len(self.layers) * (KERNEL // 2) + 1
 
     def forward(self, x: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
-        return self.forward_projected(x, self.project(conditioning))
+        projected = self.project(conditioning)
+        vertical = horizontal = centred(x, projected[0])
+        for layer, layer_projected in zip(self.layers, projected, strict=True):
+            vertical, horizontal = layer(vertical, horizontal, layer_projected)
+        return self.out(horizontal).float()
 
     def project(self, conditioning: torch.Tensor) -> list[torch.Tensor]:
         """Each layer's view of the conditioning maps: per pixel, so a window of them is the window's view."""
         return [layer.condition(conditioning) for layer in self.layers]
 
-    def forward_projected(self, x: torch.Tensor, projected: list[torch.Tensor]) -> torch.Tensor:
-        x = (2 * x - 1).to(projected[0].dtype)  # centred: a black pixel is not "no input"
-        vertical, horizontal = x, x
-        for layer, layer_projected in zip(self.layers, projected, strict=True):
-            vertical, horizontal = layer(vertical, horizontal, layer_projected)
-        return self.out(horizontal).float()
+    def vertical_above(self, rows: torch.Tensor, conditions_v: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each layer's vertical convolution at the last of `rows` (`[N, 1, R, W]`, R ≥ reach − 1 rows or the image's
+        top), with those rows' `conditions_v`: what every horizontal stack of the next row reads from above."""
+        above, vertical = [], centred(rows, conditions_v[0])
+        for layer, condition_v in zip(self.layers, conditions_v, strict=True):
+            v, vertical = layer.vertical_pass(vertical, condition_v)
+            above.append(v[:, :, -1:])
+        return above
+
+    def last_pixel(
+        self, row: torch.Tensor, above: list[torch.Tensor], conditions_h: list[torch.Tensor]
+    ) -> torch.Tensor:
+        """The likelihood's planes `[N, planes]` of the last pixel of `row` (`[N, 1, 1, C]`, C ≥ reach + 1 columns
+        or the image's left edge), from the pixels before it, the row above's `above` and the `conditions_h`."""
+        horizontal = centred(row, conditions_h[0])
+        for layer, v_above, condition_h in zip(self.layers, above, conditions_h, strict=True):
+            horizontal = layer.horizontal_pass(horizontal, v_above, condition_h)
+        return self.out(horizontal[:, :, 0, -1:, None]).float()[:, :, 0, 0]
+
+
+def centred(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Pixels in [0, 1] as [−1, 1] in `like`'s dtype: a black pixel is not "no input"."""
+    return (2 * x - 1).to(like.dtype)
 
 
 class AutoregressiveImage(Distribution):
@@ -124,21 +160,32 @@ class AutoregressiveImage(Distribution):
 
     @torch.no_grad()
     def sample_with_means(self, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Images drawn pixel by pixel, and each pixel's conditional mean on the way: `[N, 1, H, W]` each."""
+        """Images drawn pixel by pixel, and each pixel's conditional mean on the way: `[N, 1, H, W]` each.
+
+        The rows above a pixel are fixed once its row begins, so the vertical stacks run once a row (on the `reach`
+        rows above it) and each pixel runs only the horizontal stacks, on the `reach` pixels to its left."""
         n, _, height, width = self.conditioning.shape
         device = self.conditioning.device
         uniforms = torch.rand(n, 1, height, width, generator=generator, device=device)
         images = torch.zeros(n, 1, height, width, device=device)
         means = torch.zeros_like(images)
         reach = self.network.reach
-        projected = self.network.project(self.conditioning)  # 1×1 convolutions: computed once, read by window
+        projected = [maps.chunk(2, dim=1) for maps in self.network.project(self.conditioning)]
+        conditions_v = [condition_v for condition_v, _ in projected]
+        conditions_h = [condition_h for _, condition_h in projected]
         for row in range(height):
-            top = max(0, row - reach)
+            if row == 0:  # nothing above: the zero padding of a teacher-forced pass
+                above = [torch.zeros_like(condition[:, :, :1]) for condition in conditions_v]
+            else:
+                rows = slice(max(0, row - reach), row)
+                above = self.network.vertical_above(images[:, :, rows], [c[:, :, rows] for c in conditions_v])
             for column in range(width):
-                left = max(0, column - reach)
-                window = (slice(None), slice(None), slice(top, row + 1), slice(left, column + reach + 1))
-                planes = self.network.forward_projected(images[window], [maps[window] for maps in projected])
-                pixel = planes[:, :, row - top, column - left]
+                columns = slice(max(0, column - reach), column + 1)
+                pixel = self.network.last_pixel(
+                    images[:, :, row : row + 1, columns],
+                    [a[:, :, :, columns] for a in above],
+                    [c[:, :, row : row + 1, columns] for c in conditions_h],
+                )
                 images[:, :, row, column] = self.likelihood.pixel_value(pixel, uniforms[:, :, row, column])
                 means[:, :, row, column] = self.likelihood.pixel_mean(pixel)
         return images, means
