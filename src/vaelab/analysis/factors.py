@@ -70,9 +70,9 @@ from vaelab.models.vae import VAE, posterior_moments
 from vaelab.rundir import FACTORS, load_model, read_config
 
 DEFAULT_BASES = 200
-# A PixelCNN decoder draws each traversal frame pixel by pixel (about 0.15 s on one CPU thread): 200 bases × 32
-# dimensions × 11 steps would take about 3 hours, 10 bases about 9 minutes.
-SEQUENTIAL_DECODER_BASES = 10
+# A PixelCNN decoder draws each traversal frame pixel by pixel (about 0.02 s on one CPU thread,
+# benchmarks/pixelcnn_sampling.py): 200 bases × 32 dimensions × 11 steps would take about 25 minutes, 40 about 5.
+SEQUENTIAL_DECODER_BASES = 40
 DEFAULT_RADIUS = 3.0
 DEFAULT_STEPS = 11
 ATTRIBUTE_RHO_THRESHOLD = 0.6  # |ρ| at or above which a dimension is named after its attribute
