@@ -105,7 +105,7 @@ class GatedPixelCNN(nn.Module):
         return [layer.condition(conditioning) for layer in self.layers]
 
     def vertical_above(self, rows: torch.Tensor, conditions_v: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Each layer's vertical convolution at the last of `rows` (`[N, 1, R, W]`, R ≥ reach − 1 rows or the image's
+        """Each layer's vertical convolution at the last of `rows` (`[N, 1, R, W]`, R ≥ reach rows or from the image's
         top), with those rows' `conditions_v`: what every horizontal stack of the next row reads from above."""
         above, vertical = [], centred(rows, conditions_v[0])
         for layer, condition_v in zip(self.layers, conditions_v, strict=True):
