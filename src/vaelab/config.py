@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,7 +145,14 @@ class TrainConfig:
     """The optimisation: epochs, batch, learning rate, β and KL schedule, seed, precision, checkpoints (the `train`
     section)."""
 
-    epochs: int = option(30, "Passes over the training images.")
+    epochs: int = option(30, "Passes over the training images. Warm-ups given in steps (kl_warmup_steps, "
+                             "capacity_steps) belong to this length: a run of other --steps keeps their share.")
+    steps: int | None = option(None, "Optimiser steps of the whole run, instead of whole epochs (the last epoch may "
+                                     "be partial); the schedules span them.", shown="epochs × steps per epoch")
+    time_budget: str | None = option(
+        None, "Train for this long, e.g. 90s, 8m or 1h30m: the run measures its speed, buys the steps that fit and "
+              "spans its schedules over them (training seconds; data loading and start-up not counted).",
+        shown="none")
     batch_size: int = option(128, "Images per step.")
     lr: float = option(1e-3, "Peak learning rate of Adam.")
     lr_schedule: str = option("cosine", "cosine (decay to min_lr over the run) or constant.")
@@ -381,6 +389,10 @@ class RunConfig:
         _check(t.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
         _check(t.device in DEVICES, f"device must be one of {', '.join(DEVICES)}")
         _check(t.max_steps is None or t.max_steps >= 1, "max_steps must be at least 1")
+        _check(t.steps is None or t.steps >= 1, "steps must be at least 1")
+        if t.time_budget is not None:
+            parse_duration(t.time_budget, "time_budget")
+            _check(t.steps is None, "give the run's length once: steps or time_budget, not both")
         _check(t.checkpoint_every >= 0, "checkpoint_every must be ≥ 0 steps (0: checkpoint at epoch ends only)")
         _check(t.skip_nonfinite >= 0, "skip_nonfinite must be ≥ 0 batches")
 
@@ -481,6 +493,34 @@ def load_json_config(path: str | Path) -> RunConfig:
     except (OSError, json.JSONDecodeError) as error:
         raise VaelabError(f"{path} is unreadable or not valid JSON ({error}); the run directory is damaged") from None
     return RunConfig.from_dict(raw, str(path))
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smh]?)")
+
+
+def parse_duration(text: str, name: str = "duration") -> float:
+    """Seconds of a duration such as `90s`, `8m`, `1.5h` or `1h30m` (a bare number is seconds); a one-line
+    `VaelabError` names anything else, and a duration that is not more than 0."""
+    cleaned = str(text).strip().lower().replace(" ", "")
+    parts = _DURATION_PART.findall(cleaned)
+    if not cleaned or "".join(number + unit for number, unit in parts) != cleaned:
+        raise VaelabError(f"{name} must be a duration such as 90s, 8m or 1h30m (got '{text}')")
+    seconds = sum(float(number) * _DURATION_UNITS[unit or "s"] for number, unit in parts)
+    _check(math.isfinite(seconds) and seconds > 0, f"{name} must be more than 0 seconds (got '{text}')")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """`7 min 40 s`, `42 s`, `1 h 05 min`: a time as a person reads it."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 def _default(section: type, name: str) -> Any:

@@ -1,10 +1,20 @@
-"""What the hardware offers: device choice and bf16 autocast support."""
+"""What the hardware offers: device choice, bf16 autocast support, and the machine profile that `train`, `eval`
+and the benchmarks print first (and a run directory records as machine.json)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
 
 import torch
+
+# oneDNN kernel levels (ONEDNN_MAX_CPU_ISA) that still compute in bf16 natively
+_BF16_ISAS = ("ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
+              "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -17,16 +27,95 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def bf16_supported(device: torch.device) -> bool:
-    """bf16 pays off on GPUs that support it and on CPUs with native bf16 instructions (AVX512-BF16 / AMX);
-    elsewhere it is emulated and slower than fp32."""
+def bf16_support(device: torch.device) -> tuple[bool, str]:
+    """Whether bf16 is native on `device`, and why. It pays off on GPUs that support it and on CPUs with bf16
+    instructions (AVX512-BF16 / AMX) that the kernels may use; elsewhere it is emulated, many times slower than
+    fp32."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+        native = torch.cuda.is_bf16_supported()
+        return native, "the GPU computes in bf16" if native else "the GPU has no bf16"
+    if not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        return False, "no native bf16 on this CPU (AVX512-BF16 / AMX), emulated bf16 would be slower"
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    if isa not in _BF16_ISAS:
+        return False, f"ONEDNN_MAX_CPU_ISA={isa} keeps the kernels from the CPU's bf16 instructions"
+    amx = torch.cpu._is_amx_tile_supported()
+    return True, f"native bf16 on this CPU: {'AMX' if amx else 'AVX512-BF16'}"
+
+
+def bf16_supported(device: torch.device) -> bool:
+    return bf16_support(device)[0]
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
     return precision == "bf16" or (precision == "auto" and bf16_supported(device))
+
+
+@dataclass(frozen=True)
+class MachineProfile:
+    """The device a command runs on, its threads, the precision chosen and why, and measured matmul rates."""
+
+    device: str
+    threads: int
+    precision: str  # what runs: bf16 or fp32
+    why: str
+    fp32_gflops: float
+    bf16_gflops: float | None  # measured only where bf16 is native
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        rates = f"matmul {self.fp32_gflops:,.0f} GFLOP/s fp32"
+        if self.bf16_gflops is not None:
+            rates += f", {self.bf16_gflops:,.0f} bf16"
+        return (f"machine: {self.device}, {self.threads} thread{'s' * (self.threads != 1)}; {rates}; "
+                f"precision {self.precision} ({self.why})")
+
+
+def machine_profile(device: torch.device, precision: str = "auto") -> MachineProfile:
+    """The profile of `device` for a run asking for `precision` (auto, bf16 or fp32); the rates are measured once
+    per process (about half a second)."""
+    native, why = bf16_support(device)
+    chosen = use_bf16(precision, device)
+    if precision != "auto":
+        why = f"asked for; {why}"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{_cpu_name()}, {os.cpu_count()} cores"
+    return MachineProfile(name, torch.get_num_threads(), "bf16" if chosen else "fp32", why,
+                          matmul_gflops(device.type, torch.float32),
+                          matmul_gflops(device.type, torch.bfloat16) if native else None)
+
+
+@functools.cache
+def matmul_gflops(device_type: str, dtype: torch.dtype, seconds: float = 0.2) -> float:
+    """Measured GFLOP/s of square matmuls on a device type (512 on a CPU, 4,096 on a GPU)."""
+    size = 4096 if device_type == "cuda" else 512
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(size, size, generator=generator).to(device_type, dtype) for _ in range(2))
+
+    def wait() -> None:
+        if device_type == "cuda":
+            torch.cuda.synchronize()
+
+    a @ b
+    wait()
+    started, count = time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        a @ b
+        wait()
+        count += 1
+    return 2 * size**3 * count / (time.perf_counter() - started) / 1e9
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def autocast(device: torch.device, enabled: bool):

@@ -8,6 +8,8 @@
                        when last.safetensors is damaged
     trainer_state.json a readable copy of that trainer state (epoch, step, best score, history)
     metrics.jsonl      one JSON line per finished epoch
+    machine.json       the machine that trained it: device, threads, precision and why, measured matmul rates
+    budget.json        a run sized by --time-budget: the steps it bought (`--steps N` repeats the run) and its costs
     eval.json          written by `vaelab eval`; factors.json by `vaelab factors`; generation.json by `vaelab fid`
     train.lock         held (flock) by the one process training the run
 
@@ -45,6 +47,8 @@ EVAL = "eval.json"
 FACTORS = "factors.json"
 GENERATION = "generation.json"
 DISENTANGLEMENT = "disentanglement.json"
+MACHINE = "machine.json"  # the machine that trained the run: device, threads, precision and why, matmul rates
+BUDGET = "budget.json"  # what a time budget bought: the steps, and what one step, validation and checkpoint took
 # The JSON artefacts later commands write, and the command that (re)writes each.
 ARTEFACT_COMMANDS = {EVAL: "vaelab eval", FACTORS: "vaelab factors", GENERATION: "vaelab fid",
                      DISENTANGLEMENT: "vaelab factors"}

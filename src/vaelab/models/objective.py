@@ -82,6 +82,19 @@ class Objective:
     def __init__(self, config: RunConfig, train_labels: torch.Tensor) -> None:
         self.config = config
         self.pool = torch.arange(train_labels.numel())  # the training images an epoch runs over
+        train = config.train
+        self.set_run_length(train.epochs * (len(self.pool) // train.batch_size))
+
+    def set_run_length(self, steps: int) -> None:
+        """The run's optimiser steps, once the trainer knows them (`steps`, or bought by a time budget). A warm-up
+        given in steps belongs to the recipe's `epochs`, and keeps its share of a run of another length."""
+        train = self.config.train
+        recipe_steps = max(train.epochs * (len(self.pool) // train.batch_size), 1)
+        self.run_steps, self.length_scale = steps, steps / recipe_steps
+
+    def scaled_steps(self, steps: int) -> int:
+        """A length in steps given for the recipe's `epochs`, for this run's length."""
+        return round(steps * self.length_scale)
 
     def generators(self) -> dict[str, GeneratorSpec]:
         """The seeded generators the steps draw from, by name (the trainer's own is "binarize", seed + 1)."""

@@ -317,11 +317,11 @@ class ELBOObjective(Objective):
         return {"betas": DISCRIMINATOR_BETAS} if name == "discriminator" else {}
 
     def beta(self, step: int) -> float:
-        return kl_weight(step, self.config.train.beta, self.config.train.kl_warmup_steps)
+        return kl_weight(step, self.config.train.beta, self.scaled_steps(self.config.train.kl_warmup_steps))
 
     def capacity(self, step: int) -> float:
-        model, train = self.config.model, self.config.train
-        steps = model.capacity_steps or train.epochs * (len(self.pool) // train.batch_size)  # the trainer's steps
+        model = self.config.model
+        steps = self.scaled_steps(model.capacity_steps) or self.run_steps
         return capacity_at(step, model.capacity_max, steps)
 
     def schedule_values(self, step: int) -> dict[str, float]:

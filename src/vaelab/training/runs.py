@@ -36,6 +36,9 @@ def start_or_resume(
     given = {k: v for k, v in overrides.items() if v is not None}
     if (out is None) == (resume is None):
         raise VaelabError("give exactly one of --out NEW_RUN_DIR (a new run) or --resume RUN_DIR")
+    lengths = [f"--{name.replace('_', '-')}" for name in ("epochs", "steps", "time_budget") if name in given]
+    if len(lengths) > 1:
+        raise VaelabError(f"{' and '.join(lengths)} both set the run's length; give one of them")
     if resume is not None:
         return _resume(Path(resume), config_path, given, progress, log)
     assert out is not None
@@ -80,6 +83,14 @@ def _resume(
             f"start it again with `vaelab train --out {run_dir}` and its options"
         )
     config = read_config(run_dir)
+    if config.train.time_budget is not None and {"epochs", "steps", "time_budget"} & set(given):
+        raise VaelabError(
+            f"{run_dir} is sized by its time budget ({config.train.time_budget}); resuming finishes the steps it "
+            "bought, with no new length"
+        )
+    if "time_budget" in given:
+        raise VaelabError("--time-budget sizes a new run; resume this one with --epochs or --steps, or start a new "
+                          "run with --out")
     if not has_resumable_checkpoint(run_dir) and not nothing_trained(run_dir):
         raise VaelabError(
             f"{run_dir} has no {LAST} or {PREVIOUS} to resume from; train a new run with --out NEW_RUN_DIR"

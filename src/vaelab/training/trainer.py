@@ -16,6 +16,7 @@ import math
 import os
 import random
 import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,17 +26,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaelab.config import RunConfig
+from vaelab.config import RunConfig, format_duration, parse_duration
 from vaelab.data.catalog import use_data_dir
 from vaelab.data.datasets import binarize, iterate_batches, load_split, prepare_inputs, to_float
 from vaelab.errors import VaelabError
 from vaelab.fitting import epoch_order, learning_rate
-from vaelab.hardware import autocast, compile_networks, resolve_device, use_bf16
-from vaelab.io import remove_stale_temp_files
+from vaelab.hardware import autocast, compile_networks, machine_profile, resolve_device, use_bf16
+from vaelab.io import atomic_write_json, remove_stale_temp_files
 from vaelab.models.objective import Objective, Phase, StepContext, ValidationData
 from vaelab.models.registry import build_model, family
-from vaelab.rundir import CONFIG, has_resumable_checkpoint
+from vaelab.rundir import BUDGET, CONFIG, MACHINE, has_resumable_checkpoint
 from vaelab.training import checkpoint
+from vaelab.training.budget import Plan, Snapshot, measure_and_plan
 from vaelab.training.distributed import (
     RanksFailed,
     World,
@@ -238,7 +240,7 @@ def _train(
     steps_per_epoch = len(pool) // train_cfg.batch_size
     if steps_per_epoch == 0:
         raise VaelabError(f"batch_size {train_cfg.batch_size} is larger than the {len(pool)} training images")
-    total_steps = steps_per_epoch * train_cfg.epochs
+    total_steps = train_cfg.steps or steps_per_epoch * train_cfg.epochs  # a time budget's: once measured
 
     # Model, optimizers and the generators that make every random draw reproducible.
     model = build_model(config.model).to(device).to(memory_format=memory_format)
@@ -277,6 +279,10 @@ def _train(
             checkpoint.write_trainer_state(run_dir, state)
             checkpoint.write_config(run_dir, config)  # with the new stopping point (a new run wrote its own already)
     writer = None  # made after the first checkpoint: a start killed earlier leaves no tensorboard folder behind
+    if world.is_main:
+        profile = machine_profile(device, train_cfg.precision)
+        log(profile.describe())
+        atomic_write_json(run_dir / MACHINE, profile.to_dict())
 
     def modelled(intensities: torch.Tensor) -> torch.Tensor:
         """What the likelihood models of a batch: a fresh binarization for a binarized run, else the intensities."""
@@ -284,7 +290,7 @@ def _train(
             intensities = binarize(intensities, generators["binarize"])
         return intensities.contiguous(memory_format=memory_format)
 
-    def save_last(epoch_sums: dict[str, float]) -> None:
+    def save_last_to(folder: Path, epoch_sums: dict[str, float]) -> None:
         """The resumable checkpoint, with every rank's generators and running sums (every rank calls it; rank 0
         writes)."""
         rng_states = world.gather({checkpoint.rng_name(name, world.rank): generator.get_state()
@@ -292,13 +298,38 @@ def _train(
         sums = world.gather(epoch_sums)
         if world.is_main:
             stored = {**state, "epoch_sums": sums[0], **({"other_rank_sums": sums[1:]} if world.size > 1 else {})}
-            checkpoint.save_last(run_dir, model, optimizers, {k: v for part in rng_states for k, v in part.items()},
+            checkpoint.save_last(folder, model, optimizers, {k: v for part in rng_states for k, v in part.items()},
                                  stored)
+
+    segment_start, spent_before = time.perf_counter(), 0.0
+
+    def save_last(epoch_sums: dict[str, float]) -> None:
+        state["train_seconds"] = spent_before + time.perf_counter() - segment_start  # what a budget has spent
+        save_last_to(run_dir, epoch_sums)
 
     context = StepContext(
         state["step"], total_steps, generators, modelled, lambda batch: batch.contiguous(memory_format=memory_format),
         lambda: autocast(device, bf16), train_x, train_y,
     )
+    plan = Plan.from_dict(state["plan"]) if "plan" in state else None
+    if train_cfg.time_budget is not None and plan is None:
+        def write_probe() -> None:
+            with tempfile.TemporaryDirectory(prefix="vaelab-budget-") as probe:
+                save_last_to(Path(probe), {"images": 0})
+                checkpoint.save_best(Path(probe), model, 1, selection, 0.0)
+
+        measured = time.perf_counter()
+        plan = _buy_steps(config, objective, model, optimizers, generators, runner, context, validation, world,
+                          _epoch_batches(pool, train_cfg, 0, train_x.device), steps_per_epoch, write_probe)
+        state["plan"] = plan.to_dict()
+        state["train_seconds"] = time.perf_counter() - measured
+    if plan is not None:
+        total_steps = context.total_steps = plan.steps
+        log(plan.describe())
+        if world.is_main:
+            atomic_write_json(run_dir / BUDGET, {**plan.to_dict(), "reproduce": f"--steps {plan.steps}"})
+    objective.set_run_length(total_steps)
+    epochs = math.ceil(total_steps / steps_per_epoch)
     bar = _progress_bar(total_steps, state["step"], enabled=progress)
     say = bar.write if progress else log  # keep the bar intact while it is shown
 
@@ -306,14 +337,16 @@ def _train(
         _handle_faults(tally, state, train_cfg.skip_nonfinite, run_dir, epoch, say, bar)
 
     finished = True
-    while state["epoch"] < train_cfg.epochs:
+    segment_start, spent_before = time.perf_counter(), state.get("train_seconds", 0.0)
+    first_step = state["step"]
+    if plan is not None and resume:
+        log(f"the time budget {plan.time_budget} has {format_duration(spent_before)} spent; "
+            f"{total_steps - state['step']:,} of its {total_steps:,} steps are left")
+    while state["epoch"] < epochs:
         epoch = state["epoch"]
         model.train()
-        # The epoch's order depends only on (seed, epoch): a resumed run sees the same batches. The epoch's batch
-        # indices go where the images are at once; each step takes its row (this rank's share of it).
-        order = epoch_order(train_cfg.seed, epoch)
-        batches = torch.stack([pool[i] for i in iterate_batches(len(pool), train_cfg.batch_size, order,
-                                                                drop_last=True)]).to(train_x.device)
+        batches = _epoch_batches(pool, train_cfg, epoch, train_x.device)
+        batches = batches[: total_steps - epoch * steps_per_epoch]  # the run's last epoch may be partial
         tally = _Tally(device, state["epoch_sums"])  # carried in the checkpoint: a resume reports the same means
         seen_here, epoch_start = 0, time.perf_counter()
         for global_batch in batches[state["batch_in_epoch"] :]:
@@ -335,7 +368,10 @@ def _train(
                 if progress:
                     rate = seen_here / (time.perf_counter() - epoch_start)
                     terms = " ".join(f"{name} {value:.1f}" for name, value in tally.last_logged().items())
-                    bar.set_postfix_str(f"epoch {epoch + 1}/{train_cfg.epochs} {terms} {rate:,.0f} img/s")
+                    bar.set_postfix_str(f"epoch {epoch + 1}/{epochs} {terms} {rate:,.0f} img/s")
+            if state["step"] == first_step + ESTIMATE_AFTER and plan is None:
+                say(f"≈ {format_duration(_remaining_seconds(state, total_steps, time.perf_counter() - segment_start))}"
+                    f" left on this machine ({total_steps:,} steps, measured over the first {ESTIMATE_AFTER})")
             if train_cfg.max_steps is not None and state["step"] >= train_cfg.max_steps:
                 finished = False
                 break
@@ -377,6 +413,9 @@ def _train(
         save_last(state["epoch_sums"])
         if world.is_main:
             checkpoint.write_metrics(run_dir, state["history"])
+            if plan is not None and state["step"] >= total_steps:
+                atomic_write_json(run_dir / BUDGET, {**plan.to_dict(), "reproduce": f"--steps {plan.steps}",
+                                                     "spent_seconds": round(state["train_seconds"], 2)})
             if train_cfg.tensorboard:
                 writer = writer if writer is not None else _summary_writer_class()(str(run_dir / "tensorboard"))
                 for key, value in row.items():
@@ -394,6 +433,59 @@ def _train(
 
 
 LOG_EVERY = 20  # steps between the host's reads of the device's flags (and the progress bar's numbers)
+ESTIMATE_AFTER = 20  # steps measured before a run without a time budget says how long it will take
+
+
+def _epoch_batches(pool: torch.Tensor, train_cfg: Any, epoch: int, device: torch.device) -> torch.Tensor:
+    """Epoch `epoch`'s batches of image indices, one per row. The order depends only on (seed, epoch): a resumed
+    run sees the same batches. They go where the images are at once; each step takes its row (this rank's share)."""
+    order = epoch_order(train_cfg.seed, epoch)
+    return torch.stack([pool[i] for i in iterate_batches(len(pool), train_cfg.batch_size, order,
+                                                         drop_last=True)]).to(device)
+
+
+def _remaining_seconds(state: dict[str, Any], total_steps: int, elapsed: float) -> float:
+    """The rest of a run at the pace of its first steps (each epoch's validation not counted)."""
+    return elapsed / ESTIMATE_AFTER * (total_steps - state["step"])
+
+
+def _buy_steps(
+    config: RunConfig, objective: Objective, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
+    generators: dict[str, torch.Generator], runner: Callable[[Iterator[Phase]], Phase | None], context: StepContext,
+    validation: ValidationData, world: World, batches: torch.Tensor, steps_per_epoch: int,
+    write_probe: Callable[[], None],
+) -> Plan:
+    """Measure this machine on real steps, buy the steps the time budget affords, then undo the measuring steps.
+    Every rank steps together (rank 0 says when to stop) and rank 0's plan holds for all."""
+    train_cfg = config.train
+    train_x, train_y = context.train_images, context.train_labels
+    device = next(model.parameters()).device
+    def take_one(index: int) -> None:
+        intensities, labels = _batch(train_x, train_y, world.rank_share(batches[index % len(batches)]), device)
+        for optimizer in optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = train_cfg.lr
+        context.step = index
+        fault, _, _ = take_step(runner, objective.step(model, intensities, labels, context), optimizers,
+                                train_cfg.grad_clip, world)
+        fault.item()  # waits for the device: the step is over
+
+    snapshot = Snapshot(model, optimizers, generators)
+    try:
+        plan: Plan | str = measure_and_plan(
+            train_cfg.time_budget, parse_duration(train_cfg.time_budget), steps_per_epoch,
+            train_cfg.checkpoint_every, take_one, lambda: validate(objective, model, validation, world),
+            write_probe, agree=world.from_main)
+    except VaelabError as error:
+        plan = str(error)
+    finally:
+        snapshot.restore()
+        context.step = 0
+        model.train()
+    plan = world.from_main(plan)
+    if isinstance(plan, str):
+        raise VaelabError(plan)
+    return plan
 LOSS_FAULT, GRADIENT_FAULT = 1.0, 2.0
 
 
