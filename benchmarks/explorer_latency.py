@@ -19,7 +19,6 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
+from machine import run_header
 
 TIME_LIMIT_S = 60.0  # per phase: the benchmark stops by itself whatever the server does
 
@@ -102,7 +102,6 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000, help="Per phase.")
     parser.add_argument("--rate", type=float, default=500.0, help="Requests per second, all clients together, paced.")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     server, host, port = start_server(args.run)
     try:
         connection = http.client.HTTPConnection(host, port, timeout=10)
@@ -110,9 +109,8 @@ def main() -> None:
         latent_dim = json.loads(connection.getresponse().read())["latent_dim"]
         connection.close()
         codes = np.random.default_rng(0).standard_normal((args.requests, latent_dim)).round(4)
-        print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()} {os.cpu_count()} cores, "
-              f"load average {os.getloadavg()[0]:.2f}, commit {commit}, {args.run} ({latent_dim}-d), "
-              f"{args.clients} clients over loopback, POST /api/decode → PNG")
+        print(run_header(f"load average {os.getloadavg()[0]:.2f}, {args.run} ({latent_dim}-d), "
+                         f"{args.clients} clients over loopback, POST /api/decode → PNG"))
         run_clients(host, port, codes, args.clients, min(400, args.requests), None)  # warm-up, not reported
         print(measure("1 client", server, host, port, codes, 1, args.requests // 4, None))
         print(measure("saturated", server, host, port, codes, args.clients, args.requests, None))

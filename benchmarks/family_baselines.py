@@ -12,12 +12,10 @@ another (resumable: a run directory that already holds a finished run is kept), 
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
-import time
 from pathlib import Path
 
 import torch
+from machine import run_header
 
 from vaelab.config import load_yaml_config
 from vaelab.data import load_split
@@ -52,9 +50,7 @@ def main() -> None:
     parser.add_argument("--reference-images", type=int, default=None, help="test images for Inception (default 10k)")
     parser.add_argument("--train-only", action="store_true", help="train and evaluate; leave the comparison for later")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, commit {commit}, {args.dataset}, {args.minutes:g} min per family")
+    print(run_header(f"torch {torch.__version__}, {args.dataset}, {args.minutes:g} min per family"))
     train_images = len(load_split(args.dataset, "train", 5000, 0))
     families = args.families.split(",")
     configs = {family: load_yaml_config(Path(CONFIGS[args.dataset][family])).with_overrides({"dataset": args.dataset})

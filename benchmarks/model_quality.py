@@ -13,13 +13,11 @@ started earlier (`vaelab train --config … --out OUT/NAME`) is measured as it i
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
-import time
 from pathlib import Path
 
 import torch
 from family_baselines import print_comparison, trained_and_evaluated  # the same training and table
+from machine import run_header
 
 from vaelab.config import load_yaml_config
 from vaelab.report.compare import compare_runs
@@ -34,9 +32,7 @@ def main() -> None:
     parser.add_argument("--no-inception", action="store_true", help="classifier FID only (no Inception network)")
     parser.add_argument("--iw-images", type=int, default=1000, help="test images of the IWAE-1000 bound")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, commit {commit}")
+    print(run_header(f"torch {torch.__version__}"))
     named = dict(item.split("=", 1) for item in args.runs)
     runs = [trained_and_evaluated(load_yaml_config(Path(config)), args.out / name, iw_images=args.iw_images)
             for name, config in named.items()]

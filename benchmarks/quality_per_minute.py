@@ -1,67 +1,64 @@
-"""Which architecture gives the best test NLL for a fixed CPU budget? (chooses the `make demo` config)
+"""Which recipe gives the best test NLL for a training budget in minutes? (chooses the `make demo` recipe)
 
-Each candidate's training speed is measured first; it then gets as many whole epochs as fit in the budget,
-trains, and is evaluated with IWAE-k on the first test images. Usage:
+Each candidate is trained with `--time-budget`: it measures its own speed on this machine, buys the steps that fit
+and spans its learning-rate schedule over them. It is then evaluated with IWAE-k on the first test images.
+A candidate is the demo config (configs/mnist-demo.yaml) with a few options changed. Usage:
 
-    python benchmarks/quality_per_minute.py --budget-min 7 --iw-samples 200 --iw-images 1000
+    python benchmarks/quality_per_minute.py --budget 4m --iw-samples 200 --iw-images 1000 --only demo,vamp
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import time
 from pathlib import Path
 
 import torch
+from machine import run_header
 
-from vaelab.config import RunConfig
+from vaelab.config import load_yaml_config
 from vaelab.evaluation import evaluate_run
+from vaelab.hardware import machine_profile
 from vaelab.training import train
 
 CANDIDATES = {
-    "c32-64": {"channels": [32, 64]},
-    "c32-64-h512": {"channels": [32, 64], "hidden_dim": 512},
-    "c32-64-res1": {"channels": [32, 64], "blocks_per_stage": 1},
-    "c64-128": {"channels": [64, 128]},
+    "demo": {},
+    "lr2e-3": {"lr": 2e-3},
+    "lr3e-3": {"lr": 3e-3},
+    "bs64-lr1e-3": {"batch_size": 64},
+    "bs64-lr2e-3": {"batch_size": 64, "lr": 2e-3},
+    "vamp": {"prior": "vamp"},
+    "vamp-lr2e-3": {"prior": "vamp", "lr": 2e-3},
+    "vamp-k50-lr2e-3": {"prior": "vamp", "prior_components": 50, "lr": 2e-3},
+    "h256-lr2e-3": {"hidden_dim": 256, "lr": 2e-3},
+    "c16-32-lr2e-3": {"channels": [16, 32], "lr": 2e-3},
+    "c32-64-res1": {"blocks_per_stage": 1},
 }
-
-
-def images_per_second(overrides: dict, steps: int = 40) -> float:
-    config = RunConfig().with_overrides({**overrides, "epochs": 1, "max_steps": steps, "val_limit": 100})
-    out = Path(f"/tmp/vaelab-speed-{time.time_ns()}")
-    started = time.perf_counter()
-    train(config, out, progress=False, log=lambda m: None)
-    return steps * config.train.batch_size / (time.perf_counter() - started)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--budget-min", type=float, default=7.0)
+    parser.add_argument("--budget", default="4m", help="Training time of each candidate, e.g. 4m or 90s.")
     parser.add_argument("--iw-samples", type=int, default=200)
     parser.add_argument("--iw-images", type=int, default=1000)
     parser.add_argument("--only", default=",".join(CANDIDATES))
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--config", default="configs/mnist-demo.yaml")
     parser.add_argument("--out", default="runs/quality-per-minute")
     args = parser.parse_args()
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')} {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}, budget {args.budget_min} min")
+    print(run_header(f"budget {args.budget} per candidate, {args.config}"))
+    print(f"# {machine_profile(torch.device('cpu')).describe()}")
+    base = load_yaml_config(args.config)
     for name in args.only.split(","):
-        overrides = {**CANDIDATES[name], "batch_size": args.batch_size, "lr": args.lr}
-        rate = images_per_second(overrides)
-        epochs = max(1, int(args.budget_min * 60 * rate / 55_000))
-        config = RunConfig().with_overrides({**overrides, "epochs": epochs})
-        run_dir = Path(args.out) / f"{name}-bs{args.batch_size}-lr{args.lr}"
-        started = time.perf_counter()
-        result = train(config, run_dir, progress=False, log=lambda m: None)
-        minutes = (time.perf_counter() - started) / 60
-        ev = evaluate_run(run_dir, args.iw_samples, args.iw_images)
+        config = base.with_overrides({**CANDIDATES[name], "time_budget": args.budget})
+        run_dir = Path(args.out) / f"{name}-{args.budget}"
+        result = train(config, run_dir, progress=False, log=lambda message: None)
+        bought = json.loads((run_dir / "budget.json").read_text())
+        ev = evaluate_run(run_dir, args.iw_samples, args.iw_images, log=lambda message: None)
         params = sum(p.numel() for p in __import__("vaelab").load_model(run_dir).parameters())
         row = {
-            "name": name, "params": params, "images_per_s": round(rate), "epochs": epochs,
-            "train_min": round(minutes, 2), "val_elbo": round(result.best_score, 2),
+            "name": name, "params": params, "steps": bought["steps"], "epochs": bought["epochs"],
+            "images_per_s": round(config.train.batch_size / bought["step_seconds"]),
+            "spent_s": bought["spent_seconds"], "val_elbo": round(result.best_score, 2),
             "test_elbo": round(ev["elbo"], 2),
             f"iwae{args.iw_samples}_nll_first{args.iw_images}": round(ev["iwae"]["nll"], 2),
             "active_units": ev["active_units"],

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import run_header
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
@@ -161,16 +161,14 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=0, help="add N processes × 1 thread against 1 × N threads")
     parser.add_argument("--extra-only", action="store_true", help="skip the DataLoader and reference rows")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')}  {platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, commit {commit}, {args.steps} steps")
+    print(run_header(f"torch {torch.__version__}, {args.steps} steps", args.device))
     default = load_yaml_config(Path(args.config)).with_overrides({"device": args.device})
     device = resolve_device(args.device)
-    if device.type == "cuda":
-        print(f"device: {torch.cuda.get_device_name(device)}")
     reference = default.with_overrides(REFERENCE)
-    peak = {"bf16": matmul_flops(torch.bfloat16), "fp32": matmul_flops(torch.float32)}
-    print(f"matmul 1024²: bf16 {peak['bf16'] / 1e9:.0f} GFLOP/s, fp32 {peak['fp32'] / 1e9:.0f} GFLOP/s")
+    # The peak a row is held against is that of the precision the run computes in: bf16 only where it is native.
+    precision = "bf16" if use_bf16(default.train.precision, device) else "fp32"
+    peak = matmul_flops(torch.bfloat16 if precision == "bf16" else torch.float32)
+    print(f"matmul 1024², {precision}: {peak / 1e9:.0f} GFLOP/s")
     shape = "×".join(map(str, default.model.image_shape))
     rows = [(f"vaelab trainer, {shape} model", default, trainer_images_per_second(default, args.steps))]
     if not args.extra_only:
@@ -190,11 +188,10 @@ def main() -> None:
         for processes, threads in ((1, args.processes), (args.processes, 1)):
             extra.append((f"vaelab train, {processes} process(es) × {threads} thread(s)", default,
                           command_line_images_per_second(default, args.steps, processes, threads)))
-    print(f"{'setting':40s} {'images/s':>9s} {'GFLOP/s':>8s} {'of bf16 peak':>12s} {'of fp32 peak':>12s}")
+    print(f"{'setting':40s} {'images/s':>9s} {'GFLOP/s':>8s} {'of ' + precision + ' peak':>13s}")
     for name, config, rate in [*rows, *extra]:
         achieved = rate * training_flops_per_image(config)
-        print(f"{name:40s} {rate:9,.0f} {achieved / 1e9:8.1f} {achieved / peak['bf16']:12.1%} "
-              f"{achieved / peak['fp32']:12.1%}")
+        print(f"{name:40s} {rate:9,.0f} {achieved / 1e9:8.1f} {achieved / peak:13.1%}")
     if args.compile:
         print(f"torch.compile speed-up: {extra[0][2] / rows[0][2]:.2f}×")
     if args.processes > 1:

@@ -4,6 +4,7 @@ after a kill, and the refusals."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -13,6 +14,8 @@ from tests.conftest import tiny_config
 from tests.test_bad_arguments import run_cli
 from vaelab.config import RunConfig, format_duration, parse_duration
 from vaelab.errors import VaelabError
+from vaelab.evaluation import evaluate_run
+from vaelab.evaluation.evaluate import IW_LADDER, iwae_protocol
 from vaelab.fitting import learning_rate
 from vaelab.models.registry import family
 from vaelab.training import train
@@ -135,3 +138,23 @@ def test_bad_lengths_are_refused_in_one_line(capsys, tmp_path, args, message):
 def test_a_config_with_both_steps_and_a_budget_is_refused():
     with pytest.raises(VaelabError, match="steps or time_budget, not both"):
         RunConfig.from_dict({"train": {"steps": 100, "time_budget": "5m"}})
+
+
+def test_an_iwae_pass_sized_by_time_keeps_the_largest_k_that_bounds_a_thousand_images():
+    assert iwae_protocol(60.0, 1e-4, 10_000) == (500, 1200)  # 600,000 draws: k = 1,000 would bound 600 images
+    assert iwae_protocol(1e6, 1e-4, 10_000) == (1000, 10_000)  # everything fits: the full protocol
+    assert iwae_protocol(1.0, 1e-3, 10_000) == (20, 100)  # nothing fits: the smallest k on 100 images
+    assert iwae_protocol(60.0, 1e-4, 400) == (1000, 400)  # a small test split: all of it
+
+
+def test_eval_sized_by_time_records_its_protocol_and_prints_the_full_ones_time(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    messages: list[str] = []
+    result = evaluate_run(run, iw_budget="3s", test_limit=500, probe_images=1000, log=messages.append)
+    iwae = result["iwae"]
+    assert iwae["sized_to"] == "3s" and iwae["k"] in IW_LADDER and 100 <= iwae["images"] <= 500
+    assert json.loads((run / "eval.json").read_text())["iwae"]["k"] == iwae["k"]
+    sized = next(message for message in messages if message.startswith("IWAE sized to 3s"))
+    assert f"k = {iwae['k']:,} on the first {iwae['images']:,} test images" in sized
+    assert "the full protocol (k = 1,000, all 500 test images) ≈" in sized

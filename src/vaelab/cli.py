@@ -195,6 +195,9 @@ def evaluate(
     class_samples: int = typer.Option(1000, help="Samples per class for a cvae run's conditional accuracy."),
     probe_images: int | None = typer.Option(None, help="Fit the linear probe on the first N training images only."),
     compile: bool = typer.Option(False, help="torch.compile the networks: a slow start, faster PixelCNN bounds."),
+    iw_budget: str | None = typer.Option(
+        None, help="Size the IWAE pass to this time here, e.g. 1m: the largest k that bounds 1,000 test images in "
+                   "time, then as many images as fit (instead of --iw-samples/--iw-images).", show_default=False),
 ) -> None:
     """Test-split ELBO, IWAE_k NLL, KL per dimension, active units, MSE (a cvae: conditional accuracy; a ddpm: its
     estimated bound and DDIM reconstructions; a gan: its size) → eval.json. A long IWAE pass, killed, continues where
@@ -206,9 +209,17 @@ def evaluate(
                    "--class-samples": class_samples, "--probe-images": probe_images})
     if iw_samples < 0:
         raise VaelabError("--iw-samples must be ≥ 0")
+    from vaelab.config import parse_duration
+    from vaelab.hardware import machine_profile, resolve_device
+
+    if iw_budget is not None:
+        parse_duration(iw_budget, "--iw-budget")
+        if iw_images is not None:
+            raise VaelabError("--iw-budget chooses the number of images itself; leave out --iw-images")
     refuse_shipped(run / "eval.json")
+    _stderr(machine_profile(resolve_device(device), "fp32", "the bounds are computed in fp32").describe())
     result = evaluate_run(run, iw_samples, iw_images, test_limit, device, log=_stderr, class_samples=class_samples,
-                          probe_images=probe_images, compile=compile)
+                          probe_images=probe_images, compile=compile, iw_budget=iw_budget)
     typer.echo(eval_table(result))
     typer.echo(f"written to {run / 'eval.json'}")
     if generation:

@@ -185,6 +185,9 @@ OBJECTIVES = ("beta", *OBJECTIVE_WEIGHTS)  # see vaelab.models.disentangling
 KL_SHAPING = ("beta", "kl_warmup_steps", "free_bits")  # the options of objective beta
 DECODERS = ("factorised", "pixelcnn")  # see vaelab.models.pixelcnn
 SECTIONS: tuple[tuple[str, type], ...] = (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig))
+# How long a run is: `epochs`, or `steps`, or the steps a `time_budget` buys. An override of one replaces the others
+# (the epochs stay, as the length the warm-ups in steps were written for).
+LENGTH_REPLACES = {"epochs": ("steps", "time_budget"), "steps": ("time_budget",), "time_budget": ("steps",)}
 DERIVED_FIELDS = ("image_shape",)  # filled by resolution, never given on the command line
 # Fields of config.json files written before the image shape came from the dataset; read, checked, then dropped.
 LEGACY_MODEL_FIELDS = ("image_size", "image_channels")
@@ -270,6 +273,9 @@ class RunConfig:
                 continue
             section = _section_of(key)
             raw[section][key] = value
+            for replaced in LENGTH_REPLACES.get(key, ()):  # a length given here wins over the file's other one
+                if overrides.get(replaced) is None:
+                    raw["train"][replaced] = None
         return RunConfig.from_dict(raw, "command-line options")
 
     def resolve(self) -> None:

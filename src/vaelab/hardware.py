@@ -73,12 +73,14 @@ class MachineProfile:
                 f"precision {self.precision} ({self.why})")
 
 
-def machine_profile(device: torch.device, precision: str = "auto") -> MachineProfile:
-    """The profile of `device` for a run asking for `precision` (auto, bf16 or fp32); the rates are measured once
-    per process (about half a second)."""
+def machine_profile(device: torch.device, precision: str = "auto", reason: str | None = None) -> MachineProfile:
+    """The profile of `device` for a command asking for `precision` (auto, bf16 or fp32), with the `reason` of a
+    command whose precision is fixed; the rates are measured once per process (about half a second)."""
     native, why = bf16_support(device)
     chosen = use_bf16(precision, device)
-    if precision != "auto":
+    if reason is not None:
+        why = reason
+    elif precision != "auto":
         why = f"asked for; {why}"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{_cpu_name()}, {os.cpu_count()} cores"
     return MachineProfile(name, torch.get_num_threads(), "bf16" if chosen else "fp32", why,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from vaelab.config import format_duration, parse_duration
 from vaelab.data.catalog import describe
 from vaelab.data.datasets import iterate_batches, load_split, prepare_inputs, to_float
 from vaelab.errors import VaelabError
@@ -46,6 +47,7 @@ def evaluate_run(
     class_samples: int = 1000,
     probe_images: int | None = None,
     compile: bool = False,
+    iw_budget: str | None = None,
 ) -> dict[str, Any]:
     """ELBO, IWAE_k, KL per dimension, active units and MSE on the test split (fp32, fixed seeds): `vaelab eval`.
 
@@ -69,6 +71,9 @@ def evaluate_run(
         compile: Compile the model's networks with torch.compile: a slow start, then 15–35% less time per image of a
             PixelCNN decoder's bound on the CPU (`benchmarks/iwae_speed.py`); fused kernels may round differently
             in the last digits.
+        iw_budget: Size the IWAE pass to this time on this machine (e.g. "1m"), instead of `iw_samples` and
+            `iw_images`: the largest k of (1,000, 500, 200, 100, 50, 20) that bounds `IW_BUDGET_IMAGES` images
+            in time, then as many images as fit. The protocol used is recorded beside the bound.
 
     An IWAE pass that takes long is resumable: its bounds so far are kept in RUN/iwae-progress.safetensors (with
     `write`), and the same command run again after a kill continues from them, with the same result.
@@ -154,9 +159,18 @@ def evaluate_run(
     if config.model.likelihood == "bernoulli" and config.data.input_mode == "grayscale":
         result["note"] = "Bernoulli likelihood on grayscale intensities: bounds are cross-entropies, not NLLs"
 
-    # IWAE_k on the first iw_images test images.
+    # IWAE_k on the first iw_images test images: as asked, or as many as fit in iw_budget.
     if iw_samples > 0:
         m = min(iw_images or n, n)
+        seconds_per_draw = _seconds_per_draw(model, x_all, test.labels, torch_device)
+        full = f"the full protocol (k = 1,000, all {n:,} test images) ≈ {format_duration(seconds_per_draw * 1000 * n)}"
+        if iw_budget is not None:
+            iw_samples, m = iwae_protocol(parse_duration(iw_budget, "--iw-budget"), seconds_per_draw, n)
+            log(f"IWAE sized to {iw_budget} on this machine: k = {iw_samples:,} on the first {m:,} test images "
+                f"(≈ {format_duration(seconds_per_draw * iw_samples * m)}); {full}: `vaelab eval {run_dir}`")
+        else:
+            log(f"IWAE-{iw_samples} on {m:,} test images: ≈ {format_duration(seconds_per_draw * iw_samples * m)} "
+                "on this machine")
         progress = run_dir / IWAE_PROGRESS if write else None
         iwae_t, same_t = importance_weighted_bounds(model, x_all[:m], test.labels[:m], iw_samples, torch_device,
                                                     log, progress)
@@ -169,6 +183,7 @@ def evaluate_run(
             # The k-sample ELBO on the same draws; IWAE_k ≥ it on every image (Jensen).
             "elbo_same_draws": same_t.mean().item(),
             "images_below_elbo": int((iwae_t < same_t - 1e-4).sum()),
+            **({"sized_to": iw_budget} if iw_budget is not None else {}),
         }
     if conditional:
         log(f"conditional accuracy: {class_samples:,} samples per class, judged by the reference classifier")
@@ -205,6 +220,33 @@ def iwae_pass_images(model: VAE, device: torch.device) -> int:
     if model.config.decoder == "pixelcnn" and device.type == "cpu":
         return 50
     return 20_000 if model.config.decoder == "factorised" else 2_000
+
+
+IW_LADDER = (1000, 500, 200, 100, 50, 20)  # the k a time-sized IWAE pass may take, best first
+IW_BUDGET_IMAGES = 1000  # … on at least this many test images (all, when fewer): below that, its noise dominates
+
+
+def iwae_protocol(seconds: float, seconds_per_draw: float, test_images: int) -> tuple[int, int]:
+    """The k and the number of test images of an IWAE pass that fits in `seconds`: the largest k of `IW_LADDER`
+    that bounds `IW_BUDGET_IMAGES` images in time (the smallest when none does), then as many images as fit,
+    in hundreds (all of them at most; 100 at least)."""
+    draws = seconds / seconds_per_draw
+    least = min(IW_BUDGET_IMAGES, test_images)
+    k = next((k for k in IW_LADDER if k * least <= draws), IW_LADDER[-1])
+    images = int(draws / k) // 100 * 100
+    return k, min(test_images, max(images, min(100, test_images)))
+
+
+def _seconds_per_draw(model: VAE, inputs: torch.Tensor, labels: torch.Tensor, device: torch.device) -> float:
+    """Measured seconds of one importance-weighted draw (an encoder share and a decoder pass), on 8 test images
+    with 250 draws each after a warm-up pass; its own generator, so the bound itself draws the same numbers."""
+    generator = torch.Generator().manual_seed(EVAL_SEED + 2)
+    images = min(8, len(inputs))
+    importance_weights(model, inputs[:2].to(device), 10, generator, labels=labels[:2])  # kernels chosen, caches warm
+    started = time.perf_counter()
+    weights = importance_weights(model, inputs[:images].to(device), 250, generator, labels=labels[:images])
+    weights.cpu()
+    return (time.perf_counter() - started) / (images * 250)
 
 
 def importance_weighted_bounds(
