@@ -13,12 +13,10 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
 from machine import run_header
 
 from vaelab.config import load_yaml_config
 from vaelab.evaluation import evaluate_run
-from vaelab.hardware import machine_profile
 from vaelab.training import train
 
 CANDIDATES = {
@@ -31,7 +29,14 @@ CANDIDATES = {
     "vamp-lr2e-3": {"prior": "vamp", "lr": 2e-3},
     "vamp-k50-lr2e-3": {"prior": "vamp", "prior_components": 50, "lr": 2e-3},
     "h256-lr2e-3": {"hidden_dim": 256, "lr": 2e-3},
+    "c16-32": {"channels": [16, 32]},
+    "c16-32-h256": {"channels": [16, 32], "hidden_dim": 256},
+    "c16-32-vamp": {"channels": [16, 32], "prior": "vamp"},
     "c16-32-lr2e-3": {"channels": [16, 32], "lr": 2e-3},
+    "c16-32-h256-lr2e-3": {"channels": [16, 32], "hidden_dim": 256, "lr": 2e-3},
+    "c16-32-h256-bs64": {"channels": [16, 32], "hidden_dim": 256, "batch_size": 64},
+    "c16-32-h256-vamp": {"channels": [16, 32], "hidden_dim": 256, "prior": "vamp"},
+    "c16-32-h128": {"channels": [16, 32], "hidden_dim": 128},
     "c32-64-res1": {"blocks_per_stage": 1},
 }
 
@@ -46,7 +51,6 @@ def main() -> None:
     parser.add_argument("--out", default="runs/quality-per-minute")
     args = parser.parse_args()
     print(run_header(f"budget {args.budget} per candidate, {args.config}"))
-    print(f"# {machine_profile(torch.device('cpu')).describe()}")
     base = load_yaml_config(args.config)
     for name in args.only.split(","):
         config = base.with_overrides({**CANDIDATES[name], "time_budget": args.budget})

@@ -30,9 +30,9 @@ from pathlib import Path
 PHASES = ("step", "validation", "torn-write", "after-write")
 ROOT = Path(__file__).resolve().parent.parent
 TIMING_KEYS = ("images_per_s", "train_seconds", "wall_time")
-# 2 epochs × 16 steps of 128 real images; a resumable checkpoint every 5 steps and at each epoch's end.
-SETTINGS = {
-    "train_limit": 2048, "val_limit": 512, "batch_size": 128, "channels": [16, 32], "hidden_dim": 64,
+# 2 epochs × 16 steps of 64 real images; a resumable checkpoint every 5 steps and at each epoch's end.
+SETTINGS = {  # 16 steps an epoch, on as few images as that allows
+    "train_limit": 1024, "val_limit": 256, "batch_size": 64, "channels": [16, 32], "hidden_dim": 64,
     "latent_dim": 8, "epochs": 2, "checkpoint_every": 5,
 }
 # Each family's own options on top of SETTINGS: the classifier kinds keep 100 labels, so a step also draws a labelled
@@ -44,7 +44,7 @@ KINDS = {
     "vae-classifier": {"kind": "vae-classifier", "labels": 100, "head_shift": 2, "head_flip": True},
     "m2": {"kind": "m2", "labels": 100},
     "gan": {"kind": "gan", "lr": 2e-4},
-    "ddpm": {"kind": "ddpm", "diffusion_steps": 100, "sampling_steps": 10},
+    "ddpm": {"kind": "ddpm", "channels": [8, 16], "diffusion_steps": 100, "sampling_steps": 10},
 }
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 

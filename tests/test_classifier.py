@@ -137,6 +137,7 @@ def test_m2_reads_the_images_before_binarizing_for_q_y_given_x_when_given_them()
         assert not torch.allclose(terms["logits"], model.classify(binarized), atol=1e-3)
 
 
+@pytest.mark.slow  # 12 epochs to measure a gain; m2 training and resume stay in the fast tests
 def test_semi_supervised_m2_beats_the_same_classifier_trained_on_its_labelled_images_alone(tmp_path):
     """100 labels + 2,900 unlabelled real images, 12 epochs (≈40 s at one thread). α = 5,000 gives each labelled
     image the cross-entropy weight α / 100 = 50, what the paper's α = 0.1 · 55,000 gives on the full split."""

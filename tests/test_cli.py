@@ -1,5 +1,6 @@
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +16,8 @@ def vaelab(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "vaelab.cli", *args], cwd=cwd, capture_output=True, text=True)
 
 
-def test_train_eval_sample_reconstruct_end_to_end(tmp_path):
-    assert vaelab("train", "--out", "run", *TINY_FLAGS, cwd=tmp_path).returncode == 0
+def test_train_eval_sample_reconstruct_end_to_end(tmp_path, cli_run):
+    shutil.copytree(cli_run, tmp_path / "run")  # trained by `vaelab train` (the fixture checks its exit code)
     for name in ("config.json", "model.safetensors", "last.safetensors", "trainer_state.json", "metrics.jsonl"):
         assert (tmp_path / "run" / name).is_file(), name
     result = vaelab("eval", "run", "--iw-samples", "10", "--iw-images", "20", "--test-limit", "200", cwd=tmp_path)
@@ -29,6 +30,14 @@ def test_train_eval_sample_reconstruct_end_to_end(tmp_path):
         assert samples.format == recon.format == "PNG"
         assert samples.size == (4 * (3 * 30 + 2),) * 2  # 3×3 grid of 28 px + 2 px padding, upscaled 4×
         assert recon.size == (4 * (8 * 30 + 2), 4 * (2 * 30 + 2))
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory) -> Path:
+    """A tiny run trained by the command line, once for the module; tests copy it."""
+    folder = tmp_path_factory.mktemp("cli")
+    assert vaelab("train", "--out", "run", *TINY_FLAGS, cwd=folder).returncode == 0
+    return folder / "run"
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -48,8 +57,8 @@ def _digest(folder: Path) -> dict[str, str]:
         (["train", "--out", "new", "--config", "nope.yaml"], "config file nope.yaml does not exist"),
     ],
 )
-def test_bad_input_is_a_one_line_error_and_changes_nothing(tmp_path, args, message):
-    assert vaelab("train", "--out", "run", *TINY_FLAGS, cwd=tmp_path).returncode == 0
+def test_bad_input_is_a_one_line_error_and_changes_nothing(tmp_path, cli_run, args, message):
+    shutil.copytree(cli_run, tmp_path / "run")
     before = _digest(tmp_path / "run")
     result = vaelab(*args, cwd=tmp_path)
     assert result.returncode == 2
@@ -59,8 +68,8 @@ def test_bad_input_is_a_one_line_error_and_changes_nothing(tmp_path, args, messa
     assert not (tmp_path / "new").exists()
 
 
-def test_checkpoint_from_another_config_is_refused_by_the_cli(tmp_path):
-    assert vaelab("train", "--out", "a", *TINY_FLAGS, cwd=tmp_path).returncode == 0
+def test_checkpoint_from_another_config_is_refused_by_the_cli(tmp_path, cli_run):
+    shutil.copytree(cli_run, tmp_path / "a")
     flags = [f if f != "8" else "4" for f in TINY_FLAGS]  # latent dim 4
     assert vaelab("train", "--out", "b", *flags, cwd=tmp_path).returncode == 0
     (tmp_path / "b" / "model.safetensors").write_bytes((tmp_path / "a" / "model.safetensors").read_bytes())

@@ -69,6 +69,7 @@ def test_classifier_fid_grows_with_each_level_of_blur_or_noise(judge, real_image
     assert distances == sorted(distances) and distances[0] > fid_in_classifier_space(judge, clean, real_images[1000:])
 
 
+@pytest.mark.slow  # 160 Inception passes; the features and the best-sampler FID stay in the fast tests
 def test_inception_fid_is_zero_on_identical_sets_and_grows_with_blur(real_images):
     network = load_inception()
     real = real_images[:40]

@@ -36,9 +36,9 @@ CONDITIONAL_SECTIONS = ("Class-conditioned samples", "Restyle", "Style dimension
 def with_small_analyses(run: Path) -> Path:
     """The run with the eval.json and factors.json the report reads, computed on few images: the report itself
     would compute them at full size (IWAE on 1,000 images, factors from 200 bases), which the test does not need."""
-    evaluate_run(run, iw_samples=10, iw_images=200, test_limit=2000, probe_images=2000, class_samples=100)
-    analyse_factors(run, bases=20, steps=7)
-    measure_disentanglement(run, images=1000)
+    evaluate_run(run, iw_samples=10, iw_images=100, test_limit=500, probe_images=500, class_samples=50)
+    analyse_factors(run, bases=10, steps=7)
+    measure_disentanglement(run, images=500)
     return run
 
 

@@ -15,12 +15,12 @@ from vaelab.analysis.samplers import (
     sample_images,
 )
 from vaelab.errors import VaelabError
-from vaelab.rundir import load_model
+from vaelab.rundir import load_model, read_config
 
 
 def test_gmm_sampler_returns_the_requested_count_and_shape_reproducibly(trained_run):
     model = load_model(trained_run)
-    mixture = fit_gmm(model, "mnist", "binarized", components=3, limit=2000)
+    mixture = fit_gmm(model, read_config(trained_run).data, components=3, limit=2000)
     assert mixture.weights.shape == (3,) and mixture.means.shape == (3, 8)
     codes = mixture.sample(500, torch.Generator().manual_seed(0))
     assert codes.shape == (500, 8)
@@ -45,7 +45,7 @@ def test_unknown_sampler_and_bad_component_counts_are_refused(trained_run):
     with pytest.raises(VaelabError, match="unknown --sampler 'flow'"):
         sample_images(model, trained_run, 4, "flow")
     with pytest.raises(VaelabError, match="--components must be at least 1"):
-        fit_gmm(model, "mnist", "binarized", components=0, limit=100)
+        fit_gmm(model, read_config(trained_run).data, components=0, limit=100)
 
 
 def test_sample_command_with_the_gmm_sampler_writes_a_png(trained_run, tmp_path):

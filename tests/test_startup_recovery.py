@@ -37,7 +37,7 @@ QUIET = {"progress": False, "log": lambda message: None}
 KILL_POINTS = {
     "config-half-written": (("vaelab.io", "atomic_write", "inside"), ["train.lock"]),
     "config-written": (("vaelab.training.checkpoint", "write_config", "after"), ["config.json", "train.lock"]),
-    "first-step": (("vaelab.training.trainer", "take_step", "before"), ["config.json", "train.lock"]),
+    "first-step": (("vaelab.training.trainer", "take_step", "before"), ["config.json", "machine.json", "train.lock"]),
 }
 
 

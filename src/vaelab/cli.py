@@ -210,14 +210,12 @@ def evaluate(
     if iw_samples < 0:
         raise VaelabError("--iw-samples must be ≥ 0")
     from vaelab.config import parse_duration
-    from vaelab.hardware import machine_profile, resolve_device
 
     if iw_budget is not None:
         parse_duration(iw_budget, "--iw-budget")
         if iw_images is not None:
             raise VaelabError("--iw-budget chooses the number of images itself; leave out --iw-images")
     refuse_shipped(run / "eval.json")
-    _stderr(machine_profile(resolve_device(device), "fp32", "the bounds are computed in fp32").describe())
     result = evaluate_run(run, iw_samples, iw_images, test_limit, device, log=_stderr, class_samples=class_samples,
                           probe_images=probe_images, compile=compile, iw_budget=iw_budget)
     typer.echo(eval_table(result))

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from vaelab.analysis.traversal import decode_codes
+from vaelab.config import DataConfig
 from vaelab.data.datasets import load_split, prepare_inputs
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
@@ -72,22 +73,23 @@ class GaussianMixture:
         return self.means[component] + torch.einsum("nij,nj->ni", self.cholesky[component], eps)
 
 
-def training_codes(model: VAE, dataset: str, input_mode: str, limit: int | None = None) -> torch.Tensor:
-    """Posterior means `[N, D]` of the training split (the first `limit` images when given)."""
-    train = load_split(dataset, "train").subset(limit)
-    means, _ = posterior_moments(model, prepare_inputs(train.images, input_mode, EVAL_SEED))
+def training_codes(model: VAE, data: DataConfig, limit: int | None = None) -> torch.Tensor:
+    """Posterior means `[N, D]` of the images the run trained on (its training split, less validation, its
+    `train_limit` applied), or of their first `limit`."""
+    train = load_split(data.dataset, "train", data.val_size, data.split_seed).subset(data.train_limit)
+    means, _ = posterior_moments(model, prepare_inputs(train.subset(limit).images, data.input_mode, EVAL_SEED))
     return means
 
 
 def fit_gmm(
-    model: VAE, dataset: str, input_mode: str, components: int = 10, limit: int | None = None, seed: int = 0
+    model: VAE, data: DataConfig, components: int = 10, limit: int | None = None, seed: int = 0
 ) -> GaussianMixture:
-    """Fit a full-covariance mixture on the posterior means of the training split (never the test split)."""
+    """Fit a full-covariance mixture on the posterior means of the run's training images (never the test split)."""
     from sklearn.mixture import GaussianMixture as SklearnMixture
 
     if components < 1:
         raise VaelabError(f"--components must be at least 1 (got {components})")
-    means = training_codes(model, dataset, input_mode, limit)
+    means = training_codes(model, data, limit)
     if components > len(means):
         raise VaelabError(f"--components {components} is more than the {len(means)} training codes")
     fitted = SklearnMixture(components, covariance_type="full", random_state=seed, reg_covar=1e-4).fit(means.numpy())
@@ -113,8 +115,7 @@ def load_or_fit_gmm(run_dir: str | Path, model: VAE, components: int = 10) -> Ga
     stored = read_gmm(run_dir)
     if stored is not None and stored.weights.shape[0] == components:
         return stored
-    data = read_config(run_dir).data
-    mixture = fit_gmm(model, data.dataset, data.input_mode, components)
+    mixture = fit_gmm(model, read_config(run_dir).data, components)
     save_tensors(path, {"weights": mixture.weights, "means": mixture.means, "cholesky": mixture.cholesky})
     return mixture
 
@@ -160,8 +161,8 @@ def load_or_fit_two_stage(
             return stage.eval()
     config = config or TwoStageConfig()
     data = read_config(run_dir).data
-    log(f"fitting the two-stage sampler on the {data.dataset} training codes (stored in {path})")
-    stage = fit_two_stage(training_codes(model, data.dataset, data.input_mode), config, log)
+    log(f"fitting the two-stage sampler on the codes of the run's {data.dataset} training images (stored in {path})")
+    stage = fit_two_stage(training_codes(model, data), config, log)
     save_tensors(path, model_tensors(stage), {"config": json.dumps(asdict(config), sort_keys=True)})
     return stage
 

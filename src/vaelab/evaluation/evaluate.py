@@ -18,7 +18,7 @@ from vaelab.evaluation.conditional import conditional_accuracy
 from vaelab.evaluation.latents import active_units
 from vaelab.evaluation.likelihood import bits_per_dim, elbo_terms, importance_weights, iwae_bound
 from vaelab.evaluation.reference_classifier import classifier_summary, load_or_train_classifier
-from vaelab.hardware import compile_networks, resolve_device
+from vaelab.hardware import compile_networks, machine_profile, resolve_device
 from vaelab.io import atomic_write_json
 from vaelab.models.registry import build_model, capabilities, decodes_sequentially
 from vaelab.models.vae import VAE
@@ -67,7 +67,8 @@ def evaluate_run(
         log: Called with each progress message.
         write: Also write the result to RUN/eval.json (atomically).
         class_samples: Samples per class of a conditional run's conditional accuracy.
-        probe_images: Fit the linear probes on the first N training images. None: all of them.
+        probe_images: Fit the linear probes on the first N training images. None: those the run trained on (its
+            `train_limit`, or all of them).
         compile: Compile the model's networks with torch.compile: a slow start, then 15–35% less time per image of a
             PixelCNN decoder's bound on the CPU (`benchmarks/iwae_speed.py`); fused kernels may round differently
             in the last digits.
@@ -102,6 +103,7 @@ def evaluate_run(
     if compile:
         compile_networks(model)
     test = load_split(config.data.dataset, "test").subset(test_limit)
+    log(machine_profile(torch_device, "fp32", "evaluation computes in fp32").describe())
     can = capabilities(model)
     if not can.likelihood:
         result = evaluate_likelihood_free(model, config, test, iw_images, log)
@@ -199,7 +201,7 @@ def evaluate_run(
     if classes >= 2:
         log("linear probe: logistic regression on the training split's posterior means")
         train = load_split(config.data.dataset, "train", config.data.val_size, config.data.split_seed)
-        train = train.subset(probe_images)
+        train = train.subset(probe_images or config.data.train_limit)  # by default the images the run trained on
         train_x = prepare_inputs(train.images, config.data.input_mode, EVAL_SEED)
         features = "posterior means averaged over classes" if conditional else "posterior means"
         result.update(

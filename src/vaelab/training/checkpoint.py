@@ -24,8 +24,10 @@ from vaelab.errors import VaelabError
 from vaelab.io import atomic_write_json, atomic_write_text
 from vaelab.rundir import (
     BEST,
+    BUDGET,
     CONFIG,
     LAST,
+    MACHINE,
     METRICS,
     PREVIOUS,
     TRAINER_STATE,
@@ -46,9 +48,10 @@ def write_config(run_dir: Path, config: RunConfig) -> None:
 
 def nothing_trained(run_dir: Path) -> bool:
     """Whether `run_dir` holds only what a start killed before its first checkpoint leaves: config.json, train.lock
-    (an flock dies with its process, so the file alone locks nothing) and unfinished temp files; or nothing."""
+    (an flock dies with its process, so the file alone locks nothing), the machine profile, a time budget's plan
+    and unfinished temp files; or nothing."""
     return all(
-        path.name in (CONFIG, LOCK) or (path.name.startswith(".") and path.name.endswith(".tmp"))
+        path.name in (CONFIG, LOCK, MACHINE, BUDGET) or (path.name.startswith(".") and path.name.endswith(".tmp"))
         for path in Path(run_dir).iterdir()
     )
 

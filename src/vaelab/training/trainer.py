@@ -37,7 +37,7 @@ from vaelab.models.objective import Objective, Phase, StepContext, ValidationDat
 from vaelab.models.registry import build_model, family
 from vaelab.rundir import BUDGET, CONFIG, MACHINE, has_resumable_checkpoint
 from vaelab.training import checkpoint
-from vaelab.training.budget import Plan, Snapshot, measure_and_plan
+from vaelab.training.budget import Plan, Snapshot, estimated_seconds, measure_and_plan
 from vaelab.training.distributed import (
     RanksFailed,
     World,
@@ -347,6 +347,7 @@ def _train(
         model.train()
         batches = _epoch_batches(pool, train_cfg, epoch, train_x.device)
         batches = batches[: total_steps - epoch * steps_per_epoch]  # the run's last epoch may be partial
+        first_in_epoch = state["batch_in_epoch"]
         tally = _Tally(device, state["epoch_sums"])  # carried in the checkpoint: a resume reports the same means
         seen_here, epoch_start = 0, time.perf_counter()
         for global_batch in batches[state["batch_in_epoch"] :]:
@@ -411,6 +412,8 @@ def _train(
         state["batch_in_epoch"] = 0
         state["epoch_sums"] = {"images": 0}
         save_last(state["epoch_sums"])
+        if plan is not None and state["step"] < total_steps:
+            _warn_if_behind(plan, state, train_seconds / max(len(batches) - first_in_epoch, 1), say)
         if world.is_main:
             checkpoint.write_metrics(run_dir, state["history"])
             if plan is not None and state["step"] >= total_steps:
@@ -442,6 +445,18 @@ def _epoch_batches(pool: torch.Tensor, train_cfg: Any, epoch: int, device: torch
     order = epoch_order(train_cfg.seed, epoch)
     return torch.stack([pool[i] for i in iterate_batches(len(pool), train_cfg.batch_size, order,
                                                          drop_last=True)]).to(device)
+
+
+def _warn_if_behind(plan: Plan, state: dict[str, Any], step_seconds: float, say: Callable[[str], None]) -> None:
+    """Say so when this machine now runs more than 10% slower than it measured: the run then overruns its budget.
+    Its steps stay as bought, so that `--steps N` still repeats it."""
+    left = plan.steps - state["step"]
+    projected = state["train_seconds"] + estimated_seconds(left, plan.steps_per_epoch, 0, step_seconds,
+                                                           plan.validation_seconds, plan.checkpoint_seconds)
+    if projected > 1.1 * plan.budget_seconds:
+        say(f"warning: steps now take {step_seconds * 1000:.0f} ms against {plan.step_seconds * 1000:.0f} measured "
+            f"(a busier or slower machine); the run will take ≈ {format_duration(projected)} of its "
+            f"{plan.time_budget} budget")
 
 
 def _remaining_seconds(state: dict[str, Any], total_steps: int, elapsed: float) -> float:
