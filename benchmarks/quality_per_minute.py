@@ -37,6 +37,9 @@ CANDIDATES = {
     "c16-32-h256-bs64": {"channels": [16, 32], "hidden_dim": 256, "batch_size": 64},
     "c16-32-h256-vamp": {"channels": [16, 32], "hidden_dim": 256, "prior": "vamp"},
     "c16-32-h128": {"channels": [16, 32], "hidden_dim": 128},
+    "c16-32-h256-bs32": {"channels": [16, 32], "hidden_dim": 256, "batch_size": 32},
+    "c16-32-h256-bs64-lr2e-3": {"channels": [16, 32], "hidden_dim": 256, "batch_size": 64, "lr": 2e-3},
+    "c16-32-h128-bs64": {"channels": [16, 32], "hidden_dim": 128, "batch_size": 64},
     "c32-64-res1": {"blocks_per_stage": 1},
 }
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import tiny_config
+from tests.conftest import DDPM, GAN, tiny_config
 from tests.test_bad_arguments import run_cli
 from vaelab.config import RunConfig, format_duration, parse_duration
 from vaelab.errors import VaelabError
@@ -158,3 +158,12 @@ def test_eval_sized_by_time_records_its_protocol_and_prints_the_full_ones_time(t
     sized = next(message for message in messages if message.startswith("IWAE sized to 3s"))
     assert f"k = {iwae['k']:,} on the first {iwae['images']:,} test images" in sized
     assert "the full protocol (k = 1,000, all 500 test images) ≈" in sized
+
+
+@pytest.mark.parametrize("family_options", [GAN, DDPM], ids=["gan", "ddpm"])
+def test_every_family_is_sized_by_the_one_trainer(tmp_path, family_options):
+    config = tiny_config(**family_options, train_limit=256, val_limit=32, batch_size=32, time_budget="5s")
+    result = train(config, tmp_path / "run", **QUIET)
+    bought = json.loads((tmp_path / "run" / "budget.json").read_text())
+    assert result.finished and result.steps == bought["steps"] >= 1
+    assert result.history[-1]["step"] == bought["steps"] and bought["measure_seconds"] < 5.0

@@ -301,10 +301,9 @@ def _train(
             checkpoint.save_last(folder, model, optimizers, {k: v for part in rng_states for k, v in part.items()},
                                  stored)
 
-    segment_start, spent_before = time.perf_counter(), 0.0
-
     def save_last(epoch_sums: dict[str, float]) -> None:
-        state["train_seconds"] = spent_before + time.perf_counter() - segment_start  # what a budget has spent
+        # the training seconds spent so far, across resumes (what a time budget has spent)
+        state["train_seconds"] = spent_before + time.perf_counter() - segment_start
         save_last_to(run_dir, epoch_sums)
 
     context = StepContext(
@@ -475,6 +474,7 @@ def _buy_steps(
     train_cfg = config.train
     train_x, train_y = context.train_images, context.train_labels
     device = next(model.parameters()).device
+
     def take_one(index: int) -> None:
         intensities, labels = _batch(train_x, train_y, world.rank_share(batches[index % len(batches)]), device)
         for optimizer in optimizers.values():
@@ -495,12 +495,13 @@ def _buy_steps(
         plan = str(error)
     finally:
         snapshot.restore()
-        context.step = 0
         model.train()
     plan = world.from_main(plan)
     if isinstance(plan, str):
         raise VaelabError(plan)
     return plan
+
+
 LOSS_FAULT, GRADIENT_FAULT = 1.0, 2.0
 
 
