@@ -77,7 +77,7 @@ demo: demo-data
 	@if [ -f runs/demo/last.safetensors ]; then \
 	  $(BIN)/vaelab train --resume runs/demo; \
 	else \
-	  $(BIN)/vaelab train --config configs/mnist-demo.yaml --time-budget $(DEMO_TIME_BUDGET) --out runs/demo; \
+	  $(BIN)/vaelab train --config configs/mnist-minutes.yaml --time-budget $(DEMO_TIME_BUDGET) --out runs/demo; \
 	fi
 	$(BIN)/vaelab eval runs/demo --iw-budget $(DEMO_IW_BUDGET)
 	$(BIN)/vaelab sample runs/demo -n 64 --out runs/demo/samples.png
