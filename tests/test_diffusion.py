@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from tests.conftest import DDPM as DDPM_OPTIONS
-from tests.conftest import tiny_config
+from tests.conftest import tiny_config, train_straight_and_with_a_stop
+from tests.faults import identical_weights
 from vaelab.data import load_split
 from vaelab.data.datasets import to_float
 from vaelab.evaluation.diffusion import bound_terms, discretised_gaussian_log_prob
@@ -124,3 +125,12 @@ def test_eval_of_a_ddpm_reports_its_estimated_bound_in_bits_per_dim_below_that_o
     untrained = bound_terms(tiny_ddpm(), to_float(load_split("mnist", "test").images[:40]), 4,
                             torch.Generator().manual_seed(0))
     assert bound["nll_bound_nats"] < untrained.mean().item()
+
+
+def test_a_ddpm_stopped_mid_epoch_resumes_to_the_same_weights_and_ema(tmp_path):
+    """The EMA copy and the noise and timestep draws are in the checkpoint: a stop costs nothing but time."""
+    config = tiny_config(**{**DDPM_OPTIONS, "channels": [8, 16]}, train_limit=256, val_limit=32, batch_size=32,
+                         epochs=2)
+    straight, resumed = train_straight_and_with_a_stop(config, tmp_path, stop_at=11)
+    assert resumed.finished and resumed.steps == straight.steps == 16
+    assert identical_weights(tmp_path / "straight" / "last.safetensors", tmp_path / "split" / "last.safetensors")

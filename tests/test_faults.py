@@ -66,7 +66,9 @@ def test_sigkill_at_a_step_a_checkpoint_write_or_validation_resumes_bit_identica
     check_kill(tmp_path, reference, phase, at)
 
 
-@pytest.mark.parametrize("kind", [kind for kind in KINDS if kind != "vae"])
+# The ddpm's U-Net costs most per step: its kill is in make test-slow, its exact resume in test_diffusion.py.
+@pytest.mark.parametrize("kind", [pytest.param(kind, marks=[pytest.mark.slow] if kind == "ddpm" else [])
+                                  for kind in KINDS if kind != "vae"])
 def test_every_family_killed_mid_epoch_resumes_bit_identically(tmp_path, kind):
     """The trainer is the same for every family: a SIGKILL inside step 23, in the second epoch, costs nothing but
     time (the labelled draws and the changed images of the classifier's head come from checkpointed generators).

@@ -115,6 +115,7 @@ def test_a_pixelcnn_vae_trains_on_mnist_resumes_bit_identically_decodes_images_a
     assert numbers["iwae"]["images"] == 5 and numbers["iwae"]["images_below_elbo"] == 0
 
 
+@pytest.mark.slow  # every picture of the report decoded pixel by pixel; training, resume, decoding and eval stay fast
 def test_the_report_of_a_pixelcnn_run_traverses_from_few_codes_and_sets_it_beside_a_factorised_decoder(
         tmp_path, monkeypatch, trained_run):
     run = tmp_path / "pixelcnn"

@@ -120,6 +120,15 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def flush_denormals(device: torch.device) -> None:
+    """Compute numbers below 1.2e-38 as zero on the CPU (flush-to-zero). As training goes on, more and more of
+    Adam's moments and the gradients fall there, and a CPU takes tens of times longer for each such number: the
+    demo recipe in fp32 on one AVX2 core fell from 1,330 to 810 images/s within two epochs without it, and held
+    1,290 with it. The setting is the process's (what a GPU does anyway)."""
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)
+
+
 def autocast(device: torch.device, enabled: bool):
     if not enabled:
         return contextlib.nullcontext()

@@ -18,7 +18,7 @@ from vaelab.evaluation.conditional import conditional_accuracy
 from vaelab.evaluation.latents import active_units
 from vaelab.evaluation.likelihood import bits_per_dim, elbo_terms, importance_weights, iwae_bound
 from vaelab.evaluation.reference_classifier import classifier_summary, load_or_train_classifier
-from vaelab.hardware import compile_networks, machine_profile, resolve_device
+from vaelab.hardware import compile_networks, flush_denormals, machine_profile, resolve_device
 from vaelab.io import atomic_write_json
 from vaelab.models.registry import build_model, capabilities, decodes_sequentially
 from vaelab.models.vae import VAE
@@ -99,6 +99,7 @@ def evaluate_run(
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     torch_device = resolve_device(device)
+    flush_denormals(torch_device)
     model = load_model(run_dir, torch_device)
     if compile:
         compile_networks(model)
