@@ -48,6 +48,7 @@ def test_compare_writes_both_files_with_every_run_measured_the_same_way(comparis
     assert len(result["trade"]) == 4 and result["trade"][0].startswith("Blur:")
 
 
+@pytest.mark.slow  # four comparisons, each against the 10,000 test images
 def test_a_comparison_started_again_reuses_each_run_measured_with_the_same_weights_and_settings(gan_run, tmp_path):
     run = tmp_path / "gan"
     shutil.copytree(gan_run, run)

@@ -101,6 +101,7 @@ def worker_pid(agent: int, rank: int) -> int | None:
     return None
 
 
+@pytest.mark.slow  # three torchrun groups; the one-process resume after a kill is in test_faults.py
 def test_a_killed_rank_restarts_the_group_from_the_last_checkpoint_and_ends_bit_identical(tmp_path, two_rank_run):
     run_dir = tmp_path / "killed"
     launched = subprocess.Popen(torchrun_command(run_dir, SETTINGS, "--standalone", "--nproc-per-node=2",
@@ -125,7 +126,8 @@ def test_a_killed_rank_restarts_the_group_from_the_last_checkpoint_and_ends_bit_
     assert_same_as_reference(run_dir, two_rank_run)
 
 
-@pytest.mark.parametrize("kind", ["cvae", "gan", "ddpm"])
+@pytest.mark.parametrize("kind", ["cvae", pytest.param("gan", marks=pytest.mark.slow),
+                                  pytest.param("ddpm", marks=pytest.mark.slow)])
 def test_every_family_trains_an_epoch_under_two_processes(tmp_path, kind):
     settings = {**SETTINGS, "train_limit": 512, "epochs": 1, **KINDS[kind]}
     result = torchrun(tmp_path / kind, settings)

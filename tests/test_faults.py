@@ -66,8 +66,12 @@ def test_sigkill_at_a_step_a_checkpoint_write_or_validation_resumes_bit_identica
     check_kill(tmp_path, reference, phase, at)
 
 
-# The ddpm's U-Net costs most per step: its kill is in make test-slow, its exact resume in test_diffusion.py.
-@pytest.mark.parametrize("kind", [pytest.param(kind, marks=[pytest.mark.slow] if kind == "ddpm" else [])
+# cvae (labels) and gan (two optimizer steps a step) are killed in make test; the others in make test-slow, their
+# exact resume after a stop being tested in-process (test_classifier.py, test_diffusion.py).
+SLOW_KILLS = ("vae-classifier", "m2", "ddpm")
+
+
+@pytest.mark.parametrize("kind", [pytest.param(kind, marks=[pytest.mark.slow] if kind in SLOW_KILLS else [])
                                   for kind in KINDS if kind != "vae"])
 def test_every_family_killed_mid_epoch_resumes_bit_identically(tmp_path, kind):
     """The trainer is the same for every family: a SIGKILL inside step 23, in the second epoch, costs nothing but

@@ -114,20 +114,20 @@ def test_quick_fid_figures_are_flagged():
 
 
 def test_generation_metrics_of_each_sampler_are_written_and_merged(trained_run):
-    first = measure_generation(trained_run, ["prior"], samples=300, inception=False)
-    measure_generation(trained_run, ["gmm"], samples=300, inception=False)
+    first = measure_generation(trained_run, ["prior"], samples=150, inception=False)
+    measure_generation(trained_run, ["gmm"], samples=150, inception=False)
     stored = json.loads((trained_run / GENERATION).read_text())
     assert set(stored["samplers"]) == {"prior", "gmm"}
     entry = stored["samplers"]["prior"]
     assert entry == first["samplers"]["prior"]
-    assert entry["samples"] == 300 and entry["fid_classifier"] > 0 and 0 <= entry["precision"] <= 1
+    assert entry["samples"] == 150 and entry["fid_classifier"] > 0 and 0 <= entry["precision"] <= 1
     assert sum(entry["class_histogram"]) == pytest.approx(1.0) and 1 <= entry["classes_covered"] <= 10
     assert "fid_inception" not in entry and stored["classifier_test_accuracy"] > 0.95
 
 
 def test_the_sample_seed_fixes_the_samples_and_another_seed_draws_others(trained_run):
     def prior_entry(seed: int) -> dict:
-        result = measure_generation(trained_run, ["prior"], samples=300, inception=False, write=False, seed=seed)
+        result = measure_generation(trained_run, ["prior"], samples=100, inception=False, write=False, seed=seed)
         entry = result["samplers"]["prior"]
         entry.pop("seconds")
         return entry

@@ -11,8 +11,8 @@ from vaelab.errors import VaelabError
 from vaelab.pipelines.sweep import SweepSettings, parse_weights, run_sweep, sweep_points
 from vaelab.training.checkpoint import write_config
 
-SETTINGS = SweepSettings(epochs=1, samples=200, inception_samples=0, iw_samples=5, iw_images=50, factor_bases=5,
-                         metric_images=500)
+SETTINGS = SweepSettings(epochs=1, samples=100, inception_samples=0, iw_samples=5, iw_images=50, factor_bases=4,
+                         metric_images=300)
 
 
 def test_a_two_beta_sweep_writes_its_report_and_a_rerun_skips_finished_runs(tmp_path):
@@ -48,6 +48,7 @@ def test_a_sweep_refuses_to_reuse_a_directory_trained_with_other_settings(tmp_pa
         run_sweep(out, [1.0], SETTINGS, overrides=TINY, log=lambda m: None)
 
 
+@pytest.mark.slow  # two runs scored for disentanglement; the two-β sweep covers the pipeline
 def test_a_sweep_over_objectives_trains_one_run_per_objective_and_scores_its_disentanglement(tmp_path):
     out = tmp_path / "sweep"
     points = sweep_points("beta,tcvae", [2.0])

@@ -339,6 +339,7 @@ def _train(
     finished = True
     segment_start, spent_before = time.perf_counter(), state.get("train_seconds", 0.0)
     first_step = state["step"]
+    warned_behind = False  # once a run: a machine's speed wanders
     if plan is not None and resume:
         log(f"the time budget {plan.time_budget} has {format_duration(spent_before)} spent; "
             f"{total_steps - state['step']:,} of its {total_steps:,} steps are left")
@@ -412,8 +413,8 @@ def _train(
         state["batch_in_epoch"] = 0
         state["epoch_sums"] = {"images": 0}
         save_last(state["epoch_sums"])
-        if plan is not None and state["step"] < total_steps:
-            _warn_if_behind(plan, state, train_seconds / max(len(batches) - first_in_epoch, 1), say)
+        if plan is not None and state["step"] < total_steps and not warned_behind:
+            warned_behind = _warn_if_behind(plan, state, train_seconds / max(len(batches) - first_in_epoch, 1), say)
         if world.is_main:
             checkpoint.write_metrics(run_dir, state["history"])
             if plan is not None and state["step"] >= total_steps:
@@ -447,16 +448,18 @@ def _epoch_batches(pool: torch.Tensor, train_cfg: Any, epoch: int, device: torch
                                                          drop_last=True)]).to(device)
 
 
-def _warn_if_behind(plan: Plan, state: dict[str, Any], step_seconds: float, say: Callable[[str], None]) -> None:
-    """Say so when this machine now runs more than 10% slower than it measured: the run then overruns its budget.
-    Its steps stay as bought, so that `--steps N` still repeats it."""
+def _warn_if_behind(plan: Plan, state: dict[str, Any], step_seconds: float, say: Callable[[str], None]) -> bool:
+    """Say so (and return True) when this machine now runs so much slower than it measured that the run will
+    overrun its budget by more than 20%. Its steps stay as bought, so that `--steps N` still repeats it."""
     left = plan.steps - state["step"]
     projected = state["train_seconds"] + estimated_seconds(left, plan.steps_per_epoch, 0, step_seconds,
                                                            plan.validation_seconds, plan.checkpoint_seconds)
-    if projected > 1.1 * plan.budget_seconds:
-        say(f"warning: steps now take {step_seconds * 1000:.0f} ms against {plan.step_seconds * 1000:.0f} measured "
-            f"(a busier or slower machine); the run will take ≈ {format_duration(projected)} of its "
-            f"{plan.time_budget} budget")
+    if projected <= 1.2 * plan.budget_seconds:
+        return False
+    say(f"warning: steps now take {step_seconds * 1000:.0f} ms against {plan.step_seconds * 1000:.0f} measured "
+        f"(a busier or slower machine); the run will take ≈ {format_duration(projected)} of its "
+        f"{plan.time_budget} budget")
+    return True
 
 
 def _remaining_seconds(state: dict[str, Any], total_steps: int, elapsed: float) -> float:
