@@ -17,6 +17,7 @@ from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.evaluate import IW_LADDER, iwae_protocol
 from vaelab.fitting import learning_rate
+from vaelab.hardware import _flushing_denormals
 from vaelab.models.registry import family
 from vaelab.training import train
 from vaelab.training.budget import estimated_seconds, measure_and_plan, steps_within
@@ -167,3 +168,11 @@ def test_every_family_is_sized_by_the_one_trainer(tmp_path, family_options):
     bought = json.loads((tmp_path / "run" / "budget.json").read_text())
     assert result.finished and result.steps == bought["steps"] >= 1
     assert result.history[-1]["step"] == bought["steps"] and bought["measure_seconds"] < 5.0
+
+
+def test_training_flushes_denormals_and_gives_the_process_its_setting_back(tmp_path):
+    seen: list[bool] = []
+    train(tiny_config(train_limit=256, val_limit=64, epochs=1), tmp_path / "run", progress=False,
+          log=lambda message: seen.append(_flushing_denormals()))
+    assert seen and all(seen)  # every message was logged while denormals were flushed
+    assert not _flushing_denormals()  # and the caller's floating-point state is as it was

@@ -8,10 +8,14 @@ import functools
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import ParamSpec, TypeVar
 
 import torch
 
+P = ParamSpec("P")
+R = TypeVar("R")
 # oneDNN kernel levels (ONEDNN_MAX_CPU_ISA) that still compute in bf16 natively
 _BF16_ISAS = ("ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
               "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2")
@@ -120,13 +124,27 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def flush_denormals(device: torch.device) -> None:
-    """Compute numbers below 1.2e-38 as zero on the CPU (flush-to-zero). As training goes on, more and more of
-    Adam's moments and the gradients fall there, and a CPU takes tens of times longer for each such number: the
-    demo recipe in fp32 on one AVX2 core fell from 1,330 to 810 images/s within two epochs without it, and held
-    1,290 with it. The setting is the process's (what a GPU does anyway)."""
-    if device.type == "cpu":
+def flushes_denormals(function: Callable[P, R]) -> Callable[P, R]:
+    """Run `function` with numbers below 1.2e-38 computed as zero on the CPU (flush-to-zero), then give the process
+    back its own setting. As training goes on, more and more of Adam's moments and the gradients fall there, and a
+    CPU takes many times longer for each such number: the demo recipe in fp32 on one AVX2 core fell from 1,330 to
+    810 images/s within two epochs without it, and held 1,290 with it (what a GPU does anyway)."""
+
+    @functools.wraps(function)
+    def flushed(*args: P.args, **kwargs: P.kwargs) -> R:
+        was_flushing = _flushing_denormals()
         torch.set_flush_denormal(True)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            torch.set_flush_denormal(was_flushing)
+
+    return flushed
+
+
+def _flushing_denormals() -> bool:
+    """Whether the CPU flushes denormals now: a denormal times one is then zero."""
+    return bool(torch.tensor(1e-39, dtype=torch.float32) * 1.0 == 0)
 
 
 def autocast(device: torch.device, enabled: bool):

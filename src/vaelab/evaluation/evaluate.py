@@ -18,7 +18,7 @@ from vaelab.evaluation.conditional import conditional_accuracy
 from vaelab.evaluation.latents import active_units
 from vaelab.evaluation.likelihood import bits_per_dim, elbo_terms, importance_weights, iwae_bound
 from vaelab.evaluation.reference_classifier import classifier_summary, load_or_train_classifier
-from vaelab.hardware import compile_networks, flush_denormals, machine_profile, resolve_device
+from vaelab.hardware import compile_networks, flushes_denormals, machine_profile, resolve_device
 from vaelab.io import atomic_write_json
 from vaelab.models.registry import build_model, capabilities, decodes_sequentially
 from vaelab.models.vae import VAE
@@ -35,6 +35,7 @@ PROGRESS_SECONDS = 60.0  # how often it is saved
 SEQUENTIAL_MSE_IMAGES = 1000
 
 
+@flushes_denormals
 @torch.no_grad()
 def evaluate_run(
     run_dir: str | Path,
@@ -99,7 +100,6 @@ def evaluate_run(
     run_dir = Path(run_dir)
     config = read_config(run_dir)
     torch_device = resolve_device(device)
-    flush_denormals(torch_device)
     model = load_model(run_dir, torch_device)
     if compile:
         compile_networks(model)

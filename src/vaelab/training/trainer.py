@@ -31,7 +31,14 @@ from vaelab.data.catalog import use_data_dir
 from vaelab.data.datasets import binarize, iterate_batches, load_split, prepare_inputs, to_float
 from vaelab.errors import VaelabError
 from vaelab.fitting import epoch_order, learning_rate
-from vaelab.hardware import autocast, compile_networks, flush_denormals, machine_profile, resolve_device, use_bf16
+from vaelab.hardware import (
+    autocast,
+    compile_networks,
+    flushes_denormals,
+    machine_profile,
+    resolve_device,
+    use_bf16,
+)
 from vaelab.io import atomic_write_json, remove_stale_temp_files
 from vaelab.models.objective import Objective, Phase, StepContext, ValidationData
 from vaelab.models.registry import build_model, family
@@ -73,6 +80,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@flushes_denormals
 def train(
     config: RunConfig,
     run_dir: Path,
@@ -209,7 +217,6 @@ def _train(
 ) -> TrainResult:
     data, train_cfg = config.data, config.train
     seed_everything(train_cfg.seed)
-    flush_denormals(device)
     bf16 = use_bf16(train_cfg.precision, device)
     memory_format = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
 
