@@ -127,8 +127,8 @@ def _cpu_name() -> str:
 def flushes_denormals(function: Callable[P, R]) -> Callable[P, R]:
     """Run `function` with numbers below 1.2e-38 computed as zero on the CPU (flush-to-zero), then give the process
     back its own setting. As training goes on, more and more of Adam's moments and the gradients fall there, and a
-    CPU takes many times longer for each such number: the demo recipe in fp32 on one AVX2 core fell from 1,330 to
-    810 images/s within two epochs without it, and held 1,290 with it (what a GPU does anyway)."""
+    CPU takes many times longer for each such number: the demo recipe in fp32 on one AVX2 core fell to 889 images/s
+    in its second epoch without it, and held 1,397 with it (`benchmarks/denormals.py`; a GPU flushes anyway)."""
 
     @functools.wraps(function)
     def flushed(*args: P.args, **kwargs: P.kwargs) -> R:
