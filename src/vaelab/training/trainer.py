@@ -334,7 +334,7 @@ def _train(
         total_steps = context.total_steps = plan.steps
         log(plan.describe())
         if world.is_main:
-            atomic_write_json(run_dir / BUDGET, {**plan.to_dict(), "reproduce": f"--steps {plan.steps}"})
+            _write_budget(run_dir, plan)
     objective.set_run_length(total_steps)
     epochs = math.ceil(total_steps / steps_per_epoch)
     bar = _progress_bar(total_steps, state["step"], enabled=progress)
@@ -425,8 +425,7 @@ def _train(
         if world.is_main:
             checkpoint.write_metrics(run_dir, state["history"])
             if plan is not None and state["step"] >= total_steps:
-                atomic_write_json(run_dir / BUDGET, {**plan.to_dict(), "reproduce": f"--steps {plan.steps}",
-                                                     "spent_seconds": round(state["train_seconds"], 2)})
+                _write_budget(run_dir, plan, spent_seconds=round(state["train_seconds"], 2))
             if train_cfg.tensorboard:
                 writer = writer if writer is not None else _summary_writer_class()(str(run_dir / "tensorboard"))
                 for key, value in row.items():
@@ -453,6 +452,11 @@ def _epoch_batches(pool: torch.Tensor, train_cfg: Any, epoch: int, device: torch
     order = epoch_order(train_cfg.seed, epoch)
     return torch.stack([pool[i] for i in iterate_batches(len(pool), train_cfg.batch_size, order,
                                                          drop_last=True)]).to(device)
+
+
+def _write_budget(run_dir: Path, plan: Plan, **finished: float) -> None:
+    """RUN/budget.json: what the time budget bought, how to repeat it, and (once finished) what it spent."""
+    atomic_write_json(run_dir / BUDGET, {**plan.to_dict(), "reproduce": f"--steps {plan.steps}", **finished})
 
 
 def _warn_if_behind(plan: Plan, state: dict[str, Any], step_seconds: float, say: Callable[[str], None]) -> bool:
