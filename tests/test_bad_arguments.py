@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from typer.main import get_command
 
 from tests.conftest import DDPM, tiny_config
 from vaelab.cli import app, main
+from vaelab.config import parse_duration
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import trained_parameters
 from vaelab.io import atomic_write_text
@@ -45,9 +47,10 @@ def places(tmp_path_factory) -> dict[str, Path]:
     (root / "broken" / "config.json").write_text('{"data": ')
     (root / "folder.png").mkdir()  # a folder named like an output file
     Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(root / "digit.png")
+    Image.fromarray(np.zeros((28, 28), dtype=np.uint8)).save(root / "photo.jpg")  # a picture, but not a PNG
     return {"run": run, "classifier": classifier, "file": root / "file", "empty": root / "empty",
             "broken": root / "broken", "missing": root / "missing", "pngdir": root / "folder.png",
-            "png": root / "digit.png", "tmp": root}
+            "png": root / "digit.png", "jpg": root / "photo.jpg", "tmp": root}
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -194,10 +197,82 @@ def test_an_option_without_its_value_is_refused_in_one_line(capsys, places, comm
     (["embed", "{run}", "--out", "{pngdir}"], "output {pngdir} is a directory"),
     (["compare", "{run}", "{run}", "--out", "{file}"], "output folder {file} is a file"),
     (["train", "--out", "{tmp}/new", "--nproc", "0"], "--nproc must be ≥ 1, not 0"),
+    # what a new user gets wrong first: a picture for the config, a size for a dataset that has one, a dataset
+    # name as spelled elsewhere or a folder without its prefix, an image file for an interpolation's end
+    (["train", "--config", "{png}", "--out", "{tmp}/new"], "error: {png} is not a YAML config file (binary data, "
+     "not text: byte 0x89 at offset 0); give a .yaml file such as configs/mnist.yaml"),
+    (["sweep", *REQUIRED["sweep"], "--config", "{png}"], "{png} is not a YAML config file"),
+    (["train", "--config", "{empty}", "--out", "{tmp}/new"], "config {empty} is a folder, not a YAML config file"),
+    (["train", "--config", "{file}", "--out", "{tmp}/new"], "{file} is not a YAML config file (it holds plain text, "
+     "not the sections data/model/train)"),
+    (["train", "--dataset", "mnist", "--image-size", "64", "--out", "{tmp}/new"],
+     "error: mnist images are 1×28×28 and are not resized; leave out --image-size\n"),
+    (["train", "--dataset", "fashion-mnist", "--image-channels", "3", "--out", "{tmp}/new"],
+     "fashion-mnist images are 1×28×28 and are not resized; leave out --image-channels\n"),
+    (["train", "--dataset", "MNIST", "--out", "{tmp}/new"], "unknown dataset 'MNIST' (did you mean mnist?)"),
+    (["train", "--dataset", "fashion_mnist", "--out", "{tmp}/new"], "(did you mean fashion-mnist?)"),
+    (["train", "--dataset", "{empty}", "--out", "{tmp}/new"], "(for the images in that folder, write folder:{empty})"),
+    (["train", "--dataset", "folder:", "--out", "{tmp}/new"], "folder: needs the path of a folder of images after it"),
+    (["train", "--dataset", "folder:{missing}", "--out", "{tmp}/new"], "{missing} is not a folder; pass folder:PATH"),
+    (["train", "--dataset", "folder:{file}", "--out", "{tmp}/new"], "{file} is not a folder; pass folder:PATH"),
+    (["train", "--dataset", "folder:{empty}", "--out", "{tmp}/new"], "{empty} holds no PNG, JPEG or WebP files"),
+    (["train", "--time-budget", "5 fortnights", "--out", "{tmp}/new"], "time_budget must be a duration such as 90s"),
+    (["train", "--time-budget", "5", "minutes", "--out", "{tmp}/new"], "error: Got unexpected extra argument(s) "
+     "(minutes); if '5 minutes' is the value of --time-budget, quote it: --time-budget '5 minutes' (see `vaelab"),
+    (["sample", "{run}", "10"], "error: Got unexpected extra argument(s) (10) (see `vaelab sample --help`)"),
+    (["interpolate", "{run}", "--from", "image.png", "--to", "test:1"], "error: --from 'image.png' is not valid; "
+     "write test:INDEX (INDEX a test image number from 0 to 9999) or random:SEED (a code drawn from the prior"),
+    (["interpolate", "{run}", "--from", "test:0", "--to", "random:x"],
+     "--to 'random:x' is not valid; write random:SEED"),
+    (["traverse", "{run}", "--base", "test:x"],
+     "base 'test:x' is not valid; write test:INDEX (INDEX a test image number from 0 to 9999) or prior"),
+    (["explore", "{run}", "--host", "999.1.1.1"], "error: cannot listen on 999.1.1.1: not a valid address of this "
+     "machine (Name or service not known); use --host 127.0.0.1"),
+    (["eval", "{run}", "--device", "gpu"], "unknown --device 'gpu'; use auto, cpu or cuda"),
+    (["classify", "{classifier}", "{jpg}"], "{jpg} is not a readable PNG image (it is a JPEG image); save it as a PNG"),
+    (["report", "{run}", "--out", "{tmp}/report.pdf"], "output {tmp}/report.pdf must end in .html"),
 ])
 def test_each_mistake_gets_a_message_that_names_it(capsys, places, args, message):
     err = assert_refused_in_one_line(capsys, places, args)
     assert message.format(**{key: str(path) for key, path in places.items()}) in err
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (b"\x89PNG\r\n\x1a\n" + bytes(40), "is not a YAML config file (binary data, not text: byte 0x89 at offset 0)"),
+    (b"PK\x03\x04\x00\x00", "is not a YAML config file (binary data, not text: a NUL byte at offset 4)"),
+    (b"- mnist\n- 30\n", "is not a YAML config file (it holds a list, not the sections data/model/train)"),
+    (b"train mnist for 30 epochs\n", "is not a YAML config file (it holds plain text, not the sections"),
+    (b"data:\n  dataset: mnist\n model: x: y\n", "is not valid YAML (expected <block end>, but found "
+                                                  "'<block mapping start>' at line 3, column 2); correct it, or"),
+])
+def test_a_config_that_is_not_a_yaml_config_is_one_line_naming_it_and_the_fix(capsys, tmp_path, content, problem):
+    config = tmp_path / "config.yaml"
+    config.write_bytes(content)
+    code, out, err = run_cli(capsys, ["train", "--config", str(config), "--out", str(tmp_path / "new")])
+    assert code == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"error: {config} {problem}")
+    assert err.endswith("give a .yaml file such as configs/mnist.yaml\n")
+    assert not (tmp_path / "new").exists()
+
+
+def test_explore_tells_a_bad_address_from_a_busy_port(capsys, places):
+    err = assert_refused_in_one_line(capsys, places, ["explore", "{run}", "--host", "999.1.1.1"])
+    assert "--port" not in err and "port 8000" not in err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        err = assert_refused_in_one_line(capsys, places, ["explore", "{run}", "--port", str(port)])
+    assert err.startswith(f"error: cannot listen on 127.0.0.1 port {port}: the port is in use")
+    assert "choose another --port, or --port 0 for any free one" in err and "--host" not in err
+
+
+def test_durations_are_read_as_people_write_them():
+    assert parse_duration("5min") == parse_duration("5 minutes") == parse_duration("5m") == 300
+    assert parse_duration("1 hour 30 mins") == parse_duration("1h30m") == 5400 and parse_duration("90 sec") == 90
+    for bad in ("5ms", "5 fortnights", "minutes", "5 mins later"):
+        with pytest.raises(VaelabError, match="must be a duration such as 90s, 8m or 1h30m"):
+            parse_duration(bad, "time_budget")
 
 
 def test_a_bare_vaelab_prints_the_help_and_version_still_answers(capsys):

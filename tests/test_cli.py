@@ -51,7 +51,7 @@ def _digest(folder: Path) -> dict[str, str]:
         (["train", "--out", "new", "--beta", "-1"], "beta must be a finite number ≥ 0"),
         (["eval", "missing-run"], "run directory missing-run does not exist"),
         (["sample", "missing-run"], "run directory missing-run does not exist"),
-        (["train", "--out", "run", "--epochs", "1"], "run already exists and is not empty"),
+        (["train", "--out", "run", "--epochs", "1"], "run holds a run trained with other settings ("),
         (["train", "--resume", "run", "--latent-dim", "4"], "cannot change latent_dim when resuming"),
         (["sample", "run", "--out", "samples.jpg"], "must end in .png"),
         (["train", "--out", "new", "--config", "nope.yaml"], "config file nope.yaml does not exist"),

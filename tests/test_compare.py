@@ -3,6 +3,7 @@ compare.html; runs of different datasets and missing runs are refused."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -10,18 +11,36 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import launch_chromium, tiny_config
+from vaelab.analysis.samplers import GMM_FILE, TWO_STAGE_FILE
 from vaelab.errors import VaelabError
 from vaelab.models.registry import model_label
-from vaelab.report.compare import COMPARE_HTML, COMPARE_JSON, check_runs, compare_runs
+from vaelab.report.compare import CACHE, COMPARE_HTML, COMPARE_JSON, check_runs, compare_runs
 from vaelab.rundir import BEST, load_tensors, save_tensors
 
 
+def digests(folder: Path) -> dict[str, str]:
+    """Every file under `folder`, by relative path: its SHA-256."""
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
 @pytest.fixture(scope="module")
-def comparison(trained_run, gan_run, ddpm_run, tmp_path_factory) -> tuple[Path, dict]:
+def compared(trained_run, gan_run, ddpm_run, tmp_path_factory) -> tuple[Path, dict, list[Path], dict, dict]:
+    """Copies of the three runs as training left them (no sampler fitted into them by another test), compared:
+    the output folder, compare.json, the runs, and every file of the runs digested before and after."""
+    runs, folder = [], tmp_path_factory.mktemp("compared")
+    for name, run in (("vae", trained_run), ("gan", gan_run), ("ddpm", ddpm_run)):
+        runs.append(folder / name)
+        shutil.copytree(run, runs[-1], ignore=shutil.ignore_patterns("sampler-*", "eval.json", "generation.json"))
+    before = {str(run): digests(run) for run in runs}
     out = tmp_path_factory.mktemp("compare")
-    result = compare_runs([trained_run, gan_run, ddpm_run], out, samples=200, inception=False, iw_samples=5,
-                          iw_images=50, steps=5)
-    return out, result
+    result = compare_runs(runs, out, samples=200, inception=False, iw_samples=5, iw_images=50, steps=5)
+    return out, result, runs, before, {str(run): digests(run) for run in runs}
+
+
+@pytest.fixture(scope="module")
+def comparison(compared) -> tuple[Path, dict]:
+    return compared[0], compared[1]
 
 
 def test_compare_writes_both_files_with_every_run_measured_the_same_way(comparison):
@@ -72,6 +91,26 @@ def test_a_comparison_started_again_reuses_each_run_measured_with_the_same_weigh
     changed, messages = compare()
     assert not any("reused" in message for message in messages)
     assert changed["runs"][0]["generation"] != first["runs"][0]["generation"]
+
+
+def test_compare_leaves_every_file_of_the_runs_it_compares_byte_identical(compared):
+    out, _, runs, before, after = compared
+    assert after == before
+    assert all(not (run / GMM_FILE).exists() and not (run / TWO_STAGE_FILE).exists() for run in runs)
+    # What it fitted lies under its own folder: the VAE's two samplers, in OUT/cache/NAME-DIGEST/.
+    fitted = sorted(path.relative_to(out / CACHE) for path in (out / CACHE).rglob("*") if path.is_file())
+    assert [path.name for path in fitted] == [GMM_FILE, TWO_STAGE_FILE]
+    assert fitted[0].parent == fitted[1].parent and fitted[0].parent.name.startswith(runs[0].name + "-")
+
+
+def test_a_comparison_with_other_settings_reuses_the_samplers_it_fitted(compared, tmp_path):
+    out, _, runs, before, _ = compared
+    shutil.copytree(out, tmp_path / "again")
+    messages: list[str] = []
+    compare_runs([runs[0]], tmp_path / "again", samples=50, inception=False, iw_samples=5, iw_images=50,
+                 log=messages.append)
+    assert not any(message.startswith(("fitting", "second stage")) for message in messages)
+    assert digests(tmp_path / "again" / CACHE) == digests(out / CACHE) and digests(runs[0]) == before[str(runs[0])]
 
 
 def test_compare_refuses_runs_on_different_datasets_and_a_missing_run(gan_run, tmp_path):

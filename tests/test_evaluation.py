@@ -6,7 +6,8 @@ import torch
 from vaelab.data import load_split, prepare_inputs
 from vaelab.evaluation import active_units, evaluate_run, importance_weights, iwae_bound
 from vaelab.evaluation.evaluate import IWAE_PROGRESS, importance_weighted_bounds
-from vaelab.rundir import load_model
+from vaelab.fitting import fit_estimator
+from vaelab.rundir import load_model, read_config
 
 CPU = torch.device("cpu")
 
@@ -95,3 +96,31 @@ def test_iwae_progress_for_other_settings_or_damaged_is_ignored(trained_run, tes
     bounds = importance_weighted_bounds(model, test_inputs, labels, k, CPU, messages.append, progress)
     assert "starting over" in messages[0]
     assert torch.equal(bounds[0], importance_weighted_bounds(model, test_inputs, labels, k, CPU)[0])
+
+
+def convergence_warnings(recorded) -> list:
+    from sklearn.exceptions import ConvergenceWarning
+
+    return [warning for warning in recorded if issubclass(warning.category, ConvergenceWarning)]
+
+
+def test_eval_fits_its_linear_probe_on_no_more_than_the_images_the_run_trained_on(trained_run, recwarn):
+    messages: list[str] = []
+    result = evaluate_run(trained_run, iw_samples=0, test_limit=200, probe_images=50_000, write=False,
+                          log=messages.append)
+    assert result["linear_probe"]["train_images"] == read_config(trained_run).data.train_limit == 4096
+    assert any("posterior means of 4,096 of the run's training images" in message for message in messages)
+    assert result["linear_probe"]["converged"] and convergence_warnings(recwarn) == []
+
+
+def test_a_fit_that_stops_before_converging_says_so_in_one_line_instead_of_a_warning(recwarn):
+    from sklearn.linear_model import LogisticRegression
+
+    test = load_split("mnist", "test").subset(500)
+    messages: list[str] = []
+    converged = fit_estimator(LogisticRegression(max_iter=2), test.images.flatten(1).numpy() / 255,
+                              test.labels.numpy(), what="a probe of 500 images", log=messages.append)
+    assert not converged and convergence_warnings(recwarn) == []
+    assert len(messages) == 1 and "\n" not in messages[0]
+    assert messages[0].startswith("a probe of 500 images: stopped before converging (lbfgs failed to converge")
+

@@ -12,8 +12,9 @@ from PIL import Image
 
 from tests.conftest import launch_chromium
 from vaelab.analysis.disentanglement import measure_disentanglement
-from vaelab.analysis.factors import WEAK_KL_NATS, analyse_factors
+from vaelab.analysis.factors import analyse_factors
 from vaelab.evaluation import evaluate_run
+from vaelab.evaluation.latents import WEAK_KL_NATS
 from vaelab.report.figures import DPI, figure_png, kl_heatmap_figure
 from vaelab.report.html import (
     TABLE_FRAMES,
@@ -58,6 +59,7 @@ def test_report_holds_every_section_and_no_external_reference(report):
         assert f"<h2>{title}" in page, title
     for title in CONDITIONAL_SECTIONS:
         assert f"<h2>{title}" not in page, title
+    assert "<h2>Posterior collapse" not in page  # the small model uses its latent
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert page.count("data:image/png;base64,") >= 10
 
@@ -141,8 +143,9 @@ def test_active_dimensions_under_the_weak_kl_are_marked_and_counted_as_weak():
             for d, (kl, active) in enumerate([(2.0, True), (WEAK_KL_NATS / 2, True), (0.001, False)])]
     assert [active_text(row) for row in rows] == ["yes", f"yes, weak (< {WEAK_KL_NATS:g} nats)", "no"]
     evaluation = {"latent_dim": 3, "active_units": 2}
-    text = _limitations(evaluation, rows, 0.05, 0.1, [10.0, 20.0], ("a", "b"))
+    text = _limitations(evaluation, rows, 0.05, 0.1, [10.0, 20.0], ("a", "b"), 30)
     assert f"Weak dimensions: 1 of 2 active dimensions carry under {WEAK_KL_NATS:g} nats" in text
+    assert "on the first 30 test images" in text  # the images measured, not a limit asked for
 
 
 def test_the_kl_heat_map_labels_every_one_of_32_dimensions_legibly_without_overlap():

@@ -21,14 +21,16 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import launch_chromium
+from tests.conftest import launch_chromium, tiny_config
 from vaelab.analysis.factors import FACTORS, analyse_factors
 from vaelab.analysis.samplers import GMM_FILE
 from vaelab.analysis.traversal import load_test_inputs
 from vaelab.data import load_split
 from vaelab.data.catalog import describe
+from vaelab.data.shapes import write_shapes_folder
 from vaelab.images import make_grid, png_bytes
 from vaelab.rundir import BEST, CONFIG, load_model, read_config, save_tensors
+from vaelab.training import train
 from vaelab.web.app import MAX_BODY_BYTES, Explorer, bind_socket, create_app, make_server
 from vaelab.web.drawing import prepare_drawing
 
@@ -555,3 +557,56 @@ def test_vaelab_explore_prints_its_url_serves_and_refuses_a_busy_port(analysed_r
         server.wait(timeout=30)
     missing = subprocess.run([*command[:4], "no-such-run"], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and "run directory no-such-run does not exist" in missing.stderr
+
+
+# --- what the page says about a run, and long text on small and large screens ---------------------------------------
+
+# A user's folder name as it may be: long, and with no hyphen or space where a line could break.
+LONG_FOLDER = "my_coloured_shapes_collection_with_a_long_name_and_no_place_to_break_it"
+
+
+@pytest.fixture(scope="module")
+def rgb_run(tmp_path_factory) -> Path:
+    """A tiny VAE trained a few steps on a folder of coloured shapes (RGB, 16×16) with a long folder name."""
+    root = tmp_path_factory.mktemp("rgb")
+    folder = write_shapes_folder(root / LONG_FOLDER, count=60, size=16)
+    config = tiny_config(dataset=f"folder:{folder}", image_size=16, latent_dim=4, hidden_dim=32, steps=3,
+                         batch_size=16)
+    assert config.data.input_mode == "grayscale"  # the intensities as they are: for RGB images, colours
+    return train(config, root / "run", progress=False, log=lambda message: None).run_dir
+
+
+def test_the_page_names_what_an_rgb_run_models_and_its_long_folder_wraps_on_a_phone(rgb_run, browser):
+    assert Explorer.load(rgb_run).info()["inputs"] == "colour (RGB) intensities"
+    with serving(rgb_run) as address, browser.new_context(viewport={"width": 390, "height": 900}) as context:
+        page = context.new_page()
+        page.goto(f"http://{address[0]}:{address[1]}/", wait_until="networkidle")
+        page.wait_for_function("!document.getElementById('run-info').textContent.startsWith('loading')")
+        info = page.inner_text("#run-info")
+        assert LONG_FOLDER in info.replace("\n", "") and "colour (RGB) intensities" in info
+        assert "grayscale" not in page.inner_text("body") and "grey" not in info
+        assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")  # no sideways scroll
+
+
+def test_a_grey_run_is_named_grey_or_binarized_from_its_config(trained_run):
+    info = Explorer.load(trained_run).info()
+    expected = {"binarized": "binarized grey pixels", "grayscale": "grey intensities"}[info["input_mode"]]
+    assert info["inputs"] == expected
+
+
+# Every slider label that shows, and whether its text is cut (wider or taller than its box).
+LABELS = """() => [...document.querySelectorAll(".slider label")].filter((label) => label.getClientRects().length > 0)
+    .map((label) => ({text: label.textContent, cut: label.scrollWidth > label.clientWidth
+                                                  || label.scrollHeight > label.clientHeight}))"""
+
+
+@pytest.mark.parametrize("width", [1024, 1920])
+def test_slider_labels_with_factor_names_are_shown_whole_on_laptop_and_desktop_screens(server, browser, width):
+    with browser.new_context(viewport={"width": width, "height": 900}) as context:
+        page = context.new_page()
+        page.goto(f"http://{server[0]}:{server[1]}/", wait_until="networkidle")
+        page.eval_on_selector("#inactive", "details => { details.open = true; }")
+        labels = page.evaluate(LABELS)
+    assert len(labels) == LATENT_DIM
+    assert any("ρ" in label["text"] for label in labels), labels  # the run names factors with their ρ
+    assert [label["text"] for label in labels if label["cut"]] == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -44,12 +45,26 @@ class _OneLineUsageErrors(TyperGroup):
                     error.show()
             else:
                 hint = f" (see `{context.command_path} --help`)" if context is not None else ""
-                typer.echo(f"error: {message}{hint}", err=True)
+                typer.echo(f"error: {message}{_quoting_hint(message, _ARGV)}{hint}", err=True)
             sys.exit(error.exit_code)
         except typer.Abort:
             typer.echo("Aborted!", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _quoting_hint(message: str, argv: list[str]) -> str:
+    """For an extra argument that follows an option's value (`--time-budget 5 minutes`): the value was meant to
+    hold a space, and the shell split it; say how to quote it. Empty for any other error."""
+    extra = re.search(r"unexpected extra argument\S* \((.+)\)", message)
+    if extra is None:
+        return ""
+    first = extra.group(1).split(" ")[0]
+    where = argv.index(first) if first in argv else -1
+    if where < 2 or not argv[where - 2].startswith("--") or argv[where - 1].startswith("-"):
+        return ""
+    option, value = argv[where - 2], f"{argv[where - 1]} {extra.group(1)}"
+    return f"; if '{value}' is the value of {option}, quote it: {option} '{value}'"
 
 
 app = typer.Typer(cls=_OneLineUsageErrors, add_completion=False, no_args_is_help=True,
@@ -104,6 +119,21 @@ def data_fetch(
     name = dataset_name(name, image_size, image_channels)
     folder = fetch(name, log=lambda message: typer.echo(message, err=True), data_dir=data_dir)
     typer.echo(f"{name}: all files verified in {folder}")
+
+
+@data_app.command("shapes")
+def data_shapes(
+    folder: Path = typer.Argument(..., help="The folder to write (one subfolder per shape)."),
+    count: int = typer.Option(300, help="Images in all, the three shapes in turn."),
+    size: int = typer.Option(64, help="Image side in pixels."),
+    seed: int = typer.Option(0, help="The seed the images depend on."),
+) -> None:
+    """Write a folder of coloured circles, squares and triangles: a small dataset to try `folder:PATH` with."""
+    from vaelab.data.shapes import write_shapes_folder
+    from vaelab.io import require_output_folder
+
+    write_shapes_folder(require_output_folder(folder), count, size, seed)
+    typer.echo(f"{count} images in {folder}: train on them with --dataset folder:{folder}")
 
 
 def _config_parameters() -> list[inspect.Parameter]:
@@ -193,7 +223,9 @@ def evaluate(
     generation_samples: int = typer.Option(10_000, help="Samples per sampler (published protocol: 10,000)."),
     inception: bool = INCEPTION,
     class_samples: int = typer.Option(1000, help="Samples per class for a cvae run's conditional accuracy."),
-    probe_images: int | None = typer.Option(None, help="Fit the linear probe on the first N training images only."),
+    probe_images: int | None = typer.Option(
+        None, help="Fit the linear probe on the first N of the run's training images (default: all it trained on, "
+                   "at most 10,000)."),
     compile: bool = typer.Option(False, help="torch.compile the networks: a slow start, faster PixelCNN bounds."),
     iw_budget: str | None = typer.Option(
         None, help="Size the IWAE pass to this time here, e.g. 1m: the largest k that bounds 1,000 test images in "
@@ -434,7 +466,7 @@ def interpolate(
     """Latent interpolation between two test images (or random codes), above their pixel cross-fade, as a PNG."""
     from vaelab.analysis.interpolation import interpolate_run, interpolation_grid
     from vaelab.analysis.smoothness import CONFIDENCE_THRESHOLD, confident_fraction, smoothness_ratio
-    from vaelab.evaluation.reference_classifier import load_or_train_classifier
+    from vaelab.evaluation.reference_classifier import judge_or_reason
     from vaelab.images import save_png
     from vaelab.io import require_output_file
     from vaelab.rundir import read_config
@@ -449,8 +481,10 @@ def interpolate(
         f"smoothness (largest step / mean step, 1 = even): {mode} {smoothness_ratio(interpolation.decoded):.2f}, "
         f"pixels {smoothness_ratio(interpolation.crossfade):.2f}"
     )
-    if classify:
-        judge = load_or_train_classifier(read_config(run).data.dataset, log=_stderr)
+    judge, why_not = judge_or_reason(read_config(run).data.dataset, log=_stderr) if classify else (None, None)
+    if why_not is not None:
+        typer.echo(f"confident frames skipped: {why_not}")
+    if judge is not None:
         typer.echo(
             f"frames the reference classifier gives ≥ {CONFIDENCE_THRESHOLD:.0%} to one class: "
             f"{mode} {confident_fraction(interpolation.decoded, judge):.0%}, "
@@ -481,7 +515,7 @@ def factors(
     from vaelab.analysis.disentanglement import disentanglement_table, measure_disentanglement
     from vaelab.analysis.factors import analyse_factors, factor_table
     from vaelab.evaluation.disentanglement import REGRESSORS
-    from vaelab.evaluation.reference_classifier import load_or_train_classifier
+    from vaelab.evaluation.reference_classifier import judge_or_reason
     from vaelab.io import require_output_file
     from vaelab.rundir import DISENTANGLEMENT, FACTORS, read_config
 
@@ -491,7 +525,9 @@ def factors(
     path = require_output_file(out, ".json") if out is not None else run / FACTORS
     scores_path = path.with_suffix(".disentanglement.json") if out is not None else run / DISENTANGLEMENT
     refuse_shipped(path)
-    judge = load_or_train_classifier(read_config(run).data.dataset, log=_stderr) if classify else None
+    judge, why_not = judge_or_reason(read_config(run).data.dataset, log=_stderr) if classify else (None, None)
+    if why_not is not None:
+        typer.echo(f"confident frames skipped: {why_not}")
     rows = analyse_factors(run, bases, radius, steps, path, log=_stderr, classifier=judge)
     typer.echo(factor_table(rows))
     typer.echo(f"written to {path}")
@@ -504,7 +540,12 @@ def factors(
 @app.command()
 def classifier(dataset: str = typer.Argument(..., help="A dataset with classes, e.g. mnist or fashion-mnist.")) -> None:
     """The reference classifier that judges generated images: trained on first use, then read from the cache."""
-    from vaelab.evaluation.reference_classifier import classifier_paths, classifier_summary, load_or_train_classifier
+    from vaelab.evaluation.reference_classifier import (
+        classifier_paths,
+        classifier_summary,
+        load_or_train_classifier,
+        weakness_text,
+    )
 
     load_or_train_classifier(dataset, log=_stderr)
     info = classifier_summary(dataset)
@@ -513,6 +554,10 @@ def classifier(dataset: str = typer.Argument(..., help="A dataset with classes, 
         f"test images ({info['epochs']} epochs on {info['train_images']:,} train images, seed {info['seed']}); "
         f"{classifier_paths(dataset)[0]}"
     )
+    weakness = weakness_text(info["test_accuracy"])
+    if weakness is not None:
+        typer.echo(f"{weakness}: the metrics that need a judge (confident frames, conditional accuracy, classifier "
+                   "FID) say so instead of reporting numbers")
 
 
 @app.command()
@@ -586,7 +631,8 @@ def sweep(
 @app.command()
 def compare(
     runs: list[Path] = typer.Argument(..., help="Run directories of one dataset (any families)."),
-    out: Path = typer.Option(Path("compare"), "--out", help="Folder for compare.json and compare.html."),
+    out: Path = typer.Option(Path("compare"), "--out", help="Folder for compare.json, compare.html and the samplers "
+                             "fitted (cache/); the runs compared are never written to."),
     samples: int = typer.Option(10_000, "-n", "--samples", help="Samples per sampler (published protocol: 10,000)."),
     inception: bool = INCEPTION,
     inception_samples: int | None = typer.Option(
@@ -596,7 +642,9 @@ def compare(
         None, help="Test images for the Inception statistics (cached); default 10,000 or the whole test split."
     ),
     iw_samples: int = typer.Option(100, help="k of a VAE's IWAE bound when its run has no eval.json."),
-    iw_images: int = typer.Option(1000, help="Test images of that bound (and of a ddpm's bound estimate)."),
+    iw_images: int = typer.Option(
+        1000, help="Test images of that bound (and of a ddpm's bound estimate); at most -n: a quick run stays quick."
+    ),
     steps: int | None = STEPS,
     inception_for: str = typer.Option("best", help=INCEPTION_FOR_HELP),
 ) -> None:
@@ -632,7 +680,7 @@ def report(
     if out is None and is_shipped(run):  # a shipped model's folder is read-only
         out = Path(f"report-{run.name}.html")
     if out is not None:
-        require_output_file(out)
+        require_output_file(out, ".html")  # the report is one HTML page: a .pdf or .png name would mislead
     typer.echo(f"wrote {build_report(run, out, log=_stderr, reference=reference)}")
 
 

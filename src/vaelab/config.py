@@ -19,7 +19,9 @@ from typing import Any
 
 import yaml
 
+from vaelab.data import sizing
 from vaelab.data.catalog import KNOWN_TEXT, dataset_name, describe
+from vaelab.data.description import DatasetDescription
 from vaelab.errors import VaelabError
 
 INPUT_MODES = ("grayscale", "binarized")
@@ -145,16 +147,22 @@ class TrainConfig:
     """The optimisation: epochs, batch, learning rate, β and KL schedule, seed, precision, checkpoints (the `train`
     section)."""
 
-    epochs: int = option(30, "Passes over the training images. Warm-ups given in steps (kl_warmup_steps, "
-                             "capacity_steps) belong to this length: a run of other --steps keeps their share.")
+    epochs: int | None = option(
+        None, "Passes over the training images. Warm-ups given in steps (kl_warmup_steps, capacity_steps) belong to "
+              "this length: a run of other --steps keeps their share.",
+        shown=f"{sizing.DEFAULT_EPOCHS}, or enough for {sizing.MIN_STEPS:,} steps on a small training set")
     steps: int | None = option(None, "Optimiser steps of the whole run, instead of whole epochs (the last epoch may "
                                      "be partial); the schedules span them.", shown="epochs × steps per epoch")
     time_budget: str | None = option(
         None, "Train for this long, e.g. 90s, 8m or 1h30m: the run measures its speed, buys the steps that fit and "
               "spans its schedules over them (training seconds; data loading and start-up not counted).",
         shown="none")
-    batch_size: int = option(128, "Images per step.")
-    lr: float = option(1e-3, "Peak learning rate of Adam.")
+    batch_size: int | None = option(
+        None, "Images per step.",
+        shown=f"{sizing.DEFAULT_BATCH}, or fewer on under {sizing.FULL_BATCH_IMAGES:,} training images")
+    lr: float | None = option(None, "Peak learning rate of Adam.",
+                              shown=f"{sizing.DEFAULT_LR:g} at batches of {sizing.DEFAULT_BATCH}, √(batch / "
+                                    f"{sizing.DEFAULT_BATCH}) times that for smaller ones")
     lr_schedule: str = option("cosine", "cosine (decay to min_lr over the run) or constant.")
     min_lr: float = option(1e-5, "Learning rate at the end of the cosine schedule.")
     grad_clip: float = option(100.0, "Largest gradient norm; larger gradients are scaled down to it.")
@@ -299,6 +307,24 @@ class RunConfig:
             self.model.classes = description.classes
         if self.model.likelihood is None:
             self.model.likelihood = description.default_likelihood
+        train_images = self.train_images(description)
+        if self.train.batch_size is None:
+            self.train.batch_size = sizing.default_batch_size(train_images)
+        if self.train.epochs is None:
+            self.train.epochs = sizing.default_epochs(train_images, self.train.batch_size)
+        if self.train.lr is None:
+            self.train.lr = sizing.default_lr(self.train.batch_size)
+
+    def train_images(self, description: DatasetDescription) -> int | None:
+        """How many images the run trains on, where the dataset is small enough to say without reading it (None:
+        a large dataset): its train split less the validation images, at most `train_limit`."""
+        if description.train_images is None:
+            return self.data.train_limit
+        share = description.default_val_size
+        held_out = self.data.val_size if self.data.val_size is not None else (
+            share if isinstance(share, int) else max(1, round(share * description.train_images)))
+        available = max(description.train_images - held_out, 1)
+        return min(available, self.data.train_limit or available)
 
     def validate(self) -> None:
         """Raise a one-line `VaelabError` naming the first value that is out of range or does not fit the dataset
@@ -306,9 +332,11 @@ class RunConfig:
         from vaelab.models.registry import FAMILIES  # imports no torch
 
         d, m, t = self.data, self.model, self.train
+        # The dataset first: when its name or size is wrong, `resolve` left the fields it fills (input_mode among
+        # them) empty, and the dataset's own error is the one that names what to change.
+        dataset_name(d.dataset, d.image_size, d.image_channels)
         description = describe(d.dataset)
         _check(d.input_mode in INPUT_MODES, f"input_mode must be one of {', '.join(INPUT_MODES)}")
-        dataset_name(d.dataset, d.image_size, d.image_channels)  # the dataset's own error for a bad name or size
         _check(d.val_size is None or d.val_size > 0, "val_size must be a positive number of images")
         _check(d.data_dir is None or d.dataset.partition("?")[0] == "celeba",
                f"data_dir applies to celeba (your own copy), not to {d.dataset}; leave it out")
@@ -483,13 +511,51 @@ def load_yaml_config(path: str | Path) -> RunConfig:
     """A validated config from a YAML file with the sections data/model/train (as `vaelab train --config` reads
     it)."""
     path = Path(path)
+    fix = "give a .yaml file such as configs/mnist.yaml"
+    if path.is_dir():
+        raise VaelabError(f"config {path} is a folder, not a YAML config file; {fix}")
     if not path.is_file():
         raise VaelabError(f"config file {path} does not exist; pass an existing YAML file to --config")
     try:
-        raw = yaml.safe_load(path.read_text())
+        data = path.read_bytes()
+    except OSError as error:
+        raise VaelabError(f"cannot read config {path} ({error.strerror}); {fix}") from None
+    # An image, an archive or a checkpoint given by mistake: name it as such, not as a decoding or YAML error.
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise VaelabError(f"{path} is not a YAML config file (binary data, not text: byte 0x{data[error.start]:02x} "
+                          f"at offset {error.start}); {fix}") from None
+    if "\x00" in text:
+        raise VaelabError(f"{path} is not a YAML config file (binary data, not text: a NUL byte at offset "
+                          f"{text.index(chr(0))}); {fix}")
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise VaelabError(f"{path} is not valid YAML ({str(error).splitlines()[0]})") from None
+        raise VaelabError(f"{path} is not valid YAML ({_yaml_problem(error)}); correct it, or {fix}") from None
+    if raw is not None and not isinstance(raw, dict):  # plain text or a list parses as YAML, but is no config
+        raise VaelabError(f"{path} is not a YAML config file (it holds {_yaml_kind(raw)}, not the sections "
+                          f"data/model/train); {fix}")
     return RunConfig.from_dict(raw or {}, str(path))
+
+
+def _yaml_kind(value: Any) -> str:
+    """What a parsed YAML document is, as a person would name it: "a list", "plain text", "a number"."""
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "plain text"
+    if isinstance(value, bool):
+        return "a true/false value"
+    return "a number" if isinstance(value, int | float) else f"a {type(value).__name__}"
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """The parser's problem and where it is, e.g. "mapping values are not allowed here at line 3, column 8"."""
+    problem, mark = getattr(error, "problem", None), getattr(error, "problem_mark", None)
+    if problem is None:
+        return str(error).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def load_json_config(path: str | Path) -> RunConfig:
@@ -502,17 +568,18 @@ def load_json_config(path: str | Path) -> RunConfig:
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smh]?)")
+# A unit as people also write it (`5min`, `5 minutes`, `2 hrs`): read by its first letter; longest names first.
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(seconds?|secs?|minutes?|mins?|hours?|hrs?|[smh]?)")
 
 
 def parse_duration(text: str, name: str = "duration") -> float:
-    """Seconds of a duration such as `90s`, `8m`, `1.5h` or `1h30m` (a bare number is seconds); a one-line
+    """Seconds of a duration such as `90s`, `8m`, `1.5h`, `1h30m` or `5 minutes` (a bare number is seconds); a one-line
     `VaelabError` names anything else, and a duration that is not more than 0."""
     cleaned = str(text).strip().lower().replace(" ", "")
     parts = _DURATION_PART.findall(cleaned)
     if not cleaned or "".join(number + unit for number, unit in parts) != cleaned:
         raise VaelabError(f"{name} must be a duration such as 90s, 8m or 1h30m (got '{text}')")
-    seconds = sum(float(number) * _DURATION_UNITS[unit or "s"] for number, unit in parts)
+    seconds = sum(float(number) * _DURATION_UNITS[unit[:1] or "s"] for number, unit in parts)
     _check(math.isfinite(seconds) and seconds > 0, f"{name} must be more than 0 seconds (got '{text}')")
     return seconds
 

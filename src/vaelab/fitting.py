@@ -4,18 +4,24 @@ second VAE, M1+M2's code model and the labelled-only baseline. (A run itself is 
 
 The rules: the batch order of epoch e depends only on (seed, e); the learning rate is set before every step from a
 schedule over the whole fit; a non-finite loss stops the fit with a one-line error naming what diverged.
+
+The scikit-learn estimators fitted inside an analysis (the linear probe, the gmm sampler's mixture) go through
+`fit_estimator`, which says in one log line when one stopped before converging.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from vaelab.data.datasets import iterate_batches
 from vaelab.errors import VaelabError
+from vaelab.hardware import one_thread
 
 
 def learning_rate(step: int, total_steps: int, base_lr: float, min_lr: float, schedule: str) -> float:
@@ -83,3 +89,22 @@ def fit(
         if after_epoch is not None:
             after_epoch(epoch, values)
     return step
+
+
+def fit_estimator(estimator: Any, *data: Any, what: str, log: Callable[[str], None] = lambda message: None) -> bool:
+    """`estimator.fit(*data)` for a scikit-learn estimator; returns whether it converged. Its ConvergenceWarning
+    (ten lines of advice on the terminal) becomes one `log` line naming `what` and where it stopped: the fit is
+    used as it is, and eval.json or the sampler's log says so. Any other warning is passed on unchanged."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught, one_thread():  # small matrices: see one_thread
+        warnings.simplefilter("always", ConvergenceWarning)
+        estimator.fit(*data)
+    unconverged = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    for w in caught:
+        if w not in unconverged:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if unconverged:
+        first_line = str(unconverged[0].message).strip().splitlines()[0]
+        log(f"{what}: stopped before converging ({first_line}); its result is used as it stands")
+    return not unconverged

@@ -109,6 +109,23 @@ def _centre_by_mass(patch: np.ndarray, centre: tuple[float, float], field_shape:
     return field
 
 
+# The first bytes of the image files a user may give instead of a PNG, to name them in the refusal.
+OTHER_IMAGE_SIGNATURES = {b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image", b"BM": "a BMP image",
+                          b"II*\x00": "a TIFF image", b"MM\x00*": "a TIFF image"}
+
+
+def other_image_kind(path: Path) -> str | None:
+    """What a file that is not a PNG is, when it is another common image format ("a JPEG image"); else None."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(12)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "a WebP image"
+    return next((kind for signature, kind in OTHER_IMAGE_SIGNATURES.items() if head.startswith(signature)), None)
+
+
 def read_picture(path: str | Path, description: DatasetDescription) -> np.ndarray:
     """A PNG of one digit or garment → float32 `[H, W]` in [0, 1], bright ink on black, as the dataset's images.
 
@@ -128,7 +145,9 @@ def read_picture(path: str | Path, description: DatasetDescription) -> np.ndarra
     except Image.DecompressionBombError:  # Pillow's own limit, hit while reading a header far beyond ours
         raise VaelabError(f"{path} is {limit}") from None
     except (OSError, SyntaxError):
-        raise VaelabError(f"{path} is not a readable PNG image") from None
+        kind = other_image_kind(path)
+        raise VaelabError(f"{path} is not a readable PNG image{f' (it is {kind})' if kind else ''}; save it as a PNG "
+                          "file and give that") from None
     picture = gray_alpha[..., 0] * gray_alpha[..., 1]
     border = np.concatenate([picture[0], picture[-1], picture[:, 0], picture[:, -1]])
     if np.median(border) > 0.5:  # the dataset's background is black: dark ink on a light page is inverted

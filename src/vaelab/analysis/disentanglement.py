@@ -7,6 +7,10 @@ so the same metrics are also computed on a subsample where they are close to ind
 (`vaelab.evaluation.disentanglement.decorrelated_subset`): how far the two differ says how much of a score is the
 correlation of the attributes rather than the model. The scores compare vaelab's runs with each other; they are not
 dSprites figures.
+
+A part the metrics cannot be computed on (fewer than MIN_IMAGES images: a small folder's test split is a tenth of
+it, and the decorrelated subsample a quarter of that) is null in the result, and `skipped` (part → reason) says
+why and what would give it enough images; the result is written all the same.
 """
 
 from __future__ import annotations
@@ -101,7 +105,9 @@ def measure_disentanglement(
     codes_all = codes.numpy()
     codes, factors = codes_all[defined], factors[defined]
     log(f"MIG, DCI ({regressor}) and SAP on {len(codes):,} images against {len(names)} factors")
-    subset = decorrelated_subset(factors, max(len(factors) // DECORRELATED_SHARE, 2))
+    size = len(factors) // DECORRELATED_SHARE
+    # Too small a subsample is not scored (see _scores); drawing it would only fail on fewer than 2 images.
+    subset = decorrelated_subset(factors, size) if size >= MIN_IMAGES else np.arange(size)
     known = known_factor_gaps(config.data.dataset, codes_all, annotations, bins)
     result = {
         "dataset": config.data.dataset,
@@ -113,16 +119,40 @@ def measure_disentanglement(
         "images_requested": images,  # None: all; more than the split holds is all of it
         "bins": bins,
         "regressor": regressor,
-        "all": {**disentanglement_scores(codes, factors, bins, regressor),
-                "mean_abs_factor_correlation": mean_absolute_correlation(factors)},
-        "decorrelated": {**disentanglement_scores(codes[subset], factors[subset], bins, regressor),
-                         "mean_abs_factor_correlation": mean_absolute_correlation(factors[subset])},
+        "all": _scores(codes, factors, bins, regressor),
+        "decorrelated": _scores(codes[subset], factors[subset], bins, regressor),
         "known_factors": known,
         "note": CORRELATION_NOTE,
     }
+    limited = images is not None and images < len(test)
+    result["skipped"] = {
+        part: too_few_images_text(part, len(chosen), limited)
+        for part, chosen in (("all", codes), ("decorrelated", subset)) if result[part] is None
+    }
+    for part, reason in result["skipped"].items():
+        log(f"disentanglement metrics ({part}) skipped: {reason}")
     if write:
         atomic_write_json(Path(out) if out is not None else run_dir / DISENTANGLEMENT, result)
     return result
+
+
+def _scores(codes: np.ndarray, factors: np.ndarray, bins: int, regressor: str) -> dict[str, Any] | None:
+    """MIG, DCI, SAP and the factors' mean |ρ| of one part, or None where it has too few images to score."""
+    if len(codes) < MIN_IMAGES:
+        return None
+    return {**disentanglement_scores(codes, factors, bins, regressor),
+            "mean_abs_factor_correlation": mean_absolute_correlation(factors)}
+
+
+def too_few_images_text(part: str, images: int, limited: bool) -> str:
+    """Why a part of the metrics was not computed and what would give it enough images."""
+    share = DECORRELATED_SHARE if part == "decorrelated" else 1
+    have = (f"the decorrelated subsample keeps a quarter of the test images, {images} here" if share > 1
+            else f"this run has {images} test images with every factor defined")
+    fix = ("raise --metric-images" if limited else
+           f"use a dataset with at least {MIN_IMAGES * share} test images (a folder's test split is a tenth of it: "
+           f"{MIN_IMAGES * share * 10:,} images or more)")
+    return f"they need at least {MIN_IMAGES} images, and {have}; {fix}"
 
 
 def objective_text(objective: dict[str, Any]) -> str:
@@ -143,6 +173,9 @@ def disentanglement_table(result: dict[str, Any]) -> str:
              f"({', '.join(result['factors'][:8])}{' …' if len(result['factors']) > 8 else ''})"]
     for name in ("all", "decorrelated"):
         part = result[name]
+        if part is None:
+            lines.append(f"{name:<13} skipped: {result['skipped'][name]}")
+            continue
         lines.append(f"{name:<13} {part['images']:>6,} images  mean |ρ| between factors "
                      f"{part['mean_abs_factor_correlation']:.2f}  MIG {part['mig']['mig']:.3f}  "
                      f"DCI D {part['dci']['disentanglement']:.3f} C {part['dci']['completeness']:.3f} "

@@ -12,6 +12,7 @@ from vaelab.images import make_grid
 from vaelab.models.vae import VAE
 
 METHODS = ("pca", "tsne", "umap")
+TSNE_PERPLEXITY = 30
 
 
 def embed(means: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
@@ -28,7 +29,9 @@ def embed(means: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
     if method == "tsne":
         from sklearn.manifold import TSNE
 
-        return TSNE(n_components=2, init="pca", perplexity=30, random_state=seed).fit_transform(means)
+        # t-SNE needs a perplexity below the number of points: a small test split (30 images) gets a third of it.
+        perplexity = min(TSNE_PERPLEXITY, max((len(means) - 1) / 3, 1.0))
+        return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(means)
     try:
         import umap
     except ImportError:

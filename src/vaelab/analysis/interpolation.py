@@ -38,6 +38,7 @@ from vaelab.rundir import load_model, read_config
 MODES = ("linear", "slerp")
 TEST_PAIR = ("test:0", "test:1")  # the ends of the interpolation an overview (report, compare) shows
 RANDOM_PAIR = ("random:1", "random:2")  # … for a GAN, which has no code for a test image
+RANDOM_FORM = "random:SEED (a code drawn from the prior, SEED a whole number)"  # for the message of a wrong end
 PARALLEL_TOLERANCE = 1e-6  # below this sine of the angle between the codes, slerp has no plane to rotate in
 
 
@@ -112,7 +113,7 @@ def random_code(spec: str, what: str, model: torch.nn.Module) -> torch.Tensor | 
     if prefix != "random":
         return None
     if not seed.isdecimal():
-        raise VaelabError(f"{what} {spec!r} is not valid; write random:SEED with SEED a whole number")
+        raise VaelabError(f"--{what} {spec!r} is not valid; write random:SEED with SEED a whole number")
     return model.sample_prior(1, torch.Generator().manual_seed(int(seed)))[0].cpu()
 
 
@@ -139,7 +140,7 @@ def interpolate_run(
     for spec, what in ((start, "from"), (end, "to")):
         code = random_code(spec, what, model)
         if code is None:
-            index = parse_test_reference(spec, what, len(test))
+            index = parse_test_reference(spec, f"--{what}", len(test), (RANDOM_FORM,))
             code = image_codes(model, inputs[index : index + 1], test.labels[index : index + 1],
                                f"interpolation between test images (use --{what} random:SEED)")[0]
             # The cross-fade blends the real intensities, not the binarized inputs some models are fed.

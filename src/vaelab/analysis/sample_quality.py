@@ -42,6 +42,7 @@ from vaelab.evaluation.reference_classifier import (
     classifier_outputs,
     classifier_summary,
     load_or_train_classifier,
+    weakness_text,
 )
 from vaelab.io import atomic_write_json
 from vaelab.models.registry import capabilities, family
@@ -165,6 +166,7 @@ def measure_generation(
     reference: RealReference | None = None,
     inception_for: str = "all",
     seed: int = SAMPLE_SEED,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Generation metrics of each sampler; merged into RUN/generation.json (other samplers' entries are kept).
 
@@ -173,6 +175,7 @@ def measure_generation(
     `inception_for="best"` spends Inception on one sampler only, the one with the lowest classifier FID: the
     10,000-sample protocol then costs one Inception pass per run instead of one per sampler. Another `seed` draws
     other samples from the same sampler: the spread of a figure over seeds says which differences are real.
+    The fitted samplers are stored in `cache_dir` (None: the run directory; `vaelab.analysis.samplers`).
     """
     check_inception_for(inception_for)
     run_dir = Path(run_dir)
@@ -202,7 +205,7 @@ def measure_generation(
     for sampler in samplers:
         started = time.perf_counter()
         log(f"{sampler}: drawing {samples:,} samples")
-        images = sample_images(model, run_dir, samples, sampler, seed, components, log)
+        images = sample_images(model, run_dir, samples, sampler, seed, components, log, cache_dir)
         entry = {"seed": seed, **score_samples(images, reference)}
         if reference.inception is not None and inception_for == "all":
             entry.update(inception_scores(images, reference, inception_samples, log))
@@ -245,4 +248,8 @@ def generation_table(result: dict[str, Any], samplers: Sequence[str] | None = No
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
     lines.append(f"real test images: sharpness {result['real']['sharpness']:.4f}; reference classifier test "
                  f"accuracy {result['classifier_test_accuracy']:.2%} (its 128-d features: FID classifier, P/R k=3)")
+    weakness = weakness_text(result["classifier_test_accuracy"])
+    if weakness is not None:
+        lines.append(f"the reference classifier is {weakness}: FID classifier, precision, recall and classes are "
+                     "measured in its features and not to be trusted")
     return "\n".join(lines)

@@ -66,13 +66,16 @@ def load_test_inputs(data: DataConfig) -> tuple[ImageSet, torch.Tensor]:
     return test, prepare_inputs(test.images, data.input_mode, EVAL_SEED)
 
 
-def parse_test_reference(spec: str, what: str, test_count: int) -> int:
-    """`test:INDEX` → INDEX, checked against the size of the test split; `what` names the option in errors."""
+BASE_PRIOR = "prior (the prior's mode)"  # the other form of --base, for its error message
+
+
+def parse_test_reference(spec: str, what: str, test_count: int, others: tuple[str, ...] = ()) -> int:
+    """`test:INDEX` → INDEX, checked against the size of the test split; `what` names the option in errors, and
+    `others` the other forms it accepts (e.g. "random:SEED (…)"), so that the message lists every one."""
     prefix, _, number = spec.partition(":")
     if prefix != "test" or not number.isdecimal():
-        raise VaelabError(
-            f"{what} {spec!r} is not valid; write test:INDEX with INDEX a test image number from 0 to {test_count - 1}"
-        )
+        forms = [f"test:INDEX (INDEX a test image number from 0 to {test_count - 1})", *others]
+        raise VaelabError(f"{what} {spec!r} is not valid; write {' or '.join(forms)}")
     index = int(number)
     if index >= test_count:
         raise VaelabError(
@@ -110,7 +113,7 @@ def base_code(model: VAE, base: str, inputs: torch.Tensor, labels: torch.Tensor 
         raise VaelabError(
             f"base {base!r} is not valid; use prior or test:INDEX (INDEX from 0 to {inputs.shape[0] - 1})"
         )
-    index = parse_test_reference(base, "base", inputs.shape[0])
+    index = parse_test_reference(base, "base", inputs.shape[0], (BASE_PRIOR,))
     return image_codes(model, inputs[index : index + 1], None if labels is None else labels[index : index + 1],
                        "a traversal from a test image")[0]
 
@@ -231,7 +234,7 @@ def decoding_label(model: VAE, base: str, label: int | None, test_labels: torch.
             f"a conditional run decodes a traversal as one class; add --class C (0 to {model.classes - 1}) "
             "or start from a test image with --base test:INDEX"
         )
-    return int(test_labels[parse_test_reference(base, "base", len(test_labels))])
+    return int(test_labels[parse_test_reference(base, "base", len(test_labels), (BASE_PRIOR,))])
 
 
 def traverse_run(

@@ -9,14 +9,17 @@ import torch
 from torch.nn import functional as F
 
 
-def random_translation(x: torch.Tensor, max_pixels: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_translation(
+    x: torch.Tensor, max_pixels: int, generator: torch.Generator | None = None, padding: str = "constant"
+) -> torch.Tensor:
     """Each image of `x` `[N, C, H, W]` moved by its own whole-pixel offset in [−max_pixels, max_pixels] along each
-    axis; what moves in is background (0)."""
+    axis; what moves in is background: 0 (`padding="constant"`, dark digits' background), or the image's own edge
+    pixels repeated (`"replicate"`, for pictures on a background of any colour, such as white)."""
     if max_pixels == 0:
         return x
     n, _, height, width = x.shape
     offsets = torch.randint(0, 2 * max_pixels + 1, (2, n), generator=generator).to(x.device)
-    padded = F.pad(x, (max_pixels,) * 4)
+    padded = F.pad(x, (max_pixels,) * 4, mode=padding)
     rows = offsets[0][:, None] + torch.arange(height, device=x.device)  # [N, H]: the padded rows each image keeps
     cols = offsets[1][:, None] + torch.arange(width, device=x.device)
     batch = torch.arange(n, device=x.device)[:, None, None]

@@ -9,6 +9,7 @@ Two kinds of dataset take parameters, written into the name so that the name alo
 
 from __future__ import annotations
 
+import difflib
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote
@@ -65,11 +66,35 @@ def dataset_name(name: str, image_size: int | None = None, image_channels: int |
         return base if size in (None, default) else f"{base}?size={size}"
     if base in DATASETS:
         shape = DATASETS[base].shape
-        if (size not in (None, shape[1])) or (channels not in (None, shape[0])):
+        options = (("--image-size", size, shape[1]), ("--image-channels", channels, shape[0]))
+        given = [flag for flag, value, own in options if value not in (None, own)]  # name only what was given
+        if given:
             raise VaelabError(f"{base} images are {'×'.join(map(str, shape))} and are not resized; leave out "
-                              "--image-size and --image-channels")
+                              f"{' and '.join(given)}")
         return base
-    raise VaelabError(f"unknown dataset '{name}'; choose one of: {KNOWN_TEXT}")
+    raise unknown_dataset(name)
+
+
+SHORT_NAMES = {"fmnist": "fashion-mnist", "fashion": "fashion-mnist"}  # names people use for a known dataset
+
+
+def unknown_dataset(name: str) -> VaelabError:
+    """The one-line error for a name that is no dataset, with the likely meant one: another spelling of a known
+    name (`MNIST`, `fashion_mnist`), or `folder:NAME` for a name that is a folder of this machine."""
+    def plain(text: str) -> str:  # MNIST, Fashion_MNIST, celeb-a: the same name for a person
+        return "".join(c for c in text.lower() if c.isalnum())
+
+    known = {plain(known_name): known_name for known_name in [*DATASETS, *SIZED]}
+    base = name.partition("?")[0]
+    meant = known.get(plain(base)) or SHORT_NAMES.get(plain(base))
+    close = difflib.get_close_matches(plain(base), known, n=1, cutoff=0.75)
+    if meant or close:
+        hint = f" (did you mean {meant or known[close[0]]}?)"
+    elif base and Path(base).expanduser().is_dir():
+        hint = f" (for the images in that folder, write folder:{base})"
+    else:
+        hint = ""
+    return VaelabError(f"unknown dataset '{name}'{hint}; choose one of: {KNOWN_TEXT}")
 
 
 def describe(name: str) -> DatasetDescription:
@@ -87,7 +112,20 @@ def _parametrised(name: str) -> DatasetDescription:
         return folder_description(name, unquote(base[len(FOLDER_PREFIX):]), size, channels)
     if base in SIZED and channels in (None, 3):
         return SIZED[base](name, size)
-    raise VaelabError(f"unknown dataset '{name}'; choose one of: {KNOWN_TEXT}")
+    raise unknown_dataset(name)
+
+
+def cache_name(name: str) -> str:
+    """The one file-safe name under which everything cached per dataset is kept (data, reference classifier, FID
+    statistics): that of the dataset's canonical name, so `folder:~/a` and `folder:/home/u/a?size=64&channels=3`
+    share one cache (see `DatasetDescription.cache_name`: plain names such as `mnist` stay as they are)."""
+    return describe(canonical_name(name)).cache_name
+
+
+def canonical_name(name: str) -> str:
+    """The dataset's canonical name (`dataset_name` with the sizes the name already says); a registered name as
+    it is."""
+    return name if name in DATASETS else dataset_name(name)
 
 
 def register_dataset(description: DatasetDescription) -> DatasetDescription:

@@ -74,6 +74,9 @@ class DatasetDescription:
     attributes: dict[str, Measurer] = field(default_factory=dict)  # attribute name → measurer of one image
     drawing: Drawing | None = None  # the explorer's input: a drawing canvas, or (None) an image upload
     default_val_size: int | float = 5000  # validation images carved from train (a float: a share of it)
+    # images of the train split (validation not yet carved) where that is few enough to size the defaults by
+    # (`vaelab.data.sizing`); None for a large dataset
+    train_images: int | None = None
     splits: tuple[str, ...] = ("train", "test")  # what the reader reads; with "val", validation is official
     known_factors: tuple[KnownFactor, ...] = ()  # ground-truth factors among the annotations
     # split → the files its reader reads; a dataset that does not say needs all of `files` for any split

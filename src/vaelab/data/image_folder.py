@@ -52,8 +52,14 @@ def _decode(folder: Path, files: list[Path], size: int, channels: int, classes, 
     return {"images": np.stack(images), "labels": np.asarray(labels, dtype=np.int64)}
 
 
+def _test_count(count: int) -> int:
+    return max(1, round(count * TEST_SHARE))
+
+
 def existing_folder(path: str | Path) -> Path:
     """The folder of `folder:PATH` (with ~ expanded); one that does not exist is a one-line error."""
+    if not str(path).strip():  # `folder:` alone would read the current folder, which the user did not name
+        raise VaelabError("folder: needs the path of a folder of images after it, e.g. folder:~/pictures")
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise VaelabError(f"{folder} is not a folder; pass folder:PATH with an existing folder of images")
@@ -78,7 +84,7 @@ def read_folder(description: DatasetDescription, split: str, root: Path | None =
     if count < 10:
         raise VaelabError(f"{folder} has {count} decodable images; a dataset needs at least 10 (train and test)")
     in_test = np.zeros(count, dtype=bool)
-    in_test[np.random.default_rng(SPLIT_SEED).permutation(count)[: max(1, round(count * TEST_SHARE))]] = True
+    in_test[np.random.default_rng(SPLIT_SEED).permutation(count)[: _test_count(count)]] = True
     chosen = in_test if split == "test" else ~in_test
     return np.asarray(arrays["images"])[chosen], np.asarray(arrays["labels"])[chosen]
 
@@ -86,13 +92,15 @@ def read_folder(description: DatasetDescription, split: str, root: Path | None =
 def folder_description(name: str, path: str, size: int | None, channels: int | None) -> DatasetDescription:
     """The description of `folder:PATH` at `size` (default 64) with `channels` (3, or 1 for grey)."""
     folder = existing_folder(path)
+    files = image_files(folder)
     return DatasetDescription(
         name=name,
         shape=shape(size, channels),
-        class_names=_classes(folder, image_files(folder)),
+        class_names=_classes(folder, files),
         reader=read_folder,
         default_likelihood="logistic",
         default_input_mode="grayscale",
         default_val_size=0.1,
+        train_images=len(files) - _test_count(len(files)),
         attributes=colour.GREY_MEASURERS if channels == 1 else colour.MEASURERS,
     )

@@ -17,6 +17,7 @@ import math
 
 import torch
 
+from vaelab.data.datasets import iterate_batches
 from vaelab.evaluation.likelihood import bits_per_dim
 from vaelab.models.diffusion import DDPM, estimated_image
 
@@ -72,3 +73,17 @@ def summarise_bound(per_image: torch.Tensor, pixels: int, timesteps: int) -> dic
         "timesteps_per_image": timesteps,
         "note": "estimate: the sum over timesteps is sampled (see vaelab.evaluation.diffusion)",
     }
+
+
+BOUND_BATCH = 250  # test images per batch of the bound
+
+
+@torch.no_grad()
+def estimated_bound(model: DDPM, images: torch.Tensor, timesteps: int, seed: int) -> dict[str, float | int | str]:
+    """The bound of `images` (in [0, 1]) summarised as eval.json holds it (`summarise_bound`): `timesteps` draws of
+    t per image, the noise seeded by `seed`, so `vaelab eval` and `vaelab compare` give the same figure."""
+    generator = torch.Generator().manual_seed(seed)
+    per_image = torch.cat([bound_terms(model, images[index], timesteps, generator)
+                           for index in iterate_batches(len(images), BOUND_BATCH)])
+    return summarise_bound(per_image, images[0].numel(), timesteps)
+

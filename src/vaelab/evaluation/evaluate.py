@@ -14,6 +14,7 @@ from vaelab.data.catalog import describe
 from vaelab.data.datasets import iterate_batches, load_split, prepare_inputs, to_float
 from vaelab.errors import VaelabError
 from vaelab.evaluation.classification import classification_metrics, linear_probe, predict_probabilities, probe_features
+from vaelab.evaluation.collapse import diagnose_run
 from vaelab.evaluation.conditional import conditional_accuracy
 from vaelab.evaluation.latents import active_units
 from vaelab.evaluation.likelihood import bits_per_dim, elbo_terms, importance_weights, iwae_bound
@@ -25,7 +26,7 @@ from vaelab.models.vae import VAE
 from vaelab.rundir import EVAL, load_model, load_tensors, model_tensors, read_config, save_tensors, tensors_sha256
 
 if TYPE_CHECKING:
-    from vaelab.config import RunConfig
+    from vaelab.config import DataConfig, RunConfig
     from vaelab.data.datasets import ImageSet
 
 EVAL_SEED = 0  # the fixed binarization of the test set and the noise of every bound
@@ -33,6 +34,18 @@ IWAE_PROGRESS = "iwae-progress.safetensors"  # a long IWAE pass's bounds so far,
 PROGRESS_SECONDS = 60.0  # how often it is saved
 # A PixelCNN decodes a reconstruction pixel by pixel (784 passes): the reconstruction MSE reads this many test images.
 SEQUENTIAL_MSE_IMAGES = 1000
+# The most training images a fit inside an analysis reads (the linear probe, the gmm and two-stage samplers) when
+# the run trained on more: a 10-class linear probe and a 10-component mixture settle on far fewer, and the fit stays
+# seconds on 2 CPU cores instead of minutes on MNIST's 55,000. A run's own, smaller train_limit applies instead.
+FIT_IMAGES = 10_000
+
+
+def fit_images(data: DataConfig, limit: int | None = None) -> ImageSet:
+    """The training images a fit inside an analysis of a run reads: the run's training split less validation, only
+    the first `train_limit` it trained on, and of those the first `limit` (None: FIT_IMAGES). Never the test split,
+    never an image the run did not train on."""
+    train = load_split(data.dataset, "train", data.val_size, data.split_seed).subset(data.train_limit)
+    return train.subset(FIT_IMAGES if limit is None else limit)
 
 
 @flushes_denormals
@@ -68,8 +81,8 @@ def evaluate_run(
         log: Called with each progress message.
         write: Also write the result to RUN/eval.json (atomically).
         class_samples: Samples per class of a conditional run's conditional accuracy.
-        probe_images: Fit the linear probes on the first N training images. None: those the run trained on (its
-            `train_limit`, or all of them).
+        probe_images: Fit the linear probes on the first N of the images the run trained on. None: all of those
+            (its `train_limit`), at most `FIT_IMAGES`.
         compile: Compile the model's networks with torch.compile: a slow start, then 15–35% less time per image of a
             PixelCNN decoder's bound on the CPU (`benchmarks/iwae_speed.py`); fused kernels may round differently
             in the last digits.
@@ -161,6 +174,7 @@ def evaluate_run(
     }
     if config.model.likelihood == "bernoulli" and config.data.input_mode == "grayscale":
         result["note"] = "Bernoulli likelihood on grayscale intensities: bounds are cross-entropies, not NLLs"
+    result["collapse"] = diagnose_run(run_dir, model, config, result, intensities, EVAL_SEED).to_dict()
 
     # IWAE_k on the first iw_images test images: as asked, or as many as fit in iw_budget.
     if iw_samples > 0:
@@ -200,14 +214,13 @@ def evaluate_run(
         result["classification"] = classification_metrics(predicted.numpy(), test.labels.numpy(), model.classes)
     classes = describe(config.data.dataset).classes
     if classes >= 2:
-        log("linear probe: logistic regression on the training split's posterior means")
-        train = load_split(config.data.dataset, "train", config.data.val_size, config.data.split_seed)
-        train = train.subset(probe_images or config.data.train_limit)  # by default the images the run trained on
+        train = fit_images(config.data, probe_images)
+        log(f"linear probe: logistic regression on the posterior means of {len(train):,} of the run's training images")
         train_x = prepare_inputs(train.images, config.data.input_mode, EVAL_SEED)
         features = "posterior means averaged over classes" if conditional else "posterior means"
         result.update(
             linear_probe(probe_features(model, train_x), train.labels, probe_features(model, x_all), test.labels,
-                         classes, config.data.split_seed, features)
+                         classes, config.data.split_seed, features, log)
         )
     result["seconds"] = time.perf_counter() - started
     if write:
@@ -328,15 +341,11 @@ def evaluate_likelihood_free(
         "note": f"a {config.model.kind} has no likelihood to bound; its samples are measured by `vaelab fid`",
     }
     if capabilities(model).sampling == "diffusion":
-        from vaelab.evaluation.diffusion import bound_terms, summarise_bound
+        from vaelab.evaluation.diffusion import estimated_bound
 
         count = min(bound_images or BOUND_IMAGES, len(test))
-        images = to_float(test.images[:count])
-        generator = torch.Generator().manual_seed(EVAL_SEED)
         log(f"variational bound: {count:,} test images, {BOUND_TIMESTEPS} sampled timesteps each")
-        per_image = torch.cat([bound_terms(model, images[index], BOUND_TIMESTEPS, generator)
-                               for index in iterate_batches(count, 250)])
-        result["bound"] = summarise_bound(per_image, images[0].numel(), BOUND_TIMESTEPS)
+        result["bound"] = estimated_bound(model, to_float(test.images[:count]), BOUND_TIMESTEPS, EVAL_SEED)
         result["note"] = ("a ddpm's likelihood is a bound estimated with sampled timesteps; its samples are measured "
                           "by `vaelab fid`")
         log(f"DDIM reconstructions ({model.sampling_steps} steps each way) of the first {RECONSTRUCTED} test images")

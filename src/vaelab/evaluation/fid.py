@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from vaelab.data.catalog import cache_name, canonical_name
 from vaelab.data.datasets import iterate_batches, load_split, to_float
 from vaelab.data.sources import data_root
 from vaelab.errors import VaelabError
@@ -170,7 +171,8 @@ def inception_features(
 
 
 def test_statistics_path(dataset: str, images: int, root: Path | None = None) -> Path:
-    return (root or data_root()) / "fid" / f"{dataset}-inception-test-{images}.safetensors"
+    """One plain file name per dataset and image count, by the dataset's cache name (the dataset is named inside)."""
+    return (root or data_root()) / "fid" / f"{cache_name(dataset)}-inception-test-{images}.safetensors"
 
 
 def inception_test_statistics(
@@ -184,7 +186,7 @@ def inception_test_statistics(
     path = test_statistics_path(dataset, images)
     if path.is_file():
         tensors, metadata = load_tensors(path)
-        if metadata.get("weights_sha256") == INCEPTION_SHA256:
+        if metadata.get("weights_sha256") == INCEPTION_SHA256 and metadata.get("dataset") == canonical_name(dataset):
             return FeatureStatistics(tensors["mean"].numpy(), tensors["covariance"].numpy(), int(metadata["count"]))
     test = load_split(dataset, "test")
     if images > len(test):
@@ -194,7 +196,7 @@ def inception_test_statistics(
     save_tensors(
         path,
         {"mean": torch.from_numpy(stats.mean), "covariance": torch.from_numpy(stats.covariance)},
-        {"count": str(stats.count), "weights_sha256": INCEPTION_SHA256, "dataset": dataset},
+        {"count": str(stats.count), "weights_sha256": INCEPTION_SHA256, "dataset": canonical_name(dataset)},
     )
     return stats
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from vaelab.evaluation.latents import WEAK_KL_NATS
+from vaelab.evaluation.reference_classifier import weakness_text
+
 
 def likelihood_free_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [("dataset / split", f"{result['dataset']} / test ({result['images']:,} images)"),
@@ -41,8 +44,11 @@ def eval_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("active units (Cov > 0.01)", f"{result['active_units']} of {result['latent_dim']}"),
         ("reconstruction MSE (per pixel)", f"{result['mse']:.5f}" + _first_images(result, "mse_images")),
     ]
+    if "collapse" in result:  # absent from eval.json files written before the diagnosis
+        rows.append(("posterior collapse", collapse_text(result["collapse"])))
     if "conditional_accuracy" in result:
         accuracy = result["conditional_accuracy"]
+        weakness = weakness_text(accuracy["classifier_test_accuracy"])
         per_class = " ".join(f"{value:.0%}" for value in accuracy["per_class"])
         rows += [
             (
@@ -51,6 +57,8 @@ def eval_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
                 f"accuracy on real test images {accuracy['classifier_test_accuracy']:.2%})",
             ),
             ("  per class 0, 1, …", per_class),
+        ] if weakness is None else [
+            ("conditional accuracy", f"not judged: the reference classifier is {weakness}"),
         ]
     if "classification" in result:
         classification = result["classification"]
@@ -77,7 +85,17 @@ def eval_table(result: dict[str, Any]) -> str:
     lines = [f"{name.ljust(width)}  {value}" for name, value in rows]
     if "note" in result:
         lines.append(f"note: {result['note']}")
+    if result.get("collapse", {}).get("warning"):
+        lines.append(result["collapse"]["warning"])
     return "\n".join(lines)
+
+
+def collapse_text(collapse: dict[str, Any]) -> str:
+    """`yes: <its signs>`, or `no: N informative dimensions, samples differ S% as much as real images`."""
+    if collapse["collapsed"]:
+        return "yes: " + ", ".join(collapse["signs"])
+    return (f"no: {collapse['informative_dims']} informative dimensions (active, with {WEAK_KL_NATS:g} nats or "
+            f"more), samples differ {collapse['sample_spread']:.0%} as much as real images")
 
 
 def _first_images(result: dict[str, Any], key: str) -> str:

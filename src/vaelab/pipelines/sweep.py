@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vaelab.analysis.disentanglement import measure_disentanglement
-from vaelab.analysis.factors import analyse_factors
+from vaelab.analysis.factors import analyse_factors, is_named, shown_name
 from vaelab.analysis.sample_quality import RealReference, measure_generation, real_reference
 from vaelab.config import RunConfig
 from vaelab.data.catalog import describe
@@ -46,7 +46,6 @@ from vaelab.training import train
 
 SWEEP_JSON = "sweep.json"
 SWEEP_HTML = "sweep.html"
-UNNAMED = ("entangled", "class/shape")
 
 Log = Callable[[str], None]
 
@@ -170,7 +169,7 @@ def _disentanglement(run_dir: Path, settings: SweepSettings, log: Log) -> tuple[
         return None, "skipped"
     stored = read_artefact_if_present(run_dir, DISENTANGLEMENT)
     if stored is not None and settings.metric_images in (stored.get("images_requested"),
-                                                         stored["all"]["images"] + stored["images_dropped"]):
+                                                         stored["images"] + stored["images_dropped"]):
         return stored, "skipped"
     log(f"{run_dir.name}: MIG, DCI and SAP on {settings.metric_images:,} test images")
     return measure_disentanglement(run_dir, settings.metric_images), "computed"
@@ -203,8 +202,8 @@ def summary_row(
         "classes_covered": generation["classes_covered"],
         "fid_inception": generation.get("fid_inception"),
         "sharpness": generation["sharpness"],
-        "named_factors": sum(row["name"] not in UNNAMED for row in active),
-        "factor_names": [f"z{row['dim']}: {row['name']}" for row in active if row["name"] not in UNNAMED],
+        "named_factors": sum(is_named(row) for row in active),
+        "factor_names": [f"z{row['dim']}: {shown_name(row)}" for row in active if is_named(row)],
         "max_smoothness_ratio": max(smoothness) if smoothness else None,
         "mig": scores["mig"]["mig"] if scores else None,
         "dci_disentanglement": scores["dci"]["disentanglement"] if scores else None,

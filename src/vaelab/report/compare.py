@@ -7,6 +7,9 @@ numbers computed now), its size and training cost (metrics.jsonl), its sampling 
 (a VAE's or GAN's decoder pass; a ddpm's DDIM at several step counts and its full ancestral chain), an
 interpolation row and what each family offers. The page then states the trade in numbers: who blurs (sharpness),
 who drops modes (recall, classes) and what diffusion pays at sampling time.
+
+A comparison writes under its output folder alone: the samplers it fits (a VAE's gmm and two-stage, on the codes of
+the images the run trained on) are kept in OUT/cache/, and the runs compared are left byte for byte as they were.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ from vaelab.analysis.interpolation import interpolate_run, interpolation_ends, i
 from vaelab.analysis.sample_quality import PROTOCOL_IMAGES, check_inception_for, measure_generation, real_reference
 from vaelab.analysis.samplers import sample_images
 from vaelab.analysis.smoothness import smoothness_ratio
+from vaelab.data.datasets import load_split, to_float
 from vaelab.data.sources import sha256_hex
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_run
-from vaelab.evaluation.evaluate import trained_parameters
+from vaelab.evaluation.diffusion import estimated_bound
+from vaelab.evaluation.evaluate import BOUND_TIMESTEPS, EVAL_SEED, trained_parameters
 from vaelab.images import make_grid
 from vaelab.io import atomic_write_json, atomic_write_text
 from vaelab.models.registry import capabilities, model_label
@@ -38,10 +43,14 @@ from vaelab.rundir import BEST, EVAL, load_model, read_artefact_if_present, read
 COMPARE_JSON = "compare.json"
 COMPARE_HTML = "compare.html"
 MEASURED_RUNS = "runs"  # OUT/runs/: each run's finished measurement, for a comparison started again
+CACHE = "cache"  # OUT/cache/NAME-DIGEST/: the samplers fitted for a run (its weights), reused by any later comparison
 COMPARE_SEED = 0
 GRID_SAMPLES = 64
 TIMED_IMAGES = 32  # images per timed sampling call (after one untimed warm-up call)
 ANCESTRAL_TIMED_IMAGES = 4  # the full chain is T network passes: fewer images are enough to time it
+# … and fewer of its passes: each costs the same, so this many are timed and scaled by T / ANCESTRAL_TIMED_STEPS (the
+# whole chain of a T = 1,000 ddpm, warm-up and timed call, was 6,000 network passes of the comparison's minutes).
+ANCESTRAL_TIMED_STEPS = 20
 DDIM_STEP_COUNTS = (10, 25, 50)
 INTERPOLATION_STEPS = 10
 
@@ -69,14 +78,20 @@ def milliseconds_per_image(draw: Callable[[int], torch.Tensor], images: int) -> 
 @torch.no_grad()
 def sampling_costs(model: torch.nn.Module, seed: int = COMPARE_SEED) -> dict[str, float]:
     """Milliseconds per sampled image, by way of sampling: `decode` for a VAE or a GAN; `ddim_N` for N DDIM steps
-    and `ancestral` (all T steps) for a ddpm."""
+    and `ancestral` (all T steps, from `ANCESTRAL_TIMED_STEPS` of its network passes) for a ddpm."""
     generator = torch.Generator().manual_seed(seed)
     if capabilities(model).sampling != "diffusion":
         return {"decode": milliseconds_per_image(lambda n: model.sample(n, generator), TIMED_IMAGES)}
     costs = {f"ddim_{steps}": milliseconds_per_image(lambda n, s=steps: model.sample(n, generator, steps=s),
                                                      TIMED_IMAGES)
              for steps in DDIM_STEP_COUNTS if steps <= model.steps}
-    costs["ancestral"] = milliseconds_per_image(lambda n: model.ancestral_sample(n, generator), ANCESTRAL_TIMED_IMAGES)
+    timed = min(ANCESTRAL_TIMED_STEPS, model.steps)
+
+    def network_passes(n: int) -> torch.Tensor:  # the chain's cost less its few elementwise operations per step
+        x = torch.randn(n, *model.image_shape, generator=generator).to(model.device)
+        return torch.stack([model.predicted_noise(x, model.steps - 1 - step) for step in range(timed)])
+
+    costs["ancestral"] = milliseconds_per_image(network_passes, ANCESTRAL_TIMED_IMAGES) * model.steps / timed
     return costs
 
 
@@ -87,15 +102,23 @@ def training_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
             "images_per_s": images / seconds if seconds > 0 else None}
 
 
-def likelihood_summary(run_dir: Path, can: Any, iw_samples: int, iw_images: int, log: Log) -> dict[str, Any] | None:
+def likelihood_summary(
+    run_dir: Path, model: torch.nn.Module, can: Any, iw_samples: int, iw_images: int, log: Log
+) -> dict[str, Any] | None:
     """The run's held-out likelihood: a VAE's IWAE bound, a ddpm's estimated bound (from eval.json when it holds
-    one, else computed now; the run directory is left as it was); None for a GAN."""
+    one, else computed now on the first `iw_images` test images, as `vaelab eval --iw-images` computes it; the run
+    directory is left as it was); None for a GAN."""
     if not can.likelihood and can.sampling != "diffusion":
         return None
     evaluation = read_artefact_if_present(run_dir, EVAL)
     if not isinstance(evaluation, dict) or not ("iwae" in evaluation or "bound" in evaluation):
-        log(f"{run_dir}: evaluating (no eval.json with a bound yet)")
-        evaluation = evaluate_run(run_dir, iw_samples, iw_images, write=False)
+        what = f"IWAE-{iw_samples}" if can.likelihood else "its bound estimate"
+        log(f"{run_dir}: no eval.json with a bound yet: {what} on {iw_images:,} test images")
+        if can.likelihood:
+            evaluation = evaluate_run(run_dir, iw_samples, iw_images, test_limit=iw_images, write=False)
+        else:  # the bound alone: eval's DDIM reconstructions (100 images, 2 × its steps passes) are not shown here
+            test = load_split(read_config(run_dir).data.dataset, "test").subset(iw_images)
+            evaluation = {"bound": estimated_bound(model, to_float(test.images), BOUND_TIMESTEPS, EVAL_SEED)}
     if "bound" in evaluation:
         bound = evaluation["bound"]
         return {"kind": "variational bound (estimate)", "nll_nats": bound["nll_bound_nats"],
@@ -125,8 +148,12 @@ def best_sampler(samplers: dict[str, dict[str, Any]]) -> str:
     return min(samplers, key=lambda name: samplers[name][metric])
 
 
-def compare_run(run_dir: Path, reference: Any, settings: dict[str, Any], log: Log) -> tuple[dict, dict[str, str]]:
-    """One run's entry of compare.json, and its pictures (HTML tags)."""
+def compare_run(
+    run_dir: Path, reference: Any, settings: dict[str, Any], cache_dir: Path, log: Log
+) -> tuple[dict, dict[str, str]]:
+    """One run's entry of compare.json, and its pictures (HTML tags); its fitted samplers are kept in `cache_dir`.
+    A bound computed now reads at most as many test images as samples are drawn (`-n`): a quick comparison stays
+    quick."""
     config = read_config(run_dir)
     model = load_model(run_dir)
     can = capabilities(model)
@@ -135,7 +162,7 @@ def compare_run(run_dir: Path, reference: Any, settings: dict[str, Any], log: Lo
     generation = measure_generation(run_dir, "all", samples, settings["inception"], settings["inception_samples"],
                                     settings["reference_images"], log=log, reference=reference, write=False,
                                     steps=settings["steps"] if can.sampling == "diffusion" else None,
-                                    inception_for=settings["inception_for"])
+                                    inception_for=settings["inception_for"], cache_dir=cache_dir)
     samplers = generation["samplers"]
     best = best_sampler(samplers)
     log(f"{run_dir}: sampling cost, interpolation, likelihood")
@@ -153,14 +180,16 @@ def compare_run(run_dir: Path, reference: Any, settings: dict[str, Any], log: Lo
         "generation": {name: {key: value for key, value in entry.items() if key != "class_histogram"}
                        for name, entry in samplers.items()},
         "best_sampler": best,
-        "likelihood": likelihood_summary(run_dir, can, settings["iw_samples"], settings["iw_images"], log),
+        "likelihood": likelihood_summary(run_dir, model, can, settings["iw_samples"],
+                                         min(settings["iw_images"], samples), log),
         "sampling_ms_per_image": costs,
         "interpolation": {"from": start, "to": end, "mode": mode, "smoothness_ratio": smoothness},
         "offers": offers(can, costs, smoothness),
     }
     if can.sampling == "diffusion":
         entry["ddim_steps"] = samplers[best].get("ddim_steps")
-    grid = make_grid(sample_images(model, run_dir, GRID_SAMPLES, best, COMPARE_SEED, log=log), columns=8)
+    grid = make_grid(sample_images(model, run_dir, GRID_SAMPLES, best, COMPARE_SEED, log=log, cache_dir=cache_dir),
+                     columns=8)
     pictures = {"samples": img_tag(grid, f"{run_dir.name} samples", scale=2),
                 "interpolation": img_tag(interpolation_grid(path), f"{run_dir.name} interpolation", scale=2)}
     return entry, pictures
@@ -201,9 +230,12 @@ def measured_run(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """compare_run, kept in OUT/runs/NAME.json: a comparison that is stopped (hours at the 10k protocol on a CPU)
     and started again with the same settings reuses every run already measured, as long as its weights are the same
-    bytes."""
-    key = {"run": str(run_dir.resolve()), "model_sha256": sha256_hex((run_dir / BEST).read_bytes()), **settings}
-    path = out_dir / MEASURED_RUNS / f"{run_dir.resolve().name}-{sha256_hex(repr(key).encode())[:12]}.json"
+    bytes. The samplers fitted for it are kept in OUT/cache/NAME-DIGEST/ by run and weights alone: a comparison
+    with other settings reuses them too."""
+    weights = {"run": str(run_dir.resolve()), "model_sha256": sha256_hex((run_dir / BEST).read_bytes())}
+    key = {**weights, **settings}
+    name = run_dir.resolve().name
+    path = out_dir / MEASURED_RUNS / f"{name}-{sha256_hex(repr(key).encode())[:12]}.json"
     try:
         kept = json.loads(path.read_text())
     except (OSError, ValueError):  # none yet, or unreadable: measure again
@@ -212,7 +244,8 @@ def measured_run(
         log(f"{run_dir}: measured earlier with the same settings and weights ({path}); reused")
         entry, pictures = kept["entry"], kept["pictures"]
     else:
-        entry, pictures = compare_run(run_dir, reference, settings, log)
+        cache_dir = out_dir / CACHE / f"{name}-{sha256_hex(repr(weights).encode())[:12]}"
+        entry, pictures = compare_run(run_dir, reference, settings, cache_dir, log)
         path.parent.mkdir(exist_ok=True)
         atomic_write_json(path, {"key": key, "entry": entry, "pictures": pictures})
     # Read afresh each time (cheap): what the run is, and what its latent carries by its eval.json.

@@ -125,16 +125,16 @@ def confusion_matrix_png(confusion: Sequence[Sequence[int]], class_names: Sequen
 def latent_map(
     coords: np.ndarray,
     labels: np.ndarray,
-    class_names: Sequence[str],
+    class_names: Sequence[str] | None,
     title: str,
     thumbnails: np.ndarray | None = None,
     thumbnail_at: np.ndarray | None = None,
 ) -> bytes:
-    """Scatter of 2-d codes coloured by class, with decoded thumbnails (`[K, H, W]` grey or `[K, H, W, 3]` colour,
-    in [0, 1]) placed at `thumbnail_at`."""
+    """Scatter of 2-d codes coloured by class (one colour for a dataset without classes, whose labels are all 0),
+    with decoded thumbnails (`[K, H, W]` grey or `[K, H, W, 3]` colour, in [0, 1]) placed at `thumbnail_at`."""
     figure, ax = plt.subplots(figsize=(8, 7))
     cmap = plt.get_cmap("tab10")
-    for label, name in enumerate(class_names):
+    for label, name in enumerate(class_names or ("test images",)):
         mask = labels == label
         ax.scatter(coords[mask, 0], coords[mask, 1], s=3, color=cmap(label), label=name, alpha=0.6)
     if thumbnails is not None and thumbnail_at is not None:

@@ -29,10 +29,11 @@ from vaelab.analysis.embedding import manifold_grid
 from vaelab.analysis.factors import (
     ATTRIBUTE_RHO_THRESHOLD,
     CLASS_MI_THRESHOLD,
-    WEAK_KL_NATS,
     analyse_factors,
     annotation_text,
+    is_named,
     is_weak,
+    shown_name,
     weakest_class_text,
 )
 from vaelab.analysis.interpolation import MODES, TEST_PAIR, interpolate_run, interpolation_ends, interpolation_grid
@@ -43,13 +44,14 @@ from vaelab.data.catalog import describe
 from vaelab.data.datasets import to_float
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_run
+from vaelab.evaluation.collapse import SPREAD_IMAGES, diagnose_run
 from vaelab.evaluation.evaluate import per_class_reconstruction
 from vaelab.evaluation.generation import sharpness
-from vaelab.evaluation.latents import ACTIVE_UNIT_THRESHOLD
-from vaelab.evaluation.reference_classifier import load_or_train_classifier
+from vaelab.evaluation.latents import ACTIVE_UNIT_THRESHOLD, WEAK_KL_NATS
+from vaelab.evaluation.reference_classifier import judge_or_reason
 from vaelab.evaluation.tables import eval_rows
 from vaelab.images import make_grid, png_bytes, upscale
-from vaelab.io import atomic_write_text
+from vaelab.io import atomic_write_json, atomic_write_text
 from vaelab.models.registry import capabilities, family, model_label
 from vaelab.models.vae import VAE
 from vaelab.pretrained import run_name
@@ -72,6 +74,8 @@ QUICK_EVAL = {"iw_samples": 100, "iw_images": 1000}  # when the run has no eval.
 REPORT_SAMPLES = 64  # prior samples drawn (seed 0) for the sample grid, the sharpness and the comparison
 TSNE_POINTS = 2000
 REPORT_DISENTANGLEMENT_IMAGES = 2000  # when the run has no disentanglement.json yet
+RECONSTRUCTED = 32  # test images shown with their reconstructions
+PER_CLASS_IMAGES = 2000  # test images the per-class reconstruction of the limitations is measured on
 RESTYLED_IMAGES = 5  # test images 0 … 4, each written as every class
 STYLE_DIMENSIONS = 3  # the conditional model's dimensions with the most KL, drawn as every class
 TRAVERSAL_RADIUS = 3.0  # prior standard deviations either side of the base code
@@ -80,6 +84,7 @@ TRAVERSAL_FRAME_PX = 48  # the least size of one traversal frame in the factor t
 TABLE_FRAMES = 6  # evenly spaced frames of each traversal beside its numbers: the table fits the page's width
 
 Log = Callable[[str], None]
+Skipped = dict[str, str]  # a part of the report that could not be computed → why, and what would enable it
 
 
 def img_tag(picture: np.ndarray | bytes, alt: str, scale: int = 3) -> str:
@@ -121,32 +126,50 @@ def build_report(
 ) -> Path:
     """The report of a run, written atomically to `out` (default RUN/report.html). `reference`: a run of the same
     dataset to set a VAE beside (say, the factorised decoder at the same β beside a PixelCNN decoder): what the
-    latent carries, how sharp the samples are and what they cost, measured by the same code."""
+    latent carries, how sharp the samples are and what they cost, measured by the same code.
+
+    A part that cannot be computed on this run (too few test images for a metric, no classes, a reference
+    classifier too weak to judge) is skipped with one line saying why and what would enable it: listed at the end
+    of the page, logged, and kept in `skipped` of the JSON beside the page (`out` with `.json`: the sections and
+    what was skipped)."""
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "report.html"
     config = read_config(run_dir)
     model = load_model(run_dir)
     if reference is not None:
         _require_reference(config, Path(reference))
+    skipped: Skipped = {}
     if capabilities(model).likelihood:
-        sections = _vae_sections(run_dir, config, model, log, None if reference is None else Path(reference))
+        sections = _vae_sections(run_dir, config, model, log, None if reference is None else Path(reference),
+                                 skipped)
     else:
-        sections = _generator_sections(run_dir, config, model, log)
+        sections = _generator_sections(run_dir, config, model, log, skipped)
+    for part, reason in skipped.items():
+        log(f"{part} skipped: {reason}")
+    if skipped:
+        sections.append(("Skipped (not computed on this run)", "<ul>" + "".join(
+            f"<li><b>{html.escape(part)}</b> skipped: {html.escape(reason)}</li>" for part, reason in skipped.items()
+        ) + "</ul>"))
     body = "".join(f"<section><h2>{html.escape(title)}</h2>{content}</section>" for title, content in sections)
     beta = f", {objective_text(config.objective_settings())}" if capabilities(model).likelihood else ""
     page = PAGE_TEMPLATE.format(
         title=html.escape(f"vaelab report — {run_dir.name}"),
         subtitle=html.escape(f"{config.data.dataset}, {config.data.input_mode}, {config.model.kind}, latent "
                              f"{model.latent_dim}{beta} · generated {time.strftime('%Y-%m-%d %H:%M')} from "
-                             f"{run_dir}"),
+                             f"{run_dir}" + (f" · {len(skipped)} part(s) skipped, listed at the end" if skipped
+                                             else "")),
         body=body,
     )
     atomic_write_text(out, page)
+    atomic_write_json(out.with_suffix(".json"), {
+        "run": str(run_dir), "dataset": config.data.dataset, "sections": [title for title, _ in sections],
+        "skipped": skipped,
+    })
     return out
 
 
 def _generator_sections(
-    run_dir: Path, config: RunConfig, model: torch.nn.Module, log: Log
+    run_dir: Path, config: RunConfig, model: torch.nn.Module, log: Log, skipped: Skipped
 ) -> list[tuple[str, str]]:
     """A family without a likelihood (gan, ddpm): configuration, curves, what `eval` measures, samples,
     reconstructions where it can invert, traversals where its code has factors, an interpolation; the factor
@@ -175,7 +198,7 @@ def _generator_sections(
         sections.append(("Latent traversals of the first 16 dimensions (±3σ around the zero code; a GAN has no "
                          "KL to order them by)", img_tag(traversal_grid(traversal), "traversals", scale=2)))
     log("interpolations")
-    judge = load_or_train_classifier(config.data.dataset, log=log)
+    judge = _judge(config.data.dataset, log, skipped)
     start, end, mode = interpolation_ends(can)  # a GAN's random codes are shown in both modes
     sections.append(_interpolations(run_dir, judge, (start, end), (mode,) if can.inversion else MODES))
     return sections
@@ -194,7 +217,7 @@ def _require_reference(config: RunConfig, reference: Path) -> None:
 
 
 def _vae_sections(
-    run_dir: Path, config: RunConfig, model: VAE, log: Log, reference: Path | None = None
+    run_dir: Path, config: RunConfig, model: VAE, log: Log, reference: Path | None, skipped: Skipped
 ) -> list[tuple[str, str]]:
     dataset = config.data.dataset
     classes = describe(dataset).class_names
@@ -206,7 +229,7 @@ def _vae_sections(
     evaluation, eval_note = read_artefact_if_present(run_dir, EVAL), "from eval.json"
     if evaluation is None:
         evaluation = evaluate_run(run_dir, **QUICK_EVAL)
-        eval_note = f"computed now (IWAE-{QUICK_EVAL['iw_samples']} on {QUICK_EVAL['iw_images']} images)"
+        eval_note = f"computed now (IWAE-{QUICK_EVAL['iw_samples']} on {evaluation['iwae']['images']:,} images)"
 
     sections.append(("Configuration", f"<pre>{html.escape(json.dumps(config.to_dict(), indent=2))}</pre>"))
     if history:
@@ -217,10 +240,14 @@ def _vae_sections(
         sections.append(("Classification of the test split", _classification(evaluation["classification"],
                                                                               classes)))
     test, inputs = load_test_inputs(config.data)
+    collapse = evaluation.get("collapse") or diagnose_run(  # eval.json files written before the diagnosis lack it
+        run_dir, model, config, evaluation, to_float(test.images[:SPREAD_IMAGES])).to_dict()
+    if collapse["collapsed"]:  # said first: every picture below is then the same image
+        sections.insert(0, ("Posterior collapse", f"<p><strong>{html.escape(collapse['warning'])}</strong></p>"))
 
     log("samples and reconstructions")
     samples, sampling_ms = _timed_prior_samples(model)
-    sections.append(("Prior samples" + (" (the classes in turn)" if conditional else ""),
+    sections.append((f"Prior samples ({len(samples)} draws" + (", the classes in turn)" if conditional else ")"),
                      img_tag(make_grid(samples, columns=8), "prior samples")))
     components = model.prior_components()
     if components is not None:  # the VampPrior: what its pseudo-inputs became, and what their codes decode to
@@ -230,8 +257,9 @@ def _vae_sections(
             decoded = model.decode(components[0][:32], labels).cpu()
         sections.append(("VampPrior: pseudo-inputs (above) and their posterior means decoded (below)",
                          img_tag(make_grid(torch.cat([pseudo, decoded]), columns=16), "pseudo-inputs")))
-    recon = reconstruction_grid(model, dataset, config.data.input_mode, 32)
-    sections.append(("Reconstructions (inputs above, reconstructions below)", img_tag(recon, "reconstructions")))
+    recon = reconstruction_grid(model, dataset, config.data.input_mode, RECONSTRUCTED)
+    sections.append((f"Reconstructions of the first {min(RECONSTRUCTED, len(test))} test images (inputs above, "
+                     "reconstructions below)", img_tag(recon, "reconstructions")))
     if conditional:
         log("class grid and restyling")
         sections += _conditional_sections(model, inputs, test.labels, classes)
@@ -240,28 +268,34 @@ def _vae_sections(
     # A conditional model decodes a traversal as one class: that of the test image it starts from.
     base = "test:0" if conditional else "prior"
     traversal = traverse_run(run_dir, "auto", TRAVERSAL_RADIUS, TRAVERSAL_STEPS, base)
-    judge = load_or_train_classifier(dataset, log=log)
+    judge = _judge(dataset, log, skipped)
     factors = read_artefact_if_present(run_dir, FACTORS)
     if factors is None:
         factors = analyse_factors(run_dir, classifier=judge)
     around = f"test image 0's code, decoded as class {traversal.label}" if conditional else "the prior's mode"
     sections.append((f"Latent traversals, most informative first (±3σ around {around})",
                      img_tag(traversal_grid(traversal), "traversals", scale=2)))
-    sections.append(("What each dimension controls", _factor_table(factors, traversal, around, len(classes or ()))))
+    sections.append((f"What each dimension controls (measured on {len(test):,} test images)",
+                     _factor_table(factors, traversal, around, len(classes or ()), judged=judge is not None)))
     if describe(dataset).attributes:
         log("disentanglement scores")
-        sections.append(_disentanglement(run_dir))
+        sections += _disentanglement(run_dir, skipped)
     if conditional:
         sections.append(_style_dimensions(model, factors, classes))
     else:
         log("interpolations")
-        sections.append(_interpolations(run_dir, judge, TEST_PAIR, MODES))
+        if len(test) >= len(TEST_PAIR):
+            sections.append(_interpolations(run_dir, judge, TEST_PAIR, MODES))
+        else:
+            skipped["interpolations"] = (f"they run between test images 0 and 1, and the test split has {len(test)}; "
+                                         "use a dataset with 2 test images or more (a folder of 20 images or more)")
 
     log("latent maps")
-    maps = [
-        img_tag(latent_map_png(run_dir, "pca"), "PCA map"),
-        img_tag(latent_map_png(run_dir, "tsne", TSNE_POINTS), "t-SNE map"),
-    ]
+    maps = [img_tag(latent_map_png(run_dir, "pca"), "PCA map")]
+    if collapse["collapsed"]:  # codes all alike: t-SNE shows nothing, and took 73 s on 2,000 of them
+        maps.append("<p class='note'>No t-SNE map: the run collapsed, so its codes are all alike.</p>")
+    else:
+        maps.append(img_tag(latent_map_png(run_dir, "tsne", TSNE_POINTS), "t-SNE map"))
     if model.latent_dim == 2 and not conditional:
         maps.append(img_tag(manifold_grid(model), "decoded manifold", scale=2))
     sections.append(("Latent maps" + (" (posterior means given the true labels)" if conditional else ""),
@@ -275,10 +309,19 @@ def _vae_sections(
         sections.append(_against_reference(mine, reference, sharpness(real)))
 
     log("limitations")
-    per_class = per_class_reconstruction(model, inputs[:2000], test.labels[:2000])
+    per_class = per_class_reconstruction(model, inputs[:PER_CLASS_IMAGES], test.labels[:PER_CLASS_IMAGES])
     sections.append(("Limitations (measured)", _limitations(evaluation, factors, sharpness(samples),
-                                                            sharpness(real), per_class, classes)))
+                                                            sharpness(real), per_class, classes,
+                                                            min(PER_CLASS_IMAGES, len(inputs)))))
     return sections
+
+
+def _judge(dataset: str, log: Log, skipped: Skipped) -> torch.nn.Module | None:
+    """The reference classifier where it can judge generated images; else None, and why in `skipped`."""
+    judge, why_not = judge_or_reason(dataset, log=log)
+    if why_not is not None:
+        skipped["confident frames (factor table, interpolations)"] = why_not
+    return judge
 
 
 def _timed_prior_samples(model: VAE) -> tuple[torch.Tensor, float]:
@@ -352,14 +395,23 @@ def _against_reference(mine: Measured, reference: Path, real_sharpness: float) -
     return f"Beside {reference_name}", f"<p>{html.escape(summary)}</p>{table}{grids}"
 
 
-def _disentanglement(run_dir: Path) -> tuple[str, str]:
-    """MIG, DCI and SAP against the measured attributes, from RUN/disentanglement.json or computed now."""
+def _disentanglement(run_dir: Path, skipped: Skipped) -> list[tuple[str, str]]:
+    """MIG, DCI and SAP against the measured attributes, from RUN/disentanglement.json or computed now: the section,
+    or none where no part has images enough (then why, in `skipped`)."""
     result, note = read_artefact_if_present(run_dir, DISENTANGLEMENT), "from disentanglement.json"
     if result is None:
         result = measure_disentanglement(run_dir, images=REPORT_DISENTANGLEMENT_IMAGES, write=False)
-        note = f"computed now on the first {REPORT_DISENTANGLEMENT_IMAGES:,} test images (`vaelab factors` uses all)"
-    rows = []
+        read = result["images"] + result["images_dropped"]
+        note = (f"computed now on the first {read:,} test images (`vaelab factors` uses all)"
+                if read >= REPORT_DISENTANGLEMENT_IMAGES else f"computed now on all {read:,} test images")
+    parts = [part for part in ("all", "decorrelated") if result[part] is not None]
     for part in ("all", "decorrelated"):
+        if result[part] is None:
+            skipped[f"disentanglement metrics ({part})"] = result["skipped"][part]
+    if not parts:
+        return []
+    rows = []
+    for part in parts:
         scores = result[part]
         rows.append([part, f"{scores['images']:,}", f"{scores['mean_abs_factor_correlation']:.2f}",
                      f"{scores['mig']['mig']:.3f}", f"{scores['dci']['disentanglement']:.3f}",
@@ -376,31 +428,37 @@ def _disentanglement(run_dir: Path) -> tuple[str, str]:
         "separated attribute predictability (Kumar et al. 2018)",
     ]
     table = html_table(["images", "count", "factor |ρ|", "MIG", "DCI D", "DCI C", "DCI I", "SAP"], rows, meanings)
-    return (f"Disentanglement against measured attributes ({objective_text(result['objective'])})",
-            table + f"<p class='note'>Factors: {html.escape(', '.join(result['factors']))}; {html.escape(note)}. "
-                    f"{html.escape(result['note'])}</p>")
+    return [(f"Disentanglement against measured attributes ({objective_text(result['objective'])})",
+             table + f"<p class='note'>Factors: {html.escape(', '.join(result['factors']))}; {html.escape(note)}. "
+                     f"{html.escape(result['note'])}</p>")]
 
 
 def _interpolations(
-    run_dir: Path, judge: torch.nn.Module, pair: tuple[str, str], modes: tuple[str, ...]
+    run_dir: Path, judge: torch.nn.Module | None, pair: tuple[str, str], modes: tuple[str, ...]
 ) -> tuple[str, str]:
-    pictures, rows, latent_confidence = [], [], {}
-    for mode in modes:
-        path = interpolate_run(run_dir, *pair, 10, mode)
-        pictures.append(img_tag(interpolation_grid(path), f"{mode} interpolation"))
-        latent_confidence[mode] = confident_fraction(path.decoded, judge)
-        rows.append([f"latent, {mode}", number_text(smoothness_ratio(path.decoded)),
-                     f"{latent_confidence[mode]:.0%}"])
-    crossfade_confidence = confident_fraction(path.crossfade, judge)
-    rows.append(["pixel cross-fade", number_text(smoothness_ratio(path.crossfade)), f"{crossfade_confidence:.0%}"])
-    measured = html_table(["path", "smoothness (max/mean step)", "confident frames"], rows, [
-        "the latent path (straight or spherical between the two codes, each point decoded) or the pixel cross-fade "
-        "(the two images' intensities mixed in proportion)",
-        "the largest pixel step between consecutive frames over the mean step: 1 is an even change, large is a jump",
-        f"share of the frames the reference classifier assigns to one class with at least "
-        f"{CONFIDENCE_THRESHOLD:.0%} probability: how much they look like one class's training images",
-    ])
-    note = f"<p>{html.escape(confidence_note(latent_confidence, crossfade_confidence))}</p>"
+    """The interpolation pictures and their smoothness; with a judge, also the share of confident frames."""
+    paths = {mode: interpolate_run(run_dir, *pair, 10, mode) for mode in modes}
+    pictures = [img_tag(interpolation_grid(path), f"{mode} interpolation") for mode, path in paths.items()]
+    crossfade = paths[modes[-1]].crossfade
+    rows = [[f"latent, {mode}", number_text(smoothness_ratio(path.decoded))] for mode, path in paths.items()]
+    rows.append(["pixel cross-fade", number_text(smoothness_ratio(crossfade))])
+    columns = [
+        ("path", "the latent path (straight or spherical between the two codes, each point decoded) or the pixel "
+                 "cross-fade (the two images' intensities mixed in proportion)"),
+        ("smoothness (max/mean step)", "the largest pixel step between consecutive frames over the mean step: 1 is "
+                                       "an even change, large is a jump"),
+    ]
+    note = ""
+    if judge is not None:
+        latent = {mode: confident_fraction(path.decoded, judge) for mode, path in paths.items()}
+        faded = confident_fraction(crossfade, judge)
+        for row, share in zip(rows, [*latent.values(), faded], strict=True):
+            row.append(f"{share:.0%}")
+        columns.append(("confident frames", f"share of the frames the reference classifier assigns to one class "
+                                            f"with at least {CONFIDENCE_THRESHOLD:.0%} probability: how much they "
+                                            "look like one class's training images"))
+        note = f"<p>{html.escape(confidence_note(latent, faded))}</p>"
+    measured = html_table([name for name, _ in columns], rows, [meaning for _, meaning in columns])
     return (f"Interpolations between {pair[0]} and {pair[1]} (latent path above, pixel cross-fade below)",
             "<br>".join(pictures) + measured + note)
 
@@ -428,15 +486,16 @@ def _conditional_sections(
     """The class × style grid and restyled test images of a conditional model."""
     names = ", ".join(f"{c} {name}" for c, name in enumerate(classes))
     grid = img_tag(class_grid_picture(class_grid(model, columns=10, seed=0)), "class grid")
+    shown = min(RESTYLED_IMAGES, len(inputs))
     strips = [
         img_tag(restyle_strip(inputs[i : i + 1], restyle(model, inputs, labels, i)), f"restyled test image {i}")
-        for i in range(RESTYLED_IMAGES)
+        for i in range(shown)
     ]
     return [
         ("Class-conditioned samples: one row per class, the same z down each column",
          grid + f"<p class='note'>Rows: {html.escape(names)}. A column is one prior draw of z (the style) "
                 "written as every class.</p>"),
-        (f"Restyle: test images 0 to {RESTYLED_IMAGES - 1} (left), their style written as every class",
+        (f"Restyle: test images 0 to {shown - 1} (left), their style written as every class",
          "<br>".join(strips) + "<p class='note'>Each image is encoded with its own label; its posterior mean is "
                                "decoded with every label in turn.</p>"),
     ]
@@ -446,9 +505,9 @@ def _style_dimensions(model: VAE, factors: list[dict[str, Any]], classes: tuple[
     """The most informative active dimensions, each swept ±3σ from the prior mean and written as every class."""
     values = traversal_values(3.0, 11)
     parts = []
-    for f in [f for f in factors if f["active"]][:STYLE_DIMENSIONS]:
+    for f in [f for f in factors if f["active"] and not is_weak(f)][:STYLE_DIMENSIONS]:
         picture = class_grid_picture(style_traversal(model, f["dim"], values))
-        parts.append(f"<h3>z{f['dim']}: {html.escape(f['name'])}</h3>"
+        parts.append(f"<h3>z{f['dim']}: {html.escape(shown_name(f))}</h3>"
                      + img_tag(picture, f"z{f['dim']} as every class", scale=2))
         if f.get("top_rho_per_class"):
             rhos = [number_text(rho, "+.2f") for rho in f["top_rho_per_class"]]
@@ -482,9 +541,12 @@ def _evaluation_table(ev: dict[str, Any], note: str) -> str:
         f"<p class='note'>{html.escape(note + '.' + caveat)}</p>"
 
 
-def _factor_table(factors: list[dict[str, Any]], traversal, around: str, classes: int) -> str:
+def _factor_table(
+    factors: list[dict[str, Any]], traversal, around: str, classes: int, judged: bool = True
+) -> str:
     """One row per dimension with its numbers, its name and TABLE_FRAMES frames of its traversal (each at least
-    TRAVERSAL_FRAME_PX wide), and a legend of the columns."""
+    TRAVERSAL_FRAME_PX wide), and a legend of the columns; without a trustworthy judge (`judged` False) no
+    confident-frames column, whatever factors.json holds."""
     row_of_dim = {d: i for i, d in enumerate(traversal.dims)}
     annotated = any("top_annotation" in f or "known_factors" in f for f in factors)
     bases = next((f["bases"] for f in factors if "bases" in f), None)  # absent from factors.json before 2026-12-04
@@ -501,7 +563,7 @@ def _factor_table(factors: list[dict[str, Any]], traversal, around: str, classes
             weakest_class_text(f),
             f"{f['second_attribute'] or '–'} ({number_text(f['second_rho'], '+.2f')})",
             number_text(f["mi_with_class"], ".3f"), number_text(f["smoothness_ratio"]),
-            number_text(f.get("confident_fraction"), ".0%"), f["name"],
+            *([number_text(f.get("confident_fraction"), ".0%")] if judged else []), shown_name(f),
             *([annotation_text(f)] if annotated else []),
             img_tag(strip, f"traversal of z{f['dim']}", scale=scale),
         ])
@@ -515,15 +577,18 @@ def _factor_table(factors: list[dict[str, Any]], traversal, around: str, classes
         ("its weakest class ρ", "that attribute's ρ in the class where the dimension moves it least (signed along "
                                 "the pooled ρ): near the pooled ρ for a factor that acts alike in every class"),
         ("second (ρ)", "the attribute with the next largest |ρ|"),
-        ("MI with class (nats)", "mutual information between the dimension's posterior means and the class label"
+        ("MI with class (nats)", "mutual information between the dimension's posterior means and the class label "
+                                 "above chance (less its 95th percentile under shuffled labels), capped at its KL"
                                  + (f" (at most ln {classes} = {math.log(classes):.2f} nats)" if classes > 1 else "")),
         ("smoothness (max/mean step)", "the largest pixel step between consecutive traversal frames over the mean "
                                        f"step: 1 is an even change, above {SMOOTHNESS_LIMIT:g} a jump"),
-        ("confident frames", f"share of traversal frames the reference classifier assigns to one class with at "
-                             f"least {CONFIDENCE_THRESHOLD:.0%} probability: how much they look like training images"),
+        *([("confident frames", f"share of traversal frames the reference classifier assigns to one class with at "
+                                f"least {CONFIDENCE_THRESHOLD:.0%} probability: how much they look like training "
+                                "images")] if judged else []),
         ("name", f"the attribute when |ρ| ≥ {ATTRIBUTE_RHO_THRESHOLD:g}, with '+ class' when the MI with the class is "
                  f"also ≥ {CLASS_MI_THRESHOLD:g} nats (the traversal changes the class too); else class/shape when "
-                 f"the MI is ≥ {CLASS_MI_THRESHOLD:g} nats; else entangled"),
+                 f"the MI is ≥ {CLASS_MI_THRESHOLD:g} nats; else entangled; inactive or weak dimensions carry "
+                 "(almost) no information and are not named"),
         *([("annotations (AUC; known factor ρ: encoder, traversal)",
             "the annotation the dimension tells apart best (AUC) and the ρ of each known factor with the posterior "
             "means (encoder) and under traversal")] if annotated else []),
@@ -541,20 +606,23 @@ def active_text(row: dict[str, Any]) -> str:
 
 
 def named_factors(factors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The active dimensions of a factor table named after a measured attribute (not 'class/shape', 'entangled')."""
-    return [f for f in factors if f["active"] and f["name"] not in ("entangled", "class/shape")]
+    """The dimensions of a factor table named after a measured attribute (not inactive, weak, class/shape or
+    entangled)."""
+    return [f for f in factors if is_named(f)]
 
 
 def _limitations(
     ev: dict[str, Any], factors: list[dict[str, Any]], sample_sharpness: float, real_sharpness: float,
-    per_class: list[float], classes: tuple[str, ...] | None,
+    per_class: list[float], classes: tuple[str, ...] | None, images: int,
 ) -> str:
     active = [f for f in factors if f["active"]]
     weak = [f for f in active if is_weak(f)]
     named = named_factors(factors)
     with_class = [f for f in named if f["mi_with_class"] >= CLASS_MI_THRESHOLD]
     jumpy = [f for f in active if f["smoothness_ratio"] is not None and f["smoothness_ratio"] > SMOOTHNESS_LIMIT]
-    worst = sorted(range(len(per_class)), key=lambda c: -per_class[c])[:3]
+    measured = [c for c in range(len(per_class)) if math.isfinite(per_class[c])]  # a class absent from them: nan
+    worst = sorted(measured, key=lambda c: -per_class[c])[:3]
+    best = min(measured, key=lambda c: per_class[c]) if measured else None
     items = [
         f"Blur: prior samples have a mean gradient magnitude of {sample_sharpness:.4f} against "
         f"{real_sharpness:.4f} for real test images ({sample_sharpness / real_sharpness:.0%} of the real "
@@ -571,10 +639,10 @@ def _limitations(
         f"Traversal smoothness: {len(jumpy)} of {len(active)} active dimensions have a max/mean step ratio above "
         f"{SMOOTHNESS_LIMIT:g} over ±3σ.",
     ]
-    if classes:
-        items.append("Classes that reconstruct worst (mean −log p(x|z) on the first 2,000 test images): "
+    if classes and best is not None:
+        items.append(f"Classes that reconstruct worst (mean −log p(x|z) on the first {images:,} test images): "
                      + ", ".join(f"{classes[c]} ({per_class[c]:.1f} nats)" for c in worst)
-                     + f"; best: {classes[int(np.argmin(per_class))]} ({min(per_class):.1f} nats).")
+                     + f"; best: {classes[best]} ({per_class[best]:.1f} nats).")
     return "<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in items) + "</ul>"
 
 

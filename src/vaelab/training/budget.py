@@ -47,17 +47,22 @@ class Plan:
     checkpoint_seconds: float  # one checkpoint write
     measure_seconds: float  # spent measuring, paid from the budget
     estimated_seconds: float  # the whole run, measuring included
+    epochs_per_round: int = 1  # epochs between two validations (several on a small training set)
 
     @property
     def epochs(self) -> float:
         return self.steps / self.steps_per_epoch
+
+    @property
+    def steps_per_round(self) -> int:
+        return self.steps_per_epoch * self.epochs_per_round
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "epochs": round(self.epochs, 3)}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Plan:
-        return cls(**{name: raw[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: raw[name] for name in cls.__dataclass_fields__ if name in raw})
 
     def describe(self) -> str:
         return (f"time budget {self.time_budget}: {self.steps:,} steps ({self.epochs:.2f} epochs of "
@@ -65,21 +70,21 @@ class Plan:
                 f"≈ {format_duration(self.estimated_seconds)} on this machine")
 
 
-def estimated_seconds(steps: int, steps_per_epoch: int, checkpoint_every: int, step_seconds: float,
+def estimated_seconds(steps: int, steps_per_round: int, checkpoint_every: int, step_seconds: float,
                       validation_seconds: float, checkpoint_seconds: float) -> float:
     """The estimated training time of `steps` steps: the steps, a validation and a checkpoint at each (possibly
-    partial) epoch's end, and the checkpoints written every `checkpoint_every` steps within epochs."""
-    epochs = math.ceil(steps / steps_per_epoch)
-    within = steps // checkpoint_every - steps // (checkpoint_every * steps_per_epoch) if checkpoint_every else 0
-    return (steps * step_seconds + epochs * (validation_seconds + checkpoint_seconds)
+    partial) round's end, and the checkpoints written every `checkpoint_every` steps within rounds."""
+    rounds = math.ceil(steps / steps_per_round)
+    within = steps // checkpoint_every - steps // (checkpoint_every * steps_per_round) if checkpoint_every else 0
+    return (steps * step_seconds + rounds * (validation_seconds + checkpoint_seconds)
             + max(within, 0) * checkpoint_seconds)
 
 
-def steps_within(seconds: float, steps_per_epoch: int, checkpoint_every: int, step_seconds: float,
+def steps_within(seconds: float, steps_per_round: int, checkpoint_every: int, step_seconds: float,
                  validation_seconds: float, checkpoint_seconds: float) -> int:
     """The most steps whose `estimated_seconds` fit in `seconds` (0 when not even one does)."""
     def fits(steps: int) -> bool:
-        return estimated_seconds(steps, steps_per_epoch, checkpoint_every, step_seconds, validation_seconds,
+        return estimated_seconds(steps, steps_per_round, checkpoint_every, step_seconds, validation_seconds,
                                  checkpoint_seconds) <= seconds
 
     if not fits(1):
@@ -103,6 +108,7 @@ def measure_and_plan(
     write_checkpoint: Callable[[], None],
     clock: Callable[[], float] = time.perf_counter,
     agree: Callable[[bool], bool] = lambda stop: stop,
+    epochs_per_round: int = 1,
 ) -> Plan:
     """Measure a step, a validation pass and a checkpoint write with `clock`, then buy the steps that fit.
     `take_step(i)` takes training step i (the caller undoes them afterwards); `agree` turns this process's "enough
@@ -131,17 +137,18 @@ def measure_and_plan(
     checkpoint_seconds = clock() - before
     measure_seconds = clock() - started
     costs = (step_seconds, validation_seconds, checkpoint_seconds)
-    steps = steps_within(SAFETY * (budget_seconds - measure_seconds), steps_per_epoch, checkpoint_every, *costs)
+    steps_per_round = steps_per_epoch * epochs_per_round
+    steps = steps_within(SAFETY * (budget_seconds - measure_seconds), steps_per_round, checkpoint_every, *costs)
     if steps < 1:
-        needed = measure_seconds + estimated_seconds(1, steps_per_epoch, checkpoint_every, *costs) / SAFETY
+        needed = measure_seconds + estimated_seconds(1, steps_per_round, checkpoint_every, *costs) / SAFETY
         raise VaelabError(
             f"a time budget of {time_budget} buys no training step on this machine (measuring took "
             f"{format_duration(measure_seconds)}, one step and a validation ≈ "
             f"{format_duration(step_seconds + validation_seconds)}); give --time-budget {math.ceil(needed * 2)}s or "
             "more")
-    total = measure_seconds + estimated_seconds(steps, steps_per_epoch, checkpoint_every, *costs)
+    total = measure_seconds + estimated_seconds(steps, steps_per_round, checkpoint_every, *costs)
     return Plan(time_budget, budget_seconds, steps, steps_per_epoch, step_seconds, validation_seconds,
-                checkpoint_seconds, measure_seconds, total)
+                checkpoint_seconds, measure_seconds, total, epochs_per_round)
 
 
 class Snapshot:

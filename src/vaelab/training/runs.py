@@ -1,7 +1,9 @@
 """Starting a new run or resuming one: the checks that keep an existing run directory from being damaged.
 
-Under torchrun with `--max-restarts`, a group restarted after a failure runs the same `--out` command again; it then
-resumes the run from its last checkpoint, with no manual step.
+One rule brings a killed run back, whenever the kill came: the same command again. `vaelab train --out RUN` on a
+run directory with a checkpoint continues that run when the command gives the same config (the stopping point
+`max_steps` aside), and a different config is refused in one line naming the fields that differ. Under torchrun with
+`--max-restarts`, a group restarted after a failure runs the same command again, so it resumes the same way.
 
 A start killed before its first checkpoint leaves at most config.json and train.lock; such a directory holds
 nothing to resume, so both ways back in work: the same `--out` command starts it again, and `--resume` starts it
@@ -42,14 +44,35 @@ def start_or_resume(
     if resume is not None:
         return _resume(Path(resume), config_path, given, progress, log)
     assert out is not None
-    if restarted() and has_resumable_checkpoint(out):  # torchrun restarted the group (`--max-restarts`)
-        log(f"restarted by torchrun: resuming {out} from its last checkpoint")
-        return train(read_config(out), Path(out), resume=True, progress=progress, log=log)
     base = load_yaml_config(config_path) if config_path is not None else RunConfig()
     config = base.with_overrides(given)
     out = Path(out)
+    if out.is_dir() and has_resumable_checkpoint(out):
+        return _continue(out, config, progress, log)
     _check_new_run_dir(out)
     return train(config, out, resume=False, progress=progress, log=log, keep_existing=True)
+
+
+def _continue(out: Path, config: RunConfig, progress: bool, log: Callable[[str], None]) -> TrainResult:
+    """The same `--out` command again on a run with a checkpoint: continue it, if the command's config is the run's."""
+    stored = read_config(out)
+    changed = config_differences(stored, config)
+    if changed:
+        raise VaelabError(
+            f"{out} holds a run trained with other settings ({'; '.join(changed)}); give the same options as before "
+            f"to continue it, or choose another --out")
+    why = "restarted by torchrun" if restarted() else "the same command again"
+    log(f"{out}: {why}; continuing the run from its last checkpoint")
+    stored.train.max_steps = config.train.max_steps
+    return train(stored, out, resume=True, progress=progress, log=log)
+
+
+def config_differences(before: RunConfig, after: RunConfig) -> list[str]:
+    """The fields whose values differ, as `name before → after` (the stopping point `max_steps` aside)."""
+    old, new = before.to_dict(), after.to_dict()
+    return [f"{name} {old[section][name]!r} → {new[section][name]!r}"
+            for section in old for name in old[section]
+            if name != "max_steps" and old[section][name] != new[section].get(name)]
 
 
 def _check_new_run_dir(out: Path) -> None:

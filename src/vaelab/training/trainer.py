@@ -27,9 +27,10 @@ import numpy as np
 import torch
 
 from vaelab.config import RunConfig, format_duration, parse_duration
-from vaelab.data.catalog import use_data_dir
+from vaelab.data.catalog import describe, use_data_dir
 from vaelab.data.datasets import binarize, iterate_batches, load_split, prepare_inputs, to_float
 from vaelab.errors import VaelabError
+from vaelab.evaluation.collapse import TRAINING_WARNING, training_warning
 from vaelab.fitting import epoch_order, learning_rate
 from vaelab.hardware import (
     autocast,
@@ -249,6 +250,9 @@ def _train(
     if steps_per_epoch == 0:
         raise VaelabError(f"batch_size {train_cfg.batch_size} is larger than the {len(pool)} training images")
     total_steps = train_cfg.steps or steps_per_epoch * train_cfg.epochs  # a time budget's: once measured
+    # On a small training set an epoch is a few steps, and a validation and a checkpoint after each would cost more
+    # than the training: they come after a round of whole epochs of at least MIN_ROUND_IMAGES images instead.
+    epochs_per_round = math.ceil(MIN_ROUND_IMAGES / (steps_per_epoch * train_cfg.batch_size))
 
     # Model, optimizers and the generators that make every random draw reproducible.
     model = build_model(config.model).to(device).to(memory_format=memory_format)
@@ -291,6 +295,7 @@ def _train(
         profile = machine_profile(device, train_cfg.precision)
         log(profile.describe())
         atomic_write_json(run_dir / MACHINE, profile.to_dict())
+        log(_describe_data(config, len(train_set), len(val_set), steps_per_epoch, epochs_per_round, total_steps))
 
     def modelled(intensities: torch.Tensor) -> torch.Tensor:
         """What the likelihood models of a batch: a fresh binarization for a binarized run, else the intensities."""
@@ -327,7 +332,8 @@ def _train(
 
         measured = time.perf_counter()
         plan = _buy_steps(config, objective, model, optimizers, generators, runner, context, validation, world,
-                          _epoch_batches(pool, train_cfg, 0, train_x.device), steps_per_epoch, write_probe)
+                          _epoch_batches(pool, train_cfg, 0, train_x.device), steps_per_epoch, epochs_per_round,
+                          write_probe)
         state["plan"] = plan.to_dict()
         state["train_seconds"] = time.perf_counter() - measured
     if plan is not None:
@@ -345,6 +351,7 @@ def _train(
 
     finished = True
     segment_start, spent_before = time.perf_counter(), state.get("train_seconds", 0.0)
+    round_start, round_images, round_first_step = segment_start, 0, state["step"]  # this process's part of the round
     first_step = state["step"]
     warned_behind = False  # once a run: a machine's speed wanders
     if plan is not None and resume:
@@ -355,9 +362,7 @@ def _train(
         model.train()
         batches = _epoch_batches(pool, train_cfg, epoch, train_x.device)
         batches = batches[: total_steps - epoch * steps_per_epoch]  # the run's last epoch may be partial
-        first_in_epoch = state["batch_in_epoch"]
         tally = _Tally(device, state["epoch_sums"])  # carried in the checkpoint: a resume reports the same means
-        seen_here, epoch_start = 0, time.perf_counter()
         for global_batch in batches[state["batch_in_epoch"] :]:
             intensities, labels = _batch(train_x, train_y, world.rank_share(global_batch), device)
             lr = learning_rate(state["step"], total_steps, train_cfg.lr, train_cfg.min_lr, train_cfg.lr_schedule)
@@ -370,12 +375,12 @@ def _train(
             tally.add(state["step"], fault, value, logged, intensities.shape[0])
             state["step"] += 1
             state["batch_in_epoch"] += 1
-            seen_here += global_batch.shape[0]
+            round_images += global_batch.shape[0]
             bar.update(1)
             if state["step"] % LOG_EVERY == 0:
                 look(tally)
                 if progress:
-                    rate = seen_here / (time.perf_counter() - epoch_start)
+                    rate = round_images / (time.perf_counter() - round_start)
                     terms = " ".join(f"{name} {value:.1f}" for name, value in tally.last_logged().items())
                     bar.set_postfix_str(f"epoch {epoch + 1}/{epochs} {terms} {rate:,.0f} img/s")
             if state["step"] == first_step + ESTIMATE_AFTER and plan is None:
@@ -389,39 +394,51 @@ def _train(
                 look(tally)
                 save_last(tally.read_sums())
         look(tally)
-        train_seconds = time.perf_counter() - epoch_start
         if not finished:
             save_last(tally.read_sums())
             break
+        state["epoch"] += 1
+        state["batch_in_epoch"] = 0
+        if state["epoch"] % epochs_per_round and state["epoch"] < epochs:  # the round goes on
+            state["epoch_sums"] = tally.read_sums()
+            if train_cfg.checkpoint_every and state["step"] % train_cfg.checkpoint_every == 0:
+                save_last(state["epoch_sums"])
+            continue
 
+        train_seconds = time.perf_counter() - round_start
         val = validate(objective, model, validation, world)
         sums = _summed(world.gather(tally.read_sums()))
         last_step = state["step"] - 1  # the schedules' values at the epoch's last step, also after a resume
         images = max(sums["images"], 1)
+        round_first = (state["epoch"] - 1) // epochs_per_round * epochs_per_round * steps_per_epoch
         row = {
-            "epoch": epoch + 1,
+            "epoch": state["epoch"],
             "step": state["step"],
             **{f"train_{name}": value / images for name, value in sums.items() if name != "images"},
             **val,
             **objective.schedule_values(last_step),
             "lr": learning_rate(last_step, total_steps, train_cfg.lr, train_cfg.min_lr, train_cfg.lr_schedule),
-            "skipped_batches": sum(epoch * steps_per_epoch <= s < state["step"] for s in state["skipped_steps"]),
-            "images_per_s": seen_here / train_seconds if train_seconds > 0 else 0.0,
+            "skipped_batches": sum(round_first <= s < state["step"] for s in state["skipped_steps"]),
+            "images_per_s": round_images / train_seconds if train_seconds > 0 else 0.0,
             "train_seconds": train_seconds,
             "wall_time": time.time(),
         }
+        collapse = training_warning(config, row, state["history"], total_steps,
+                                    objective.scaled_steps(train_cfg.kl_warmup_steps))
+        if collapse is not None:  # kept in metrics.jsonl: later commands, and a resume, see that it was said
+            row[TRAINING_WARNING] = collapse
+            say(collapse)
         state["history"].append(row)
-        score = epoch + 1 if objective.selection is None else val[objective.selection]
+        score = state["epoch"] if objective.selection is None else val[objective.selection]
         if score > state["best_score"]:
             state["best_score"] = score
             if world.is_main:
-                checkpoint.save_best(run_dir, model, epoch + 1, selection, score)
-        state["epoch"] += 1
-        state["batch_in_epoch"] = 0
+                checkpoint.save_best(run_dir, model, state["epoch"], selection, score)
         state["epoch_sums"] = {"images": 0}
         save_last(state["epoch_sums"])
         if plan is not None and state["step"] < total_steps and not warned_behind:
-            warned_behind = _warn_if_behind(plan, state, train_seconds / max(len(batches) - first_in_epoch, 1), say)
+            step_seconds = train_seconds / max(state["step"] - round_first_step, 1)
+            warned_behind = _warn_if_behind(plan, state, step_seconds, say)
         if world.is_main:
             checkpoint.write_metrics(run_dir, state["history"])
             if plan is not None and state["step"] >= total_steps:
@@ -430,11 +447,12 @@ def _train(
                 writer = writer if writer is not None else _summary_writer_class()(str(run_dir / "tensorboard"))
                 for key, value in row.items():
                     if isinstance(value, float):
-                        writer.add_scalar(key, value, epoch + 1)
+                        writer.add_scalar(key, value, state["epoch"])
         say(
-            f"epoch {epoch + 1:3d}  train loss {row.get('train_loss', math.nan):.2f}  {objective.summary(row)}  "
+            f"epoch {state['epoch']:3d}  train loss {row.get('train_loss', math.nan):.2f}  {objective.summary(row)}  "
             f"{row['images_per_s']:,.0f} img/s"
         )
+        round_start, round_images, round_first_step = time.perf_counter(), 0, state["step"]
     bar.close()
     if writer is not None:
         writer.close()
@@ -442,6 +460,7 @@ def _train(
                        state["history"])
 
 
+MIN_ROUND_IMAGES = 500  # images trained on between two validations at the least: see `epochs_per_round`
 LOG_EVERY = 20  # steps between the host's reads of the device's flags (and the progress bar's numbers)
 ESTIMATE_AFTER = 20  # steps measured before a run without a time budget says how long it will take
 
@@ -454,6 +473,26 @@ def _epoch_batches(pool: torch.Tensor, train_cfg: Any, epoch: int, device: torch
                                                          drop_last=True)]).to(device)
 
 
+def _describe_data(config: RunConfig, train_images: int, val_images: int, steps_per_epoch: int,
+                   epochs_per_round: int, total_steps: int) -> str:
+    """One line on what the run trains on and how: the images of each split, the classes, the shape, the batches
+    and the steps (a time budget's steps are bought, and said, after this line)."""
+    data, train_cfg = config.data, config.train
+    description = describe(data.dataset)
+    test_images = len(load_split(data.dataset, "test", data.val_size, data.split_seed))
+    names = description.class_names or ()
+    classes = (f"{len(names)} classes ({', '.join(names[:5])}{' …' if len(names) > 5 else ''})" if names
+               else "no classes")
+    if train_cfg.time_budget is not None:
+        length = f"the steps a time budget of {train_cfg.time_budget} buys"
+    else:
+        length = f"{total_steps:,} steps ({total_steps / steps_per_epoch:.3g} epochs)"
+    rounds = f", validated every {epochs_per_round} epochs" if epochs_per_round > 1 else ""
+    return (f"data: {train_images:,} training, {val_images:,} validation and {test_images:,} test images of "
+            f"{data.dataset}; {classes}; {'×'.join(map(str, description.shape))}; batches of {train_cfg.batch_size}, "
+            f"{steps_per_epoch:,} steps an epoch; {length}{rounds}")
+
+
 def _write_budget(run_dir: Path, plan: Plan, **finished: float) -> None:
     """RUN/budget.json: what the time budget bought, how to repeat it, and (once finished) what it spent."""
     atomic_write_json(run_dir / BUDGET, {**plan.to_dict(), "reproduce": f"--steps {plan.steps}", **finished})
@@ -463,7 +502,7 @@ def _warn_if_behind(plan: Plan, state: dict[str, Any], step_seconds: float, say:
     """Say so (and return True) when this machine now runs so much slower than it measured that the run will
     overrun its budget by more than 20%. Its steps stay as bought, so that `--steps N` still repeats it."""
     left = plan.steps - state["step"]
-    projected = state["train_seconds"] + estimated_seconds(left, plan.steps_per_epoch, 0, step_seconds,
+    projected = state["train_seconds"] + estimated_seconds(left, plan.steps_per_round, 0, step_seconds,
                                                            plan.validation_seconds, plan.checkpoint_seconds)
     if projected <= 1.2 * plan.budget_seconds:
         return False
@@ -481,7 +520,7 @@ def _remaining_seconds(state: dict[str, Any], total_steps: int, elapsed: float) 
 def _buy_steps(
     config: RunConfig, objective: Objective, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
     generators: dict[str, torch.Generator], runner: Callable[[Iterator[Phase]], Phase | None], context: StepContext,
-    validation: ValidationData, world: World, batches: torch.Tensor, steps_per_epoch: int,
+    validation: ValidationData, world: World, batches: torch.Tensor, steps_per_epoch: int, epochs_per_round: int,
     write_probe: Callable[[], None],
 ) -> Plan:
     """Measure this machine on real steps, buy the steps the time budget affords, then undo the measuring steps.
@@ -505,7 +544,7 @@ def _buy_steps(
         plan: Plan | str = measure_and_plan(
             train_cfg.time_budget, parse_duration(train_cfg.time_budget), steps_per_epoch,
             train_cfg.checkpoint_every, take_one, lambda: validate(objective, model, validation, world),
-            write_probe, agree=world.from_main)
+            write_probe, agree=world.from_main, epochs_per_round=epochs_per_round)
     except VaelabError as error:
         plan = str(error)
     finally:

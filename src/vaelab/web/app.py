@@ -22,6 +22,7 @@ filesystem.
 import asyncio
 import base64
 import binascii
+import errno
 import io
 import secrets
 import socket
@@ -42,6 +43,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vaelab.analysis.factors import shown_name
 from vaelab.analysis.interpolation import MODES, interpolate_codes
 from vaelab.analysis.samplers import GaussianMixture, read_gmm
 from vaelab.analysis.traversal import LatentUsage, latent_usage, load_test_inputs
@@ -51,7 +53,7 @@ from vaelab.data.description import DatasetDescription
 from vaelab.data.imagefiles import to_array
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
-from vaelab.evaluation.latents import dimensions_by_kl
+from vaelab.evaluation.latents import dimensions_by_kl, is_weak_dimension
 from vaelab.images import MAX_IMAGE_SIDE, display_array, png_bytes
 from vaelab.models.registry import refuse_conditional, require_encoder
 from vaelab.models.vae import VAE
@@ -124,6 +126,7 @@ class Explorer:
         return {
             "dataset": self.dataset,
             "input_mode": self.input_mode,
+            "inputs": modelled_inputs(self.image_shape[0], self.input_mode),
             "latent_dim": self.latent_dim,
             "image_shape": list(self.image_shape),
             "input": self.description.explorer_input,
@@ -131,6 +134,7 @@ class Explorer:
             "z_bound": Z_BOUND,
             "dims": [
                 {"dim": d, "kl": self.usage.kl_per_dim[d], "active": self.usage.active[d],
+                 "weak": is_weak_dimension(self.usage.active[d], self.usage.kl_per_dim[d]),
                  "factor": self.factors.get(d)}
                 for d in dimensions_by_kl(self.usage.kl_per_dim)
             ],
@@ -226,13 +230,22 @@ class DecodeWorker:
         self.thread.shutdown(wait=True, cancel_futures=True)
 
 
+def modelled_inputs(channels: int, input_mode: str) -> str:
+    """What the model models, as the page names it: "colour (RGB) intensities", "grey intensities" or "binarized
+    grey pixels". Taken from the image channels as well as the input mode: input_mode `grayscale` means the
+    intensities as they are, which for a three-channel dataset are colours, not grey."""
+    colour = "colour (RGB)" if channels == 3 else "grey"
+    return f"binarized {colour} pixels" if input_mode == "binarized" else f"{colour} intensities"
+
+
 def read_factor_names(run_dir: Path) -> dict[int, str]:
-    """Dimension → factor name from RUN/factors.json (written by `vaelab factors`); empty when there is none."""
+    """Dimension → factor name from RUN/factors.json (written by `vaelab factors`), inactive and weak dimensions
+    unnamed (`shown_name`); empty when there is none."""
     rows = read_artefact_if_present(run_dir, FACTORS)
     if rows is None:
         return {}
     try:
-        return {int(row["dim"]): str(row["name"]) for row in rows}
+        return {int(row["dim"]): shown_name(row) for row in rows}
     except (TypeError, KeyError, ValueError) as error:
         path = run_dir / FACTORS
         raise VaelabError(f"{path} is not a factor table ({error}); run `vaelab factors {run_dir}` again") from None
@@ -464,8 +477,24 @@ def bind_socket(host: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as error:
         sock.close()
-        raise VaelabError(f"cannot listen on {host} port {port} ({error.strerror}); choose another --port") from None
+        raise VaelabError(listen_problem(host, port, error)) from None
     return sock
+
+
+def listen_problem(host: str, port: int, error: OSError) -> str:
+    """One line for a failed bind that names what is wrong (the address, the port) and the option to change."""
+    hosts = "use --host 127.0.0.1 (this machine only) or --host 0.0.0.0 (every network of this machine)"
+    # A name that does not resolve (999.1.1.1, a typo) fails in getaddrinfo; a well-formed address of another
+    # machine fails in bind. Either way the port is not the problem.
+    if isinstance(error, socket.gaierror) or error.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EINVAL):
+        return f"cannot listen on {host}: not a valid address of this machine ({error.strerror}); {hosts}"
+    if error.errno == errno.EADDRINUSE:
+        return (f"cannot listen on {host} port {port}: the port is in use (another explorer or server?); choose "
+                "another --port, or --port 0 for any free one")
+    if error.errno == errno.EACCES:
+        return (f"cannot listen on {host} port {port}: ports below 1024 need administrator rights; choose a --port "
+                "from 1024 to 65535")
+    return f"cannot listen on {host} port {port} ({error.strerror}); check --host and --port"
 
 
 def server_url(sock: socket.socket) -> str:

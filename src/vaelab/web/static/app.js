@@ -95,7 +95,8 @@ function addSlider(parent, row) {
   line.className = "slider";
   const label = document.createElement("label");
   label.textContent = row.factor ? `z${row.dim} · ${row.factor}` : `z${row.dim}`;
-  label.title = `${label.textContent}: KL ${row.kl.toFixed(3)} nats${row.active ? "" : " (inactive)"}`;
+  const usage = !row.active ? " (inactive)" : row.weak ? " (weak)" : "";
+  label.title = `${label.textContent}: KL ${row.kl.toFixed(3)} nats${usage}`;
   const input = document.createElement("input");
   Object.assign(input, { type: "range", min: -SLIDER_RANGE, max: SLIDER_RANGE, step: 0.01, value: 0 });
   input.id = label.htmlFor = `z${row.dim}`;
@@ -242,7 +243,7 @@ function setUpClassChoice(classes) {
 
 async function start() {
   const info = await (await api("/api/info")).json();
-  $("run-info").textContent = `${info.dataset}, ${info.input_mode} inputs, ${info.latent_dim}-d latent, ` +
+  $("run-info").textContent = `${info.dataset}, ${info.inputs}, ${info.latent_dim}-d latent, ` +
     `KL from ${info.kl_source}`;
   const inactive = info.dims.filter((row) => !row.active);
   for (const row of info.dims) addSlider(row.active ? $("sliders") : $("inactive-sliders"), row);
