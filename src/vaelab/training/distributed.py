@@ -107,6 +107,10 @@ class World:
         that is not a `VaelabError` (a bug) keeps its traceback here."""
         if self.size == 1 or getattr(error, "every_rank", False):
             return error
+        if _failures is not None:
+            first = _recorded_failure(_failures)
+            if first is not None:  # another rank failed first: this error (a closed connection) follows from it
+                return RanksFailed(first)
         message = rank_message(self.rank, error)
         if _failures is not None:
             _failures.set(FAILURE_KEY, message)
@@ -181,15 +185,20 @@ def process_group(world: World, device: torch.device) -> Iterator[None]:
         dist.destroy_process_group()
 
 
+def _recorded_failure(store: Any) -> str | None:
+    """The line a rank failed with, when one has; None when none has or the store is gone."""
+    try:
+        return store.get(FAILURE_KEY).decode() if store.check([FAILURE_KEY]) else None
+    except Exception:
+        return None
+
+
 def _watch_for_failures(store: Any, done: threading.Event, interval: float = 0.05) -> None:
     """Print the line another rank failed with and leave, rather than wait in a collective it will never join."""
     while not done.wait(interval):
-        try:
-            if not store.check([FAILURE_KEY]):
-                continue
-            message = store.get(FAILURE_KEY).decode()
-        except Exception:  # the store is gone: the group is over, one way or another
-            return
+        message = _recorded_failure(store)
+        if message is None:
+            continue
         print(f"error: {message}", file=sys.stderr, flush=True)
         os._exit(2)
 

@@ -62,7 +62,7 @@ def _continue(out: Path, config: RunConfig, progress: bool, log: Callable[[str],
             f"{out} holds a run trained with other settings ({'; '.join(changed)}); give the same options as before "
             f"to continue it, or choose another --out")
     why = "restarted by torchrun" if restarted() else "the same command again"
-    log(f"{out}: {why}; continuing the run from its last checkpoint")
+    log(f"{why}: resuming {out} from its last checkpoint")
     stored.train.max_steps = config.train.max_steps
     return train(stored, out, resume=True, progress=progress, log=log)
 
