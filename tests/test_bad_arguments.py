@@ -231,6 +231,7 @@ def test_an_option_without_its_value_is_refused_in_one_line(capsys, places, comm
     (["eval", "{run}", "--device", "gpu"], "unknown --device 'gpu'; use auto, cpu or cuda"),
     (["classify", "{classifier}", "{jpg}"], "{jpg} is not a readable PNG image (it is a JPEG image); save it as a PNG"),
     (["report", "{run}", "--out", "{tmp}/report.pdf"], "output {tmp}/report.pdf must end in .html"),
+    (["train", "--out", "{tmp}/new", "--latent-dim", "8.5"], "--latent-dim must be a whole number (got '8.5')"),
 ])
 def test_each_mistake_gets_a_message_that_names_it(capsys, places, args, message):
     err = assert_refused_in_one_line(capsys, places, args)

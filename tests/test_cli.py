@@ -123,10 +123,10 @@ def test_help_and_version_answer_without_importing_torch(tmp_path):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--epochs", "three"], "epochs must be of type int (got 'three')"),
+        (["--epochs", "three"], "--epochs must be a whole number (got 'three')"),
         (["--beta", "-1"], "beta must be a finite number ≥ 0"),
         (["--model", "flow"], "model kind 'flow' is unknown; choose one of: vae, cvae, vae-classifier, m2, gan, ddpm"),
-        (["--channels", "16,x"], "channels must be of type int (got 'x')"),
+        (["--channels", "16,x"], "--channels must be a whole number (got 'x')"),
         (["--dataset", "cifar"], "unknown dataset 'cifar'; choose one of: mnist, fashion-mnist"),
     ],
 )

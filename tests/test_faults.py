@@ -178,7 +178,7 @@ def test_damaged_trainer_state_copy_does_not_stop_a_resume_and_is_rewritten(fini
     [
         (lambda text: text[: len(text) // 2], r"config\.json is unreadable or not valid JSON"),
         (lambda text: text.replace('"latent_dim": 8', '"latent_dim": 16'), r"does not match the model described"),
-        (lambda text: text.replace('"latent_dim": 8', '"latent_dim": "eight"'), r"latent_dim must be of type int"),
+        (lambda text: text.replace('"latent_dim": 8', '"latent_dim": "eight"'), r"latent_dim must be a whole number"),
     ],
     ids=["truncated", "wrong-latent-dim", "wrong-type"],
 )

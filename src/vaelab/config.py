@@ -284,7 +284,7 @@ class RunConfig:
             for replaced in LENGTH_REPLACES.get(key, ()):  # a length given here wins over the file's other one
                 if overrides.get(replaced) is None:
                     raw["train"][replaced] = None
-        return RunConfig.from_dict(raw, "command-line options")
+        return RunConfig.from_dict(raw, COMMAND_LINE)
 
     def resolve(self) -> None:
         """Fill what the dataset decides when the config leaves it open: the image shape (always the dataset's),
@@ -622,8 +622,15 @@ def _build(section_type: type, values: dict[str, Any], where: str) -> Any:
     defaults = section_type()
     converted = {}
     for name, value in values.items():
-        converted[name] = _coerce(value, getattr(defaults, name), fields[name].type, f"{where} {name}")
+        flag = fields[name].metadata.get("flag") or f"--{name.replace('_', '-')}"
+        label = flag if where.startswith(COMMAND_LINE) else f"{where} {name}"  # what the user typed
+        converted[name] = _coerce(value, getattr(defaults, name), fields[name].type, label)
     return section_type(**{**dataclasses.asdict(defaults), **converted})
+
+
+COMMAND_LINE = "command-line options"
+TYPE_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false", "str": "text",
+              "list[int]": "whole numbers separated by commas, e.g. 32,64"}
 
 
 def _coerce(value: Any, default: Any, type_name: str, where: str) -> Any:
@@ -659,5 +666,5 @@ def _coerce(value: Any, default: Any, type_name: str, where: str) -> Any:
                 value = [v for v in value.split(",") if v.strip()]
             return [_coerce(v, 0, "int", where) for v in value]
     except (TypeError, ValueError, OverflowError):
-        raise VaelabError(f"{where} must be of type {base} (got {value!r})") from None
+        raise VaelabError(f"{where} must be {TYPE_WORDS.get(base, base)} (got {value!r})") from None
     raise AssertionError(f"no coercion for {type_name}")
