@@ -34,19 +34,13 @@ from PIL import Image
 from vaelab.data.catalog import describe
 from vaelab.data.datasets import load_split, prepare_inputs
 from vaelab.data.shapes import write_shapes_folder
+from vaelab.evaluation.collapse import sample_spread
 from vaelab.evaluation.latents import active_units
 from vaelab.evaluation.reference_classifier import accuracy, classifier_summary, load_or_train_classifier
+from vaelab.models.vae import kl_per_dimension
 from vaelab.rundir import load_model, read_config, read_metrics
 
 SAMPLES = 100
-
-
-def pairwise_distance(images: torch.Tensor) -> float:
-    """The mean RMS pixel distance between two different images of the set."""
-    flat = images.flatten(1).double()
-    distances = torch.cdist(flat, flat) / flat.shape[1] ** 0.5
-    count = len(flat)
-    return float(distances.sum() / (count * (count - 1)))
 
 
 def write_emoji_folder(folder: Path, count: int, seed: int = 0) -> Path:
@@ -78,9 +72,9 @@ def measure(run_dir: Path) -> dict[str, float]:
     samples = model.sample(SAMPLES, generator=torch.Generator().manual_seed(0))
     numbers = {
         "test_images": len(test),
-        "sample_distance_share": pairwise_distance(samples) / pairwise_distance(x[:SAMPLES]),
+        "sample_distance_share": sample_spread(samples, x[:SAMPLES]),
         "active_dimensions": int(active_units(mu).sum()),
-        "kl_per_image": float(0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()),
+        "kl_per_image": float(kl_per_dimension(mu, logvar).sum(1).mean()),
     }
     if config.model.classes and config.model.classes >= 2:
         judge = load_or_train_classifier(config.data.dataset)

@@ -320,9 +320,7 @@ class RunConfig:
         a large dataset): its train split less the validation images, at most `train_limit`."""
         if description.train_images is None:
             return self.data.train_limit
-        share = description.default_val_size
-        held_out = self.data.val_size if self.data.val_size is not None else (
-            share if isinstance(share, int) else max(1, round(share * description.train_images)))
+        held_out = self.data.val_size or description.default_validation_images(description.train_images)
         available = max(description.train_images - held_out, 1)
         return min(available, self.data.train_limit or available)
 

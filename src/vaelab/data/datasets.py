@@ -69,8 +69,7 @@ def load_split(
         return _load_files(name, split, root)
     train = _load_files(name, "train", root)
     if val_size is None:
-        default = description.default_val_size  # a count, or a share of the train split
-        val_size = default if isinstance(default, int) else max(1, round(default * len(train)))
+        val_size = description.default_validation_images(len(train))
     if not 0 < val_size < len(train):
         raise VaelabError(f"val_size {val_size:,} must be between 1 and the {len(train) - 1:,} images of {name}'s "
                           "train split less one; pass a smaller --val-size")

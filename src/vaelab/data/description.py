@@ -96,6 +96,12 @@ class DatasetDescription:
         channels, height, width = self.shape
         return channels * height * width
 
+    def default_validation_images(self, train_images: int) -> int:
+        """The validation images carved by default from a train split of `train_images`: `default_val_size`, a
+        count or a share of it."""
+        share = self.default_val_size
+        return share if isinstance(share, int) else max(1, round(share * train_images))
+
     def files_of(self, split: str) -> tuple[str, ...]:
         """The files one split is read from (all of them where the dataset does not say)."""
         return self.split_files.get(split, tuple(self.files))
