@@ -13,7 +13,7 @@ DEMO_IW_BUDGET ?= 30s
 DEMO_FACTOR_BASES ?= 40
 DEMO_METRIC_IMAGES ?= 2000
 
-.PHONY: demo demo-data test test-slow lint docs pretrained data install runtime dataset-packages browser clean
+.PHONY: demo demo-data test test-slow lint docs figures pretrained data install runtime dataset-packages browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,13 +55,18 @@ data: install dataset-packages
 	$(BIN)/vaelab data fetch emoji
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs
 	$(BIN)/lint-imports --no-cache
 
-# The API reference from the docstrings (mkdocs.yml), into site/; strict: a warning (a broken link, a documented
-# parameter the signature lacks) fails the build.
+# The site (mkdocs.yml: the user guide, the results, and the API reference from the docstrings), into site/;
+# strict: a warning (a broken link or anchor, a documented parameter the signature lacks) fails the build.
 docs: install
 	$(BIN)/mkdocs build --strict --site-dir site
+
+# Every picture of the README and the guide, drawn from the shipped models and docs/results/data/ into docs/figures/
+# (only those whose inputs changed; `make figures FORCE=--force` draws all).
+figures: install browser
+	$(BIN)/python docs/render_figures.py $(FORCE)
 
 # Two workers (pytest-xdist), one thread each: the small models of the tests use two cores better that way.
 TEST_WORKERS ?= 2

@@ -4,7 +4,7 @@ classifier assigns to c, per class and overall, beside the classifier's own accu
     python benchmarks/conditional_accuracy.py runs/cvae-mnist [--per-class 1000] [--seed 0]
 
 Target (issue 21, which replaced issue 5's fixed 99% / 95%): samples as classifiable as real images, i.e. an overall
-accuracy at least the classifier's own on the real test images. Prints lines for docs/results.md.
+accuracy at least the classifier's own on the real test images. Prints lines for docs/results/.
 """
 
 from __future__ import annotations

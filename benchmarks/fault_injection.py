@@ -7,7 +7,7 @@ just after a file was renamed into place (tests/faults.py). After each kill the 
 torn files, resumed to the end, and compared with one uninterrupted run: weights, optimizer and RNG states
 (`last.safetensors`), best model and every metrics row (timings aside) must be bit-identical. Steps lost =
 the step the kill interrupted − the step the resume started from (at most the checkpoint interval, 5 steps).
-Prints lines for docs/results.md.
+Prints lines for docs/results/.
 """
 
 from __future__ import annotations

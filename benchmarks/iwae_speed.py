@@ -4,7 +4,7 @@
 
 Both modes bound the same test images with the same draws (after one warm-up image, which for the compiled model
 includes compiling), and the largest difference between their bounds is printed: compiling changes float rounding,
-not the bound. Prints lines for docs/results.md.
+not the bound. Prints lines for docs/results/.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """What every benchmark prints first: date, machine, threads and commit, then the machine profile (device, threads,
-precision and why, measured matmul rates), for the rows of docs/results.md."""
+precision and why, measured matmul rates), for the rows of docs/results/."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ per-pixel pass of the whole network over the window the pixel can see.
 vaelab (`AutoregressiveImage.sample_with_means`) runs the vertical stacks once a row and only the horizontal stacks
 per pixel. The reference runs every layer per pixel on the `reach` rows above it and `reach` columns to each side.
 Both draw from the same codes and uniforms; the script prints whether they drew the same images and the largest
-difference of their conditional means. Prints lines for docs/results.md.
+difference of their conditional means. Prints lines for docs/results/.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ precision/recall (k=3), classes covered, sharpness — and the confident share o
 
     python benchmarks/samplers.py runs/demo [--samples 10000] [--inception-samples N | --no-inception]
 
-Writes RUN/generation.json (as `vaelab fid`) and prints a table for docs/results.md.
+Writes RUN/generation.json (as `vaelab fid`) and prints a table for docs/results/.
 """
 
 from __future__ import annotations

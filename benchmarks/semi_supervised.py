@@ -10,7 +10,7 @@ Each variant is one run directory under --out (an existing finished run is reuse
 continues). `--kind m1m2` trains M2 on the codes of the finished unsupervised run `--m1` instead
 (`vaelab.training.stacked`; its folder holds stacked.json). Kingma et al. 2014 report M2 test errors of 11.97%
 (100 labels), 4.94% (600), 3.60% (1000) and 3.92% (3000) on MNIST, and M1+M2 3.33%, 2.59%, 2.40%, 2.18%.
-Prints lines for docs/results.md.
+Prints lines for docs/results/.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def main() -> None:
 
 
 def progress(message: str) -> None:
-    """Per-epoch validation errors go to stderr, so stdout keeps only the lines for docs/results.md."""
+    """Per-epoch validation errors go to stderr, so stdout keeps only the lines for docs/results/."""
     print(message, file=sys.stderr, flush=True)
 
 

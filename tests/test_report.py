@@ -13,6 +13,7 @@ from PIL import Image
 from tests.conftest import launch_chromium
 from vaelab.analysis.disentanglement import measure_disentanglement
 from vaelab.analysis.factors import analyse_factors
+from vaelab.config import RunConfig
 from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.latents import WEAK_KL_NATS
 from vaelab.report.figures import DPI, figure_png, kl_heatmap_figure
@@ -22,13 +23,15 @@ from vaelab.report.html import (
     active_text,
     build_report,
     confidence_note,
+    headline_rows,
     html_table,
+    published_anchor,
 )
 
 LEGIBLE_PX = 9  # the smallest text the report may show, in CSS pixels
 FRAME_PX = 40  # the smallest traversal frame the factor table may show
 
-CORE_SECTIONS = ("Configuration", "Training curves", "Evaluation on the test split", "Prior samples",
+CORE_SECTIONS = ("Summary", "Configuration", "Training curves", "Evaluation on the test split", "Prior samples",
                  "Reconstructions", "Latent traversals", "What each dimension controls",
                  "Disentanglement against measured attributes", "Latent maps", "Limitations (measured)")
 CONDITIONAL_SECTIONS = ("Class-conditioned samples", "Restyle", "Style dimensions written as every class")
@@ -92,7 +95,7 @@ def test_report_opens_in_headless_chromium_with_every_image_loaded_and_no_outsid
         headings = page.eval_on_selector_all("h2", "els => els.length")
         browser.close()
     assert len(images) >= 10 and all(image["ok"] for image in images), [i for i in images if not i["ok"]]
-    assert headings == (11 if which == "report" else 13)  # the core sections, and the conditional ones
+    assert headings == (12 if which == "report" else 14)  # the core sections, and the conditional ones
     outside = [url for url in requests if not url.startswith(("file://", "data:"))]
     assert outside == []
 
@@ -187,3 +190,133 @@ def test_the_report_shows_traversal_frames_and_kl_labels_large_enough_to_read_in
     assert strips and min(size["shown"] for size in strips) / TABLE_FRAMES >= FRAME_PX
     heat_map = next(size for size in sizes if size["alt"] == "KL per dimension")
     assert heat_map["shown"] == heat_map["own"]  # the labels drawn at ≥ 9 px (test above) are shown at that size
+
+
+# --- the summary first, the configuration last, and no table wider than the window -----------------------------------
+
+# Where the page's parts are: the headings in order, whether the summary comes before the configuration and the
+# configuration sits folded in a <details> of the last section, and what the summary shows.
+OPENING = """() => {
+    const sections = [...document.querySelectorAll("section")];
+    const summary = sections.find((s) => s.querySelector("h2").textContent === "Summary");
+    const config = document.querySelector("pre");
+    const details = config.closest("details");
+    return {
+        headings: sections.map((s) => s.querySelector("h2").textContent),
+        summaryFirst: Boolean(summary.compareDocumentPosition(config) & Node.DOCUMENT_POSITION_FOLLOWING),
+        configFolded: details !== null && !details.open && details.closest("section") === sections.at(-1),
+        summaryText: summary.innerText,
+        summaryImages: [...summary.querySelectorAll("img")].map((img) => ({alt: img.alt, ok: img.naturalWidth > 0})),
+        summaryTop: summary.getBoundingClientRect().top,
+    };
+}"""
+
+
+def test_the_report_opens_with_the_summary_and_ends_with_the_configuration_folded_in_details(report, trained_run):
+    from playwright.sync_api import sync_playwright
+
+    evaluation = json.loads((trained_run / "eval.json").read_text())
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1024, "height": 900})
+        page.goto(report.as_uri(), wait_until="load")
+        opening = page.evaluate(OPENING)
+        browser.close()
+    assert opening["headings"][0] == "Summary" and opening["headings"][-1] == "Configuration (appendix)"
+    assert opening["summaryFirst"] and opening["configFolded"]
+    assert opening["summaryTop"] < 900  # the summary starts on the first screen
+    text = opening["summaryText"]
+    for shown in ("What was trained on what", "vae (β-VAE, β 1)", "mnist, 1×28×28 images, binarized", "bernoulli",
+                  "8 dimensions", "4 epochs", "training time", f"{evaluation['elbo']:.2f} nats",
+                  f"{evaluation['iwae']['nll']:.2f} nats", f"{evaluation['active_units']} of 8",
+                  "Strongest measured factors"):
+        assert shown in text, shown
+    # A plain VAE on dynamically binarized MNIST under a Bernoulli likelihood: the published NLL stands beside its own.
+    assert "86.76 nats: VAE, 1 stochastic layer, IWAE-5000 (Burda et al. 2016, Table 1)" in text
+    assert {"summary samples"} <= {image["alt"] for image in opening["summaryImages"]}
+    assert all(image["ok"] for image in opening["summaryImages"])
+
+
+def test_the_summary_lists_the_named_factors_with_the_largest_rho_first(report, trained_run):
+    named = [row for row in json.loads((trained_run / "factors.json").read_text())
+             if row["active"] and row["name"] not in ("entangled", "class/shape", "weak")]
+    summary = report.read_text().split("<h2>Summary</h2>")[1].split("</section>")[0]
+    shown = re.findall(r"<td>z(\d+)</td><td>([^<]+)</td><td>([^<]+)</td>", summary)
+    expected = sorted(named, key=lambda row: -abs(row["top_rho"]))[:5]
+    assert expected  # the tiny model names a dimension after an attribute (test_factors.py)
+    assert [(int(dim), attribute, float(rho)) for dim, attribute, rho in shown] == [
+        (row["dim"], row["top_attribute"], round(row["top_rho"], 2)) for row in expected]
+
+
+# Every table's right edge, and that of the box that scrolls it where one does (overflow-x auto or scroll), against
+# the window; how wide the page is; and the right edge of every traversal frame of the factor table against the
+# box it scrolls in (what shows without scrolling sideways).
+TABLE_EDGES = """() => {
+    const scrollBox = (element) => {
+        for (let box = element.parentElement; box !== document.body; box = box.parentElement) {
+            if (["auto", "scroll"].includes(getComputedStyle(box).overflowX)) return box;
+        }
+        return null;
+    };
+    const tables = [...document.querySelectorAll("table")].map((table) => {
+        const box = scrollBox(table);
+        return {head: table.querySelector("th").textContent, right: table.getBoundingClientRect().right,
+                boxRight: box === null ? null : box.getBoundingClientRect().right};
+    });
+    const traversals = [...document.querySelectorAll("img[alt^='traversal of z']")].map((img) => ({
+        right: img.getBoundingClientRect().right, boxRight: scrollBox(img).getBoundingClientRect().right}));
+    return {tables, traversals, pageWidth: document.documentElement.scrollWidth, window: innerWidth};
+}"""
+
+
+@pytest.mark.parametrize("width", [1024, 390])
+@pytest.mark.parametrize("which", ["report", "cvae_report"])
+def test_every_table_fits_the_window_or_scrolls_in_its_own_box_and_the_page_never_scrolls_sideways(
+    which, width, request
+):
+    report = request.getfixturevalue(which)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.goto(report.as_uri(), wait_until="load")
+        page.eval_on_selector("details", "details => { details.open = true; }")  # the configuration's lines too
+        edges = page.evaluate(TABLE_EDGES)
+        browser.close()
+    assert edges["window"] == width and edges["pageWidth"] <= width
+    assert len(edges["tables"]) >= 6
+    cut = [table["head"] for table in edges["tables"]
+           if table["right"] > width and (table["boxRight"] is None or table["boxRight"] > width)]
+    assert cut == []
+    if width >= 1024:  # on a laptop the factor table's traversals show whole; its numbers may scroll in its box
+        assert edges["traversals"] and all(frame["right"] <= frame["boxRight"] for frame in edges["traversals"])
+
+
+def test_a_published_anchor_stands_only_beside_a_run_measured_like_for_like():
+    plain = RunConfig()  # a VAE on dynamically binarized MNIST, Bernoulli likelihood, β 1
+    assert plain.data.input_mode == "binarized" and plain.model.likelihood == "bernoulli"
+    assert published_anchor("nll", plain).value == 86.76
+    for unlike in ({"beta": 4.0}, {"free_bits": 0.5}, {"prior": "vamp"}, {"input_mode": "grayscale",
+                                                                             "likelihood": "gaussian"}):
+        assert published_anchor("nll", plain.with_overrides(unlike)) is None, unlike
+    fashion = plain.with_overrides({"dataset": "fashion-mnist"})
+    assert published_anchor("nll", fashion) is None  # no published NLL of binarized Fashion-MNIST in the table
+    assert published_anchor("fid prior", fashion).value == 43.6
+    assert published_anchor("fid two-stage", fashion).value == 29.3
+    assert published_anchor("fid gmm", fashion) is None
+    assert published_anchor("m2 test error", plain.with_overrides({"kind": "m2", "labels": 100})).value == 11.97
+    assert published_anchor("m2 test error", plain.with_overrides({"kind": "m2", "labels": 600})) is None
+
+    evaluation = {"elbo": -95.0, "bits_per_dim_elbo": 0.175, "active_units": 20, "latent_dim": 32}
+
+    def fid(samples: int) -> dict:
+        return {"fid_inception": 18.2, "inception_samples": samples, "inception_reference_images": 10_000,
+                "fid_inception_protocol": f"{samples:,} samples"}
+
+    rows = headline_rows(plain, evaluation, {"samplers": {"prior": fid(10_000), "two-stage": fid(1_000)}})
+    published = {row[0]: row[2] for row in rows}
+    assert published["FID (Inception), prior samples"] == "16.6: VAE (Dai & Wipf 2019, Table 1)"
+    assert published["FID (Inception), two-stage samples"] == "–"  # 1,000 samples: biased upward, not comparable
+    assert [row[1] for row in headline_rows(plain, evaluation, None) if row[0] == "FID (Inception)"] == [
+        "not measured (`vaelab fid RUN` measures it)"]

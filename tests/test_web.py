@@ -29,6 +29,7 @@ from vaelab.data import load_split
 from vaelab.data.catalog import describe
 from vaelab.data.shapes import write_shapes_folder
 from vaelab.images import make_grid, png_bytes
+from vaelab.pretrained import resolve_run
 from vaelab.rundir import BEST, CONFIG, load_model, read_config, save_tensors
 from vaelab.training import train
 from vaelab.web.app import MAX_BODY_BYTES, Explorer, bind_socket, create_app, make_server
@@ -51,7 +52,7 @@ def bare_copy(run_dir: Path, to: Path) -> Path:
 @pytest.fixture(scope="module")
 def analysed_run(trained_run, tmp_path_factory) -> Path:
     """A run after `vaelab factors` and with a stored mixture sampler, as the explorer finds a finished run."""
-    run = bare_copy(trained_run, tmp_path_factory.mktemp("explorer") / "run")
+    run = bare_copy(trained_run, tmp_path_factory.mktemp("explorer") / "analysed-tiny-run")
     analyse_factors(run, bases=10, steps=5)
     # A stored two-component mixture: the explorer only draws from the file `vaelab sample --sampler gmm` leaves.
     means = torch.randn(2, LATENT_DIM, generator=torch.Generator().manual_seed(0))
@@ -586,6 +587,33 @@ def test_the_page_names_what_an_rgb_run_models_and_its_long_folder_wraps_on_a_ph
         assert LONG_FOLDER in info.replace("\n", "") and "colour (RGB) intensities" in info
         assert "grayscale" not in page.inner_text("body") and "grey" not in info
         assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")  # no sideways scroll
+
+
+def test_the_page_names_the_run_and_shows_no_path_of_the_serving_machine(server, analysed_run, browser):
+    with browser.new_context(viewport={"width": 1280, "height": 900}) as context:
+        page = context.new_page()
+        page.goto(f"http://{server[0]}:{server[1]}/", wait_until="networkidle")
+        page.wait_for_function("!document.getElementById('run-info').textContent.startsWith('loading')")
+        header, title, shown = page.inner_text("#run-info"), page.title(), page.content()
+    assert header.startswith(f"{analysed_run.name}: mnist, ") and title.startswith(analysed_run.name)
+    assert analysed_run.name in shown
+    # Nor what the page reads to draw itself, nor the API docs: a path of this machine is nobody's business.
+    served = [shown, call(server, "GET", "/api/info")[2].decode(), call(server, "GET", "/openapi.json")[2].decode()]
+    for text in served:
+        assert str(analysed_run.parent) not in text and str(analysed_run.resolve().parent) not in text
+
+
+def test_a_pretrained_model_is_named_pretrained_and_its_kl_source_is_eval_json_not_its_path():
+    info = Explorer.load("pretrained:mnist").info()
+    assert info["run"] == "pretrained:mnist" and info["kl_source"] == "eval.json"
+    assert str(resolve_run("pretrained:mnist")) not in json.dumps(info)
+
+
+def test_a_folder_dataset_is_named_by_its_folder_not_by_its_path_on_the_server(rgb_run):
+    info = Explorer.load(rgb_run).info()
+    assert info["run"] == rgb_run.name
+    assert info["dataset"] == f"folder:{LONG_FOLDER}?size=16&channels=3"
+    assert str(rgb_run.parent) not in json.dumps(info)
 
 
 def test_a_grey_run_is_named_grey_or_binarized_from_its_config(trained_run):

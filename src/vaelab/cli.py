@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import re
 import sys
@@ -139,33 +138,21 @@ def data_shapes(
 def _config_parameters() -> list[inspect.Parameter]:
     """One `--flag` per field of the config dataclasses, with the field's help text and default. Values reach the
     config as given (text), so a wrong value gets the config's own one-line error."""
-    from vaelab.config import DERIVED_FIELDS, SECTIONS
+    from vaelab.config import described_options
 
     parameters = []
-    for _, section_type in SECTIONS:
-        defaults = section_type()
-        for field in dataclasses.fields(section_type):
-            if field.name in DERIVED_FIELDS:
-                continue
-            default = getattr(defaults, field.name)
-            flag = field.metadata.get("flag") or "--" + field.name.replace("_", "-")
-            shown = field.metadata.get("shown") or _default_text(default)
-            if isinstance(default, bool):
-                option = typer.Option(None, f"{flag}/--no-{flag[2:]}", help=field.metadata["help"], show_default=shown)
-                annotation: Any = bool | None
-            else:
-                metavar = str(field.type).replace(" | None", "").upper().replace("LIST[INT]", "INT,INT,…")
-                option = typer.Option(None, flag, help=field.metadata["help"], show_default=shown, metavar=metavar)
-                annotation = str | None
-            parameters.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                                annotation=annotation))
+    for described in described_options():
+        field, flag, shown = described.field, described.flag, described.default_text
+        if isinstance(described.default, bool):
+            option = typer.Option(None, f"{flag}/--no-{flag[2:]}", help=described.help, show_default=shown)
+            annotation: Any = bool | None
+        else:
+            metavar = str(field.type).replace(" | None", "").upper().replace("LIST[INT]", "INT,INT,…")
+            option = typer.Option(None, flag, help=described.help, show_default=shown, metavar=metavar)
+            annotation = str | None
+        parameters.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                            annotation=annotation))
     return parameters
-
-
-def _default_text(value: Any) -> str:
-    if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def train(

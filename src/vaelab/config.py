@@ -201,6 +201,40 @@ DERIVED_FIELDS = ("image_shape",)  # filled by resolution, never given on the co
 LEGACY_MODEL_FIELDS = ("image_size", "image_channels")
 
 
+@dataclass(frozen=True)
+class OptionDescription:
+    """One option as the command line and the configuration reference show it."""
+
+    section: str
+    field: dataclasses.Field
+    flag: str
+    default: Any
+    default_text: str
+    help: str
+
+
+def default_text(value: Any) -> str:
+    """A default as the command line prints it: lists comma-separated, booleans lower-case."""
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def described_options() -> list[OptionDescription]:
+    """Every option a run can be given, in section order: its YAML section, flag, default and help."""
+    described = []
+    for section, section_type in SECTIONS:
+        defaults = section_type()
+        for field_ in dataclasses.fields(section_type):
+            if field_.name in DERIVED_FIELDS:
+                continue
+            flag = field_.metadata.get("flag") or "--" + field_.name.replace("_", "-")
+            default = getattr(defaults, field_.name)
+            shown = field_.metadata.get("shown") or default_text(default)
+            described.append(OptionDescription(section, field_, flag, default, shown, field_.metadata["help"]))
+    return described
+
+
 @dataclass
 class RunConfig:
     """The whole configuration of a run: what a run directory's `config.json` records.

@@ -267,10 +267,12 @@ def row_label(dim: int, usage: LatentUsage) -> str:
 
 
 def add_row_labels(
-    picture: np.ndarray, labels: Sequence[str], row_pitch: int, padding: int = GRID_PADDING
+    picture: np.ndarray, labels: Sequence[str], row_pitch: int, padding: int = GRID_PADDING,
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont | None = None,
 ) -> np.ndarray:
-    """A white strip with one label per grid row, joined to the left of a grid made by `make_grid`."""
-    font = ImageFont.load_default()
+    """A white strip with one label per grid row, joined to the left of a grid made by `make_grid` (`font`: Pillow's
+    default bitmap font, which has no Greek letters, unless given)."""
+    font = font or ImageFont.load_default()
     mode = "L" if picture.ndim == 2 else "RGB"  # the strip takes the grid's colour mode
     white, black = (255, 0) if mode == "L" else ((255, 255, 255), (0, 0, 0))
     text_width = max(ImageDraw.Draw(Image.new("L", (1, 1))).textlength(label, font) for label in labels)

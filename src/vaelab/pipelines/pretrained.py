@@ -70,7 +70,7 @@ RECIPES = {
     "mnist": Recipe("configs/mnist-demo.yaml", "the default VAE of `make demo` (binarized MNIST, 32-d latent)"),
     "mnist-cvae": Recipe("configs/mnist-demo.yaml", "conditional VAE: the label is the content, z the style",
                          {"kind": "cvae", "label_at_input": True, "beta": 2.0}),
-    # 22 epochs, as the Fashion-MNIST run of docs/results.md (the config's 60 take about three times as long)
+    # 22 epochs, as the Fashion-MNIST run of docs/results/likelihood.md (the config's 60 take about three times as long)
     "fashion-mnist": Recipe("configs/fashion-mnist.yaml", "the default Fashion-MNIST VAE (grey intensities)",
                             {"epochs": 22}),
 }

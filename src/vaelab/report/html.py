@@ -1,11 +1,13 @@
 """`vaelab report`: everything about one run in one self-contained HTML file (images embedded as data URIs, no
 scripts, no network requests), regenerated from the run directory alone.
 
-Every kind of run gets the same core (evaluation, samples, reconstructions, traversals, factors, latent maps,
-limitations). A conditional run (cvae, m2) adds its class grid, restyled test images and its style dimensions
-written as every class, and skips the interpolations (a path between two digits would change only the style;
-`vaelab interpolate --class` draws one); a run that predicts classes (vae-classifier, m2) adds its accuracy and
-confusion matrix."""
+The page opens with a one-screen summary (what was trained on what, the headline numbers beside their published
+anchors where one is measured like for like, a sample grid, the strongest measured factors) and ends with the
+configuration, folded. Every kind of run gets the same core (evaluation, samples, reconstructions, traversals,
+factors, latent maps, limitations). A conditional run (cvae, m2) adds its class grid, restyled test images and its
+style dimensions written as every class, and skips the interpolations (a path between two digits would change only
+the style; `vaelab interpolate --class` draws one); a run that predicts classes (vae-classifier, m2) adds its
+accuracy and confusion matrix."""
 
 from __future__ import annotations
 
@@ -39,13 +41,21 @@ from vaelab.analysis.factors import (
 from vaelab.analysis.interpolation import MODES, TEST_PAIR, interpolate_run, interpolation_ends, interpolation_grid
 from vaelab.analysis.samples import prior_samples, reconstruction_grid, sample_grid
 from vaelab.analysis.smoothness import CONFIDENCE_THRESHOLD, confident_fraction, smoothness_ratio
-from vaelab.analysis.traversal import load_test_inputs, traversal_grid, traversal_values, traverse_run
+from vaelab.analysis.traversal import (
+    Traversal,
+    load_test_inputs,
+    traversal_grid,
+    traversal_values,
+    traverse_run,
+)
+from vaelab.config import format_duration
 from vaelab.data.catalog import describe
 from vaelab.data.datasets import to_float
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.collapse import SPREAD_IMAGES, diagnose_run
 from vaelab.evaluation.evaluate import per_class_reconstruction
+from vaelab.evaluation.fid import PROTOCOL_IMAGES
 from vaelab.evaluation.generation import sharpness
 from vaelab.evaluation.latents import ACTIVE_UNIT_THRESHOLD, WEAK_KL_NATS
 from vaelab.evaluation.reference_classifier import judge_or_reason
@@ -54,16 +64,19 @@ from vaelab.images import make_grid, png_bytes, upscale
 from vaelab.io import atomic_write_json, atomic_write_text
 from vaelab.models.registry import capabilities, family, model_label
 from vaelab.models.vae import VAE
-from vaelab.pretrained import run_name
+from vaelab.pretrained import is_shipped, run_name
 from vaelab.report.figures import confusion_matrix_png, kl_heatmap, latent_map_png, scalar_curves, training_curves
 from vaelab.rundir import (
     DISENTANGLEMENT,
     EVAL,
     FACTORS,
+    GENERATION,
+    MACHINE,
     load_model,
     read_artefact_if_present,
     read_config,
     read_metrics,
+    read_trainer_state,
 )
 
 if TYPE_CHECKING:
@@ -81,7 +94,35 @@ STYLE_DIMENSIONS = 3  # the conditional model's dimensions with the most KL, dra
 TRAVERSAL_RADIUS = 3.0  # prior standard deviations either side of the base code
 TRAVERSAL_STEPS = 11
 TRAVERSAL_FRAME_PX = 48  # the least size of one traversal frame in the factor table (a 28-px digit is drawn at 56)
-TABLE_FRAMES = 6  # evenly spaced frames of each traversal beside its numbers: the table fits the page's width
+TABLE_FRAMES = 6  # evenly spaced frames of each traversal beside its numbers (the factor table and the summary)
+SUMMARY_SAMPLES = 24  # of the REPORT_SAMPLES prior samples, shown in the summary: four rows of six
+SUMMARY_COLUMNS = 6  # narrow enough that the strongest factors fit beside the samples on a 1024-px screen
+SUMMARY_FACTORS = 5  # the named factors with the largest |ρ|, listed in the summary
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A published number, set beside a run's only where the run is measured as the paper measured it."""
+
+    value: float
+    model: str  # as the paper names it
+    source: str  # the paper and its table (/work/shared/REFERENCES.md lists them with their protocols)
+
+
+# (metric, dataset) → the published number; `published_anchor` says which runs it may stand beside.
+# nll: nats on dynamically binarized MNIST, an importance-weighted bound (Burda et al.'s with k = 5,000);
+# fid prior / fid two-stage: Inception FID of 10,000 samples against the test set, from a VAE's prior and from its
+# second-stage VAE; m2 test error: per cent of the test images, with 100 labelled training images.
+PUBLISHED_ANCHORS: dict[tuple[str, str], Anchor] = {
+    ("nll", "mnist"): Anchor(86.76, "VAE, 1 stochastic layer, IWAE-5000", "Burda et al. 2016, Table 1"),
+    ("fid prior", "mnist"): Anchor(16.6, "VAE", "Dai & Wipf 2019, Table 1"),
+    ("fid prior", "fashion-mnist"): Anchor(43.6, "VAE", "Dai & Wipf 2019, Table 1"),
+    ("fid prior", "celeba"): Anchor(53.3, "VAE", "Dai & Wipf 2019, Table 1"),
+    ("fid two-stage", "mnist"): Anchor(12.6, "2-stage VAE", "Dai & Wipf 2019, Table 1"),
+    ("fid two-stage", "fashion-mnist"): Anchor(29.3, "2-stage VAE", "Dai & Wipf 2019, Table 1"),
+    ("fid two-stage", "celeba"): Anchor(44.4, "2-stage VAE", "Dai & Wipf 2019, Table 1"),
+    ("m2 test error", "mnist"): Anchor(11.97, "M2", "Kingma et al. 2014, Table 1"),
+}
 
 Log = Callable[[str], None]
 Skipped = dict[str, str]  # a part of the report that could not be computed → why, and what would enable it
@@ -140,24 +181,30 @@ def build_report(
         _require_reference(config, Path(reference))
     skipped: Skipped = {}
     if capabilities(model).likelihood:
-        sections = _vae_sections(run_dir, config, model, log, None if reference is None else Path(reference),
-                                 skipped)
+        sections, headline = _vae_sections(run_dir, config, model, log,
+                                           None if reference is None else Path(reference), skipped)
     else:
-        sections = _generator_sections(run_dir, config, model, log, skipped)
+        sections, headline = _generator_sections(run_dir, config, model, log, skipped)
     for part, reason in skipped.items():
         log(f"{part} skipped: {reason}")
     if skipped:
         sections.append(("Skipped (not computed on this run)", "<ul>" + "".join(
             f"<li><b>{html.escape(part)}</b> skipped: {html.escape(reason)}</li>" for part, reason in skipped.items()
         ) + "</ul>"))
+    # The page opens with what a reader comes for, the summary; the ~60 lines of configuration close it, folded. A
+    # collapsed run says so before anything: every picture below, the summary's too, is then the same image.
+    collapse = [] if headline.collapse_warning is None else [
+        ("Posterior collapse", f"<p><strong>{html.escape(headline.collapse_warning)}</strong></p>")]
+    sections = [*collapse, ("Summary", _summary(run_dir, config, model, headline)), *sections,
+                ("Configuration (appendix)", _configuration_appendix(config))]
     body = "".join(f"<section><h2>{html.escape(title)}</h2>{content}</section>" for title, content in sections)
     beta = f", {objective_text(config.objective_settings())}" if capabilities(model).likelihood else ""
+    listed = f" · {len(skipped)} part(s) skipped, listed at the end" if skipped else ""
     page = PAGE_TEMPLATE.format(
-        title=html.escape(f"vaelab report — {run_dir.name}"),
+        title=html.escape(f"vaelab report — {run_name(run_dir) if is_shipped(run_dir) else run_dir.name}"),
         subtitle=html.escape(f"{config.data.dataset}, {config.data.input_mode}, {config.model.kind}, latent "
                              f"{model.latent_dim}{beta} · generated {time.strftime('%Y-%m-%d %H:%M')} from "
-                             f"{run_dir}" + (f" · {len(skipped)} part(s) skipped, listed at the end" if skipped
-                                             else "")),
+                             f"{run_name(run_dir)}{listed}"),
         body=body,
     )
     atomic_write_text(out, page)
@@ -168,10 +215,197 @@ def build_report(
     return out
 
 
+@dataclass(frozen=True)
+class Headline:
+    """What the summary at the top of the page shows of the sections below it: the same numbers and pictures, not
+    measured twice."""
+
+    evaluation: dict[str, Any]  # eval.json, or the quick evaluation computed for the report
+    samples: torch.Tensor  # the REPORT_SAMPLES prior samples (seed 0) of the sample section
+    factors: list[dict[str, Any]] | None  # the factor table's rows; None for a family without an encoder
+    traversal: Traversal | None  # the traversals the factor table shows frames of
+    collapse_warning: str | None = None  # a posterior collapse, said first (`build_report`)
+
+
+def published_anchor(metric: str, config: RunConfig) -> Anchor | None:
+    """The published number for `metric` (a key of PUBLISHED_ANCHORS) in this run's setting, or None where no paper
+    of the table measured the same thing. The VAE anchors need a VAE as the papers trained it: one stochastic layer,
+    an N(0, I) prior, a factorised decoder and the plain ELBO (β 1, no free bits; a KL warm-up is allowed, it is
+    worth about a nat); the NLL anchor also needs binarized images under a Bernoulli likelihood. The M2 anchor
+    needs an m2 run that kept 100 labels."""
+    model, data = config.model, config.data
+    # A published number belongs to one model as its paper trained it, so the kind is named here, not a capability.
+    plain_vae = (model_label(model) == "vae" and model.objective == "beta" and config.train.beta == 1
+                 and config.train.free_bits == 0)
+    like_for_like = {
+        "nll": plain_vae and data.input_mode == "binarized" and model.likelihood == "bernoulli",
+        "fid prior": plain_vae,
+        "fid two-stage": plain_vae,
+        "m2 test error": model.kind == "m2" and data.labels == 100,
+    }
+    return PUBLISHED_ANCHORS.get((metric, data.dataset)) if like_for_like.get(metric, False) else None
+
+
+def anchor_text(anchor: Anchor | None, unit: str = "") -> str:
+    """`86.76 nats: VAE, 1 stochastic layer, IWAE-5000 (Burda et al. 2016, Table 1)`, or `–` without an anchor."""
+    return "–" if anchor is None else f"{anchor.value:g}{unit}: {anchor.model} ({anchor.source})"
+
+
+def headline_rows(
+    config: RunConfig, evaluation: dict[str, Any], generation: dict[str, Any] | None
+) -> list[list[str]]:
+    """The summary's numbers, each as [metric, this run, published anchor]: the test bounds and active units (a
+    family with a likelihood) or a ddpm's bound, the Inception FID of every sampler `vaelab fid` measured (an anchor
+    only beside a figure of the published protocol, 10,000 samples against 10,000 test images) and the test error
+    of a run with a classifier."""
+    rows = []
+    if "elbo" in evaluation:
+        rows.append(["test ELBO", f"{evaluation['elbo']:.2f} nats ({evaluation['bits_per_dim_elbo']:.4f} bits/dim)",
+                     "–"])
+        if "iwae" in evaluation:
+            iw = evaluation["iwae"]
+            rows.append([f"test NLL (IWAE-{iw['k']})", f"{iw['nll']:.2f} nats ({iw['bits_per_dim']:.4f} bits/dim, "
+                                                       f"first {iw['images']:,} test images)",
+                         anchor_text(published_anchor("nll", config), " nats")])
+        rows.append(["active units", f"{evaluation['active_units']} of {evaluation['latent_dim']}", "–"])
+    elif "bound" in evaluation:  # a ddpm: a variational bound estimated from sampled timesteps
+        bound = evaluation["bound"]
+        rows.append(["test NLL bound (estimate)", f"{bound['nll_bound_nats']:.2f} nats ({bound['bits_per_dim']:.4f} "
+                                                  f"bits/dim)", "–"])
+    measured = {sampler: entry for sampler, entry in (generation or {"samplers": {}})["samplers"].items()
+                if "fid_inception" in entry}
+    for sampler, entry in measured.items():
+        published = (entry["inception_samples"] >= PROTOCOL_IMAGES
+                     and entry["inception_reference_images"] >= PROTOCOL_IMAGES)
+        anchor = published_anchor(f"fid {sampler}", config) if published else None
+        rows.append([f"FID (Inception), {sampler} samples",
+                     f"{entry['fid_inception']:.1f} ({entry['fid_inception_protocol']})", anchor_text(anchor)])
+    if not measured:
+        rows.append(["FID (Inception)", "not measured (`vaelab fid RUN` measures it)", "–"])
+    if "classification" in evaluation:
+        classification = evaluation["classification"]
+        rows.append(["test error of q(y|x)", f"{1 - classification['accuracy']:.2%} ({classification['images']:,} "
+                                             "test images)",
+                     anchor_text(published_anchor("m2 test error", config), "%")])
+    return rows
+
+
+def _summary(run_dir: Path, config: RunConfig, model: torch.nn.Module, headline: Headline) -> str:
+    """One screen at the top of the page: what was trained on what, the headline numbers beside their published
+    anchors, a sample grid and the strongest measured factors; the sections below hold the rest."""
+    numbers = html_table(
+        ["metric", "this run", "published"],
+        headline_rows(config, headline.evaluation, read_artefact_if_present(run_dir, GENERATION)),
+        ["what is measured on the test split (log-likelihoods in nats per image and bits per dimension)",
+         "the run's number, with how it was measured",
+         "a paper's number for the same model, data and protocol, with its source; – where no published number is "
+         "measured like for like"],
+    )
+    height = headline.samples.shape[-2]
+    grid = img_tag(make_grid(headline.samples[:SUMMARY_SAMPLES], columns=SUMMARY_COLUMNS), "summary samples",
+                   scale=math.ceil(TRAVERSAL_FRAME_PX / height))
+    how = "DDIM" if capabilities(model).sampling == "diffusion" else "prior"
+    return ("<div class='summary'>"
+            f"<div class='facts'><h3>What was trained on what</h3>{_trained_facts(run_dir, config, model)}</div>"
+            f"<div class='numbers'><h3>Headline numbers</h3>{numbers}</div>"
+            f"<figure>{grid}<figcaption>{min(SUMMARY_SAMPLES, len(headline.samples))} {how} samples (seed 0),<br>"
+            "the first of the samples below</figcaption></figure>"
+            f"<div class='factors'><h3>Strongest measured factors</h3>{_strongest_factors(headline, config)}"
+            "</div>"
+            "</div>")
+
+
+def _trained_facts(run_dir: Path, config: RunConfig, model: torch.nn.Module) -> str:
+    """The family and objective, the dataset and its images, the likelihood, the latent size, how long the run
+    trained (epochs, steps) and for how much time, on what machine, where the run directory recorded it."""
+    history = read_metrics(run_dir)
+    can = capabilities(model)
+    objective = f" ({objective_text(config.objective_settings())})" if can.likelihood else ""
+    shape = "×".join(map(str, config.model.image_shape))
+    length = "not recorded (no metrics.jsonl)"
+    if history:
+        last = history[-1]
+        length = f"{last['epoch']} epochs, {last['step']:,} steps of {config.train.batch_size} images"
+    facts = [
+        ("model", model_label(config.model) + objective),
+        ("dataset", f"{config.data.dataset}, {shape} images, {config.data.input_mode}"),
+        ("likelihood", config.model.likelihood if can.likelihood
+         else f"none (a {config.model.kind} draws samples without one)"),
+        ("latent", f"{model.latent_dim} dimensions"),
+        ("length", length),
+        ("training time", training_time_text(run_dir, history)),
+    ]
+    return "<dl>" + "".join(f"<dt>{html.escape(name)}</dt><dd>{html.escape(value)}</dd>" for name, value in facts) \
+        + "</dl>"
+
+
+def training_time_text(run_dir: Path, history: list[dict[str, Any]]) -> str:
+    """`41 min 10 s on <machine> (bf16)`: the trainer's own count of training seconds (across resumes), else the
+    epochs' training steps summed from metrics.jsonl (a shipped model keeps no trainer state), and the machine where
+    machine.json names it; `not recorded` without either count."""
+    seconds = read_trainer_state(run_dir).get("train_seconds")
+    how = ""
+    if not isinstance(seconds, int | float):
+        epochs = [line["train_seconds"] for line in history if isinstance(line.get("train_seconds"), int | float)]
+        seconds, how = (sum(epochs), " (the epochs' training steps, from metrics.jsonl)") if epochs else (None, "")
+    if seconds is None:
+        return "not recorded"
+    machine = _machine(run_dir) or {}
+    where = f" on {machine['device']}" if "device" in machine else ""
+    precision = f" ({machine['precision']})" if where and "precision" in machine else ""
+    return f"{format_duration(seconds)}{how}{where}{precision}"
+
+
+def _machine(run_dir: Path) -> dict[str, Any] | None:
+    """RUN/machine.json (the machine that trained the run), or None where it is absent or unreadable: the summary
+    only names the machine, so a damaged file is not worth an error."""
+    try:
+        machine = json.loads((run_dir / MACHINE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return machine if isinstance(machine, dict) else None
+
+
+def _strongest_factors(headline: Headline, config: RunConfig) -> str:
+    """The SUMMARY_FACTORS named factors with the largest |ρ|: attribute, ρ, MI with the class, KL and frames of
+    the traversal; or one line saying why there are none."""
+    if headline.factors is None or headline.traversal is None:
+        return (f"<p class='note'>No measured factors: a {html.escape(config.model.kind)} has no encoder to read the "
+                "codes of test images with.</p>")
+    active = [f for f in headline.factors if f["active"]]
+    named = sorted(named_factors(headline.factors), key=lambda f: -abs(f["top_rho"]))[:SUMMARY_FACTORS]
+    if not named:
+        return (f"<p>No dimension is named after an attribute: none of the {len(active)} active dimensions moves one "
+                f"measured attribute at |ρ| ≥ {ATTRIBUTE_RHO_THRESHOLD:g} (the factor table below has each one's "
+                "numbers).</p>")
+    rows = [[f"z{f['dim']}", f["top_attribute"], number_text(f["top_rho"], "+.2f"),
+             number_text(f["mi_with_class"]), number_text(f["kl"]),
+             img_tag(traversal_strip(headline.traversal, f["dim"]), f"summary traversal of z{f['dim']}", scale=1)]
+            for f in named]
+    columns = [
+        ("dim", f"a latent dimension named after an attribute: {len(named_factors(headline.factors))} of the "
+                f"{len(active)} active dimensions are"),
+        ("attribute", "the measured attribute its traversal moves most"),
+        ("ρ", "Spearman ρ between the traversed value and the attribute, largest |ρ| first"),
+        ("class MI", f"mutual information with the class label in nats: from {CLASS_MI_THRESHOLD:g} the traversal "
+                     "changes the class too"),
+        ("KL", "the information the dimension carries, in nats"),
+        ("traversal", "−3σ … +3σ, the frames of the factor table below"),
+    ]
+    return html_table([name for name, _ in columns], rows, [meaning for _, meaning in columns])
+
+
+def _configuration_appendix(config: RunConfig) -> str:
+    """The run's whole configuration, folded: open to read it."""
+    text = json.dumps(config.to_dict(), indent=2)
+    return (f"<details><summary>config.json as the run was trained ({text.count(chr(10)) + 1} lines)</summary>"
+            f"<pre>{html.escape(text)}</pre></details>")
+
+
 def _generator_sections(
     run_dir: Path, config: RunConfig, model: torch.nn.Module, log: Log, skipped: Skipped
-) -> list[tuple[str, str]]:
-    """A family without a likelihood (gan, ddpm): configuration, curves, what `eval` measures, samples,
+) -> tuple[list[tuple[str, str]], Headline]:
+    """A family without a likelihood (gan, ddpm): curves, what `eval` measures, samples,
     reconstructions where it can invert, traversals where its code has factors, an interpolation; the factor
     analysis and latent maps need an encoder and are left out (`vaelab compare` sets it beside a VAE)."""
     can = capabilities(model)
@@ -180,13 +414,14 @@ def _generator_sections(
     evaluation, eval_note = read_artefact_if_present(run_dir, EVAL), "from eval.json"
     if evaluation is None:
         evaluation, eval_note = evaluate_run(run_dir, iw_images=QUICK_EVAL["iw_images"]), "computed now"
-    sections = [("Configuration", f"<pre>{html.escape(json.dumps(config.to_dict(), indent=2))}</pre>")]
+    sections: list[tuple[str, str]] = []
     if history:
         sections.append(("Training curves", img_tag(scalar_curves(history), "training curves")))
     sections.append(("Evaluation on the test split", _evaluation_table(evaluation, eval_note)))
     log("samples")
     how = f"DDIM, {model.sampling_steps} steps" if can.sampling == "diffusion" else "z ~ N(0, I)"
-    sections.append((f"Samples ({how})", img_tag(make_grid(prior_samples(model, 64, seed=0), columns=8), "samples")))
+    samples = prior_samples(model, REPORT_SAMPLES, seed=0)
+    sections.append((f"Samples ({how})", img_tag(make_grid(samples, columns=8), "samples")))
     if can.inversion:
         recon = reconstruction_grid(model, config.data.dataset, config.data.input_mode, 16)
         sections.append(("Reconstructions by DDIM inversion, then generation (inputs above)",
@@ -201,7 +436,7 @@ def _generator_sections(
     judge = _judge(config.data.dataset, log, skipped)
     start, end, mode = interpolation_ends(can)  # a GAN's random codes are shown in both modes
     sections.append(_interpolations(run_dir, judge, (start, end), (mode,) if can.inversion else MODES))
-    return sections
+    return sections, Headline(evaluation, samples, factors=None, traversal=None)
 
 
 def _require_reference(config: RunConfig, reference: Path) -> None:
@@ -218,7 +453,7 @@ def _require_reference(config: RunConfig, reference: Path) -> None:
 
 def _vae_sections(
     run_dir: Path, config: RunConfig, model: VAE, log: Log, reference: Path | None, skipped: Skipped
-) -> list[tuple[str, str]]:
+) -> tuple[list[tuple[str, str]], Headline]:
     dataset = config.data.dataset
     classes = describe(dataset).class_names
     conditional = capabilities(model).conditional
@@ -231,7 +466,6 @@ def _vae_sections(
         evaluation = evaluate_run(run_dir, **QUICK_EVAL)
         eval_note = f"computed now (IWAE-{QUICK_EVAL['iw_samples']} on {evaluation['iwae']['images']:,} images)"
 
-    sections.append(("Configuration", f"<pre>{html.escape(json.dumps(config.to_dict(), indent=2))}</pre>"))
     if history:
         sections.append(("Training curves", img_tag(training_curves(history), "training curves")
                          + img_tag(kl_heatmap(history), "KL per dimension")))
@@ -242,8 +476,6 @@ def _vae_sections(
     test, inputs = load_test_inputs(config.data)
     collapse = evaluation.get("collapse") or diagnose_run(  # eval.json files written before the diagnosis lack it
         run_dir, model, config, evaluation, to_float(test.images[:SPREAD_IMAGES])).to_dict()
-    if collapse["collapsed"]:  # said first: every picture below is then the same image
-        sections.insert(0, ("Posterior collapse", f"<p><strong>{html.escape(collapse['warning'])}</strong></p>"))
 
     log("samples and reconstructions")
     samples, sampling_ms = _timed_prior_samples(model)
@@ -313,7 +545,8 @@ def _vae_sections(
     sections.append(("Limitations (measured)", _limitations(evaluation, factors, sharpness(samples),
                                                             sharpness(real), per_class, classes,
                                                             min(PER_CLASS_IMAGES, len(inputs)))))
-    return sections
+    return sections, Headline(evaluation, samples, factors, traversal,
+                              collapse["warning"] if collapse["collapsed"] else None)
 
 
 def _judge(dataset: str, log: Log, skipped: Skipped) -> torch.nn.Module | None:
@@ -544,31 +777,36 @@ def _evaluation_table(ev: dict[str, Any], note: str) -> str:
 def _factor_table(
     factors: list[dict[str, Any]], traversal, around: str, classes: int, judged: bool = True
 ) -> str:
-    """One row per dimension with its numbers, its name and TABLE_FRAMES frames of its traversal (each at least
-    TRAVERSAL_FRAME_PX wide), and a legend of the columns; without a trustworthy judge (`judged` False) no
+    """One row per dimension: TABLE_FRAMES frames of its traversal (each at least TRAVERSAL_FRAME_PX wide), its
+    name and its numbers, and a legend of the columns; without a trustworthy judge (`judged` False) no
     confident-frames column, whatever factors.json holds."""
-    row_of_dim = {d: i for i, d in enumerate(traversal.dims)}
     annotated = any("top_annotation" in f or "known_factors" in f for f in factors)
     bases = next((f["bases"] for f in factors if "bases" in f), None)  # absent from factors.json before 2026-12-04
     pooled = "many test images" if bases is None else f"the codes of the first {bases} test images"
-    steps, height = traversal.images.shape[1], traversal.images.shape[-2]
-    shown = sorted(set(np.linspace(0, steps - 1, TABLE_FRAMES).round().astype(int).tolist()))
-    scale = math.ceil(TRAVERSAL_FRAME_PX / height)
+    scale = math.ceil(TRAVERSAL_FRAME_PX / traversal.images.shape[-2])
+    # The traversal and the name come right after the dimension: on a laptop screen the pictures show whole, and
+    # the numbers that do not fit scroll inside the table's own box.
     rows = []
     for f in factors:
-        strip = make_grid(traversal.images[row_of_dim[f["dim"]]][shown], columns=len(shown))
         rows.append([
-            f"z{f['dim']}", number_text(f["kl"]), active_text(f),
+            f"z{f['dim']}", img_tag(traversal_strip(traversal, f["dim"]), f"traversal of z{f['dim']}", scale=scale),
+            shown_name(f), number_text(f["kl"]), active_text(f),
             f"{f['top_attribute'] or '–'} ({number_text(f['top_rho'], '+.2f')})",
             weakest_class_text(f),
             f"{f['second_attribute'] or '–'} ({number_text(f['second_rho'], '+.2f')})",
             number_text(f["mi_with_class"], ".3f"), number_text(f["smoothness_ratio"]),
-            *([number_text(f.get("confident_fraction"), ".0%")] if judged else []), shown_name(f),
+            *([number_text(f.get("confident_fraction"), ".0%")] if judged else []),
             *([annotation_text(f)] if annotated else []),
-            img_tag(strip, f"traversal of z{f['dim']}", scale=scale),
         ])
     columns = [
         ("dim", "the latent dimension, the most informative (largest KL) first"),
+        ("traversal −3σ … +3σ", f"the dimension swept from −3σ to +3σ around {around}, the others fixed: "
+                                f"{min(TABLE_FRAMES, traversal.images.shape[1])} evenly spaced frames of its row "
+                                "in the traversals above"),
+        ("name", f"the attribute when |ρ| ≥ {ATTRIBUTE_RHO_THRESHOLD:g}, with '+ class' when the MI with the class is "
+                 f"also ≥ {CLASS_MI_THRESHOLD:g} nats (the traversal changes the class too); else class/shape when "
+                 f"the MI is ≥ {CLASS_MI_THRESHOLD:g} nats; else entangled; inactive or weak dimensions carry "
+                 "(almost) no information and are not named"),
         ("KL (nats)", "the KL of its posterior from the prior, averaged over test images: the information it carries"),
         ("active", f"yes when its posterior mean varies across test images (variance > {ACTIVE_UNIT_THRESHOLD:g}); "
                    f"weak when it is active yet carries under {WEAK_KL_NATS:g} nats of KL"),
@@ -585,17 +823,18 @@ def _factor_table(
         *([("confident frames", f"share of traversal frames the reference classifier assigns to one class with at "
                                 f"least {CONFIDENCE_THRESHOLD:.0%} probability: how much they look like training "
                                 "images")] if judged else []),
-        ("name", f"the attribute when |ρ| ≥ {ATTRIBUTE_RHO_THRESHOLD:g}, with '+ class' when the MI with the class is "
-                 f"also ≥ {CLASS_MI_THRESHOLD:g} nats (the traversal changes the class too); else class/shape when "
-                 f"the MI is ≥ {CLASS_MI_THRESHOLD:g} nats; else entangled; inactive or weak dimensions carry "
-                 "(almost) no information and are not named"),
         *([("annotations (AUC; known factor ρ: encoder, traversal)",
             "the annotation the dimension tells apart best (AUC) and the ρ of each known factor with the posterior "
             "means (encoder) and under traversal")] if annotated else []),
-        ("traversal −3σ … +3σ", f"the dimension swept from −3σ to +3σ around {around}, the others fixed: "
-                                f"{len(shown)} evenly spaced frames of its row in the traversals above"),
     ]
     return html_table([name for name, _ in columns], rows, [meaning for _, meaning in columns])
+
+
+def traversal_strip(traversal: Traversal, dim: int) -> np.ndarray:
+    """TABLE_FRAMES evenly spaced frames of one dimension's traversal, left to right, as one picture."""
+    steps = traversal.images.shape[1]
+    shown = sorted(set(np.linspace(0, steps - 1, TABLE_FRAMES).round().astype(int).tolist()))
+    return make_grid(traversal.images[traversal.dims.index(dim)][shown], columns=len(shown))
 
 
 def active_text(row: dict[str, Any]) -> str:
@@ -648,20 +887,34 @@ def _limitations(
 
 PAGE_TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'">
 <title>{title}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1300px; color: #222; padding: 0 1rem; }}
 h1 {{ margin-bottom: 0.2rem; }} .subtitle {{ color: #666; margin-top: 0; }}
+h1, h2, .subtitle, p, li {{ overflow-wrap: break-word; }}
 section {{ margin: 2rem 0; }} h2 {{ border-bottom: 1px solid #ddd; padding-bottom: 0.3rem; }}
 img {{ image-rendering: pixelated; max-width: 100%; }}
-td img {{ max-width: none; }} .table {{ overflow-x: auto; }}
+/* Nothing pushes the page sideways: a table wider than the window scrolls inside its own box, its pictures kept at
+   their size; a line of the configuration too. */
+td img {{ max-width: none; }} .table {{ overflow-x: auto; max-width: 100%; }}
 table {{ border-collapse: collapse; font-size: 0.9rem; }}
 td, th {{ border: 1px solid #ddd; padding: 0.25rem 0.5rem; text-align: left; vertical-align: middle; }}
-th {{ background: #f4f4f4; }} pre {{ background: #f7f7f7; padding: 0.8rem; font-size: 0.8rem; }}
+th {{ background: #f4f4f4; }}
+pre {{ background: #f7f7f7; padding: 0.8rem; font-size: 0.8rem; overflow-x: auto; }}
 .note {{ color: #666; font-size: 0.85rem; }}
 figure {{ display: inline-block; margin: 0.5rem 1.5rem 0 0; }} figcaption {{ color: #555; font-size: 0.85rem; }}
 .legend {{ color: #555; font-size: 0.85rem; margin: 0.4rem 0 0; padding-left: 1.2rem; }}
+/* The summary: what was trained beside the numbers, the samples beside the factors, where the window has room;
+   one column on a phone. */
+.summary {{ display: flex; flex-wrap: wrap; gap: 0 2rem; align-items: flex-start; }}
+.summary > * {{ min-width: 0; max-width: 100%; }} .summary h3 {{ font-size: 1rem; margin: 0.6rem 0 0.4rem; }}
+.summary .facts {{ flex: 1 1 20rem; }} .summary .numbers {{ flex: 1.5 1 28rem; }}
+.summary figure {{ flex: 0 1 auto; margin: 1rem 0 0; }} .summary .factors {{ flex: 1 1 28rem; }}
+.facts dl {{ display: grid; grid-template-columns: max-content minmax(0, 1fr); gap: 0.2rem 1rem; margin: 0; }}
+.facts dt {{ color: #555; }} .facts dd {{ margin: 0; overflow-wrap: anywhere; }}
+details summary {{ cursor: pointer; color: #555; }}
 </style></head>
 <body><h1>{title}</h1><p class="subtitle">{subtitle}</p>{body}</body></html>
 """

@@ -29,10 +29,11 @@ import socket
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote
 
 import numpy as np
 import torch
@@ -50,6 +51,7 @@ from vaelab.analysis.traversal import LatentUsage, latent_usage, load_test_input
 from vaelab.data.catalog import describe
 from vaelab.data.datasets import ImageSet, prepare_inputs
 from vaelab.data.description import DatasetDescription
+from vaelab.data.image_folder import PREFIX as FOLDER_PREFIX
 from vaelab.data.imagefiles import to_array
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
@@ -57,7 +59,8 @@ from vaelab.evaluation.latents import dimensions_by_kl, is_weak_dimension
 from vaelab.images import MAX_IMAGE_SIDE, display_array, png_bytes
 from vaelab.models.registry import refuse_conditional, require_encoder
 from vaelab.models.vae import VAE
-from vaelab.rundir import FACTORS, load_model, read_artefact_if_present, read_config
+from vaelab.pretrained import is_shipped, resolve_run, run_name
+from vaelab.rundir import EVAL, FACTORS, load_model, read_artefact_if_present, read_config
 from vaelab.web import problems
 from vaelab.web.drawing import prepare_drawing
 
@@ -91,21 +94,24 @@ class Explorer:
     usage: LatentUsage  # KL per dimension and active units (eval.json, or estimated from test images)
     factors: dict[int, str]  # dimension → name from factors.json; empty until `vaelab factors` has run
     gmm: GaussianMixture | None  # the run's fitted mixture sampler, if `vaelab sample --sampler gmm` made one
+    run: str  # the run as the page names it (`shown_run`): never a path of the serving machine
     # Class names a conditional model decodes for, in label order; None for an unconditional model (the only
     # kind vaelab trains so far). The page shows its class selector only when /api/info lists classes.
     classes: list[str] | None = None
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "Explorer":
-        run_dir = Path(run_dir)
+        run_dir = resolve_run(run_dir)  # `pretrained:NAME` → the shipped model's folder
         data = read_config(run_dir).data
         model = load_model(run_dir)
         refuse_conditional(model, "vaelab explore")
         require_encoder(model, "vaelab explore (it encodes the image you give it)")
         test, test_inputs = load_test_inputs(data)
         usage = latent_usage(run_dir, model, test_inputs)
+        if usage.source == str(run_dir / EVAL):  # the file's path on this machine: the page names the run beside it
+            usage = replace(usage, source=EVAL)
         return cls(model, describe(data.dataset), data.input_mode, test, test_inputs, usage,
-                   read_factor_names(run_dir), read_gmm(run_dir))
+                   read_factor_names(run_dir), read_gmm(run_dir), shown_run(run_dir))
 
     @property
     def dataset(self) -> str:
@@ -124,7 +130,8 @@ class Explorer:
 
     def info(self) -> dict[str, Any]:
         return {
-            "dataset": self.dataset,
+            "run": self.run,
+            "dataset": shown_dataset(self.dataset),
             "input_mode": self.input_mode,
             "inputs": modelled_inputs(self.image_shape[0], self.input_mode),
             "latent_dim": self.latent_dim,
@@ -228,6 +235,23 @@ class DecodeWorker:
 
     def close(self) -> None:
         self.thread.shutdown(wait=True, cancel_futures=True)
+
+
+def shown_run(run_dir: Path) -> str:
+    """The run as the page names it: `pretrained:NAME` for a model shipped with vaelab, else its directory's name.
+    The page may be seen from other machines (`--host`), and a screenshot travels: the path on the serving machine
+    is no business of either."""
+    return run_name(run_dir) if is_shipped(run_dir) else run_dir.resolve().name
+
+
+def shown_dataset(name: str) -> str:
+    """A dataset as the page names it: its canonical name, with a folder of images named by the folder's own name
+    (`folder:shapes?size=16&channels=3`) rather than by its path on the serving machine."""
+    base, _, query = name.partition("?")
+    if not base.startswith(FOLDER_PREFIX):
+        return name
+    folder = Path(unquote(base[len(FOLDER_PREFIX):])).name
+    return f"{FOLDER_PREFIX}{folder}" + (f"?{query}" if query else "")
 
 
 def modelled_inputs(channels: int, input_mode: str) -> str:
@@ -359,7 +383,8 @@ def create_app(run_dir: str | Path) -> FastAPI:
     app = FastAPI(
         lifespan=lifespan,
         title="vaelab latent explorer",
-        summary=f"Drive the decoder of {Path(run_dir).name} ({explorer.dataset}, {explorer.latent_dim}-d) by hand.",
+        summary=f"Drive the decoder of {explorer.run} ({shown_dataset(explorer.dataset)}, {explorer.latent_dim}-d) "
+                "by hand.",
         docs_url=None,  # served below with local files
         redoc_url=None,
         responses={

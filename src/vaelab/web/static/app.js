@@ -243,8 +243,9 @@ function setUpClassChoice(classes) {
 
 async function start() {
   const info = await (await api("/api/info")).json();
-  $("run-info").textContent = `${info.dataset}, ${info.inputs}, ${info.latent_dim}-d latent, ` +
+  $("run-info").textContent = `${info.run}: ${info.dataset}, ${info.inputs}, ${info.latent_dim}-d latent, ` +
     `KL from ${info.kl_source}`;
+  document.title = `${info.run} · vaelab latent explorer`;
   const inactive = info.dims.filter((row) => !row.active);
   for (const row of info.dims) addSlider(row.active ? $("sliders") : $("inactive-sliders"), row);
   $("inactive").hidden = inactive.length === 0;
