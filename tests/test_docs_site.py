@@ -133,15 +133,21 @@ def test_every_picture_the_pages_show_is_a_rendered_figure():
 # --- the runnable examples ------------------------------------------------------------------------------------------
 
 RUNNABLE = "<!-- runnable -->"
-# A runnable example keeps its commands and shrinks what costs time: a budget of seconds, a few steps or epochs.
+# A runnable example keeps its commands and shrinks what costs time: a few training steps instead of minutes (an
+# example about the budget itself, one that reads budget.json, keeps a budget of seconds), fewer epochs, samples,
+# test images and importance samples.
 TINY_SETTINGS = [
-    (re.compile(r"--time-budget \S+"), "--steps 20"),
     (re.compile(r"--epochs \d+"), "--epochs 1"),
     (re.compile(r"--steps \d+"), "--steps 20"),
     (re.compile(r"--iw-samples \d+"), "--iw-samples 5"),
-    (re.compile(r"--iw-budget \S+"), "--iw-samples 5"),
+    (re.compile(r"--iw-budget \S+"), "--iw-budget 5s"),
+    (re.compile(r"(-n|--samples) \d{3,}"), r"\1 200"),
+    (re.compile(r"--bases \d+"), "--bases 10"),
+    (re.compile(r"--metric-images \d+"), "--metric-images 500"),
     (re.compile(r"--count \d+"), "--count 60"),
 ]
+BUDGET_EXAMPLE = (re.compile(r"--time-budget \S+"), "--time-budget 20s")
+BUDGET_TO_STEPS = (re.compile(r"--time-budget \S+"), "--steps 20")
 
 
 def runnable_blocks() -> list[tuple[str, str]]:
@@ -158,7 +164,8 @@ def runnable_blocks() -> list[tuple[str, str]]:
 
 
 def shrink(script: str) -> str:
-    for pattern, replacement in TINY_SETTINGS:
+    budget = BUDGET_EXAMPLE if "budget.json" in script else BUDGET_TO_STEPS
+    for pattern, replacement in [*TINY_SETTINGS, budget]:
         script = pattern.sub(replacement, script)
     return script
 

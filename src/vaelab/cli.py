@@ -617,7 +617,8 @@ def sweep(
 
 @app.command()
 def compare(
-    runs: list[Path] = typer.Argument(..., help="Run directories of one dataset (any families)."),
+    runs: list[Path] = typer.Argument(..., help="Run directories of one dataset (any families), or pretrained:NAME.",
+                                      callback=lambda runs: [_run_directory(run) for run in runs]),
     out: Path = typer.Option(Path("compare"), "--out", help="Folder for compare.json, compare.html and the samplers "
                              "fitted (cache/); the runs compared are never written to."),
     samples: int = typer.Option(10_000, "-n", "--samples", help="Samples per sampler (published protocol: 10,000)."),

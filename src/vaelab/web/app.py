@@ -195,7 +195,7 @@ class Explorer:
 class DecodeWorker:
     """Decodes for every request on one dedicated thread. Codes that arrive while it is busy are decoded together
     in its next pass: a 32-d decode is bound by reading the decoder's weights, so one pass for 8 codes costs little
-    more than for 1 (with 8 clients, more decodes/s than one code at a time; docs/results.md). A code decoded in a
+    more than for 1 (with 8 clients, more decodes/s than one code at a time; docs/results/speed.md). A code decoded in a
     batch gives the numbers of `model.decode` alone up to float rounding (≤ 1e-6 measured; no 8-bit pixel differed
     in 64 codes)."""
 
