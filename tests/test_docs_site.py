@@ -121,11 +121,12 @@ def test_every_figure_is_no_older_than_the_models_and_results_it_shows():
     assert stale == [], f"render them again with `make figures`: {', '.join(stale)}"
 
 
-def test_every_picture_the_pages_show_is_a_rendered_figure():
+def test_the_pages_show_every_rendered_figure_and_no_other_picture():
     rendered = {figure.path.resolve() for figure in figure_renderer().FIGURE_LIST}
     shown = {(page.parent / target).resolve() for page in EVERY_PAGE for _, target in links(page)
-             if target.endswith(".png") and "/figures/" in f"/{target}"}
-    assert shown and shown <= rendered
+             if target.endswith(".png")}
+    assert shown - rendered == set(), "pictures not drawn by docs/render_figures.py"
+    assert rendered - shown == set(), "figures drawn but shown nowhere"
     readme_pictures = {target for _, target in links(ROOT / "README.md") if target.endswith(".png")}
     assert readme_pictures and all(picture.startswith("docs/figures/") for picture in readme_pictures)
 
@@ -150,16 +151,32 @@ BUDGET_EXAMPLE = (re.compile(r"--time-budget \S+"), "--time-budget 20s")
 BUDGET_TO_STEPS = (re.compile(r"--time-budget \S+"), "--steps 20")
 
 
-def runnable_blocks() -> list[tuple[str, str]]:
+EXPECTED_OUTPUT = "<!-- expected output -->"
+
+
+def fenced_block(lines: list[str], marker_index: int, where: str) -> tuple[str, int]:
+    """The text of the fenced block right after a marker comment, and the index of its closing fence."""
+    assert lines[marker_index + 1].startswith("```"), f"{where}: a marker comment must precede a fence"
+    end = next(i for i in range(marker_index + 2, len(lines)) if lines[i].startswith("```"))
+    return "\n".join(lines[marker_index + 2 : end]), end
+
+
+def runnable_blocks() -> list[tuple[str, str, str]]:
+    """(where, script, expected output) of every block marked runnable; the expected output is the block marked
+    `<!-- expected output -->` that follows it (after one blank line), or empty."""
     blocks = []
     for page in PAGES:
         lines = page.read_text(encoding="utf-8").splitlines()
         for index, line in enumerate(lines):
             if line.strip() != RUNNABLE:
                 continue
-            assert lines[index + 1].startswith("```"), f"{page.name}:{index + 1}: {RUNNABLE} must precede a fence"
-            end = next(i for i in range(index + 2, len(lines)) if lines[i].startswith("```"))
-            blocks.append((f"{page.relative_to(DOCS)}:{index + 2}", "\n".join(lines[index + 2 : end])))
+            where = f"{page.relative_to(DOCS)}:{index + 2}"
+            script, end = fenced_block(lines, index, where)
+            follows = lines[end + 1 : end + 3]
+            expected = ""
+            if len(follows) == 2 and follows[0] == "" and follows[1].strip() == EXPECTED_OUTPUT:
+                expected, _ = fenced_block(lines, end + 2, where)
+            blocks.append((where, script, expected))
     return blocks
 
 
@@ -174,13 +191,17 @@ def test_the_guide_has_runnable_examples():
     assert len(runnable_blocks()) >= 5
 
 
-@pytest.mark.parametrize(("where", "script"), runnable_blocks(), ids=[where for where, _ in runnable_blocks()])
-def test_runnable_example_runs(where, script, tmp_path):
+@pytest.mark.parametrize(("where", "script", "expected"), runnable_blocks(),
+                         ids=[where for where, _, _ in runnable_blocks()])
+def test_runnable_example_runs(where, script, expected, tmp_path):
     """Each marked shell block runs as written (on tiny settings) in a fresh folder, with vaelab on the PATH and the
-    datasets `make test` fetched."""
+    datasets `make test` fetched; where the page shows its output, every line shown is printed."""
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
     environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                    "OMP_NUM_THREADS": "1"}
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", shrink(script)], cwd=tmp_path, env=environment,
                             capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"{where} failed:\n{shrink(script)}\n{result.stdout[-2000:]}{result.stderr[-2000:]}"
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{where} failed:\n{shrink(script)}\n{output[-4000:]}"
+    missing = [line for line in expected.splitlines() if line.strip() and line.strip() not in output]
+    assert missing == [], f"{where}: the page shows lines the command does not print: {missing}\n{output[-2000:]}"

@@ -4,7 +4,7 @@ One static page (plain JavaScript, everything served from here, nothing fetched 
 under /api, documented on the OpenAPI page at /docs. The app reads the run directory with the safetensors loader
 and calls the model and the analysis code; it holds no numerics of its own.
 
-Endpoints are `async def` (a plain `def` endpoint goes through a thread pool; issue 6 measured it ~50× slower),
+Endpoints are `async def` (a plain `def` endpoint goes through a thread pool, measured ~50× slower on 2 cores),
 and decoding runs on one dedicated worker thread (`DecodeWorker`), so the event loop reads the next requests while
 the decoder works.
 
