@@ -15,7 +15,8 @@ from vaelab.data import load_split
 from vaelab.data.datasets import to_float
 from vaelab.evaluation.diffusion import bound_terms, discretised_gaussian_log_prob
 from vaelab.models import build_model
-from vaelab.models.diffusion import DDPM, noise_schedule
+from vaelab.models.diffusion import DDPM
+from vaelab.models.noise_schedule import NoiseSchedule, noise_schedule
 from vaelab.rundir import load_model, read_metrics
 
 
@@ -29,7 +30,7 @@ def with_oracle(model: DDPM, x0: torch.Tensor) -> DDPM:
     ε = (x_t − √ᾱ_t x_0) / √(1 − ᾱ_t), the noise that explains x_t exactly."""
     def oracle(x: torch.Tensor, t, ema: bool = True) -> torch.Tensor:
         t = torch.full((x.shape[0],), t) if isinstance(t, int) else t
-        alpha_bar = model.alpha_bar[t].view(-1, 1, 1, 1)
+        alpha_bar = model.schedule.alpha_bar[t].view(-1, 1, 1, 1)
         return (x - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
 
     model.predicted_noise = oracle
@@ -48,13 +49,50 @@ def test_the_cosine_schedule_rises_from_near_zero_and_the_signal_fades_to_noise(
     assert alpha_bar[0] > 0.9999 and alpha_bar[-1] < 1e-4
 
 
+def test_the_cosine_schedule_keeps_its_closed_form_signal_level_where_beta_is_not_clipped():
+    """ᾱ_t = f(t + 1) / f(0) with f(t) = cos²((t/T + s) / (1 + s) · π/2) (Nichol & Dhariwal eq. 17), T = 1000."""
+    schedule = NoiseSchedule("cosine", 1000)
+    t = torch.arange(1, 1001, dtype=torch.float64) / 1000
+    f = torch.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2 / math.cos(0.008 / 1.008 * math.pi / 2) ** 2
+    unclipped = slice(0, 990)  # β is capped at 0.999 only in the last steps
+    assert torch.allclose(schedule.alpha_bar[unclipped].double(), f[unclipped], rtol=1e-4, atol=1e-6)
+
+
+def test_one_ancestral_step_draws_from_the_closed_form_posterior_of_ho_et_al(images):
+    """With the true noise, x_{t−1} = μ̃_t(x_0, x_t) + √β̃_t z: its mean and variance over many draws are eq. 7's."""
+    schedule = NoiseSchedule("linear", 100)
+    x0 = (images[:1] * 2 - 1).expand(4000, -1, -1, -1)
+    t, noise = 30, torch.randn(4000, *x0.shape[1:], generator=torch.Generator().manual_seed(1))
+    x_t = schedule.add_noise(x0, torch.full((4000,), t), noise)
+    earlier = schedule.step(x_t, noise, t, torch.Generator().manual_seed(2))
+    alpha_bar, alpha_bar_earlier, beta = schedule.alpha_bar[t], schedule.alpha_bar[t - 1], schedule.betas[t]
+    mean = (alpha_bar_earlier.sqrt() * beta * x0 + (1 - beta).sqrt() * (1 - alpha_bar_earlier) * x_t) / (1 - alpha_bar)
+    variance = beta * (1 - alpha_bar_earlier) / (1 - alpha_bar)
+    assert torch.allclose((earlier - mean).mean(0), torch.zeros_like(x0[0]), atol=4 * variance.sqrt().item() / 60)
+    assert abs((earlier - mean).var().item() - variance.item()) < 0.05 * variance.item()
+    x_first = schedule.add_noise(x0[:2], torch.zeros(2, dtype=torch.long), noise[:2])
+    assert torch.allclose(schedule.step(x_first, noise[:2], 0), x0[:2], atol=1e-4)  # t = 0: the clean image
+
+
+def test_a_ddim_step_with_the_true_noise_lands_on_the_forward_draw_of_the_earlier_time(images):
+    """η = 0: x_earlier = √ᾱ_earlier x_0 + √(1 − ᾱ_earlier) ε, the same ε; and the inverse step undoes it."""
+    schedule = NoiseSchedule("cosine", 200)
+    x0 = images * 2 - 1
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(3))
+    x_t = schedule.add_noise(x0, torch.full((len(x0),), 150), noise)
+    x_earlier = schedule.ddim_step(x_t, noise, 150, 60, clip=False)
+    assert torch.allclose(x_earlier, schedule.add_noise(x0, torch.full((len(x0),), 60), noise), atol=1e-4)
+    assert torch.allclose(schedule.ddim_inverse_step(x_earlier, noise, 60, 150), x_t, atol=1e-4)
+    assert torch.allclose(schedule.ddim_step(x_t, noise, 150, -1), x0, atol=1e-4)  # to the clean image
+
+
 def test_forward_noising_matches_its_closed_form_mean_and_variance(images):
     model = tiny_ddpm()
     x0 = images[:1] * 2 - 1
     t = torch.full((20_000,), 40)
     noise = torch.randn(20_000, *x0.shape[1:], generator=torch.Generator().manual_seed(0))
-    noisy = model.noised(x0.expand(20_000, -1, -1, -1), t, noise)
-    alpha_bar = model.alpha_bar[40]
+    noisy = model.schedule.add_noise(x0.expand(20_000, -1, -1, -1), t, noise)
+    alpha_bar = model.schedule.alpha_bar[40]
     assert torch.allclose(noisy.mean(0), alpha_bar.sqrt() * x0[0], atol=0.03)
     assert torch.allclose(noisy.var(0), torch.full_like(x0[0], 1 - alpha_bar.item()), rtol=0.06)
 
@@ -89,9 +127,9 @@ def test_with_a_perfect_oracle_the_bound_is_its_prior_and_decoder_terms_alone(im
     x0 = images * 2 - 1
     model = with_oracle(tiny_ddpm(), x0)
     bound = bound_terms(model, images, 3, torch.Generator().manual_seed(0))
-    last = model.alpha_bar[-1]
+    last = model.schedule.alpha_bar[-1]
     prior = 0.5 * (last * x0.pow(2) + (1 - last) - 1 - (1 - last).log()).flatten(1).sum(1)
-    decoder = -discretised_gaussian_log_prob(x0, x0, model.betas[0].sqrt().item())
+    decoder = -discretised_gaussian_log_prob(x0, x0, model.schedule.betas[0].sqrt().item())
     assert torch.allclose(bound, prior + decoder, rtol=1e-4)
 
 

@@ -425,7 +425,7 @@ class RunConfig:
         _check(can.likelihood or d.input_mode == "grayscale",
                f"a {m.kind} models the intensities; input_mode binarized applies to a likelihood, leave it out")
         if can.sampling == "diffusion":  # U-Net levels: `channels` as given, any size (skips are resized)
-            from vaelab.models.diffusion import NOISE_SCHEDULES  # torch, as the likelihoods below
+            from vaelab.models.noise_schedule import NOISE_SCHEDULES  # torch, as the likelihoods below
 
             _check(all(c % 8 == 0 for c in m.channels), "ddpm channels must be multiples of 8 (GroupNorm groups)")
             _check(2 <= m.diffusion_steps <= 10_000, "diffusion_steps must be between 2 and 10,000")

@@ -17,8 +17,8 @@ import torch
 from vaelab.analysis.traversal import load_test_inputs, parse_test_reference, traverse_from_bases
 from vaelab.evaluation.conditional import class_samples, conditional_accuracy
 from vaelab.images import make_grid
+from vaelab.models.base import EncodingModel, GenerativeModel
 from vaelab.models.registry import require_conditional
-from vaelab.models.vae import VAE
 from vaelab.rundir import load_model, read_config
 
 __all__ = [
@@ -28,7 +28,7 @@ __all__ = [
 
 
 @torch.no_grad()
-def class_grid(model: VAE, columns: int, seed: int = 0) -> torch.Tensor:
+def class_grid(model: GenerativeModel, columns: int, seed: int = 0) -> torch.Tensor:
     """Images `[classes, columns, C, H, W]`: row c is class c, and every row decodes the same `columns` draws
     z ~ p(z), so a column is one style written as every class."""
     require_conditional(model, "the class grid")
@@ -38,7 +38,7 @@ def class_grid(model: VAE, columns: int, seed: int = 0) -> torch.Tensor:
 
 
 @torch.no_grad()
-def restyle(model: VAE, inputs: torch.Tensor, labels: torch.Tensor, index: int) -> torch.Tensor:
+def restyle(model: EncodingModel, inputs: torch.Tensor, labels: torch.Tensor, index: int) -> torch.Tensor:
     """The style of `inputs[index]` written as every class: its posterior mean under its own label, decoded with
     each label in turn. Returns `[classes, C, H, W]`."""
     require_conditional(model, "restyle")
@@ -48,7 +48,9 @@ def restyle(model: VAE, inputs: torch.Tensor, labels: torch.Tensor, index: int) 
 
 
 @torch.no_grad()
-def style_traversal(model: VAE, dim: int, values: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
+def style_traversal(
+    model: GenerativeModel, dim: int, values: torch.Tensor, code: torch.Tensor | None = None
+) -> torch.Tensor:
     """`code` `[D]` (default the prior mean) with dimension `dim` set to each of `values` `[S]`, decoded as every
     class: `[classes, S, C, H, W]`, a row per class."""
     require_conditional(model, "a style traversal")

@@ -36,8 +36,8 @@ from vaelab.evaluation.disentanglement import (
     mutual_information_gap,
 )
 from vaelab.io import atomic_write_json
+from vaelab.models.base import posterior_moments
 from vaelab.models.registry import require_encoder
-from vaelab.models.vae import posterior_moments
 from vaelab.rundir import DISENTANGLEMENT, load_model, read_config
 
 MIN_DEFINED_SHARE = 0.5  # an attribute must be defined on at least this share of the images to be a factor

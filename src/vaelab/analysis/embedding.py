@@ -9,7 +9,7 @@ from scipy.stats import norm
 
 from vaelab.errors import VaelabError
 from vaelab.images import make_grid
-from vaelab.models.vae import VAE
+from vaelab.models.base import GenerativeModel
 
 METHODS = ("pca", "tsne", "umap")
 TSNE_PERPLEXITY = 30
@@ -51,7 +51,7 @@ def spread_points(coords: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
 
 
 @torch.no_grad()
-def manifold_grid(model: VAE, size: int = 20) -> np.ndarray:
+def manifold_grid(model: GenerativeModel, size: int = 20) -> np.ndarray:
     """For a 2-d latent: decode a `size`×`size` grid of z at evenly spaced prior quantiles (Kingma & Welling
     2014, Fig. 4), so equal steps in the picture are equal steps of prior probability."""
     if model.latent_dim != 2:

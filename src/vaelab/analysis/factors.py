@@ -77,8 +77,8 @@ from vaelab.errors import VaelabError
 from vaelab.evaluation.disentanglement import discrete_mutual_information, quantile_bins
 from vaelab.evaluation.latents import dimensions_by_kl, is_weak_dimension
 from vaelab.io import atomic_write_json, require_suffix
+from vaelab.models.base import GenerativeModel, posterior_moments
 from vaelab.models.registry import decodes_sequentially, require_encoder
-from vaelab.models.vae import VAE, posterior_moments
 from vaelab.rundir import FACTORS, load_model, read_config
 
 DEFAULT_BASES = 200
@@ -194,7 +194,7 @@ def top_annotation(dim_means: np.ndarray, binary: dict[str, np.ndarray]) -> dict
 
 
 def known_factor_relations(
-    model: VAE, means: torch.Tensor, test: Any, dim: int, values: torch.Tensor, dataset: str, bases: int
+    model: GenerativeModel, means: torch.Tensor, test: Any, dim: int, values: torch.Tensor, dataset: str, bases: int
 ) -> dict[str, dict[str, float]]:
     """For each known factor of the dataset, on the test images where it is defined: ρ of the posterior means of
     `dim` with the factor (`encoder_rho`), the pooled ρ of its measured attribute under traversal of `dim`
@@ -270,7 +270,7 @@ def is_named(row: dict[str, Any]) -> bool:
 
 
 def traversal_measurements(
-    model: VAE,
+    model: GenerativeModel,
     base_codes: torch.Tensor,
     dim: int,
     values: torch.Tensor,

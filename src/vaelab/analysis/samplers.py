@@ -30,9 +30,9 @@ from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED, fit_images
 from vaelab.fitting import FitPlan, fit, fit_estimator
 from vaelab.hardware import one_thread
+from vaelab.models.base import EncodingModel, GenerativeModel, posterior_moments
 from vaelab.models.latent_vae import LatentVAE
 from vaelab.models.registry import Capabilities, capabilities
-from vaelab.models.vae import VAE, posterior_moments
 from vaelab.rundir import load_model_weights, load_tensors, model_tensors, read_config, save_tensors
 
 SAMPLERS = ("prior", "gmm", "two-stage", "ancestral")
@@ -83,7 +83,7 @@ class GaussianMixture:
         return self.means[component] + torch.einsum("nij,nj->ni", self.cholesky[component], eps)
 
 
-def training_codes(model: VAE, data: DataConfig, limit: int | None = None) -> torch.Tensor:
+def training_codes(model: EncodingModel, data: DataConfig, limit: int | None = None) -> torch.Tensor:
     """Posterior means `[N, D]` of the images the run trained on (its training split, less validation, its
     `train_limit` applied): their first `limit`, or first `FIT_IMAGES` when None (`fit_images`)."""
     train = fit_images(data, limit)
@@ -92,7 +92,7 @@ def training_codes(model: VAE, data: DataConfig, limit: int | None = None) -> to
 
 
 def fit_gmm(
-    model: VAE, data: DataConfig, components: int = 10, limit: int | None = None, seed: int = 0,
+    model: GenerativeModel, data: DataConfig, components: int = 10, limit: int | None = None, seed: int = 0,
     log: Callable[[str], None] = lambda message: None,
 ) -> GaussianMixture:
     """Fit a full-covariance mixture on the posterior means of the run's training images (never the test split;
@@ -125,7 +125,7 @@ def read_gmm(folder: str | Path) -> GaussianMixture | None:
 
 
 def load_or_fit_gmm(
-    run_dir: str | Path, model: VAE, components: int = 10, cache_dir: str | Path | None = None,
+    run_dir: str | Path, model: GenerativeModel, components: int = 10, cache_dir: str | Path | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> GaussianMixture:
     """The mixture stored in `cache_dir` (None: the run directory) when it has `components` components, otherwise
@@ -179,8 +179,8 @@ def fit_two_stage(
 
 
 def load_or_fit_two_stage(
-    run_dir: str | Path, model: VAE, config: TwoStageConfig | None = None, log: Callable[[str], None] = print,
-    cache_dir: str | Path | None = None,
+    run_dir: str | Path, model: GenerativeModel, config: TwoStageConfig | None = None,
+    log: Callable[[str], None] = print, cache_dir: str | Path | None = None,
 ) -> LatentVAE:
     """The second stage stored in `cache_dir` (None: the run directory; when `config` is given: only if it was
     fitted with it), otherwise a new fit with `config` (default settings when None), stored there."""
@@ -204,13 +204,13 @@ def load_or_fit_two_stage(
     return stage
 
 
-def use_sampling_steps(model: VAE, steps: int | None) -> None:
+def use_sampling_steps(model: GenerativeModel, steps: int | None) -> None:
     """`--steps`: the DDIM steps a ddpm samples and inverts with (None keeps its config's `sampling_steps`)."""
     if steps is None:
         return
     if capabilities(model).sampling != "diffusion":
         raise VaelabError(f"--steps sets a ddpm's DDIM steps; a {model.config.kind} has none, leave it out")
-    model.ddim_times(steps)  # in range
+    model.schedule.ddim_times(steps)  # in range
     model.sampling_steps = steps
 
 
@@ -225,7 +225,7 @@ def check_sampler(can: Capabilities, kind: str, sampler: str) -> None:
 
 @torch.no_grad()
 def sample_codes(
-    model: VAE, run_dir: str | Path, n: int, sampler: str = "prior", seed: int = 0, components: int = 10,
+    model: GenerativeModel, run_dir: str | Path, n: int, sampler: str = "prior", seed: int = 0, components: int = 10,
     log: Callable[[str], None] = print, cache_dir: str | Path | None = None,
 ) -> torch.Tensor:
     """`n` latent codes `[n, D]` from the chosen sampler, reproducible by seed; a fitted sampler is read from (or
@@ -243,7 +243,7 @@ def sample_codes(
 
 @torch.no_grad()
 def sample_images(
-    model: VAE, run_dir: str | Path, n: int, sampler: str = "prior", seed: int = 0, components: int = 10,
+    model: GenerativeModel, run_dir: str | Path, n: int, sampler: str = "prior", seed: int = 0, components: int = 10,
     log: Callable[[str], None] = print, cache_dir: str | Path | None = None,
 ) -> torch.Tensor:
     """`n` decoded samples `[n, C, H, W]` from the chosen sampler, reproducible by seed (`cache_dir`: as

@@ -12,12 +12,12 @@ from vaelab.data.datasets import load_split, prepare_inputs
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.images import make_grid
+from vaelab.models.base import EncodingModel, GenerativeModel
 from vaelab.models.registry import capabilities
-from vaelab.models.vae import VAE
 
 
 @torch.no_grad()
-def prior_samples(model: VAE, n: int, seed: int = 0) -> torch.Tensor:
+def prior_samples(model: GenerativeModel, n: int, seed: int = 0) -> torch.Tensor:
     """`n` images decoded from z ~ N(0, I), reproducible by seed."""
     return model.sample(n, generator=torch.Generator().manual_seed(seed)).cpu()
 
@@ -29,7 +29,7 @@ def sample_grid(images: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def reconstruction_grid(
-    model: VAE, dataset: str, input_mode: str, n: int, start: int = 0, columns: int = 8
+    model: EncodingModel, dataset: str, input_mode: str, n: int, start: int = 0, columns: int = 8
 ) -> np.ndarray:
     """Test images (as fed to the model) in one row, their reconstructions from the posterior mean (ddpm: DDIM
     from its DDIM inversion) in the row below, repeated until `n` images are shown."""

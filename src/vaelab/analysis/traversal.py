@@ -26,8 +26,8 @@ from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.evaluation.latents import active_units, dimensions_by_kl
 from vaelab.images import DISPLAY_SCALE, make_grid, upscale
 from vaelab.io import atomic_write
+from vaelab.models.base import EncodingModel, GenerativeModel, kl_per_dimension, posterior_moments
 from vaelab.models.registry import capabilities, require_codes_of_images, require_encoder
-from vaelab.models.vae import VAE, kl_per_dimension, posterior_moments
 from vaelab.rundir import EVAL, load_model, read_artefact_if_present, read_config
 
 KL_ESTIMATE_IMAGES = 2000  # test images used for KL per dimension when the run has no eval.json
@@ -85,7 +85,7 @@ def parse_test_reference(spec: str, what: str, test_count: int, others: tuple[st
 
 
 def image_codes(
-    model: VAE, inputs: torch.Tensor, labels: torch.Tensor | None = None, what: str = "a test image's code"
+    model: EncodingModel, inputs: torch.Tensor, labels: torch.Tensor | None = None, what: str = "a test image's code"
 ) -> torch.Tensor:
     """The code of each image `[N, D]`, on the CPU: its posterior mean (a family with an encoder) or its
     deterministic inversion (ddpm: DDIM run backwards); a GAN has neither, a one-line error naming `what`."""
@@ -102,7 +102,9 @@ def prior_marginals(model: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]
     return marginals() if marginals is not None else (torch.zeros(model.latent_dim), torch.ones(model.latent_dim))
 
 
-def base_code(model: VAE, base: str, inputs: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+def base_code(
+    model: EncodingModel, base: str, inputs: torch.Tensor, labels: torch.Tensor | None = None
+) -> torch.Tensor:
     """The code `[D]` a traversal starts from: the prior's mode (`prior`: 0 for N(0, I)) or a test image's
     posterior mean (`test:INDEX`, an index into the prepared test inputs, whose `labels` a conditional model
     needs)."""
@@ -127,7 +129,7 @@ def usage_from_posteriors(mu: torch.Tensor, logvar: torch.Tensor, source: str) -
 
 
 def latent_usage(
-    run_dir: str | Path, model: VAE, inputs: torch.Tensor, labels: torch.Tensor | None = None
+    run_dir: str | Path, model: EncodingModel, inputs: torch.Tensor, labels: torch.Tensor | None = None
 ) -> LatentUsage:
     """KL per dimension and active units from the run's eval.json (the whole test split, as of the last
     `vaelab eval`), or else computed on the first KL_ESTIMATE_IMAGES of the prepared test inputs. A family without
@@ -185,7 +187,7 @@ def traversal_values(radius: float, steps: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def decode_codes(model: VAE, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+def decode_codes(model: GenerativeModel, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
     """Mean images `[N, C, H, W]` of codes `[N, D]` (as classes `labels` `[N]` for a conditional model), decoded
     in batches, on the CPU."""
     batches = iterate_batches(codes.shape[0], DECODE_BATCH_SIZE)
@@ -196,7 +198,8 @@ def decode_codes(model: VAE, codes: torch.Tensor, labels: torch.Tensor | None = 
 
 
 def traverse_from_bases(
-    model: VAE, base_codes: torch.Tensor, dim: int, values: torch.Tensor, base_labels: torch.Tensor | None = None
+    model: GenerativeModel, base_codes: torch.Tensor, dim: int, values: torch.Tensor,
+    base_labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Each base code `[B, D]` with dimension `dim` set to each value `[S]`, decoded (a conditional model: as the
     base's class, `base_labels` `[B]`): `[B, S, C, H, W]`. Values are in the prior's units: standard deviations
@@ -211,7 +214,7 @@ def traverse_from_bases(
 
 
 def traversal_images(
-    model: VAE, code: torch.Tensor, dims: Sequence[int], values: torch.Tensor, label: int | None = None
+    model: GenerativeModel, code: torch.Tensor, dims: Sequence[int], values: torch.Tensor, label: int | None = None
 ) -> torch.Tensor:
     """One code `[D]` traversed along each of `dims` (decoded as class `label` if given):
     `[len(dims), S, C, H, W]`."""
@@ -219,7 +222,7 @@ def traversal_images(
     return torch.stack([traverse_from_bases(model, code[None], dim, values, labels)[0] for dim in dims])
 
 
-def decoding_label(model: VAE, base: str, label: int | None, test_labels: torch.Tensor) -> int | None:
+def decoding_label(model: GenerativeModel, base: str, label: int | None, test_labels: torch.Tensor) -> int | None:
     """The class a traversal (or an interpolation starting at `base`) is decoded as: None for an unconditional
     model; else `label`, or the base test image's own label; from the prior without a class it is an error."""
     if not capabilities(model).conditional:

@@ -21,8 +21,8 @@ from vaelab.data.catalog import describe
 from vaelab.data.datasets import balanced_label_subset, iterate_batches, to_float
 from vaelab.errors import VaelabError
 from vaelab.fitting import fit_estimator
+from vaelab.models.base import ClassifyingModel, EncodingModel, posterior_moments
 from vaelab.models.registry import capabilities, require_classifier
-from vaelab.models.vae import VAE, posterior_moments
 
 PROBE_LABELS = 100
 PROBE_MAX_ITER = 1000  # lbfgs iterations: a probe of a 2-epoch run's mostly collapsed codes converged at 215
@@ -30,7 +30,7 @@ BATCH = 1000
 
 
 @torch.no_grad()
-def predict_probabilities(model: VAE, x: torch.Tensor) -> torch.Tensor:
+def predict_probabilities(model: ClassifyingModel, x: torch.Tensor) -> torch.Tensor:
     """q(y|x) for inputs `[N, C, H, W]`: `[N, classes]` on the CPU, in batches. The classifier kinds read
     intensities in [0, 1], never a binarization (their training shows q(y|x) the images before binarizing)."""
     require_classifier(model, "class prediction")
@@ -52,7 +52,7 @@ def classification_metrics(predicted: np.ndarray, labels: np.ndarray, classes: i
     }
 
 
-def probe_features(model: VAE, x: torch.Tensor) -> torch.Tensor:
+def probe_features(model: EncodingModel, x: torch.Tensor) -> torch.Tensor:
     """Posterior means `[N, latent_dim]` on the CPU; for a conditional model, averaged over every class."""
     if not capabilities(model).conditional:
         return posterior_moments(model, x)[0]

@@ -33,8 +33,8 @@ import torch
 from vaelab.config import RunConfig
 from vaelab.data import sizing
 from vaelab.evaluation.latents import WEAK_KL_NATS, informative_dimensions
+from vaelab.models.base import GenerativeModel
 from vaelab.models.registry import capabilities
-from vaelab.models.vae import VAE
 from vaelab.rundir import read_metrics
 
 COLLAPSE_KL_NATS = 1.0
@@ -157,7 +157,8 @@ def training_warning(
 
 @torch.no_grad()
 def diagnose_run(
-    run_dir: str | Path, model: VAE, config: RunConfig, evaluation: dict[str, Any], real: torch.Tensor, seed: int = 0
+    run_dir: str | Path, model: GenerativeModel, config: RunConfig, evaluation: dict[str, Any], real: torch.Tensor,
+    seed: int = 0,
 ) -> CollapseDiagnosis:
     """The diagnosis of a run from its `evaluation` (eval.json's numbers), SPREAD_IMAGES prior samples (drawn with
     `seed`; a conditional model's as the classes in turn) set beside as many `real` images `[N, C, H, W]` in [0, 1],

@@ -15,14 +15,14 @@ from torch import nn
 from vaelab.data.datasets import iterate_batches
 from vaelab.errors import VaelabError
 from vaelab.evaluation.reference_classifier import predict_probabilities
+from vaelab.models.base import GenerativeModel
 from vaelab.models.registry import require_conditional
-from vaelab.models.vae import VAE
 
 SAMPLE_BATCH_SIZE = 1000
 
 
 @torch.no_grad()
-def class_samples(model: VAE, label: int, n: int, seed: int = 0) -> torch.Tensor:
+def class_samples(model: GenerativeModel, label: int, n: int, seed: int = 0) -> torch.Tensor:
     """`n` images `[n, C, H, W]` generated as class `label` from z ~ p(z), reproducible by seed, on the CPU."""
     require_conditional(model, "class samples")
     model.check_labels(torch.tensor([label]))  # an unknown class is an error before any work
@@ -34,7 +34,9 @@ def class_samples(model: VAE, label: int, n: int, seed: int = 0) -> torch.Tensor
 
 
 @torch.no_grad()
-def conditional_accuracy(model: VAE, classifier: nn.Module, per_class_n: int = 1000, seed: int = 0) -> dict[str, Any]:
+def conditional_accuracy(
+    model: GenerativeModel, classifier: nn.Module, per_class_n: int = 1000, seed: int = 0
+) -> dict[str, Any]:
     """Per-class and overall fraction of `per_class_n` samples per class that `classifier` assigns to the class
     asked for. Class c draws its z with seed `seed + c`, so each class's samples do not depend on the others."""
     require_conditional(model, "conditional accuracy")

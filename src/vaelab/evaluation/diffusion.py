@@ -19,7 +19,8 @@ import torch
 
 from vaelab.data.datasets import iterate_batches
 from vaelab.evaluation.likelihood import bits_per_dim
-from vaelab.models.diffusion import DDPM, estimated_image
+from vaelab.models.diffusion import DDPM
+from vaelab.models.noise_schedule import estimated_image
 
 HALF_BIN = 1 / 255  # half the width of one of the 256 levels in [−1, 1]
 LOG_FLOOR = 1e-12
@@ -44,20 +45,20 @@ def bound_terms(model: DDPM, images: torch.Tensor, timesteps: int, generator: to
 
     def draw(t: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         t = torch.full((n,), t, device=x0.device) if isinstance(t, int) else t
-        noisy = model.noised(x0, t, torch.randn(x0.shape, generator=generator).to(x0.device))
-        alpha_bar = model.alpha_bar[t].view(-1, 1, 1, 1)
+        noisy = model.schedule.add_noise(x0, t, torch.randn(x0.shape, generator=generator).to(x0.device))
+        alpha_bar = model.schedule.alpha_bar[t].view(-1, 1, 1, 1)
         return noisy, estimated_image(noisy, model.predicted_noise(noisy, t), alpha_bar)
 
-    last = model.alpha_bar[-1]
+    last = model.schedule.alpha_bar[-1]
     prior = 0.5 * (last * x0.pow(2) + (1 - last) - 1 - (1 - last).log()).flatten(1).sum(1)
     _, predicted = draw(0)
-    decoder = -discretised_gaussian_log_prob(x0, predicted, model.betas[0].sqrt().item())
+    decoder = -discretised_gaussian_log_prob(x0, predicted, model.schedule.betas[0].sqrt().item())
     middle = torch.zeros(n, device=x0.device)
     for _ in range(timesteps):
         t = torch.randint(1, steps, (n,), generator=generator).to(x0.device)
         noisy, predicted = draw(t)
-        true_mean, variance = model.posterior(x0, noisy, t)
-        model_mean, _ = model.posterior(predicted, noisy, t)
+        true_mean, variance = model.schedule.posterior(x0, noisy, t)
+        model_mean, _ = model.schedule.posterior(predicted, noisy, t)
         middle += ((true_mean - model_mean).pow(2) / (2 * variance)).flatten(1).sum(1)
     return (prior + decoder + (steps - 1) * middle / timesteps).cpu()
 

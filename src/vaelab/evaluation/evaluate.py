@@ -21,8 +21,8 @@ from vaelab.evaluation.likelihood import bits_per_dim, elbo_terms, importance_we
 from vaelab.evaluation.reference_classifier import classifier_summary, load_or_train_classifier
 from vaelab.hardware import compile_networks, flushes_denormals, machine_profile, resolve_device
 from vaelab.io import atomic_write_json
+from vaelab.models.base import GenerativeModel, LikelihoodModel
 from vaelab.models.registry import build_model, capabilities, decodes_sequentially
-from vaelab.models.vae import VAE
 from vaelab.rundir import EVAL, load_model, load_tensors, model_tensors, read_config, save_tensors, tensors_sha256
 
 if TYPE_CHECKING:
@@ -229,7 +229,7 @@ def evaluate_run(
     return result
 
 
-def iwae_pass_images(model: VAE, device: torch.device) -> int:
+def iwae_pass_images(model: GenerativeModel, device: torch.device) -> int:
     """Decoded images per pass of the IWAE bound. On the CPU a PixelCNN decoder's time per image rose from about
     2.5 ms at 20–50 images a pass to 4.7 ms at 250 and 15.5 ms at 8,000 (its C full-size maps per image leave the
     cache), so it decodes 50 of one image's k draws at a time; a GPU needs thousands per pass to be busy."""
@@ -253,7 +253,9 @@ def iwae_protocol(seconds: float, seconds_per_draw: float, test_images: int) -> 
     return k, min(test_images, max(images, min(100, test_images)))
 
 
-def _seconds_per_draw(model: VAE, inputs: torch.Tensor, labels: torch.Tensor, device: torch.device) -> float:
+def _seconds_per_draw(
+    model: LikelihoodModel, inputs: torch.Tensor, labels: torch.Tensor, device: torch.device
+) -> float:
     """Measured seconds of one importance-weighted draw (an encoder share and a decoder pass), on 8 test images
     with 250 draws each after a warm-up pass; its own generator, so the bound itself draws the same numbers."""
     generator = torch.Generator().manual_seed(EVAL_SEED + 2)
@@ -266,7 +268,7 @@ def _seconds_per_draw(model: VAE, inputs: torch.Tensor, labels: torch.Tensor, de
 
 
 def importance_weighted_bounds(
-    model: VAE, inputs: torch.Tensor, labels: torch.Tensor, k: int, device: torch.device,
+    model: LikelihoodModel, inputs: torch.Tensor, labels: torch.Tensor, k: int, device: torch.device,
     log: Callable[[str], None] = lambda message: None, progress: Path | None = None,
     save_every: float = PROGRESS_SECONDS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -361,7 +363,7 @@ RECONSTRUCTED = 100
 
 
 @torch.no_grad()
-def per_class_reconstruction(model: VAE, inputs: torch.Tensor, labels: torch.Tensor) -> list[float]:
+def per_class_reconstruction(model: LikelihoodModel, inputs: torch.Tensor, labels: torch.Tensor) -> list[float]:
     """Mean reconstruction term −log p(x|z) per class, nats (one z sample per image, fixed seed)."""
     generator = torch.Generator().manual_seed(EVAL_SEED)
     recon = elbo_terms(model, inputs.to(model.device), generator, labels)["recon"]

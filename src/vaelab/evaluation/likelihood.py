@@ -11,12 +11,13 @@ import math
 
 import torch
 
-from vaelab.models.vae import VAE, gaussian_log_density
+from vaelab.models.base import LikelihoodModel, gaussian_log_density
 
 
 @torch.no_grad()
 def elbo_terms(
-    model: VAE, x: torch.Tensor, generator: torch.Generator | None = None, labels: torch.Tensor | None = None
+    model: LikelihoodModel, x: torch.Tensor, generator: torch.Generator | None = None,
+    labels: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-image reconstruction term (one z sample), the KL and the KL per dimension (see `VAE.kl_terms`). A
     conditional model needs the images' `labels`: its bound is on log p(x|y)."""
@@ -27,7 +28,7 @@ def elbo_terms(
 
 @torch.no_grad()
 def importance_weights(
-    model: VAE,
+    model: LikelihoodModel,
     x: torch.Tensor,
     k: int,
     generator: torch.Generator | None = None,

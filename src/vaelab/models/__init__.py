@@ -6,7 +6,8 @@ from importlib import import_module
 from typing import Any
 
 _HOMES = {
-    "VAE": "vae", "gaussian_log_density": "vae", "kl_per_dimension": "vae", "posterior_moments": "vae",
+    "VAE": "vae", "gaussian_log_density": "base", "kl_per_dimension": "base", "posterior_moments": "base",
+    "Posterior": "base", "GenerativeModel": "base", "EncodingModel": "base",
     "ConditionalVAE": "conditional", "ClassifierVAE": "classifier", "M2": "classifier",
     "BernoulliLikelihood": "likelihoods", "GaussianLikelihood": "likelihoods", "LIKELIHOODS": "likelihoods",
     "PixelGaussianLikelihood": "likelihoods", "DiscretizedLogisticLikelihood": "likelihoods",

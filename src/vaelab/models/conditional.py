@@ -17,6 +17,7 @@ from torch.distributions import Distribution
 from torch.nn import functional as F
 
 from vaelab.errors import VaelabError
+from vaelab.models.base import Posterior
 from vaelab.models.registry import require_images
 from vaelab.models.vae import VAE
 
@@ -52,7 +53,7 @@ class ConditionalVAE(VAE):
     def one_hot(self, labels: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
         return one_hot(self.check_labels(labels), self.classes, like)
 
-    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
         """q(z|x, y): the encoder's hidden features with the one-hot label appended, read out as mu, logvar."""
         require_images(x, self.config, "encode")
         one_hot = self.one_hot(labels, x)
@@ -60,7 +61,7 @@ class ConditionalVAE(VAE):
             x = torch.cat([x, one_hot[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
         hidden = self.trunk_features(x)
         mu, logvar = self.encoder[-1](torch.cat([hidden, one_hot.to(hidden.dtype)], dim=1)).float().chunk(2, 1)
-        return mu, logvar
+        return Posterior(mu, logvar)
 
     def decode_dist(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> Distribution:
         return self.output_dist(self.decoder_output(torch.cat([z, self.one_hot(labels, z)], dim=1)))

@@ -2,10 +2,11 @@
 (Nichol & Dhariwal 2021) and an exponential moving average of the weights; DDIM (Song et al. 2021) sampling and
 inversion.
 
-Time runs 0 … T−1 here (Ho et al.'s t = 1 … T): x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε with ᾱ_t = Π_{s ≤ t} (1 − β_s), images in
-[−1, 1] inside and [0, 1] outside. The U-Net has one level per entry of `channels` (each but the last halves the
-resolution), `blocks_per_stage` residual blocks per level (at least one), a sinusoidal timestep embedding added in
-every block, and self-attention at the lowest resolution.
+The noise schedule (ᾱ_t, the forward draw, the DDIM and ancestral updates) is its own object,
+`vaelab.models.noise_schedule.NoiseSchedule`; images are in [−1, 1] inside and [0, 1] outside. The U-Net has one
+level per entry of `channels` (each but the last halves the resolution), `blocks_per_stage` residual blocks per
+level (at least one), a sinusoidal timestep embedding added in every block, and self-attention at the lowest
+resolution.
 
 The EMA copy (`ema`, decay `ema_decay`, warmed up as (1 + step) / (10 + step) so short runs are not held at their
 initial weights) is stored with the weights and resumed, and it is what samples, inverts and is validated.
@@ -29,35 +30,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaelab.data.datasets import iterate_batches
-from vaelab.errors import VaelabError
+from vaelab.models.noise_schedule import NoiseSchedule
 from vaelab.models.objective import GeneratorSpec, Objective, Phase, StepContext, ValidationData
 from vaelab.models.registry import require_image_shape
 
 if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
     from vaelab.config import ModelConfig
 
-NOISE_SCHEDULES = ("cosine", "linear")
 GROUPS = 8  # GroupNorm groups: every width must be a multiple
-COSINE_OFFSET = 0.008  # s of Nichol & Dhariwal: keeps β small near t = 0
-MAX_BETA = 0.999
-
-
-def noise_schedule(kind: str, steps: int) -> torch.Tensor:
-    """β_t for t = 0 … steps−1 (float64): the cosine schedule of Nichol & Dhariwal 2021, or Ho et al.'s linear one
-    from 1e-4 to 0.02 (scaled to `steps`)."""
-    if kind == "linear":
-        scale = 1000 / steps
-        return torch.linspace(scale * 1e-4, scale * 0.02, steps, dtype=torch.float64)
-    if kind != "cosine":
-        raise VaelabError(f"unknown noise_schedule '{kind}'; choose one of: {', '.join(NOISE_SCHEDULES)}")
-    t = torch.arange(steps + 1, dtype=torch.float64) / steps
-    alpha_bar = torch.cos((t + COSINE_OFFSET) / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
-    return (1 - alpha_bar[1:] / alpha_bar[:-1]).clamp(max=MAX_BETA)
-
-
-def estimated_image(x: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
-    """x̂_0 = (x_t − √(1 − ᾱ_t) ε) / √ᾱ_t: the clean image that x_t and its noise ε imply."""
-    return (x - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -174,10 +154,7 @@ class DDPM(nn.Module):
         self.image_shape = tuple(config.image_shape)
         self.net = UNet(config.image_shape[0], list(config.channels), max(1, config.blocks_per_stage))
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
-        betas = noise_schedule(config.noise_schedule, config.diffusion_steps)
-        # Derived from the config, so not stored in the weights file.
-        self.register_buffer("betas", betas.float(), persistent=False)
-        self.register_buffer("alpha_bar", torch.cumprod(1 - betas, 0).float(), persistent=False)
+        self.schedule = NoiseSchedule(config.noise_schedule, config.diffusion_steps)
         self.sampling_steps = config.sampling_steps
 
     @property
@@ -192,41 +169,19 @@ class DDPM(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def noised(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε: a draw of q(x_t | x_0) for images in [−1, 1]."""
-        alpha_bar = self.alpha_bar[t].view(-1, 1, 1, 1)
-        return alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
-
     def predicted_noise(self, x: torch.Tensor, t: torch.Tensor | int, ema: bool = True) -> torch.Tensor:
         """ε̂(x_t, t) of the EMA weights (or the trained ones), float32."""
         if isinstance(t, int):
             t = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
         return (self.ema if ema else self.net)(x, t).float()
 
-    def alpha_bar_at(self, t: int) -> torch.Tensor:
-        """ᾱ_t, with ᾱ_{−1} = 1 (the clean image)."""
-        return self.alpha_bar[t] if t >= 0 else torch.ones((), device=self.alpha_bar.device)
-
-    def ddim_times(self, steps: int) -> list[int]:
-        """The `steps` timesteps DDIM visits, ascending and evenly spaced, the last one T−1 (the "trailing"
-        spacing of Lin et al. 2024: even one step starts from pure noise)."""
-        if not 1 <= steps <= self.steps:
-            raise VaelabError(f"--steps must be between 1 and the model's {self.steps} diffusion steps")
-        return (torch.arange(1, steps + 1) * self.steps // steps - 1).tolist()
-
     @torch.no_grad()
     def ddim_generate(self, noise: torch.Tensor, steps: int, clip: bool = True) -> torch.Tensor:
         """Deterministic DDIM (η = 0) from x_{T−1} = `noise` `[N, C, H, W]` to x_0 in [−1, 1]."""
         x = noise
-        times = self.ddim_times(steps)
+        times = self.schedule.ddim_times(steps)
         for t, earlier in zip(reversed(times), [*reversed(times[:-1]), -1], strict=True):
-            eps = self.predicted_noise(x, t)
-            alpha_bar, alpha_bar_earlier = self.alpha_bar_at(t), self.alpha_bar_at(earlier)
-            x0 = estimated_image(x, eps, alpha_bar)
-            if clip:
-                x0 = x0.clamp(-1, 1)
-                eps = (x - alpha_bar.sqrt() * x0) / (1 - alpha_bar).sqrt()
-            x = alpha_bar_earlier.sqrt() * x0 + (1 - alpha_bar_earlier).sqrt() * eps
+            x = self.schedule.ddim_step(x, self.predicted_noise(x, t), t, earlier, clip)
         return x
 
     @torch.no_grad()
@@ -234,12 +189,9 @@ class DDPM(nn.Module):
         """DDIM run backwards from images in [−1, 1] to their x_{T−1}: the code `ddim_generate` maps back to them
         (up to the discretisation of `steps`)."""
         x = x0
-        times = self.ddim_times(steps)
+        times = self.schedule.ddim_times(steps)
         for earlier, t in zip([-1, *times[:-1]], times, strict=True):
-            eps = self.predicted_noise(x, max(earlier, 0))
-            alpha_bar_earlier, alpha_bar = self.alpha_bar_at(earlier), self.alpha_bar_at(t)
-            x0_estimate = estimated_image(x, eps, alpha_bar_earlier)
-            x = alpha_bar.sqrt() * x0_estimate + (1 - alpha_bar).sqrt() * eps
+            x = self.schedule.ddim_inverse_step(x, self.predicted_noise(x, max(earlier, 0)), earlier, t)
         return x
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None, steps: int | None = None) -> torch.Tensor:
@@ -262,30 +214,12 @@ class DDPM(nn.Module):
         """The DDIM code of each image in [0, 1]: `[N, latent_dim]`."""
         return self.ddim_invert(images.to(self.device) * 2 - 1, steps or self.sampling_steps).flatten(1)
 
-    def posterior(
-        self, x0: torch.Tensor, x: torch.Tensor, t: int | torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and variance of q(x_{t−1} | x_t, x_0) for t ≥ 1 (Ho et al. eq. 7); `t` one step or one per image."""
-        t = torch.as_tensor(t, device=self.alpha_bar.device)
-        shape = (-1, 1, 1, 1) if t.ndim else ()
-        alpha_bar, alpha_bar_earlier = self.alpha_bar[t].reshape(shape), self.alpha_bar[t - 1].reshape(shape)
-        beta = self.betas[t].reshape(shape)
-        mean = alpha_bar_earlier.sqrt() * beta * x0 + (1 - beta).sqrt() * (1 - alpha_bar_earlier) * x
-        return mean / (1 - alpha_bar), beta * (1 - alpha_bar_earlier) / (1 - alpha_bar)
-
     @torch.no_grad()
     def ancestral_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Ho et al.'s sampler: all T steps, each adding fresh noise (variance β̃_t); `[n, C, H, W]` in [0, 1]."""
         x = torch.randn(n, *self.image_shape, generator=generator).to(self.device)
         for t in reversed(range(self.steps)):
-            eps = self.predicted_noise(x, t)
-            alpha_bar = self.alpha_bar[t]
-            x0 = estimated_image(x, eps, alpha_bar).clamp(-1, 1)
-            if t == 0:
-                x = x0
-                break
-            mean, variance = self.posterior(x0, x, t)
-            x = mean + variance.sqrt() * torch.randn(x.shape, generator=generator).to(self.device)
+            x = self.schedule.step(x, self.predicted_noise(x, t), t, generator)
         return (x + 1) / 2
 
     @torch.no_grad()
@@ -321,7 +255,7 @@ class DiffusionObjective(Objective):
         x0 = context.prepared(intensities * 2 - 1)
         noise, t = self.noise_and_times(x0, model.steps, context.generators["diffusion"])
         with context.autocast():
-            error = (model.predicted_noise(model.noised(x0, t, noise), t, ema=False) - noise).pow(2)
+            error = (model.predicted_noise(model.schedule.add_noise(x0, t, noise), t, ema=False) - noise).pow(2)
         loss = error.flatten(1).mean(1)
         yield Phase(loss.mean(), {"loss": loss})
         model.update_ema(context.step)  # the trainer took the optimizer step before coming back here
@@ -333,7 +267,7 @@ class DiffusionObjective(Objective):
         for index in iterate_batches(data.intensities.shape[0], 500):
             x0 = data.intensities[index.to(device)] * 2 - 1
             noise, t = self.noise_and_times(x0, model.steps, generator)
-            error = model.predicted_noise(model.noised(x0, t, noise), t) - noise
+            error = model.predicted_noise(model.schedule.add_noise(x0, t, noise), t) - noise
             total += error.pow(2).flatten(1).mean(1).sum().item()
         mse = total / data.intensities.shape[0]
         return {"val_eps_mse": mse, "val_neg_eps_mse": -mse}

@@ -18,13 +18,10 @@ import math
 import torch
 from torch import nn
 
+from vaelab.models.base import gaussian_log_density_per_dimension
+
 DISCRIMINATOR_WIDTH = 512  # three hidden layers (Kim & Mnih used six of 1,000: a CPU cannot afford them per step)
 DISCRIMINATOR_BETAS = (0.5, 0.9)  # Kim & Mnih's Adam settings for the discriminator
-
-
-def gaussian_log_density_per_dimension(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(z; mu, exp(logvar)) of each dimension (broadcast over the leading ones)."""
-    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) / logvar.exp())
 
 
 def total_correlation_terms(

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from vaelab.models.vae import kl_per_dimension
+from vaelab.models.base import kl_per_dimension
 
 MIN_LOG_GAMMA = -12.0  # γ ≥ 6e-6: keeps the reconstruction term finite as γ shrinks
 

@@ -17,7 +17,7 @@ import math
 
 import torch
 
-from vaelab.models.disentangling import gaussian_log_density_per_dimension
+from vaelab.models.base import gaussian_log_density_per_dimension
 
 PRIORS = ("standard", "vamp")
 PSEUDO_INPUT_SCALE = 0.1  # pseudo-input logits start near 0: grey images, each a little different

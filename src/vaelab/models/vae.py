@@ -1,7 +1,7 @@
 """The convolutional VAE: encoder → diagonal Gaussian q(z|x), a prior p(z) (standard normal, or the VampPrior of
 `vaelab.models.priors`), decoder → p(x|z).
 
-The public surface (kept stable for outside tools): `encode(x) → (mu, logvar)`, `decode_dist(z)` (a torch
+The public surface (`vaelab.models.base`): `encode(x) → Posterior` (mean, log-variance), `decode_dist(z)` (a torch
 distribution whose `log_prob(x)` is `[N]`), `sample(n, generator)`, `latent_dim`. Loss terms are per image,
 in nats. Every method also takes `labels` (the class of each image, int64 `[N]`): the conditional variants need
 them, the plain VAE ignores them, so that code written once serves both.
@@ -18,12 +18,12 @@ from torch.distributions import Distribution
 from torch.nn import functional as F
 
 from vaelab.data.datasets import iterate_batches
+from vaelab.models.base import Posterior, kl_per_dimension
 from vaelab.models.blocks import down_stage, up_stage
 from vaelab.models.disentangling import (
     DISCRIMINATOR_BETAS,
     TCDiscriminator,
     capacity_at,
-    gaussian_log_density_per_dimension,
     permute_dimensions,
     total_correlation_terms,
 )
@@ -49,16 +49,6 @@ from vaelab.models.registry import require_image_shape, require_images
 
 if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
     from vaelab.config import ModelConfig, RunConfig
-
-
-def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, 1)) in closed form, per image and dimension: `[N, D]` nats."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
-
-
-def gaussian_log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(z; mu, exp(logvar)) summed over the last dimension."""
-    return gaussian_log_density_per_dimension(z, mu, logvar).sum(-1)
 
 
 def standard_kl_terms(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -169,11 +159,11 @@ class VAE(nn.Module):
         """The device of the model's weights."""
         return next(self.parameters()).device
 
-    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """x `[N, C, H, W]` in [0, 1] → posterior mean and log-variance, each `[N, latent_dim]`, float32."""
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
+        """x `[N, C, H, W]` in [0, 1] → q(z|x): mean and log-variance, each `[N, latent_dim]`, float32."""
         require_images(x, self.config, "encode")
         mu, logvar = self.encoder(x).float().chunk(2, dim=1)
-        return mu, logvar
+        return Posterior(mu, logvar)
 
     def trunk_features(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's hidden features, before the read-out of mu and log-variance (where a conditional variant
@@ -278,18 +268,6 @@ class VAE(nn.Module):
         """
         mu, logvar = self.encode(x, labels)
         return reparameterised_terms(x, mu, logvar, noise, lambda z: self.decode_dist(z, labels), self.kl_terms)
-
-
-@torch.no_grad()
-def posterior_moments(
-    model: VAE, x: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 1000
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior means and log-variances `[N, D]` of inputs `[N, C, H, W]` (with their `labels` `[N]`, which a
-    conditional model needs), encoded in batches on the model's device and returned on the CPU."""
-    label_batches = [None] * len(x.split(batch_size)) if labels is None else labels.split(batch_size)
-    moments = [model.encode(batch.to(model.device), batch_labels) for batch, batch_labels in
-               zip(x.split(batch_size), label_batches, strict=True)]
-    return torch.cat([mu.cpu() for mu, _ in moments]), torch.cat([logvar.cpu() for _, logvar in moments])
 
 
 class ELBOObjective(Objective):

@@ -21,8 +21,8 @@ from vaelab.analysis.embedding import embed, spread_points  # noqa: E402
 from vaelab.analysis.traversal import load_test_inputs  # noqa: E402
 from vaelab.data.catalog import describe  # noqa: E402
 from vaelab.images import display_array  # noqa: E402
+from vaelab.models.base import posterior_moments  # noqa: E402
 from vaelab.models.registry import require_encoder  # noqa: E402
-from vaelab.models.vae import posterior_moments  # noqa: E402
 from vaelab.rundir import load_model, read_config  # noqa: E402
 
 DPI = 110

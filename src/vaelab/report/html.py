@@ -62,8 +62,8 @@ from vaelab.evaluation.reference_classifier import judge_or_reason
 from vaelab.evaluation.tables import eval_rows
 from vaelab.images import make_grid, png_bytes, upscale
 from vaelab.io import atomic_write_json, atomic_write_text
+from vaelab.models.base import GenerativeModel
 from vaelab.models.registry import capabilities, family, model_label
-from vaelab.models.vae import VAE
 from vaelab.pretrained import is_shipped, run_name
 from vaelab.report.figures import confusion_matrix_png, kl_heatmap, latent_map_png, scalar_curves, training_curves
 from vaelab.rundir import (
@@ -452,7 +452,7 @@ def _require_reference(config: RunConfig, reference: Path) -> None:
 
 
 def _vae_sections(
-    run_dir: Path, config: RunConfig, model: VAE, log: Log, reference: Path | None, skipped: Skipped
+    run_dir: Path, config: RunConfig, model: GenerativeModel, log: Log, reference: Path | None, skipped: Skipped
 ) -> tuple[list[tuple[str, str]], Headline]:
     dataset = config.data.dataset
     classes = describe(dataset).class_names
@@ -557,7 +557,7 @@ def _judge(dataset: str, log: Log, skipped: Skipped) -> torch.nn.Module | None:
     return judge
 
 
-def _timed_prior_samples(model: VAE) -> tuple[torch.Tensor, float]:
+def _timed_prior_samples(model: GenerativeModel) -> tuple[torch.Tensor, float]:
     """REPORT_SAMPLES prior samples (seed 0) and the milliseconds per sample they took."""
     started = time.perf_counter()
     samples = prior_samples(model, REPORT_SAMPLES, seed=0)
@@ -714,7 +714,7 @@ def confidence_note(latent: dict[str, float], crossfade: float) -> str:
 
 
 def _conditional_sections(
-    model: VAE, inputs: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]
+    model: GenerativeModel, inputs: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...]
 ) -> list[tuple[str, str]]:
     """The class × style grid and restyled test images of a conditional model."""
     names = ", ".join(f"{c} {name}" for c, name in enumerate(classes))
@@ -734,7 +734,9 @@ def _conditional_sections(
     ]
 
 
-def _style_dimensions(model: VAE, factors: list[dict[str, Any]], classes: tuple[str, ...]) -> tuple[str, str]:
+def _style_dimensions(
+    model: GenerativeModel, factors: list[dict[str, Any]], classes: tuple[str, ...]
+) -> tuple[str, str]:
     """The most informative active dimensions, each swept ±3σ from the prior mean and written as every class."""
     values = traversal_values(3.0, 11)
     parts = []

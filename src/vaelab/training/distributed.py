@@ -178,6 +178,9 @@ def process_group(world: World, device: torch.device) -> Iterator[None]:
     watcher.start()
     try:
         yield
+        # Every rank done before any tears its connections down: a rank still in its last collective while another
+        # destroys the group can be aborted by gloo ("terminate called without an active exception", seen under load).
+        dist.barrier()
     finally:
         done.set()
         watcher.join()

@@ -29,10 +29,10 @@ from vaelab.data.datasets import balanced_label_subset, load_split, prepare_inpu
 from vaelab.errors import VaelabError
 from vaelab.fitting import FitPlan, fit
 from vaelab.io import atomic_write_json
+from vaelab.models.base import EncodingModel, posterior_moments
 from vaelab.models.registry import capabilities, require_encoder
 from vaelab.models.semi_supervised import PAPER_ALPHA_PER_IMAGE, labelled_loss, unlabelled_loss
 from vaelab.models.stacked import CodeM2, CodeM2Config
-from vaelab.models.vae import VAE, posterior_moments
 from vaelab.rundir import load_model, model_tensors, read_config, save_tensors
 
 STACKED = "stacked.json"
@@ -64,7 +64,7 @@ class Codes:
         return mu + self.std[index] * torch.randn(mu.shape, generator=generator)
 
 
-def m1_codes(model: VAE, images: torch.Tensor, labels: torch.Tensor, input_mode: str) -> Codes:
+def m1_codes(model: EncodingModel, images: torch.Tensor, labels: torch.Tensor, input_mode: str) -> Codes:
     """The posterior of M1 for uint8 images `[N, C, H, W]`, on the CPU."""
     mu, logvar = posterior_moments(model, prepare_inputs(images, input_mode, INPUT_SEED))
     return Codes(mu, (0.5 * logvar).exp(), labels)

@@ -57,8 +57,8 @@ from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.evaluation.latents import dimensions_by_kl, is_weak_dimension
 from vaelab.images import MAX_IMAGE_SIDE, display_array, png_bytes
+from vaelab.models.base import GenerativeModel
 from vaelab.models.registry import refuse_conditional, require_encoder
-from vaelab.models.vae import VAE
 from vaelab.pretrained import is_shipped, resolve_run, run_name
 from vaelab.rundir import EVAL, FACTORS, load_model, read_artefact_if_present, read_config
 from vaelab.web import problems
@@ -86,7 +86,7 @@ DOCS_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text
 class Explorer:
     """Everything the app needs from one run directory, loaded once at start-up."""
 
-    model: VAE  # eval mode, CPU
+    model: GenerativeModel  # eval mode, CPU
     description: DatasetDescription  # the dataset's shape, class names and what the page offers as input
     input_mode: str
     test: ImageSet  # the test split: labels and count
