@@ -37,7 +37,7 @@ from vaelab.data.shapes import write_shapes_folder
 from vaelab.evaluation.collapse import sample_spread
 from vaelab.evaluation.latents import active_units
 from vaelab.evaluation.reference_classifier import accuracy, classifier_summary, load_or_train_classifier
-from vaelab.models.vae import kl_per_dimension
+from vaelab.models.base import kl_per_dimension
 from vaelab.rundir import load_model, read_config, read_metrics
 
 SAMPLES = 100

@@ -12,15 +12,14 @@ import torch
 from tests.conftest import tiny_config, train_straight_and_with_a_stop
 from tests.faults import identical_weights
 from vaelab.errors import VaelabError
+from vaelab.models.base import gaussian_log_density_per_dimension, kl_per_dimension
 from vaelab.models.disentangling import (
     TCDiscriminator,
     capacity_at,
-    gaussian_log_density_per_dimension,
     permute_dimensions,
     total_correlation_terms,
 )
 from vaelab.models.priors import standard_normal_log_density
-from vaelab.models.vae import kl_per_dimension
 from vaelab.rundir import load_tensors, read_metrics
 
 

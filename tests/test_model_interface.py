@@ -106,8 +106,9 @@ FAMILY_OPTIONS = {
 SHAPES = ("1x28x28", "3x64x64")
 
 
-def test_every_registered_family_is_checked():
-    assert set(FAMILIES) <= set(FAMILY_OPTIONS)
+def test_every_family_of_the_package_is_checked():
+    shipped = {kind for kind, entry in FAMILIES.items() if entry.model.startswith("vaelab.")}
+    assert shipped and shipped <= set(FAMILY_OPTIONS)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from vaelab.analysis.samplers import (
 from vaelab.data import load_split, prepare_inputs
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED, FIT_IMAGES, fit_images
-from vaelab.models.vae import posterior_moments
+from vaelab.models.base import posterior_moments
 from vaelab.rundir import load_model, read_config
 
 

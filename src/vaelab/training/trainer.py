@@ -28,7 +28,7 @@ import torch
 
 from vaelab.config import RunConfig, format_duration, parse_duration
 from vaelab.data.catalog import describe, use_data_dir
-from vaelab.data.datasets import binarize, iterate_batches, load_split, prepare_inputs, to_float
+from vaelab.data.datasets import ImageSet, binarize, iterate_batches, load_split, prepare_inputs, to_float
 from vaelab.errors import VaelabError
 from vaelab.evaluation.collapse import TRAINING_WARNING, training_warning
 from vaelab.fitting import epoch_order, learning_rate
@@ -221,27 +221,7 @@ def _train(
     bf16 = use_bf16(train_cfg.precision, device)
     memory_format = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
 
-    # Data: whole splits as uint8 tensors, made float a batch at a time. Every rank reads its own copy (each machine
-    # has its own files); one rank's bad file stops them all with its error.
-    failure = None
-    try:
-        use_data_dir(data.dataset, data.data_dir)
-        train_set = load_split(data.dataset, "train", data.val_size, data.split_seed).subset(data.train_limit)
-        val_set = load_split(data.dataset, "val", data.val_size, data.split_seed).subset(data.val_limit)
-    except VaelabError as error:
-        if world.size == 1:
-            raise
-        failure = str(error)
-    world.agree(failure)
-    train_x, train_y = _training_tensors(train_set.images, train_set.labels, device)
-    # Each rank validates its own part of the validation split; `validate` combines the parts.
-    val_part = torch.tensor_split(torch.arange(len(val_set.labels)), world.size)[world.rank]
-    validation = ValidationData(
-        inputs=prepare_inputs(val_set.images, data.input_mode, VALIDATION_SEED)[val_part].to(device),
-        intensities=to_float(val_set.images[val_part]).to(device),
-        labels=val_set.labels[val_part].to(device),
-        seed=VALIDATION_SEED,
-    )
+    train_set, val_set, train_x, train_y, validation = _load_data(config, world, device)
     # The family's objective: which images an epoch runs over, the losses of a step, validation.
     objective = family(config.model.kind).objective_class()(config, train_set.labels)
     pool = objective.pool
@@ -259,37 +239,13 @@ def _train(
     if train_cfg.compile:
         compile_networks(model)
     runner = phase_runner(world, model)
-    # The fused kernel updates all parameters in one pass: ~8× faster than the per-tensor default on the CPU. It
-    # also skips a step on the device when told to (`found_inf`), which the non-finite handling relies on.
-    optimizers = {
-        name: torch.optim.Adam(parameters, lr=train_cfg.lr, fused=True, **objective.optimizer_options(name))
-        for name, parameters in objective.parameter_groups(model).items()
-    }
-    generators = {"binarize": torch.Generator(device).manual_seed(world.rank_seed(train_cfg.seed + 1))}
-    for name, spec in objective.generators().items():
-        generators[name] = torch.Generator("cpu" if spec.cpu else device).manual_seed(
-            world.rank_seed(train_cfg.seed + spec.offset))
+    optimizers, generators = _optimizers_and_generators(objective, model, train_cfg, world, device)
     state: dict[str, Any] = {
         "epoch": 0, "step": 0, "batch_in_epoch": 0, "best_score": -math.inf, "history": [],
         "epoch_sums": {"images": 0}, "skipped_steps": [], "world_size": world.size,
     }
     if resume:
-        stored = {checkpoint.rng_name(name, world.rank): generator for name, generator in generators.items()}
-        state = {**state, **checkpoint.load_last(run_dir, model, optimizers, stored, log=log,
-                                                 optional_generators=world.rank > 0)}
-        if "best_val_elbo" in state:  # written before the objective chose the selection number
-            state["best_score"] = state.pop("best_val_elbo")
-        state["epoch_sums"] = _rank_sums(state, world)
-        if state.get("world_size", 1) != world.size:
-            log(f"warning: {run_dir} was trained by {state.get('world_size', 1)} process(es) and resumes with "
-                f"{world.size}: the batches are the same, the random draws of each rank start anew")
-            state["world_size"] = world.size
-        log(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step']}")
-        if world.is_main:
-            # A kill between the checkpoint and the metrics file leaves metrics.jsonl one epoch behind: rewrite it.
-            checkpoint.write_metrics(run_dir, state["history"])
-            checkpoint.write_trainer_state(run_dir, state)
-            checkpoint.write_config(run_dir, config)  # with the new stopping point (a new run wrote its own already)
+        state = _resumed_state(run_dir, config, model, optimizers, generators, world, state, log)
     writer = None  # made after the first checkpoint: a start killed earlier leaves no tensorboard folder behind
     if world.is_main:
         profile = machine_profile(device, train_cfg.precision)
@@ -408,21 +364,8 @@ def _train(
         train_seconds = time.perf_counter() - round_start
         val = validate(objective, model, validation, world)
         sums = _summed(world.gather(tally.read_sums()))
-        last_step = state["step"] - 1  # the schedules' values at the epoch's last step, also after a resume
-        images = max(sums["images"], 1)
-        round_first = (state["epoch"] - 1) // epochs_per_round * epochs_per_round * steps_per_epoch
-        row = {
-            "epoch": state["epoch"],
-            "step": state["step"],
-            **{f"train_{name}": value / images for name, value in sums.items() if name != "images"},
-            **val,
-            **objective.schedule_values(last_step),
-            "lr": learning_rate(last_step, total_steps, train_cfg.lr, train_cfg.min_lr, train_cfg.lr_schedule),
-            "skipped_batches": sum(round_first <= s < state["step"] for s in state["skipped_steps"]),
-            "images_per_s": round_images / train_seconds if train_seconds > 0 else 0.0,
-            "train_seconds": train_seconds,
-            "wall_time": time.time(),
-        }
+        row = _round_row(state, objective, val, sums, total_steps, train_cfg, steps_per_epoch, epochs_per_round,
+                         round_images, train_seconds)
         collapse = training_warning(config, row, state["history"], total_steps,
                                     objective.scaled_steps(train_cfg.kl_warmup_steps))
         if collapse is not None:  # kept in metrics.jsonl: later commands, and a resume, see that it was said
@@ -458,6 +401,101 @@ def _train(
         writer.close()
     return TrainResult(run_dir, state["epoch"], state["step"], selection, state["best_score"], finished,
                        state["history"])
+
+
+def _load_data(
+    config: RunConfig, world: World, device: torch.device
+) -> tuple[ImageSet, ImageSet, torch.Tensor, torch.Tensor, ValidationData]:
+    """The training and validation splits; the training images as one uint8 tensor on the device (made float a
+    batch at a time), and this rank's part of the validation split prepared once. Every rank reads its own copy
+    (each machine has its own files); one rank's bad file stops them all with its error."""
+    data = config.data
+    failure = None
+    try:
+        use_data_dir(data.dataset, data.data_dir)
+        train_set = load_split(data.dataset, "train", data.val_size, data.split_seed).subset(data.train_limit)
+        val_set = load_split(data.dataset, "val", data.val_size, data.split_seed).subset(data.val_limit)
+    except VaelabError as error:
+        if world.size == 1:
+            raise
+        failure = str(error)
+    world.agree(failure)
+    train_x, train_y = _training_tensors(train_set.images, train_set.labels, device)
+    # Each rank validates its own part of the validation split; `validate` combines the parts.
+    val_part = torch.tensor_split(torch.arange(len(val_set.labels)), world.size)[world.rank]
+    validation = ValidationData(
+        inputs=prepare_inputs(val_set.images, data.input_mode, VALIDATION_SEED)[val_part].to(device),
+        intensities=to_float(val_set.images[val_part]).to(device),
+        labels=val_set.labels[val_part].to(device),
+        seed=VALIDATION_SEED,
+    )
+    return train_set, val_set, train_x, train_y, validation
+
+
+def _optimizers_and_generators(
+    objective: Objective, model: torch.nn.Module, train_cfg: Any, world: World, device: torch.device
+) -> tuple[dict[str, torch.optim.Optimizer], dict[str, torch.Generator]]:
+    """One Adam per parameter group of the objective, and the seeded generators every random draw comes from (each
+    rank its own seeds)."""
+    # The fused kernel updates all parameters in one pass: ~8× faster than the per-tensor default on the CPU. It
+    # also skips a step on the device when told to (`found_inf`), which the non-finite handling relies on.
+    optimizers = {
+        name: torch.optim.Adam(parameters, lr=train_cfg.lr, fused=True, **objective.optimizer_options(name))
+        for name, parameters in objective.parameter_groups(model).items()
+    }
+    generators = {"binarize": torch.Generator(device).manual_seed(world.rank_seed(train_cfg.seed + 1))}
+    for name, spec in objective.generators().items():
+        generators[name] = torch.Generator("cpu" if spec.cpu else device).manual_seed(
+            world.rank_seed(train_cfg.seed + spec.offset))
+    return optimizers, generators
+
+
+def _resumed_state(
+    run_dir: Path, config: RunConfig, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
+    generators: dict[str, torch.Generator], world: World, state: dict[str, Any], log: Callable[[str], None],
+) -> dict[str, Any]:
+    """The trainer's state from the run's resumable checkpoint, with the weights, optimizer moments and generator
+    states put back into `model`, `optimizers` and `generators`."""
+    stored = {checkpoint.rng_name(name, world.rank): generator for name, generator in generators.items()}
+    state = {**state, **checkpoint.load_last(run_dir, model, optimizers, stored, log=log,
+                                             optional_generators=world.rank > 0)}
+    if "best_val_elbo" in state:  # written before the objective chose the selection number
+        state["best_score"] = state.pop("best_val_elbo")
+    state["epoch_sums"] = _rank_sums(state, world)
+    if state.get("world_size", 1) != world.size:
+        log(f"warning: {run_dir} was trained by {state.get('world_size', 1)} process(es) and resumes with "
+            f"{world.size}: the batches are the same, the random draws of each rank start anew")
+        state["world_size"] = world.size
+    log(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step']}")
+    if world.is_main:
+        # A kill between the checkpoint and the metrics file leaves metrics.jsonl one epoch behind: rewrite it.
+        checkpoint.write_metrics(run_dir, state["history"])
+        checkpoint.write_trainer_state(run_dir, state)
+        checkpoint.write_config(run_dir, config)  # with the new stopping point (a new run wrote its own already)
+    return state
+
+
+def _round_row(
+    state: dict[str, Any], objective: Objective, val: dict[str, Any], sums: dict[str, float], total_steps: int,
+    train_cfg: Any, steps_per_epoch: int, epochs_per_round: int, round_images: int, train_seconds: float,
+) -> dict[str, Any]:
+    """The metrics row of the round that just ended: the training means, the validation numbers, the schedules'
+    values at its last step, the batches skipped in it and its speed."""
+    last_step = state["step"] - 1  # the schedules' values at the epoch's last step, also after a resume
+    images = max(sums["images"], 1)
+    round_first = (state["epoch"] - 1) // epochs_per_round * epochs_per_round * steps_per_epoch
+    return {
+        "epoch": state["epoch"],
+        "step": state["step"],
+        **{f"train_{name}": value / images for name, value in sums.items() if name != "images"},
+        **val,
+        **objective.schedule_values(last_step),
+        "lr": learning_rate(last_step, total_steps, train_cfg.lr, train_cfg.min_lr, train_cfg.lr_schedule),
+        "skipped_batches": sum(round_first <= s < state["step"] for s in state["skipped_steps"]),
+        "images_per_s": round_images / train_seconds if train_seconds > 0 else 0.0,
+        "train_seconds": train_seconds,
+        "wall_time": time.time(),
+    }
 
 
 MIN_ROUND_IMAGES = 500  # images trained on between two validations at the least: see `epochs_per_round`

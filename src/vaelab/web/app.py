@@ -38,7 +38,7 @@ from urllib.parse import unquote
 import numpy as np
 import torch
 import uvicorn
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
@@ -309,131 +309,135 @@ def _static_files(package: str, names: dict[str, str]) -> dict[str, tuple[bytes,
     return {name: ((folder / name).read_bytes(), media_type) for name, media_type in names.items()}
 
 
-def create_app(run_dir: str | Path) -> FastAPI:
-    """The explorer app for one run directory (loaded now: errors in the run are `VaelabError`s here)."""
-    explorer = Explorer.load(run_dir)
+class RequestModels:
+    """The request and response bodies of one run's API: their limits (the code's length, the image's size, the
+    test images' count) are the run's, so they are built per app."""
+
+    def __init__(self, explorer: Explorer) -> None:
+        coordinate = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-Z_BOUND, le=Z_BOUND)]
+        code = Annotated[list[coordinate], Field(min_length=explorer.latent_dim, max_length=explorer.latent_dim)]
+        intensity = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0.0, le=1.0)]
+        _, height, width = explorer.image_shape
+        pixel_count = height * width
+
+        class DecodeRequest(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+            z: code = Field(description=f"The code: exactly {explorer.latent_dim} numbers, each within ±{Z_BOUND}.")
+            format: Literal["png", "array"] = Field("png", description=f"A {height}×{width} PNG, or JSON rows of "
+                                                                         "[0, 1].")
+            label: Annotated[int, Field(strict=True, ge=0)] | None = Field(
+                None, description="Class to decode as (conditional models only; see `classes` in /api/info)."
+            )
+
+        class EncodeRequest(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+            test_index: Annotated[int, Field(strict=True, ge=0, lt=len(explorer.test))] | None = Field(
+                None, description="Encode this test image."
+            )
+            image: Annotated[str, Field(max_length=MAX_BODY_BYTES)] | None = Field(
+                None, description=f"Base64 PNG, at most {MAX_IMAGE_SIDE} px a side; for a dataset of drawings bright "
+                                   "ink on dark (alpha: dark), otherwise any image (alpha: white), cropped and resized."
+            )
+            pixels: Annotated[list[intensity], Field(min_length=pixel_count, max_length=pixel_count)] | None = Field(
+                None, description=f"{pixel_count} intensities in [0, 1], row by row (a {height}×{width} image)."
+            )
+            centre: bool = Field(True, description="For image/pixels: crop, scale and centre the drawing MNIST-style.")
+
+            @model_validator(mode="after")
+            def exactly_one_source(self) -> "EncodeRequest":
+                given = [name for name in ("test_index", "image", "pixels") if getattr(self, name) is not None]
+                if len(given) != 1:
+                    got = ", ".join(given) or "none"
+                    raise ValueError(f"give exactly one of test_index, image, pixels (got {got})")
+                return self
+
+        class EncodeResponse(BaseModel):
+            mu: list[float] = Field(description="Posterior mean.")
+            logvar: list[float] = Field(description="Posterior log-variance, log σ².")
+            input_png: str = Field(description=f"Base64 PNG of the {height}×{width} input exactly as the model saw it.")
+            label: int | None = Field(None, description="The test image's class (test_index only).")
+            class_name: str | None = None
+
+        class InterpolateRequest(BaseModel):
+            model_config = ConfigDict(extra="forbid")
+            start: code
+            end: code
+            steps: Annotated[int, Field(strict=True, ge=2, le=MAX_INTERPOLATION_STEPS)] = 33
+            mode: Literal[MODES] = "linear"
+
+        self.decode, self.encode, self.encoded = DecodeRequest, EncodeRequest, EncodeResponse
+        self.interpolate = InterpolateRequest
+
+
+class SampleResponse(BaseModel):
+    z: list[float]
+    sampler: str
+    seed: int
+
+
+class InterpolateResponse(BaseModel):
+    codes: list[list[float]] = Field(description="`steps` codes from start to end, both included.")
+
+
+def page_router(title: str) -> APIRouter:
+    """The page and its files, and the API's documentation page with Swagger UI's files (from the fastapi-offline
+    package: FastAPI's own /docs page loads them from a CDN)."""
     page_files = _static_files("vaelab.web", {"index.html": "text/html", **PAGE_FILES})
-    # Swagger UI's files come from the fastapi-offline package: FastAPI's own /docs page loads them from a CDN.
     docs_files = _static_files("fastapi_offline", DOCS_FILES)
+    router = APIRouter(include_in_schema=False)
 
-    coordinate = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-Z_BOUND, le=Z_BOUND)]
-    code = Annotated[list[coordinate], Field(min_length=explorer.latent_dim, max_length=explorer.latent_dim)]
-    intensity = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0.0, le=1.0)]
-    _, height, width = explorer.image_shape
-    pixel_count = height * width
-
-    class DecodeRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        z: code = Field(description=f"The code: exactly {explorer.latent_dim} numbers, each within ±{Z_BOUND}.")
-        format: Literal["png", "array"] = Field("png", description=f"A {height}×{width} PNG, or JSON rows of [0, 1].")
-        label: Annotated[int, Field(strict=True, ge=0)] | None = Field(
-            None, description="Class to decode as (conditional models only; see `classes` in /api/info)."
-        )
-
-    class EncodeRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        test_index: Annotated[int, Field(strict=True, ge=0, lt=len(explorer.test))] | None = Field(
-            None, description="Encode this test image."
-        )
-        image: Annotated[str, Field(max_length=MAX_BODY_BYTES)] | None = Field(
-            None, description=f"Base64 PNG, at most {MAX_IMAGE_SIDE} px a side; for a dataset of drawings bright ink "
-                               "on dark (alpha: dark), otherwise any image (alpha: white), cropped and resized."
-        )
-        pixels: Annotated[list[intensity], Field(min_length=pixel_count, max_length=pixel_count)] | None = Field(
-            None, description=f"{pixel_count} intensities in [0, 1], row by row (a {height}×{width} image)."
-        )
-        centre: bool = Field(True, description="For image/pixels: crop, scale and centre the drawing MNIST-style.")
-
-        @model_validator(mode="after")
-        def exactly_one_source(self) -> "EncodeRequest":
-            given = [name for name in ("test_index", "image", "pixels") if getattr(self, name) is not None]
-            if len(given) != 1:
-                raise ValueError(f"give exactly one of test_index, image, pixels (got {', '.join(given) or 'none'})")
-            return self
-
-    class EncodeResponse(BaseModel):
-        mu: list[float] = Field(description="Posterior mean.")
-        logvar: list[float] = Field(description="Posterior log-variance, log σ².")
-        input_png: str = Field(description=f"Base64 PNG of the {height}×{width} input exactly as the model saw it.")
-        label: int | None = Field(None, description="The test image's class (test_index only).")
-        class_name: str | None = None
-
-    class SampleResponse(BaseModel):
-        z: list[float]
-        sampler: str
-        seed: int
-
-    class InterpolateRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        start: code
-        end: code
-        steps: Annotated[int, Field(strict=True, ge=2, le=MAX_INTERPOLATION_STEPS)] = 33
-        mode: Literal[MODES] = "linear"
-
-    class InterpolateResponse(BaseModel):
-        codes: list[list[float]] = Field(description="`steps` codes from start to end, both included.")
-
-    worker = DecodeWorker(explorer)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        worker.close()
-
-    app = FastAPI(
-        lifespan=lifespan,
-        title="vaelab latent explorer",
-        summary=f"Drive the decoder of {explorer.run} ({shown_dataset(explorer.dataset)}, {explorer.latent_dim}-d) "
-                "by hand.",
-        docs_url=None,  # served below with local files
-        redoc_url=None,
-        responses={
-            413: {"model": problems.Problem, "description": f"The body is over {MAX_BODY_BYTES:,} bytes."},
-            422: {"model": problems.Problem, "description": "The request is malformed."},
-        },
-    )
-    problems.install(app, MAX_BODY_BYTES)  # every refusal as JSON with one line; the body limit
-
-    @app.get("/", include_in_schema=False)
+    @router.get("/")
     async def page() -> Response:
         content, media_type = page_files["index.html"]
         return Response(content, media_type=media_type, headers={"Content-Security-Policy": PAGE_POLICY})
 
-    @app.get("/static/{name}", include_in_schema=False)
+    @router.get("/static/{name}")
     async def static_file(name: str) -> Response:
         if name not in PAGE_FILES:  # the name is only a key into files read at start-up
             raise HTTPException(404, "no such file")
         content, media_type = page_files[name]
         return Response(content, media_type=media_type, headers={"Content-Security-Policy": PAGE_POLICY})
 
-    @app.get("/docs", include_in_schema=False)
+    @router.get("/docs")
     async def docs() -> HTMLResponse:
         page = get_swagger_ui_html(
-            openapi_url="/openapi.json", title=app.title, swagger_js_url="/docs-files/swagger-ui-bundle.js",
+            openapi_url="/openapi.json", title=title, swagger_js_url="/docs-files/swagger-ui-bundle.js",
             swagger_css_url="/docs-files/swagger-ui.css", swagger_favicon_url="/docs-files/favicon.png",
             swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from the validator service
         )
         page.headers["Content-Security-Policy"] = DOCS_POLICY
         return page
 
-    @app.get("/docs-files/{name}", include_in_schema=False)
+    @router.get("/docs-files/{name}")
     async def docs_file(name: str) -> Response:
         if name not in docs_files:
             raise HTTPException(404, "no such file")
         content, media_type = docs_files[name]
         return Response(content, media_type=media_type)
 
-    @app.get("/api/info")
+    return router
+
+
+def info_router(explorer: Explorer) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/api/info")
     async def info() -> dict[str, Any]:
         """The model and what is known about its latents: dimensions ordered by KL (largest first) with their
         factor names from factors.json, the samplers on offer, and the limits requests must keep to."""
         return explorer.info()
 
-    @app.post(
+    return router
+
+
+def decode_router(explorer: Explorer, worker: DecodeWorker, bodies: RequestModels) -> APIRouter:
+    router = APIRouter()
+
+    @router.post(
         "/api/decode",
         responses={200: {"content": {"image/png": {}, "application/json": {}}, "description": "The mean image."}},
     )
-    async def decode(request: DecodeRequest) -> Response:
+    async def decode(request: bodies.decode) -> Response:
         """z → the mean image of p(x|z): a PNG of the dataset's size, or `{"image": [[…W numbers…] × H]}`."""
         if request.label is not None and explorer.classes is None:
             raise HTTPException(422, "label: this model is not conditional; leave label out")
@@ -442,8 +446,15 @@ def create_app(run_dir: str | Path) -> FastAPI:
             return JSONResponse({"image": picture.tolist()})
         return Response(picture_png(picture), media_type="image/png")
 
-    @app.post("/api/encode")
-    async def encode(request: EncodeRequest) -> EncodeResponse:
+    return router
+
+
+def encode_router(explorer: Explorer, bodies: RequestModels) -> APIRouter:
+    router = APIRouter()
+    _, height, width = explorer.image_shape
+
+    @router.post("/api/encode")
+    async def encode(request: bodies.encode) -> bodies.encoded:
         """An image → posterior mean μ and log σ². The image is a test image by index, a base64 PNG, or H·W
         intensities; a PNG or pixels are prepared the way the dataset's images were unless `centre` is false."""
         label = None
@@ -459,12 +470,19 @@ def create_app(run_dir: str | Path) -> FastAPI:
         except ValueError as error:
             raise HTTPException(422, str(error)) from None
         mu, logvar = explorer.encode(x)
-        return EncodeResponse(
+        return bodies.encoded(
             mu=mu, logvar=logvar, input_png=base64.b64encode(picture_png(display_array(x)[0])).decode("ascii"),
             label=label, class_name=None if label is None else explorer.description.class_names[label],
         )
 
-    @app.get("/api/sample")
+    return router
+
+
+def codes_router(explorer: Explorer, bodies: RequestModels) -> APIRouter:
+    """Codes without an image: drawn from a sampler, or along a path between two codes."""
+    router = APIRouter()
+
+    @router.get("/api/sample")
     async def sample(
         sampler: Literal[OFFERED_SAMPLERS] = "prior",
         seed: Annotated[int | None, Query(ge=0, le=MAX_SEED, description="Random when left out.")] = None,
@@ -476,12 +494,43 @@ def create_app(run_dir: str | Path) -> FastAPI:
         seed = secrets.randbelow(MAX_SEED) if seed is None else seed
         return SampleResponse(z=explorer.sample(sampler, seed), sampler=sampler, seed=seed)
 
-    @app.post("/api/interpolate")
-    async def interpolate(request: InterpolateRequest) -> InterpolateResponse:
+    @router.post("/api/interpolate")
+    async def interpolate(request: bodies.interpolate) -> InterpolateResponse:
         """The path of `steps` codes from `start` to `end` (linear or slerp), for the page's scrub slider."""
         path = interpolate_codes(torch.tensor(request.start), torch.tensor(request.end), request.steps, request.mode)
         return InterpolateResponse(codes=path.tolist())
 
+    return router
+
+
+def create_app(run_dir: str | Path) -> FastAPI:
+    """The explorer app for one run directory (loaded now: errors in the run are `VaelabError`s here): the page,
+    and the API by concern (info, decode, encode, codes), every refusal one line of JSON."""
+    explorer = Explorer.load(run_dir)
+    bodies = RequestModels(explorer)
+    worker = DecodeWorker(explorer)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        worker.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="vaelab latent explorer",
+        summary=f"Drive the decoder of {explorer.run} ({shown_dataset(explorer.dataset)}, {explorer.latent_dim}-d) "
+                "by hand.",
+        docs_url=None,  # served by page_router with local files
+        redoc_url=None,
+        responses={
+            413: {"model": problems.Problem, "description": f"The body is over {MAX_BODY_BYTES:,} bytes."},
+            422: {"model": problems.Problem, "description": "The request is malformed."},
+        },
+    )
+    problems.install(app, MAX_BODY_BYTES)  # every refusal as JSON with one line; the body limit
+    for router in (page_router(app.title), info_router(explorer), decode_router(explorer, worker, bodies),
+                   encode_router(explorer, bodies), codes_router(explorer, bodies)):
+        app.include_router(router)
     return app
 
 
