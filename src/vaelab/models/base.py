@@ -12,6 +12,7 @@ import math
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
+from torch import nn
 
 
 def kl_per_dimension(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -107,6 +108,25 @@ class EncodingModel(GenerativeModel, Protocol):
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
         """Images `[N, C, H, W]` in [0, 1] → q(z|x)."""
+
+
+class FamilyModule(nn.Module):
+    """What every family's model shares: it is built from its model options, kept as `config`; its code has
+    `config.latent_dim` dimensions (a family whose code is something else says so); it lives where its weights are."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+
+    @property
+    def latent_dim(self) -> int:
+        """Dimensions of a code z."""
+        return self.config.latent_dim
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the model's weights."""
+        return next(self.parameters()).device
 
 
 @torch.no_grad()

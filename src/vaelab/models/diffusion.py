@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vaelab.data.datasets import iterate_batches
+from vaelab.models.base import FamilyModule
 from vaelab.models.noise_schedule import NoiseSchedule
 from vaelab.models.objective import GeneratorSpec, Objective, Phase, StepContext, ValidationData
 from vaelab.models.registry import require_image_shape
@@ -146,11 +147,10 @@ class UNet(nn.Module):
         return self.head(h)
 
 
-class DDPM(nn.Module):
+class DDPM(FamilyModule):
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
+        super().__init__(config)
         require_image_shape(config)
-        self.config = config
         self.image_shape = tuple(config.image_shape)
         self.net = UNet(config.image_shape[0], list(config.channels), max(1, config.blocks_per_stage))
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
@@ -159,15 +159,12 @@ class DDPM(nn.Module):
 
     @property
     def latent_dim(self) -> int:
+        """Its code is the whole starting noise x_T: C·H·W values."""
         return math.prod(self.image_shape)
 
     @property
     def steps(self) -> int:
         return self.config.diffusion_steps
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
 
     def predicted_noise(self, x: torch.Tensor, t: torch.Tensor | int, ema: bool = True) -> torch.Tensor:
         """ε̂(x_t, t) of the EMA weights (or the trained ones), float32."""

@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from vaelab.data.datasets import iterate_batches
+from vaelab.models.base import FamilyModule
 from vaelab.models.objective import GeneratorSpec, Objective, Phase, StepContext, ValidationData
 from vaelab.models.registry import require_image_shape
 
@@ -74,21 +75,12 @@ class Discriminator(nn.Module):
         return self.body(x).squeeze(1).float()
 
 
-class GAN(nn.Module):
+class GAN(FamilyModule):
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__()
+        super().__init__(config)
         require_image_shape(config)
-        self.config = config
         self.generator = Generator(config)
         self.discriminator = Discriminator(config)
-
-    @property
-    def latent_dim(self) -> int:
-        return self.config.latent_dim
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """The generator's image for each code, in [0, 1], float32."""

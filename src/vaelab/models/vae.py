@@ -18,7 +18,7 @@ from torch.distributions import Distribution
 from torch.nn import functional as F
 
 from vaelab.data.datasets import iterate_batches
-from vaelab.models.base import Posterior, kl_per_dimension
+from vaelab.models.base import FamilyModule, Posterior, kl_per_dimension
 from vaelab.models.blocks import down_stage, up_stage
 from vaelab.models.disentangling import (
     DISCRIMINATOR_BETAS,
@@ -76,7 +76,7 @@ def reparameterised_terms(
     return {"recon": recon, **kl_terms(z, mu, logvar), "mu": mu, "logvar": logvar, "z": z}
 
 
-class VAE(nn.Module):
+class VAE(FamilyModule):
     """The convolutional VAE (`--model vae`): a stride-2 conv encoder to a diagonal Gaussian q(z|x), a standard
     normal prior, and a transposed-conv decoder whose output the run's likelihood reads as p(x|z).
 
@@ -102,8 +102,7 @@ class VAE(nn.Module):
         """`condition_dim` widens the encoder's last layer and the decoder's first by a condition vector (the
         one-hot label of the conditional variant), `input_planes` the encoder's input by that many image planes;
         0 and 0 give the plain VAE, whose parameter names it keeps."""
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         require_image_shape(config)
         image_channels, height, width = config.image_shape
         likelihood = LIKELIHOODS[config.likelihood]
@@ -148,16 +147,6 @@ class VAE(nn.Module):
             self.pseudo_inputs = nn.Parameter(
                 PSEUDO_INPUT_SCALE * torch.randn(config.prior_components, *config.image_shape)
             )
-
-    @property
-    def latent_dim(self) -> int:
-        """Dimensions of z."""
-        return self.config.latent_dim
-
-    @property
-    def device(self) -> torch.device:
-        """The device of the model's weights."""
-        return next(self.parameters()).device
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
         """x `[N, C, H, W]` in [0, 1] → q(z|x): mean and log-variance, each `[N, latent_dim]`, float32."""
