@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from markdown.extensions.toc import slugify
@@ -134,6 +135,7 @@ def test_the_pages_show_every_rendered_figure_and_no_other_picture():
 # --- the runnable examples ------------------------------------------------------------------------------------------
 
 RUNNABLE = "<!-- runnable -->"
+RUNNABLE_SLOW = "<!-- runnable: slow -->"  # runs in `make test-slow`: a minute or more of CPU
 # A runnable example keeps its commands and shrinks what costs time: a few training steps instead of minutes (an
 # example about the budget itself, one that reads budget.json, keeps a budget of seconds), fewer epochs, samples,
 # test images and importance samples.
@@ -161,14 +163,15 @@ def fenced_block(lines: list[str], marker_index: int, where: str) -> tuple[str, 
     return "\n".join(lines[marker_index + 2 : end]), end
 
 
-def runnable_blocks() -> list[tuple[str, str, str]]:
-    """(where, script, expected output) of every block marked runnable; the expected output is the block marked
-    `<!-- expected output -->` that follows it (after one blank line), or empty."""
+def runnable_blocks() -> list[Any]:
+    """(where, script, expected output) of every block marked runnable, as pytest parameters (marked slow where the
+    page says so); the expected output is the block marked `<!-- expected output -->` that follows it (after one
+    blank line), or empty."""
     blocks = []
     for page in PAGES:
         lines = page.read_text(encoding="utf-8").splitlines()
         for index, line in enumerate(lines):
-            if line.strip() != RUNNABLE:
+            if line.strip() not in (RUNNABLE, RUNNABLE_SLOW):
                 continue
             where = f"{page.relative_to(DOCS)}:{index + 2}"
             script, end = fenced_block(lines, index, where)
@@ -176,7 +179,8 @@ def runnable_blocks() -> list[tuple[str, str, str]]:
             expected = ""
             if len(follows) == 2 and follows[0] == "" and follows[1].strip() == EXPECTED_OUTPUT:
                 expected, _ = fenced_block(lines, end + 2, where)
-            blocks.append((where, script, expected))
+            marks = [pytest.mark.slow] if line.strip() == RUNNABLE_SLOW else []
+            blocks.append(pytest.param(where, script, expected, marks=marks, id=where))
     return blocks
 
 
@@ -191,8 +195,7 @@ def test_the_guide_has_runnable_examples():
     assert len(runnable_blocks()) >= 5
 
 
-@pytest.mark.parametrize(("where", "script", "expected"), runnable_blocks(),
-                         ids=[where for where, _, _ in runnable_blocks()])
+@pytest.mark.parametrize(("where", "script", "expected"), runnable_blocks())
 def test_runnable_example_runs(where, script, expected, tmp_path):
     """Each marked shell block runs as written (on tiny settings) in a fresh folder, with vaelab on the PATH and the
     datasets `make test` fetched; where the page shows its output, every line shown is printed."""
