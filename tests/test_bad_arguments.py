@@ -161,9 +161,9 @@ UNKNOWN_NAME = st.from_regex(r"[a-z][a-z0-9_-]{0,9}", fullmatch=True).filter(
 
 
 @CHECKS
-@given(name=UNKNOWN_NAME, where=st.sampled_from(["classifier", "data fetch", "sweep", "train"]))
+@given(name=UNKNOWN_NAME, where=st.sampled_from(["reference-classifier", "data fetch", "sweep", "train"]))
 def test_an_unknown_dataset_is_refused_in_one_line(capsys, places, name, where):
-    args = {"classifier": ["classifier", name], "data fetch": ["data", "fetch", name],
+    args = {"reference-classifier": ["reference-classifier", name], "data fetch": ["data", "fetch", name],
             "sweep": ["sweep", *REQUIRED["sweep"], "--dataset", name],
             "train": ["train", *REQUIRED["train"], "--dataset", name]}[where]
     assert "unknown dataset" in assert_refused_in_one_line(capsys, places, args)

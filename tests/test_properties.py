@@ -111,7 +111,7 @@ BAD_INPUT = [
     (["factors", "{run}", "--range", "-2"], "range must be"),
     (["embed", "{run}", "--method", "bogus"], "bogus"),
     (["embed", "{run}", "--limit", "-4"], "--limit must be between 1"),
-    (["classifier", "cifar"], "unknown dataset 'cifar'; choose one of"),
+    (["reference-classifier", "cifar"], "unknown dataset 'cifar'; choose one of"),
     (["sweep", "--beta", "a,b", "--epochs", "1", "--out", "{tmp}/sweep"], "--beta must be a comma-separated list"),
     (["sweep", "--beta", "1", "--epochs", "0", "--out", "{tmp}/sweep"], "epochs"),
     (["report", "{tmp}/missing-run"], "does not exist"),

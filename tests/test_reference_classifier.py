@@ -64,17 +64,22 @@ def test_a_cached_classifier_is_loaded_back_without_training(small_classifier, t
         load_classifier("mnist", tmp_path)
 
 
-def test_classifier_command_reports_the_cached_classifier(small_classifier, tmp_path):
+@pytest.mark.parametrize("command", ["reference-classifier", "classifier"])
+def test_the_reference_classifier_command_reports_the_cached_classifier_and_its_old_name_says_the_new(
+    small_classifier, tmp_path, command
+):
     classifier, info = small_classifier
     (tmp_path / "mnist").symlink_to(data_root() / "mnist")  # the data stays where it is; the cache is new
     save_classifier(classifier, info, tmp_path / "classifiers")
     result = subprocess.run(
-        [sys.executable, "-m", "vaelab.cli", "classifier", "mnist"],
+        [sys.executable, "-m", "vaelab.cli", command, "mnist"],
         capture_output=True, text=True, env={**os.environ, "VAELAB_DATA": str(tmp_path)},
     )
     assert result.returncode == 0, result.stderr
     assert f"test accuracy {info['test_accuracy']:.2%} on 1,000 test images" in result.stdout
     assert "training" not in result.stderr
+    renamed = "`vaelab classifier` is now `vaelab reference-classifier`"
+    assert (renamed in result.stderr) == (command == "classifier")
 
 
 def test_confident_fraction_counts_frames_with_a_class_probability_at_or_above_the_threshold(small_classifier):

@@ -524,8 +524,11 @@ def factors(
         typer.echo(f"written to {scores_path}")
 
 
-@app.command()
-def classifier(dataset: str = typer.Argument(..., help="A dataset with classes, e.g. mnist or fashion-mnist.")) -> None:
+DATASET_WITH_CLASSES = typer.Argument(..., help="A dataset with classes, e.g. mnist or fashion-mnist.")
+
+
+@app.command("reference-classifier")
+def reference_classifier(dataset: str = DATASET_WITH_CLASSES) -> None:
     """The reference classifier that judges generated images: trained on first use, then read from the cache."""
     from vaelab.evaluation.reference_classifier import (
         classifier_paths,
@@ -545,6 +548,13 @@ def classifier(dataset: str = typer.Argument(..., help="A dataset with classes, 
     if weakness is not None:
         typer.echo(f"{weakness}: the metrics that need a judge (confident frames, conditional accuracy, classifier "
                    "FID) say so instead of reporting numbers")
+
+
+@app.command("classifier", hidden=True)
+def classifier_old_name(dataset: str = DATASET_WITH_CLASSES) -> None:
+    """The old name of `vaelab reference-classifier` (beside `vaelab classify`, which runs a run's own classifier)."""
+    _stderr("warning: `vaelab classifier` is now `vaelab reference-classifier`; the old name goes in the next version")
+    reference_classifier(dataset)
 
 
 @app.command()

@@ -209,7 +209,7 @@ def load_classifier(dataset: str, root: Path | None = None) -> ReferenceClassifi
     """The cached classifier of a dataset, in eval mode; a VaelabError when it is missing or unreadable."""
     weights, summary = classifier_paths(dataset, root)
     if not summary.is_file():
-        raise VaelabError(f"{summary} is missing; train the classifier with `vaelab classifier {dataset}`")
+        raise VaelabError(f"{summary} is missing; train the classifier with `vaelab reference-classifier {dataset}`")
     owner = json.loads(summary.read_text()).get("dataset")
     if owner != canonical_name(dataset):  # a digest shared by two names, or a file copied over another
         raise VaelabError(f"{summary} is the classifier of {owner}, not of {dataset}; delete it to retrain")
@@ -259,7 +259,7 @@ def classifier_summary(dataset: str, root: Path | None = None) -> dict[str, Any]
     """The JSON summary written beside the cached classifier (test accuracy, epochs, seed, images)."""
     _, summary = classifier_paths(dataset, root)
     if not summary.is_file():
-        raise VaelabError(f"{summary} is missing; train the classifier with `vaelab classifier {dataset}`")
+        raise VaelabError(f"{summary} is missing; train the classifier with `vaelab reference-classifier {dataset}`")
     return json.loads(summary.read_text())
 
 
