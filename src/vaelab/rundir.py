@@ -201,13 +201,24 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def read_trainer_state(run_dir: str | Path) -> dict[str, Any]:
-    """The readable trainer state, or {} when it is missing or damaged (resuming rewrites it)."""
+def _readable_object(path: Path) -> dict[str, Any]:
+    """A JSON object file that is only informative, or {} when it is missing, damaged or not an object."""
     try:
-        state = json.loads((Path(run_dir) / TRAINER_STATE).read_text())
+        content = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return state if isinstance(state, dict) else {}
+    return content if isinstance(content, dict) else {}
+
+
+def read_trainer_state(run_dir: str | Path) -> dict[str, Any]:
+    """The readable trainer state, or {} when it is missing or damaged (resuming rewrites it)."""
+    return _readable_object(Path(run_dir) / TRAINER_STATE)
+
+
+def read_machine(run_dir: str | Path) -> dict[str, Any]:
+    """The machine that trained the run (machine.json), or {} when it is missing or damaged: what reads it only
+    names the machine, which is not worth an error."""
+    return _readable_object(Path(run_dir) / MACHINE)
 
 
 def has_resumable_checkpoint(run_dir: str | Path) -> bool:

@@ -96,6 +96,13 @@ def run_name(run_dir: str | Path) -> str:
     return f"pretrained:{Path(run_dir).name}" if is_shipped(run_dir) else str(run_dir)
 
 
+def short_run_name(run_dir: str | Path) -> str:
+    """A run as a page or a screenshot names it: `pretrained:NAME` for a shipped model's folder, else its directory's
+    own name. The page may be seen from other machines (`vaelab explore --host`), and a screenshot travels: the path
+    on the machine that made it is no business of either."""
+    return run_name(run_dir) if is_shipped(run_dir) else Path(run_dir).resolve().name
+
+
 def refuse_shipped(path: str | Path) -> None:
     """A one-line error, before any work, for a write into a shipped model's folder."""
     if is_shipped(path):

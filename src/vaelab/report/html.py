@@ -64,17 +64,17 @@ from vaelab.images import make_grid, png_bytes, upscale
 from vaelab.io import atomic_write_json, atomic_write_text
 from vaelab.models.base import GenerativeModel
 from vaelab.models.registry import capabilities, family, model_label
-from vaelab.pretrained import is_shipped, run_name
+from vaelab.pretrained import run_name, short_run_name
 from vaelab.report.figures import confusion_matrix_png, kl_heatmap, latent_map_png, scalar_curves, training_curves
 from vaelab.rundir import (
     DISENTANGLEMENT,
     EVAL,
     FACTORS,
     GENERATION,
-    MACHINE,
     load_model,
     read_artefact_if_present,
     read_config,
+    read_machine,
     read_metrics,
     read_trainer_state,
 )
@@ -201,7 +201,7 @@ def build_report(
     beta = f", {objective_text(config.objective_settings())}" if capabilities(model).likelihood else ""
     listed = f" · {len(skipped)} part(s) skipped, listed at the end" if skipped else ""
     page = PAGE_TEMPLATE.format(
-        title=html.escape(f"vaelab report — {run_name(run_dir) if is_shipped(run_dir) else run_dir.name}"),
+        title=html.escape(f"vaelab report — {short_run_name(run_dir)}"),
         subtitle=html.escape(f"{config.data.dataset}, {config.data.input_mode}, {config.model.kind}, latent "
                              f"{model.latent_dim}{beta} · generated {time.strftime('%Y-%m-%d %H:%M')} from "
                              f"{run_name(run_dir)}{listed}"),
@@ -350,20 +350,10 @@ def training_time_text(run_dir: Path, history: list[dict[str, Any]]) -> str:
         seconds, how = (sum(epochs), " (the epochs' training steps, from metrics.jsonl)") if epochs else (None, "")
     if seconds is None:
         return "not recorded"
-    machine = _machine(run_dir) or {}
+    machine = read_machine(run_dir)
     where = f" on {machine['device']}" if "device" in machine else ""
     precision = f" ({machine['precision']})" if where and "precision" in machine else ""
     return f"{format_duration(seconds)}{how}{where}{precision}"
-
-
-def _machine(run_dir: Path) -> dict[str, Any] | None:
-    """RUN/machine.json (the machine that trained the run), or None where it is absent or unreadable: the summary
-    only names the machine, so a damaged file is not worth an error."""
-    try:
-        machine = json.loads((run_dir / MACHINE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return machine if isinstance(machine, dict) else None
 
 
 def _strongest_factors(headline: Headline, config: RunConfig) -> str:
@@ -373,7 +363,8 @@ def _strongest_factors(headline: Headline, config: RunConfig) -> str:
         return (f"<p class='note'>No measured factors: a {html.escape(config.model.kind)} has no encoder to read the "
                 "codes of test images with.</p>")
     active = [f for f in headline.factors if f["active"]]
-    named = sorted(named_factors(headline.factors), key=lambda f: -abs(f["top_rho"]))[:SUMMARY_FACTORS]
+    every_named = named_factors(headline.factors)
+    named = sorted(every_named, key=lambda f: -abs(f["top_rho"]))[:SUMMARY_FACTORS]
     if not named:
         return (f"<p>No dimension is named after an attribute: none of the {len(active)} active dimensions moves one "
                 f"measured attribute at |ρ| ≥ {ATTRIBUTE_RHO_THRESHOLD:g} (the factor table below has each one's "
@@ -383,7 +374,7 @@ def _strongest_factors(headline: Headline, config: RunConfig) -> str:
              img_tag(traversal_strip(headline.traversal, f["dim"]), f"summary traversal of z{f['dim']}", scale=1)]
             for f in named]
     columns = [
-        ("dim", f"a latent dimension named after an attribute: {len(named_factors(headline.factors))} of the "
+        ("dim", f"a latent dimension named after an attribute: {len(every_named)} of the "
                 f"{len(active)} active dimensions are"),
         ("attribute", "the measured attribute its traversal moves most"),
         ("ρ", "Spearman ρ between the traversed value and the attribute, largest |ρ| first"),

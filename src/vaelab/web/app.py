@@ -59,7 +59,7 @@ from vaelab.evaluation.latents import dimensions_by_kl, is_weak_dimension
 from vaelab.images import MAX_IMAGE_SIDE, display_array, png_bytes
 from vaelab.models.base import GenerativeModel
 from vaelab.models.registry import refuse_conditional, require_encoder
-from vaelab.pretrained import is_shipped, resolve_run, run_name
+from vaelab.pretrained import resolve_run, short_run_name
 from vaelab.rundir import EVAL, FACTORS, load_model, read_artefact_if_present, read_config
 from vaelab.web import problems
 from vaelab.web.drawing import prepare_drawing
@@ -94,7 +94,7 @@ class Explorer:
     usage: LatentUsage  # KL per dimension and active units (eval.json, or estimated from test images)
     factors: dict[int, str]  # dimension → name from factors.json; empty until `vaelab factors` has run
     gmm: GaussianMixture | None  # the run's fitted mixture sampler, if `vaelab sample --sampler gmm` made one
-    run: str  # the run as the page names it (`shown_run`): never a path of the serving machine
+    run: str  # the run as the page names it (`short_run_name`): never a path of the serving machine
     # Class names a conditional model decodes for, in label order; None for an unconditional model (the only
     # kind vaelab trains so far). The page shows its class selector only when /api/info lists classes.
     classes: list[str] | None = None
@@ -111,7 +111,7 @@ class Explorer:
         if usage.source == str(run_dir / EVAL):  # the file's path on this machine: the page names the run beside it
             usage = replace(usage, source=EVAL)
         return cls(model, describe(data.dataset), data.input_mode, test, test_inputs, usage,
-                   read_factor_names(run_dir), read_gmm(run_dir), shown_run(run_dir))
+                   read_factor_names(run_dir), read_gmm(run_dir), short_run_name(run_dir))
 
     @property
     def dataset(self) -> str:
@@ -235,13 +235,6 @@ class DecodeWorker:
 
     def close(self) -> None:
         self.thread.shutdown(wait=True, cancel_futures=True)
-
-
-def shown_run(run_dir: Path) -> str:
-    """The run as the page names it: `pretrained:NAME` for a model shipped with vaelab, else its directory's name.
-    The page may be seen from other machines (`--host`), and a screenshot travels: the path on the serving machine
-    is no business of either."""
-    return run_name(run_dir) if is_shipped(run_dir) else run_dir.resolve().name
 
 
 def shown_dataset(name: str) -> str:
