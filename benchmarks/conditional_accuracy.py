@@ -15,7 +15,7 @@ import time
 from machine import run_header
 
 from vaelab.data.catalog import describe
-from vaelab.evaluation.conditional import conditional_accuracy
+from vaelab.evaluation.conditional_accuracy import conditional_accuracy
 from vaelab.evaluation.reference_classifier import classifier_summary, load_or_train_classifier
 from vaelab.rundir import load_model, read_config, read_metrics
 

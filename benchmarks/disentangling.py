@@ -53,7 +53,7 @@ def parse_points(spec: str) -> list[SweepPoint]:
 def conditional_row(out: Path, base, settings: SweepSettings, overrides: dict) -> dict:
     """A cvae of the same architecture and epochs, analysed like the sweep's runs."""
     run_dir = out / "cvae-beta-1"
-    config = base.with_overrides({**overrides, "kind": "cvae", "epochs": settings.epochs})
+    config = base.with_overrides({**overrides, "family": "cvae", "epochs": settings.epochs})
     if not (run_dir / CONFIG).is_file():
         train(config, run_dir, progress=False)
     elif len(read_metrics(run_dir)) < settings.epochs:
@@ -77,7 +77,7 @@ def score_runs(runs: list[str]) -> None:
         names = clean_names(read_artefact_if_present(run_dir, FACTORS) or [])
         evaluation = read_artefact_if_present(run_dir, EVAL) or {}
         nll = evaluation.get("iwae", {}).get("nll")
-        print(f"## {spec}: {read_config(run_dir).model.kind}, test NLL "
+        print(f"## {spec}: {read_config(run_dir).model.family}, test NLL "
               f"{'–' if nll is None else f'{nll:.2f}'} (IWAE), {evaluation.get('active_units', '?')} active units, "
               f"{len(names)} clean named dimensions: {'; '.join(names) or '–'}")
         print(disentanglement_table(scores))

@@ -92,7 +92,7 @@ def print_comparison(result: dict) -> None:
         entry = run["generation"][run["best_sampler"]]
         likelihood = run["likelihood"] or {"nll_nats": float("nan"), "bits_per_dim": float("nan")}
         latent = run.get("latent") or {"kl_nats": float("nan"), "active_units": -1}
-        print(f"{run.get('model', run['kind']):40s} {run['best_sampler']:9s} "
+        print(f"{run.get('model', run['family']):40s} {run['best_sampler']:9s} "
               f"{entry.get('fid_inception', float('nan')):8.2f} {entry['fid_classifier']:8.3f} "
               f"{entry['precision']:6.3f} {entry['recall']:6.3f} {entry['sharpness']:7.4f} "
               f"{likelihood['nll_nats']:9.2f} {likelihood['bits_per_dim']:9.4f} {latent['kl_nats']:6.1f} "

@@ -4,7 +4,7 @@ precision/recall (k=3), classes covered, sharpness — and the confident share o
 
     python benchmarks/samplers.py runs/demo [--samples 10000] [--inception-samples N | --no-inception]
 
-Writes RUN/generation.json (as `vaelab fid`) and prints a table for docs/results/.
+Writes RUN/generation.json (as `vaelab generation`) and prints a table for docs/results/.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 
 from machine import run_header
 
-from vaelab.analysis.sample_quality import generation_table, measure_generation, parse_samplers
+from vaelab.analysis.generation import generation_table, measure_generation, parse_samplers
 from vaelab.analysis.samplers import sample_images
 from vaelab.analysis.smoothness import CONFIDENCE_THRESHOLD, confident_fraction
 from vaelab.evaluation.reference_classifier import load_or_train_classifier

@@ -8,8 +8,8 @@ beside the same classifier trained on the labelled images alone (same steps, lr,
 
 Each variant is one run directory under --out (an existing finished run is reused, so an interrupted benchmark
 continues). `--kind m1m2` trains M2 on the codes of the finished unsupervised run `--m1` instead
-(`vaelab.training.stacked`; its folder holds stacked.json). Kingma et al. 2014 report M2 test errors of 11.97%
-(100 labels), 4.94% (600), 3.60% (1000) and 3.92% (3000) on MNIST, and M1+M2 3.33%, 2.59%, 2.40%, 2.18%.
+(`vaelab.training.m1m2`, as `vaelab m1m2`; its folder holds m1m2.json). Kingma et al. 2014 report M2 test errors of
+11.97% (100 labels), 4.94% (600), 3.60% (1000) and 3.92% (3000) on MNIST, and M1+M2 3.33%, 2.59%, 2.40%, 2.18%.
 Prints lines for docs/results/.
 """
 
@@ -28,9 +28,8 @@ from vaelab.config import RunConfig
 from vaelab.data import balanced_label_subset, load_split, to_float
 from vaelab.evaluation.classification import predict_probabilities
 from vaelab.rundir import load_model, read_metrics
+from vaelab.training.m1m2 import M1M2_JSON, M1M2Config, train_labelled_only, train_m1m2
 from vaelab.training.runs import start_or_resume
-from vaelab.training.semi_supervised import train_labelled_only
-from vaelab.training.stacked import STACKED, StackedConfig, train_stacked
 
 
 def test_error(model, x: torch.Tensor, labels: torch.Tensor) -> float:
@@ -108,11 +107,11 @@ def stacked(args: argparse.Namespace) -> None:
     print(f"{'labels':>7}  {'test error':>10}  {'labelled only':>13}  {'steps':>6}  {'seconds':>7}")
     for label_count in args.labels.split(","):
         out = args.out / f"m1m2-{label_count}"
-        settings = StackedConfig(labels=int(label_count), epochs=args.epochs, seed=args.seed,
+        settings = M1M2Config(labels=int(label_count), epochs=args.epochs, seed=args.seed,
                                  train_limit=args.train_limit)
-        path = out / STACKED
+        path = out / M1M2_JSON
         reusable = path.is_file() and json.loads(path.read_text())["settings"] == vars(settings)
-        result = json.loads(path.read_text()) if reusable else train_stacked(args.m1, out, settings, log=progress)
+        result = json.loads(path.read_text()) if reusable else train_m1m2(args.m1, out, settings, log=progress)
         print(f"{label_count:>7}  {result['test_error']:>10.2%}  {result['test_error_labelled_only']:>13.2%}  "
               f"{result['steps']:>6}  {result['seconds']:>7.0f}", flush=True)
 

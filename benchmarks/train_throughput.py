@@ -119,7 +119,7 @@ def dataloader_images_per_second(config: RunConfig, steps: int, via_pil: bool = 
         x = x.to(device).contiguous(memory_format=torch.channels_last)
         with autocast(device, bf16):
             terms = model.loss_terms(x)
-        loss = (terms["recon"] + config.train.beta * terms["kl"]).mean()
+        loss = (terms["recon"] + config.model.objective.beta * terms["kl"]).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)

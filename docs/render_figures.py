@@ -82,7 +82,7 @@ def samples(run: str, sampler: str) -> Callable[[Path], None]:
 
 def class_rows(run: str) -> Callable[[Path], None]:
     def draw(path: Path) -> None:
-        from vaelab.analysis.conditional import class_grid, class_grid_picture
+        from vaelab.analysis.class_style import class_grid, class_grid_picture
         from vaelab.rundir import load_model
 
         save_array(class_grid_picture(class_grid(load_model(run), 10, SEED)), path)

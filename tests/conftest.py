@@ -41,9 +41,7 @@ def train_straight_and_with_a_stop(config: RunConfig, folder: Path, stop_at: int
 
     quiet = {"progress": False, "log": lambda message: None}
     straight = train(config, folder / "straight", **quiet)
-    raw = config.to_dict()
-    start_or_resume(folder / "split", None, None, {**raw["data"], **raw["model"], **raw["train"], "max_steps": stop_at},
-                    **quiet)
+    start_or_resume(folder / "split", None, None, {**config.options(), "max_steps": stop_at}, **quiet)
     return straight, start_or_resume(None, folder / "split", None, {}, **quiet)
 
 
@@ -61,14 +59,14 @@ def cvae_run(tmp_path_factory) -> Path:
     """A small MNIST cvae trained on 4,096 real images: long enough (8 epochs) to use its labels."""
     run_dir = tmp_path_factory.mktemp("runs") / "tiny-cvae"
     # Free bits keep z in use: without them the label carries everything and the style collapses (0.2 nats).
-    config = RunConfig().with_overrides({**TINY, "train_limit": 4096, "epochs": 8, "lr": 3e-3, "kind": "cvae",
+    config = RunConfig().with_overrides({**TINY, "train_limit": 4096, "epochs": 8, "lr": 3e-3, "family": "cvae",
                                          "free_bits": 0.5})
     train(config, run_dir, progress=False, log=lambda message: None)
     return run_dir
 
 
-GAN = {"kind": "gan", "channels": [16, 32], "latent_dim": 16, "lr": 2e-4, "lr_schedule": "constant"}
-DDPM = {"kind": "ddpm", "channels": [16, 32], "blocks_per_stage": 1, "diffusion_steps": 100, "sampling_steps": 10,
+GAN = {"family": "gan", "channels": [16, 32], "latent_dim": 16, "lr": 2e-4, "lr_schedule": "constant"}
+DDPM = {"family": "ddpm", "channels": [16, 32], "blocks_per_stage": 1, "diffusion_steps": 100, "sampling_steps": 10,
         "lr": 1e-3}
 
 

@@ -40,11 +40,11 @@ SETTINGS = {  # 16 steps an epoch, on as few images as that allows
 # optimizer steps per step (and keeps batch-norm statistics), the ddpm an EMA of its weights.
 KINDS = {
     "vae": {},
-    "cvae": {"kind": "cvae", "label_at_input": True},
-    "vae-classifier": {"kind": "vae-classifier", "labels": 100, "head_shift": 2, "head_flip": True},
-    "m2": {"kind": "m2", "labels": 100},
-    "gan": {"kind": "gan", "lr": 2e-4},
-    "ddpm": {"kind": "ddpm", "channels": [8, 16], "diffusion_steps": 100, "sampling_steps": 10},
+    "cvae": {"family": "cvae", "label_at_input": True},
+    "vae-classifier": {"family": "vae-classifier", "labels": 100, "head_shift": 2, "head_flip": True},
+    "m2": {"family": "m2", "labels": 100},
+    "gan": {"family": "gan", "lr": 2e-4},
+    "ddpm": {"family": "ddpm", "channels": [8, 16], "diffusion_steps": 100, "sampling_steps": 10},
 }
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 

@@ -11,7 +11,7 @@ import torch
 
 from vaelab.analysis.attributes import attributes_for, measure, measure_batch
 from vaelab.data import load_split
-from vaelab.data.attributes import (
+from vaelab.data.measurers import (
     bottom_extent,
     height,
     ink_area,

@@ -39,7 +39,7 @@ def places(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bad-arguments")
     run, classifier = root / "run", root / "classifier"
     for kind, folder in (("vae", run), ("vae-classifier", classifier)):
-        train(tiny_config(kind=kind, train_limit=512, val_limit=256, epochs=1), folder, progress=False,
+        train(tiny_config(family=kind, train_limit=512, val_limit=256, epochs=1), folder, progress=False,
               log=lambda message: None)
     (root / "file").write_text("not a folder\n")
     (root / "empty").mkdir()
@@ -98,7 +98,7 @@ def assert_refused_in_one_line(capsys, places, args: list[str], invented_flag: s
 
 # What each command needs besides the bad part, with the real run.
 REQUIRED = {
-    "eval": ["{run}"], "classify": ["{run}", "{png}"], "fid": ["{run}"], "sample": ["{run}"],
+    "eval": ["{run}"], "classify": ["{run}", "{png}"], "generation": ["{run}"], "sample": ["{run}"],
     "restyle": ["{run}", "--from", "test:0"], "reconstruct": ["{run}"], "traverse": ["{run}"],
     "interpolate": ["{run}", "--from", "test:0", "--to", "test:1"], "factors": ["{run}", "--no-classify"],
     "embed": ["{run}"], "compare": ["{run}", "{run}"], "report": ["{run}"], "explore": ["{run}"],
@@ -109,7 +109,7 @@ RUN_COMMANDS = [name for name, args in REQUIRED.items() if args[0] == "{run}"]
 # The count options of each command: any value below 1, above its limit or not a whole number is refused.
 COUNTS = {
     "eval": ["--iw-images", "--test-limit", "--generation-samples", "--class-samples", "--probe-images"],
-    "fid": ["-n", "--samples", "--inception-samples", "--reference-images", "--components"],
+    "generation": ["-n", "--samples", "--inception-samples", "--reference-images", "--components"],
     "sample": ["-n", "--scale", "--components", "--columns"],
     "restyle": ["--scale"], "reconstruct": ["-n", "--scale"], "traverse": ["--scale"], "interpolate": ["--scale"],
     "embed": ["--limit"], "factors": ["--metric-images"],
@@ -186,7 +186,7 @@ def test_an_option_without_its_value_is_refused_in_one_line(capsys, places, comm
 
 @pytest.mark.parametrize(("args", "message"), [
     (["sample", "{run}", "-n", "0"], "error: -n must be between 1 and 10,000 (got 0)"),
-    (["fid", "{run}", "-n", "-3"], "error: -n/--samples must be between 1 and 1,000,000 (got -3)"),
+    (["generation", "{run}", "-n", "-3"], "error: -n/--samples must be between 1 and 1,000,000 (got -3)"),
     (["sample", "{run}", "-n", "many"], "error: Invalid value for '-n'"),
     (["explore", "{run}", "--port", "70000"], "error: --port must be from 0 to 65535 (got 70000)"),
     (["sample", "{file}"], "is a file, not a run directory"),
@@ -314,7 +314,7 @@ def test_a_damaged_eval_json_is_one_line_naming_the_file_and_the_fix(places, tmp
 ])
 def test_a_factor_table_or_generation_json_of_the_wrong_form_is_refused(tmp_path, name, content, problem):
     (tmp_path / name).write_text(content)
-    command = {FACTORS: "vaelab factors", GENERATION: "vaelab fid"}[name]
+    command = {FACTORS: "vaelab factors", GENERATION: "vaelab generation"}[name]
     with pytest.raises(VaelabError, match=re.escape(problem)) as refused:
         read_artefact(tmp_path, name)
     assert f"delete it and run `{command} {tmp_path}` again" in str(refused.value)
@@ -366,7 +366,7 @@ def test_trained_parameters_still_counts_what_the_optimizers_train_on_a_frozen_m
     (torch.zeros(2, 1, 28, 28, dtype=torch.uint8), "encode expects a float tensor of intensities in [0, 1]"),
 ])
 def test_encode_refuses_images_of_another_shape_naming_the_expected_one(kind, images, message):
-    model = build_model(tiny_config(kind=kind).model)
+    model = build_model(tiny_config(family=kind).model)
     with pytest.raises(VaelabError) as refused:
         model.encode(images, torch.zeros(len(images), dtype=torch.long))
     assert message in str(refused.value) and "\n" not in str(refused.value)

@@ -86,12 +86,12 @@ def test_a_budget_too_small_for_one_step_is_refused_with_what_would_fit():
 
 def test_the_schedules_span_the_run_and_a_warmup_keeps_its_share_of_it():
     config = tiny_config(epochs=10, kl_warmup_steps=40)  # 16 steps an epoch: the recipe is 160 steps
-    objective = family("vae").objective_class()(config, LABELS)
+    objective = family("vae").training_step_class()(config, LABELS)
     assert objective.beta(20) == pytest.approx(0.5)
     objective.set_run_length(40)  # a quarter of the recipe: the warm-up is a quarter too
     assert objective.beta(5) == pytest.approx(0.5) and objective.beta(10) == 1.0
     capacity = tiny_config(epochs=10, objective="capacity", capacity_max=20.0)
-    objective = family("vae").objective_class()(capacity, LABELS)
+    objective = family("vae").training_step_class()(capacity, LABELS)
     objective.set_run_length(40)  # a ramp over the whole run ends with the run
     assert objective.capacity(20) == pytest.approx(10.0) and objective.capacity(40) == pytest.approx(20.0)
 

@@ -21,12 +21,11 @@ from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.classification import classification_metrics, classify_image, predict_probabilities
 from vaelab.images import MAX_IMAGE_SIDE
 from vaelab.models import build_model
-from vaelab.models.stacked import CodeM2, CodeM2Config
+from vaelab.models.code_m2 import CodeM2, CodeM2Config
 from vaelab.report.html import build_report
 from vaelab.rundir import load_model
 from vaelab.training import train
-from vaelab.training.semi_supervised import train_labelled_only
-from vaelab.training.stacked import StackedConfig, train_stacked
+from vaelab.training.m1m2 import M1M2Config, train_labelled_only, train_m1m2
 
 QUIET = {"progress": False, "log": lambda message: None}
 WARMUP = {"kl_warmup_steps": 100, "lr": 2e-3}  # the tiny model's KL collapses early without it
@@ -57,7 +56,7 @@ def head_run(tmp_path_factory) -> Path:
     makes the head's posterior means carry the class."""
     run_dir = tmp_path_factory.mktemp("runs") / "head"
     config = RunConfig().with_overrides(
-        {**TINY, **WARMUP, "train_limit": 4096, "epochs": 4, "kind": "vae-classifier", "classifier_weight": 409_600}
+        {**TINY, **WARMUP, "train_limit": 4096, "epochs": 4, "family": "vae-classifier", "classifier_weight": 409_600}
     )
     train(config, run_dir, **QUIET)
     return run_dir
@@ -74,7 +73,7 @@ def test_classification_head_is_far_above_chance_on_real_test_images(head_run):
 
 def test_a_head_on_the_encoder_trunk_reads_the_hidden_features_and_is_far_above_chance(tmp_path):
     config = RunConfig().with_overrides(
-        {**TINY, **WARMUP, "train_limit": 4096, "epochs": 4, "kind": "vae-classifier", "classifier_weight": 409_600,
+        {**TINY, **WARMUP, "train_limit": 4096, "epochs": 4, "family": "vae-classifier", "classifier_weight": 409_600,
          "head_input": "trunk"}
     )
     train(config, tmp_path / "trunk", **QUIET)
@@ -88,7 +87,7 @@ def test_a_head_on_the_encoder_trunk_reads_the_hidden_features_and_is_far_above_
 @pytest.mark.parametrize("kind,head_input", [("vae-classifier", "mean"), ("vae-classifier", "trunk"), ("m2", "mean")])
 def test_labelled_terms_equal_the_loss_terms_and_the_classifier_computed_apart(kind, head_input):
     torch.manual_seed(0)
-    model = build_model(tiny_config(kind=kind, head_input=head_input).model).eval()
+    model = build_model(tiny_config(family=kind, head_input=head_input).model).eval()
     x, labels = torch.rand(5, 1, 28, 28).round(), torch.tensor([0, 3, 3, 7, 9])
     noise = torch.randn(5, model.latent_dim)
     with torch.no_grad():
@@ -112,7 +111,7 @@ def test_a_head_trained_on_changed_images_classifies_such_test_images_better(hea
     on test images all moved by 3 pixels (down and right), all mirrored, or all turned by 25°."""
     setting, change = CHANGES[augmentation]
     config = RunConfig().with_overrides(
-        {**TINY, **WARMUP, "train_limit": 4096, "epochs": 4, "kind": "vae-classifier", "classifier_weight": 409_600,
+        {**TINY, **WARMUP, "train_limit": 4096, "epochs": 4, "family": "vae-classifier", "classifier_weight": 409_600,
          **setting}
     )
     train(config, tmp_path / "augmented", **QUIET)
@@ -128,7 +127,7 @@ def test_a_head_trained_on_changed_images_classifies_such_test_images_better(hea
 
 def test_m2_reads_the_images_before_binarizing_for_q_y_given_x_when_given_them():
     torch.manual_seed(0)
-    model = build_model(tiny_config(kind="m2").model).eval()
+    model = build_model(tiny_config(family="m2").model).eval()
     intensities = torch.rand(4, 1, 28, 28)
     binarized = torch.bernoulli(intensities)
     with torch.no_grad():
@@ -141,7 +140,7 @@ def test_m2_reads_the_images_before_binarizing_for_q_y_given_x_when_given_them()
 def test_semi_supervised_m2_beats_the_same_classifier_trained_on_its_labelled_images_alone(tmp_path):
     """100 labels + 2,900 unlabelled real images, 12 epochs (≈40 s at one thread). α = 5,000 gives each labelled
     image the cross-entropy weight α / 100 = 50, what the paper's α = 0.1 · 55,000 gives on the full split."""
-    overrides = {**TINY, **WARMUP, "train_limit": 3000, "val_limit": 500, "epochs": 12, "kind": "m2",
+    overrides = {**TINY, **WARMUP, "train_limit": 3000, "val_limit": 500, "epochs": 12, "family": "m2",
                  "labels": 100, "classifier_weight": 5000}
     config = RunConfig().with_overrides(overrides)
     result = train(config, tmp_path / "m2", **QUIET)
@@ -161,7 +160,7 @@ def test_semi_supervised_m2_beats_the_same_classifier_trained_on_its_labelled_im
 @pytest.mark.parametrize("head_shift, head_flip", [(0, False), (2, True)])
 def test_a_semi_supervised_run_resumes_bit_identically(tmp_path, head_shift, head_flip):
     # 1,948 unlabelled images: 15 steps
-    config = tiny_config(kind="m2", labels=100, epochs=1, head_shift=head_shift, head_flip=head_flip)
+    config = tiny_config(family="m2", labels=100, epochs=1, head_shift=head_shift, head_flip=head_flip)
     straight, resumed = train_straight_and_with_a_stop(config, tmp_path, stop_at=7)
     assert resumed.finished and resumed.steps == straight.steps == 15
     generators = load_file(tmp_path / "straight" / "last.safetensors").keys()
@@ -173,17 +172,17 @@ def test_labels_and_classifier_weight_are_validated():
     with pytest.raises(VaelabError, match="labels .* needs --model vae-classifier or m2, not vae"):
         tiny_config(labels=100)
     with pytest.raises(VaelabError, match="classifier_weight must be a finite number ≥ 0"):
-        tiny_config(kind="m2", classifier_weight=-1.0)
+        tiny_config(family="m2", classifier_weight=-1.0)
     with pytest.raises(VaelabError, match="classes must be 10 for a m2 on mnist"):
-        tiny_config(kind="m2", classes=4)
-    with pytest.raises(VaelabError, match="head_shift .* needs --model vae-classifier or m2"):
+        tiny_config(family="m2", classes=4)
+    with pytest.raises(VaelabError, match="head_shift applies to --model vae-classifier or m2, not vae"):
         tiny_config(head_shift=2)
     with pytest.raises(VaelabError, match="head_shift must be between 0 and 7 pixels"):
-        tiny_config(kind="vae-classifier", head_shift=8)
-    with pytest.raises(VaelabError, match="head_flip .* needs --model vae-classifier or m2"):
-        tiny_config(kind="cvae", head_flip=True)
+        tiny_config(family="vae-classifier", head_shift=8)
+    with pytest.raises(VaelabError, match="head_flip applies to --model vae-classifier or m2, not cvae"):
+        tiny_config(family="cvae", head_flip=True)
     with pytest.raises(VaelabError, match="head_rotate must be between 0 and 45 degrees"):
-        tiny_config(kind="m2", head_rotate=90.0)
+        tiny_config(family="m2", head_rotate=90.0)
 
 
 def test_eval_reports_accuracy_confusion_matrix_and_linear_probes_above_chance(head_run, trained_run):
@@ -221,7 +220,7 @@ def test_cli_classifies_a_real_test_image_png_as_the_api_does(head_run, tmp_path
     ("args", "message"),
     [
         (["train", "--out", "new", "--model", "m2", "--labels", "2000"], "--labels 2000 is not between 1 and the"),
-        (["train", "--out", "new", "--model", "flow"], "model kind 'flow' is unknown; choose one of: vae, cvae, vae-"),
+        (["train", "--out", "new", "--model", "flow"], "model family 'flow' is unknown; choose one of: vae"),
         (["train", "--out", "new", "--model", "vae", "--labels", "100"], "needs --model vae-classifier or m2"),
         (["classify", "RUN", "missing.png"], "image missing.png does not exist"),
         (["classify", "PLAIN", "digit.png"], "vaelab classify needs a run that predicts classes"),
@@ -275,7 +274,7 @@ def test_the_unlabelled_bound_scores_every_class_as_the_labelled_bound_does(whic
     """UnlabelledBound decodes every input as every class at once; row y must be the labelled terms for y."""
     torch.manual_seed(0)
     if which == "m2":
-        model, x = build_model(tiny_config(kind="m2").model), torch.rand(3, 1, 28, 28).round()
+        model, x = build_model(tiny_config(family="m2").model), torch.rand(3, 1, 28, 28).round()
     else:
         model, x = CodeM2(CodeM2Config(code_dim=8, latent_dim=4, hidden=32)), torch.randn(3, 8)
     noise = torch.randn(3, model.latent_dim)
@@ -289,13 +288,26 @@ def test_the_unlabelled_bound_scores_every_class_as_the_labelled_bound_does(whic
 
 
 def test_m1_m2_stacks_on_a_finished_run_and_beats_chance_on_the_test_split(trained_run, tmp_path):
-    settings = StackedConfig(labels=100, epochs=3, train_limit=3000)
-    result = train_stacked(trained_run, tmp_path / "m1m2", settings, log=lambda message: None)
-    assert json.loads((tmp_path / "m1m2" / "stacked.json").read_text())["test_error"] == result["test_error"]
+    settings = M1M2Config(labels=100, epochs=3, train_limit=3000)
+    result = train_m1m2(trained_run, tmp_path / "m1m2", settings, log=lambda message: None)
+    assert json.loads((tmp_path / "m1m2" / "m1m2.json").read_text())["test_error"] == result["test_error"]
     assert load_file(tmp_path / "m1m2" / "model.safetensors")  # the weights, as safetensors
     assert result["train_images"] == 3000 and result["test_images"] == 10_000
     assert result["weight_per_labelled_code"] == pytest.approx(0.1 * 3000 / 100)
     assert len(result["history"]) == 3 and result["steps"] == 3 * ((3000 - 100) // 100)
     assert result["test_error"] < 0.8  # chance is 0.9 (the tiny 8-d M1 and 3 epochs reach ≈ 0.73)
     with pytest.raises(VaelabError, match="is not between 1 and the 3,000 training images"):
-        train_stacked(trained_run, tmp_path / "bad", StackedConfig(labels=3010, epochs=1, train_limit=3000))
+        train_m1m2(trained_run, tmp_path / "bad", M1M2Config(labels=3010, epochs=1, train_limit=3000))
+
+
+def test_vaelab_m1m2_trains_m2_on_a_runs_codes_and_prints_its_test_error_beside_the_labelled_only_baseline(
+        trained_run, tmp_path):
+    result = vaelab("m1m2", str(trained_run), "--labels", "50", "--epochs", "1", "--train-limit", "2000",
+                    "--out", str(tmp_path / "m1m2"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    written = json.loads((tmp_path / "m1m2" / "m1m2.json").read_text())
+    assert written["settings"]["labels"] == 50 and written["train_images"] == 2000
+    assert f"test error {written['test_error']:.2%}" in result.stdout
+    assert f"alone: {written['test_error_labelled_only']:.2%}" in result.stdout
+    refused = vaelab("m1m2", "pretrained:mnist-cvae", "--epochs", "1", cwd=tmp_path)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr

@@ -6,7 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 TINY_FLAGS = ["--train-limit", "1024", "--val-limit", "256", "--channels", "16,32", "--hidden-dim", "64",
               "--latent-dim", "8", "--epochs", "1", "--no-progress"]
@@ -79,33 +81,52 @@ def test_checkpoint_from_another_config_is_refused_by_the_cli(tmp_path, cli_run)
 
 
 def test_yaml_config_is_read_and_flags_override_it(tmp_path):
-    (tmp_path / "c.yaml").write_text("model:\n  latent_dim: 6\n  channels: [16, 32]\ntrain:\n  beta: 2.0\n")
+    (tmp_path / "c.yaml").write_text("model:\n  latent_dim: 6\n  channels: [16, 32]\n  objective: {beta: 2.0}\n")
     flags = [f for f in TINY_FLAGS if f not in ("--latent-dim", "8", "--channels", "16,32")]
     result = vaelab("train", "--config", "c.yaml", "--out", "run", "--beta", "0.5", *flags, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
     config = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert config["model"]["latent_dim"] == 6 and config["train"]["beta"] == 0.5
+    assert config["model"]["latent_dim"] == 6 and config["model"]["objective"]["beta"] == 0.5
     (tmp_path / "bad.yaml").write_text("model:\n  latent_dims: 6\n")
     bad = vaelab("train", "--config", "bad.yaml", "--out", "run2", cwd=tmp_path)
     assert bad.returncode == 2 and "unknown option(s) ['latent_dims']" in bad.stderr
 
 
-def test_every_train_option_comes_from_a_config_field_with_help_and_a_shown_default():
-    import dataclasses
+def test_a_yaml_config_with_the_flat_keys_of_earlier_versions_trains_the_same_with_a_one_line_note(tmp_path):
+    (tmp_path / "old.yaml").write_text("model:\n  kind: vae\n  tc_weight: 3\n  objective: tcvae\n"
+                                       "  prior_components: 20\n  prior: vamp\n")
+    (tmp_path / "new.yaml").write_text("model:\n  family: vae\n  objective: {name: tcvae, tc_weight: 3}\n"
+                                       "  prior: {name: vamp, components: 20}\n")
+    old = vaelab("train", "--config", "old.yaml", "--out", "old", "--max-steps", "2", *TINY_FLAGS, cwd=tmp_path)
+    new = vaelab("train", "--config", "new.yaml", "--out", "new", "--max-steps", "2", *TINY_FLAGS, cwd=tmp_path)
+    assert old.returncode == new.returncode == 0, old.stderr + new.stderr
+    notes = [line for line in old.stderr.splitlines() if "warning" in line]
+    assert len(notes) == 1 and "model.tc_weight → model.objective.tc_weight" in notes[0], old.stderr
+    assert "model.kind → model.family" in notes[0] and "warning" not in new.stderr
+    written = [json.loads((tmp_path / name / "config.json").read_text()) for name in ("old", "new")]
+    assert written[0] == written[1] and written[0]["model"]["prior"] == {"name": "vamp", "components": 20}
+    tensors = [load_file(tmp_path / name / "last.safetensors") for name in ("old", "new")]
+    assert tensors[0].keys() == tensors[1].keys()
+    assert all(torch.equal(tensors[0][key], tensors[1][key]) for key in tensors[0])
 
+
+def test_every_train_option_comes_from_a_config_field_with_help_and_a_shown_default():
     from typer.main import get_command
 
     from vaelab.cli import app
-    from vaelab.config import DERIVED_FIELDS, SECTIONS
+    from vaelab.config import described_options
 
     train = get_command(app).commands["train"]
     options = {param.name: param for param in train.params}
-    fields = [f.name for _, section in SECTIONS for f in dataclasses.fields(section) if f.name not in DERIVED_FIELDS]
+    names = [described.name for described in described_options()]
     command_only = {"out", "resume", "config", "progress", "nproc"}
-    assert set(fields) <= set(options) and set(options) - set(fields) == command_only
-    for name in fields:
+    assert len(set(names)) == len(names), "every option has a flat name of its own"
+    assert set(names) <= set(options) and set(options) - set(names) == command_only
+    for name in names:
         assert options[name].help and options[name].show_default not in (None, False, ""), name
-    assert options["kind"].opts == ["--model"] and options["beta"].opts == ["--beta"]
+    assert options["family"].opts == ["--model"] and options["beta"].opts == ["--beta"]
+    assert options["prior_components"].opts == ["--prior-components"]
 
 
 def test_help_and_version_answer_without_importing_torch(tmp_path):
@@ -125,7 +146,7 @@ def test_help_and_version_answer_without_importing_torch(tmp_path):
     [
         (["--epochs", "three"], "--epochs must be a whole number (got 'three')"),
         (["--beta", "-1"], "beta must be a finite number ≥ 0"),
-        (["--model", "flow"], "model kind 'flow' is unknown; choose one of: vae, cvae, vae-classifier, m2, gan, ddpm"),
+        (["--model", "flow"], "model family 'flow' is unknown; choose one of: vae, cvae, vae-classifier, m2, gan"),
         (["--channels", "16,x"], "--channels must be a whole number (got 'x')"),
         (["--dataset", "cifar"], "unknown dataset 'cifar'; choose one of: mnist, fashion-mnist"),
     ],

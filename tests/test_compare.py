@@ -47,7 +47,8 @@ def test_compare_writes_both_files_with_every_run_measured_the_same_way(comparis
     out, result = comparison
     assert json.loads((out / COMPARE_JSON).read_text()) == result
     assert (out / COMPARE_HTML).is_file()
-    assert [run["kind"] for run in result["runs"]] == [run["model"] for run in result["runs"]] == ["vae", "gan", "ddpm"]
+    families = [run["family"] for run in result["runs"]]
+    assert families == [run["model"] for run in result["runs"]] == ["vae", "gan", "ddpm"]
     assert result["runs"][1]["latent"] is None  # a GAN has no eval.json with a KL
     vae, gan, ddpm = result["runs"]
     for run in result["runs"]:
@@ -147,5 +148,5 @@ def test_the_compare_page_opens_with_every_image_loaded_and_no_outside_request(c
 def test_the_model_label_names_what_sets_a_run_apart_from_its_family():
     assert model_label(tiny_config().model) == "vae"
     assert model_label(tiny_config(prior="vamp", prior_components=50).model) == "vae + VampPrior (50)"
-    assert model_label(tiny_config(kind="cvae", decoder="pixelcnn", pixelcnn_layers=5).model) == (
+    assert model_label(tiny_config(family="cvae", decoder="pixelcnn", pixelcnn_layers=5).model) == (
         "cvae + PixelCNN decoder (5 layers)")

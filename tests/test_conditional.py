@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from tests.conftest import tiny_config, train_straight_and_with_a_stop
 from tests.faults import identical_weights
 from tests.test_cli import TINY_FLAGS, vaelab
-from vaelab.analysis.conditional import class_grid, class_samples, conditional_accuracy, restyle, style_traversal
+from vaelab.analysis.class_style import class_grid, class_samples, conditional_accuracy, restyle, style_traversal
 from vaelab.analysis.factors import analyse_factors
 from vaelab.analysis.traversal import traversal_values, traverse_run
 from vaelab.cli import app
@@ -106,20 +106,20 @@ def test_class_pictures_of_an_unconditional_model_are_a_clear_error():
             call()
 
 
-def test_model_kind_is_validated_and_old_configs_load_as_plain_vaes():
-    with pytest.raises(VaelabError, match="model kind 'flow' is unknown; choose one of: vae, cvae"):
-        tiny_config(kind="flow")
+def test_model_family_is_validated_and_old_configs_load_as_plain_vaes():
+    with pytest.raises(VaelabError, match="model family 'flow' is unknown; choose one of: vae, cvae"):
+        tiny_config(family="flow")
     with pytest.raises(VaelabError, match="classes must be 10 for a cvae on mnist"):
-        tiny_config(kind="cvae", classes=3)
+        tiny_config(family="cvae", classes=3)
     old = tiny_config().to_dict()
-    del old["model"]["kind"], old["model"]["classes"]
-    assert RunConfig.from_dict(old).model.kind == "vae"
-    assert isinstance(build_model(tiny_config(kind="cvae").model), ConditionalVAE)
+    del old["model"]["family"], old["model"]["classes"]
+    assert RunConfig.from_dict(old).model.family == "vae"
+    assert isinstance(build_model(tiny_config(family="cvae").model), ConditionalVAE)
     assert not isinstance(build_model(tiny_config().model), ConditionalVAE)
 
 
 def test_label_at_input_adds_one_encoder_input_plane_per_class_and_only_a_cvae_takes_it(tmp_path):
-    config = tiny_config(kind="cvae", label_at_input=True, epochs=1)
+    config = tiny_config(family="cvae", label_at_input=True, epochs=1)
     first_conv = next(m for m in build_model(config.model).encoder.modules() if isinstance(m, torch.nn.Conv2d))
     assert first_conv.in_channels == 1 + 10
     result = train(config, tmp_path / "run", progress=False, log=lambda message: None)
@@ -129,17 +129,17 @@ def test_label_at_input_adds_one_encoder_input_plane_per_class_and_only_a_cvae_t
     with torch.no_grad():  # the label reaches the code through the whole encoder, not only its read-out
         assert not torch.allclose(model.encode(x, torch.tensor([3, 3]))[0], model.encode(x, torch.tensor([5, 5]))[0])
     for kind, option, message in (
-        ("m2", {"label_at_input": True}, "label_at_input applies to --model cvae only"),
-        ("vae", {"label_at_input": True}, "label_at_input applies to --model cvae only"),
-        ("cvae", {"head_input": "trunk"}, "head_input applies to --model vae-classifier only"),
+        ("m2", {"label_at_input": True}, "label_at_input applies to --model cvae, not m2"),
+        ("vae", {"label_at_input": True}, "label_at_input applies to --model cvae, not vae"),
+        ("cvae", {"head_input": "trunk"}, "head_input applies to --model vae-classifier or m2, not cvae"),
         ("vae-classifier", {"head_input": "logits"}, "head_input must be one of mean, trunk"),
     ):
         with pytest.raises(VaelabError, match=message):
-            tiny_config(kind=kind, **option)
+            tiny_config(family=kind, **option)
 
 
 def test_a_cvae_run_resumes_bit_identically(tmp_path):
-    config = tiny_config(kind="cvae", epochs=1)  # 16 steps
+    config = tiny_config(family="cvae", epochs=1)  # 16 steps
     straight, resumed = train_straight_and_with_a_stop(config, tmp_path, stop_at=7)
     assert resumed.finished and resumed.steps == straight.steps == 16
     assert identical_weights(tmp_path / "straight" / "last.safetensors", tmp_path / "split" / "last.safetensors")
@@ -158,7 +158,7 @@ def test_eval_of_a_cvae_run_bounds_log_p_x_given_y_and_measures_conditional_accu
 def test_cli_samples_restyles_and_evaluates_a_cvae_run_and_refuses_bad_classes(tmp_path, trained_run, monkeypatch):
     """Trained by the real command in its own process; the commands after it run in this one (one torch import)."""
     assert vaelab("train", "--out", "run", "--model", "cvae", *TINY_FLAGS, cwd=tmp_path).returncode == 0
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["kind"] == "cvae"
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["family"] == "cvae"
     monkeypatch.chdir(tmp_path)
     for args in (
         ["sample", "run", "--class", "7", "-n", "9", "--out", "seven.png"],

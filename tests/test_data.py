@@ -108,7 +108,7 @@ def test_fixed_binarization_is_reproducible_and_dynamic_draws_differ():
     a, b = prepare_inputs(images, "binarized", 0), prepare_inputs(images, "binarized", 0)
     assert torch.equal(a, b) and set(a.unique().tolist()) == {0.0, 1.0}
     assert not torch.equal(a, prepare_inputs(images, "binarized", 1))
-    gray = prepare_inputs(images, "grayscale")
+    gray = prepare_inputs(images, "intensities")
     assert gray.shape == (64, 1, 28, 28) and gray.min() >= 0.0 and gray.max() <= 1.0
     # The binarized image keeps the intensities' mean in expectation.
     assert abs(a.mean().item() - gray.mean().item()) < 0.01
@@ -121,7 +121,7 @@ def test_batches_cover_every_index_once():
 
 
 def test_random_translation_moves_each_image_by_its_own_whole_pixel_offset_within_the_bound():
-    images = prepare_inputs(load_split("mnist", "test").images[:200], "grayscale")
+    images = prepare_inputs(load_split("mnist", "test").images[:200], "intensities")
     # Digits with a 3-pixel empty border lose no ink when moved by ≤ 3 pixels: each result is an exact roll.
     interior = torch.zeros(28, 28, dtype=torch.bool)
     interior[3:-3, 3:-3] = True
@@ -141,7 +141,7 @@ def test_random_translation_moves_each_image_by_its_own_whole_pixel_offset_withi
 
 
 def test_random_flip_mirrors_about_half_of_the_images_and_leaves_the_rest():
-    images = prepare_inputs(load_split("fashion-mnist", "test").images[:200], "grayscale")
+    images = prepare_inputs(load_split("fashion-mnist", "test").images[:200], "intensities")
     flipped = random_flip(images, torch.Generator().manual_seed(0))
     mirrored = torch.tensor([torch.equal(f, x.flip(-1)) for f, x in zip(flipped, images, strict=True)])
     kept = torch.tensor([torch.equal(f, x) for f, x in zip(flipped, images, strict=True)])
@@ -162,7 +162,7 @@ def _orientation_degrees(images: torch.Tensor) -> torch.Tensor:
 
 def test_random_rotation_turns_each_image_by_its_own_angle_within_the_bound_and_keeps_its_ink():
     test = load_split("mnist", "test")
-    ones = prepare_inputs(test.images[test.labels == 1][:64], "grayscale")  # long strokes: a clear axis
+    ones = prepare_inputs(test.images[test.labels == 1][:64], "intensities")  # long strokes: a clear axis
     turned = random_rotation(ones, 30.0, torch.Generator().manual_seed(0))
     change = _orientation_degrees(turned) - _orientation_degrees(ones)
     change = (change + 90) % 180 - 90
@@ -174,7 +174,7 @@ def test_random_rotation_turns_each_image_by_its_own_angle_within_the_bound_and_
 
 
 def test_rotate_by_a_quarter_turn_is_the_exact_counter_clockwise_rot90():
-    images = prepare_inputs(load_split("mnist", "test").images[:16], "grayscale")
+    images = prepare_inputs(load_split("mnist", "test").images[:16], "intensities")
     quarter = torch.tensor([90.0] * 8 + [-90.0] * 8)
     expected = torch.cat([torch.rot90(images[:8], 1, dims=(2, 3)), torch.rot90(images[8:], -1, dims=(2, 3))])
     assert torch.allclose(rotate(images, quarter), expected, atol=1e-4)

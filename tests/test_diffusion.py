@@ -13,7 +13,7 @@ from tests.conftest import tiny_config, train_straight_and_with_a_stop
 from tests.faults import identical_weights
 from vaelab.data import load_split
 from vaelab.data.datasets import to_float
-from vaelab.evaluation.diffusion import bound_terms, discretised_gaussian_log_prob
+from vaelab.evaluation.diffusion_bound import bound_terms, discretised_gaussian_log_prob
 from vaelab.models import build_model
 from vaelab.models.diffusion import DDPM
 from vaelab.models.noise_schedule import NoiseSchedule, noise_schedule

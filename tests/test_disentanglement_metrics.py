@@ -12,7 +12,7 @@ from scipy.linalg import hadamard
 from vaelab.analysis.attributes import attributes_for
 from vaelab.analysis.disentanglement import measure_disentanglement
 from vaelab.errors import VaelabError
-from vaelab.evaluation.disentanglement import (
+from vaelab.evaluation.disentanglement_metrics import (
     dci,
     decorrelated_subset,
     disentanglement_scores,

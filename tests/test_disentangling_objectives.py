@@ -111,7 +111,7 @@ def test_each_objective_trains_on_mnist_and_resumes_bit_identically(objective, e
                                           "tc_weight"),
     ({"tc_weight": 3.0}, "tc_weight applies to objective tcvae or factorvae; add --objective tcvae"),
     ({"objective": "capacity", "tc_weight": 3.0}, "tc_weight applies to objective tcvae or factorvae"),
-    ({"objective": "factorvae", "kind": "gan"}, "objective factorvae applies to --model vae or cvae, not gan"),
+    ({"objective": "factorvae", "family": "gan"}, "objective factorvae applies to --model vae, cvae"),
     ({"objective": "ica"}, "objective must be one of beta, tcvae, factorvae, capacity"),
     ({"objective": "capacity", "capacity_weight": -1.0}, "capacity_weight must be a finite number ≥ 0"),
 ])

@@ -24,7 +24,7 @@ from vaelab.config import RunConfig
 from vaelab.data.catalog import describe
 from vaelab.data.sources import data_root, dataset_dir
 from vaelab.models.registry import FAMILIES, Capabilities, Family, register_family
-from vaelab.models.vae import ELBOObjective
+from vaelab.models.vae import ELBOStep
 from vaelab.rundir import load_model, load_tensors, read_metrics, weights_only
 from vaelab.training import train
 
@@ -34,10 +34,10 @@ SETTINGS = {"train_limit": 1024, "val_limit": 256, "batch_size": 128, "channels"
 
 
 def flags(settings: dict) -> list[str]:
-    """The command line of a settings dict (the model kind is `--model`; booleans are switches)."""
+    """The command line of a settings dict (the model family is `--model`; booleans are switches)."""
     args = []
     for name, value in settings.items():
-        flag = "--model" if name == "kind" else f"--{name.replace('_', '-')}"
+        flag = "--model" if name == "family" else f"--{name.replace('_', '-')}"
         if isinstance(value, bool):
             args.append(flag if value else flag.replace("--", "--no-", 1))
         else:
@@ -178,7 +178,7 @@ def test_one_machines_corrupted_data_file_stops_every_rank_with_the_same_one_lin
 
 # --- the same gradients from 2 ranks × 64 images as from 1 process × 128 -------------------------------------------
 
-class FixedNoiseObjective(ELBOObjective):
+class FixedNoiseStep(ELBOStep):
     """The VAE's objective with ε = 0 (z is the posterior mean): a step that draws nothing, so that its gradients
     depend only on the images, however they are split over processes."""
 
@@ -189,12 +189,12 @@ class FixedNoiseObjective(ELBOObjective):
 def register_fixed_noise_family() -> None:
     if "vae-fixed-noise" not in FAMILIES:
         register_family("vae-fixed-noise", Family("vaelab.models.vae:VAE",
-                                                  "tests.test_distributed:FixedNoiseObjective", Capabilities()))
+                                                  "tests.test_distributed:FixedNoiseStep", Capabilities()))
 
 
 def fixed_noise_config(max_steps: int) -> RunConfig:
     # Intensities, not binarized draws; fp32, so that neither side rounds differently to bf16.
-    return RunConfig().with_overrides({**SETTINGS, "kind": "vae-fixed-noise", "input_mode": "grayscale",
+    return RunConfig().with_overrides({**SETTINGS, "family": "vae-fixed-noise", "input_mode": "intensities",
                                        "precision": "fp32", "max_steps": max_steps})
 
 

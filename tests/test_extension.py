@@ -22,8 +22,8 @@ from vaelab.errors import VaelabError
 from vaelab.evaluation.reference_classifier import train_classifier
 from vaelab.images import make_grid
 from vaelab.models.likelihoods import LIKELIHOODS
-from vaelab.models.objective import Objective, Phase, StepContext, ValidationData
 from vaelab.models.registry import FAMILIES, Capabilities, Family, build_model, capabilities, register_family
+from vaelab.models.training_step import Phase, StepContext, TrainingStep, ValidationData
 from vaelab.rundir import BEST, load_model, load_tensors, read_metrics
 from vaelab.training import train
 
@@ -85,7 +85,7 @@ class TinyAutoencoder(nn.Module):
         return torch.sigmoid(self.decoder(self.encoder(x)))
 
 
-class TwoPhaseObjective(Objective):
+class TwoPhaseStep(TrainingStep):
     """Squared error; the encoder steps first, then the decoder on the updated encoder's codes."""
 
     selection = "val_negative_mse"
@@ -110,7 +110,7 @@ class TwoPhaseObjective(Objective):
 def extended():
     """The three registry lines (`register_*` from outside the package; LIKELIHOODS is a plain dict)."""
     register_dataset(SQUARES)
-    register_family("tiny-ae", Family("tests.test_extension:TinyAutoencoder", "tests.test_extension:TwoPhaseObjective",
+    register_family("tiny-ae", Family("tests.test_extension:TinyAutoencoder", "tests.test_extension:TwoPhaseStep",
                                       Capabilities(likelihood=False)))
     LIKELIHOODS["per-pixel-gaussian"] = PerPixelGaussian
     yield
@@ -118,7 +118,7 @@ def extended():
 
 
 SMALL = {"dataset": "toy-squares", "val_size": 100, "train_limit": 500, "batch_size": 50, "channels": [8, 16],
-         "hidden_dim": 32, "latent_dim": 4, "epochs": 2, "input_mode": "grayscale", "checkpoint_every": 3}
+         "hidden_dim": 32, "latent_dim": 4, "epochs": 2, "input_mode": "intensities", "checkpoint_every": 3}
 
 
 def test_a_registered_dataset_gives_the_config_its_shape_classes_and_likelihood():
@@ -153,7 +153,7 @@ def test_a_colour_vae_with_a_two_plane_likelihood_trains_and_its_samples_are_col
 
 
 def test_a_family_with_two_optimizers_trains_and_resumes_bit_identically_with_its_own_selection(tmp_path):
-    config = RunConfig().with_overrides({**SMALL, "kind": "tiny-ae"})
+    config = RunConfig().with_overrides({**SMALL, "family": "tiny-ae"})
     straight, resumed = train_straight_and_with_a_stop(config, tmp_path, stop_at=7)
     assert straight.selection == "val_negative_mse" and resumed.steps == straight.steps == 2 * (500 // 50)
     first, _ = load_tensors(tmp_path / "straight" / BEST)

@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from vaelab.analysis.sample_quality import GENERATION, measure_generation
+from vaelab.analysis.generation import GENERATION, measure_generation
 from vaelab.data import load_split, to_float
 from vaelab.errors import VaelabError
-from vaelab.evaluation.fid import (
+from vaelab.evaluation.reference_classifier import classifier_outputs, load_or_train_classifier
+from vaelab.evaluation.sample_metrics import (
     feature_statistics,
     frechet_distance,
     inception_features,
@@ -20,7 +21,6 @@ from vaelab.evaluation.fid import (
     precision_recall,
     protocol_note,
 )
-from vaelab.evaluation.reference_classifier import classifier_outputs, load_or_train_classifier
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -162,10 +162,13 @@ def test_inception_for_best_measures_only_the_sampler_with_the_lowest_classifier
         measure_generation(trained_run, "prior", samples=20, inception=False, inception_for="some", write=False)
 
 
-def test_fid_command_prints_a_table_and_refuses_an_unknown_sampler(trained_run):
-    base = [sys.executable, "-m", "vaelab.cli", "fid", str(trained_run), "-n", "200", "--no-inception"]
+def test_generation_command_prints_a_table_and_refuses_an_unknown_sampler_and_its_old_name_still_works(trained_run):
+    base = [sys.executable, "-m", "vaelab.cli", "generation", str(trained_run), "-n", "200", "--no-inception"]
     result = subprocess.run([*base, "--sampler", "prior"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "FID classifier" in result.stdout and "prior" in result.stdout
+    assert "FID classifier" in result.stdout and "prior" in result.stdout and "warning" not in result.stderr
     bad = subprocess.run([*base, "--sampler", "flow"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "unknown sampler 'flow'" in bad.stderr
+    old = subprocess.run([*base[:3], "fid", *base[4:], "--sampler", "prior"], capture_output=True, text=True)
+    assert old.returncode == 0 and "`vaelab fid` is now `vaelab generation`" in old.stderr, old.stderr
+    assert old.stdout == result.stdout

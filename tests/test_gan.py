@@ -14,8 +14,8 @@ from tests.test_cli import vaelab
 from vaelab.data import load_split
 from vaelab.data.datasets import to_float
 from vaelab.models import build_model
-from vaelab.models.gan import GANObjective, discriminator_loss, generator_loss
-from vaelab.models.objective import StepContext
+from vaelab.models.gan import GANStep, discriminator_loss, generator_loss
+from vaelab.models.training_step import StepContext
 from vaelab.rundir import load_model, read_metrics
 
 
@@ -33,8 +33,8 @@ def test_the_mnist_gan_config_is_read_with_two_optimizers_and_grayscale_inputs()
     from vaelab.config import load_yaml_config
 
     config = load_yaml_config(Path("configs/gan-mnist.yaml"))
-    assert config.model.kind == "gan" and config.data.input_mode == "grayscale"
-    objective = GANObjective(config, torch.zeros(10, dtype=torch.long))
+    assert config.model.family == "gan" and config.data.input_mode == "intensities"
+    objective = GANStep(config, torch.zeros(10, dtype=torch.long))
     assert set(objective.parameter_groups(build_model(config.model))) == {"discriminator", "generator"}
     assert objective.optimizer_options("generator")["betas"] == (0.5, 0.999)
 
@@ -43,7 +43,7 @@ def test_one_step_lowers_the_discriminator_loss_then_the_generator_loss_on_a_fix
     config = tiny_config(**GAN)
     torch.manual_seed(0)
     model = build_model(config.model)
-    objective = GANObjective(config, torch.zeros(64, dtype=torch.long))
+    objective = GANStep(config, torch.zeros(64, dtype=torch.long))
     real = to_float(load_split("mnist", "test").images[:64])
     codes = torch.Generator().manual_seed(5)
     context = StepContext(0, 1, {"codes": codes}, lambda x: x, lambda x: x, nullcontext, real, torch.zeros(64))

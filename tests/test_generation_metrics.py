@@ -2,7 +2,7 @@ import torch
 import torch.nn.functional as F
 
 from vaelab.data import load_split, to_float
-from vaelab.evaluation.generation import sharpness
+from vaelab.evaluation.sample_metrics import sharpness
 
 
 def test_sharpness_falls_monotonically_as_real_images_are_blurred():

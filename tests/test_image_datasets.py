@@ -84,7 +84,7 @@ def test_a_folder_dataset_trains_one_epoch(tmp_path, private_cache):
         "dataset": f"folder:{tmp_path / 'pictures'}", "image_size": 16, "val_size": 2, "epochs": 1,
         "batch_size": 8, "channels": [8, 16], "hidden_dim": 32, "latent_dim": 4,
     })
-    assert config.data.input_mode == "grayscale" and config.model.likelihood == "logistic"
+    assert config.data.input_mode == "intensities" and config.model.likelihood == "logistic"
     result = train(config, tmp_path / "run", progress=False, log=lambda message: None)
     assert result.finished and np.isfinite(result.best_score) and (tmp_path / "run" / "model.safetensors").exists()
 

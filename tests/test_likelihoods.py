@@ -120,7 +120,7 @@ def test_the_mean_is_an_image_in_the_unit_interval(name):
 @pytest.mark.parametrize("name", ["logistic", "gaussian-pixel"])
 def test_a_vae_with_the_likelihood_has_finite_loss_and_gradients_on_real_mnist(name):
     config = RunConfig().with_overrides({
-        "likelihood": name, "input_mode": "grayscale", "train_limit": 256, "val_limit": 128, "channels": [8, 16],
+        "likelihood": name, "input_mode": "intensities", "train_limit": 256, "val_limit": 128, "channels": [8, 16],
         "hidden_dim": 32, "latent_dim": 4, "epochs": 1, "dataset": "mnist",
     })
     assert LIKELIHOODS[config.model.likelihood].planes_per_channel == 2

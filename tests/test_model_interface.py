@@ -30,8 +30,8 @@ from vaelab.models.base import (
     LikelihoodModel,
     Posterior,
 )
-from vaelab.models.objective import Objective, Phase, StepContext, ValidationData
 from vaelab.models.registry import FAMILIES, Capabilities, Family, capabilities, register_family
+from vaelab.models.training_step import Phase, StepContext, TrainingStep, ValidationData
 from vaelab.rundir import LAST, load_model, load_tensors, model_tensors
 from vaelab.training import train
 
@@ -64,7 +64,7 @@ class ToyAutoencoder(FamilyModule):
         return self.decode(self.sample_prior(n, generator), labels)
 
 
-class ToyObjective(Objective):
+class ToyStep(TrainingStep):
     """Its objective, as the recipe says: squared error of the decoded posterior mean, one optimizer."""
 
     selection = "val_negative_mse"
@@ -86,7 +86,7 @@ class ToyObjective(Objective):
 @pytest.fixture(scope="module", autouse=True)
 def toy_family():
     register_family("toy", Family("tests.test_model_interface:ToyAutoencoder",
-                                  "tests.test_model_interface:ToyObjective", Capabilities(likelihood=False)))
+                                  "tests.test_model_interface:ToyStep", Capabilities(likelihood=False)))
     yield
     del FAMILIES["toy"]
 
@@ -94,8 +94,8 @@ def toy_family():
 # --- every family, every shape ------------------------------------------------------------------------------------
 
 FAMILY_OPTIONS = {
-    "vae": {}, "cvae": {"kind": "cvae"}, "vae-classifier": {"kind": "vae-classifier"}, "m2": {"kind": "m2"},
-    "gan": GAN, "ddpm": DDPM, "toy": {"kind": "toy"},
+    "vae": {}, "cvae": {"family": "cvae"}, "vae-classifier": {"family": "vae-classifier"}, "m2": {"family": "m2"},
+    "gan": GAN, "ddpm": DDPM, "toy": {"family": "toy"},
 }
 SHAPES = ("1x28x28", "3x64x64")
 
@@ -177,7 +177,7 @@ def test_a_family_trains_saves_loads_resumes_samples_decodes_and_refuses_in_one_
 
         one_line_refusal(lambda: predict_probabilities(model, x))
     if not can.conditional:
-        from vaelab.analysis.conditional import class_grid
+        from vaelab.analysis.class_style import class_grid
 
         one_line_refusal(lambda: class_grid(model, 3))
 
@@ -188,7 +188,7 @@ def test_a_family_trains_saves_loads_resumes_samples_decodes_and_refuses_in_one_
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("toy") / "run"
-    config = RunConfig().with_overrides({**TINY, "kind": "toy", "train_limit": 512, "epochs": 2})
+    config = RunConfig().with_overrides({**TINY, "family": "toy", "train_limit": 512, "epochs": 2})
     train(config, run_dir, progress=False, log=lambda message: None)
     return run_dir
 

@@ -150,8 +150,8 @@ def test_a_reference_of_another_dataset_is_refused_in_one_line(tmp_path, trained
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"decoder": "pixelcnn", "kind": "gan"}, "decoder pixelcnn applies to the VAE kinds, not gan"),
-    ({"decoder": "pixelcnn", "input_mode": "grayscale"}, "needs input_mode binarized"),
+    ({"decoder": "pixelcnn", "family": "gan"}, "decoder pixelcnn applies to --model vae, cvae"),
+    ({"decoder": "pixelcnn", "input_mode": "intensities"}, "needs input_mode binarized"),
     ({"decoder": "pixelcnn", "likelihood": "gaussian"}, "samples from bernoulli or logistic, not gaussian"),
     ({"decoder": "pixelcnn", "dataset": "emoji", "likelihood": "logistic"}, "models one image channel"),
     ({"pixelcnn_layers": 5}, "pixelcnn_layers applies to decoder pixelcnn"),

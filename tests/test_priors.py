@@ -113,14 +113,14 @@ def test_a_vampprior_run_samples_from_its_mixture_and_stores_its_pseudo_inputs(v
 
 @pytest.mark.parametrize("kind", ["vae", "cvae", "vae-classifier"])
 def test_each_vae_kind_trains_with_the_vampprior_and_resumes_bit_identically(kind, tmp_path):
-    config = tiny_config(kind=kind, prior="vamp", prior_components=10, epochs=1)  # 16 steps
+    config = tiny_config(family=kind, prior="vamp", prior_components=10, epochs=1)  # 16 steps
     straight, resumed = train_straight_and_with_a_stop(config, tmp_path, stop_at=7)
     assert resumed.finished and resumed.steps == straight.steps == 16
     assert identical_weights(tmp_path / "straight" / "last.safetensors", tmp_path / "split" / "last.safetensors")
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"kind": "gan", "prior": "vamp"}, "prior vamp applies to --model vae"),
+    ({"family": "gan", "prior": "vamp"}, "prior vamp applies to --model vae, cvae, vae-classifier or m2, not gan"),
     ({"prior": "mixture"}, "prior must be one of standard, vamp"),
     ({"prior_components": 50}, "prior_components applies to prior vamp"),
     ({"prior": "vamp", "prior_components": 0}, "prior_components must be between 1 and"),

@@ -297,7 +297,7 @@ def test_a_published_anchor_stands_only_beside_a_run_measured_like_for_like():
     plain = RunConfig()  # a VAE on dynamically binarized MNIST, Bernoulli likelihood, β 1
     assert plain.data.input_mode == "binarized" and plain.model.likelihood == "bernoulli"
     assert published_anchor("nll", plain).value == 86.76
-    for unlike in ({"beta": 4.0}, {"free_bits": 0.5}, {"prior": "vamp"}, {"input_mode": "grayscale",
+    for unlike in ({"beta": 4.0}, {"free_bits": 0.5}, {"prior": "vamp"}, {"input_mode": "intensities",
                                                                              "likelihood": "gaussian"}):
         assert published_anchor("nll", plain.with_overrides(unlike)) is None, unlike
     fashion = plain.with_overrides({"dataset": "fashion-mnist"})
@@ -305,8 +305,8 @@ def test_a_published_anchor_stands_only_beside_a_run_measured_like_for_like():
     assert published_anchor("fid prior", fashion).value == 43.6
     assert published_anchor("fid two-stage", fashion).value == 29.3
     assert published_anchor("fid gmm", fashion) is None
-    assert published_anchor("m2 test error", plain.with_overrides({"kind": "m2", "labels": 100})).value == 11.97
-    assert published_anchor("m2 test error", plain.with_overrides({"kind": "m2", "labels": 600})) is None
+    assert published_anchor("m2 test error", plain.with_overrides({"family": "m2", "labels": 100})).value == 11.97
+    assert published_anchor("m2 test error", plain.with_overrides({"family": "m2", "labels": 600})) is None
 
     evaluation = {"elbo": -95.0, "bits_per_dim_elbo": 0.175, "active_units": 20, "latent_dim": 32}
 
@@ -319,4 +319,4 @@ def test_a_published_anchor_stands_only_beside_a_run_measured_like_for_like():
     assert published["FID (Inception), prior samples"] == "16.6: VAE (Dai & Wipf 2019, Table 1)"
     assert published["FID (Inception), two-stage samples"] == "–"  # 1,000 samples: biased upward, not comparable
     assert [row[1] for row in headline_rows(plain, evaluation, None) if row[0] == "FID (Inception)"] == [
-        "not measured (`vaelab fid RUN` measures it)"]
+        "not measured (`vaelab generation RUN` measures it)"]

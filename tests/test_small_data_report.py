@@ -117,7 +117,7 @@ def test_a_judge_that_cannot_tell_the_classes_apart_is_too_weak_and_its_metrics_
     assert f"too weak to judge (accuracy {accuracy:.0%} on its test split, below 90%)" in reason
     conditional = {"overall": 0.97, "per_class": [0.97, 0.97], "samples_per_class": 100,
                    "classifier_test_accuracy": accuracy}
-    evaluation = {"dataset": dataset, "images": 8, "input_mode": "grayscale", "elbo": -900.0, "recon": 880.0,
+    evaluation = {"dataset": dataset, "images": 8, "input_mode": "intensities", "elbo": -900.0, "recon": 880.0,
                   "kl": 20.0, "bits_per_dim_elbo": 1.7, "active_units": 4, "latent_dim": 4, "mse": 0.01,
                   "conditional_accuracy": conditional}
     rows = dict(eval_rows(evaluation))

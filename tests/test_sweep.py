@@ -57,7 +57,7 @@ def test_a_sweep_over_objectives_trains_one_run_per_objective_and_scores_its_dis
     assert [row["label"] for row in summary["runs"]] == ["β=2", "tcvae γ=2"]
     beta_run, tcvae_run = summary["runs"]
     assert beta_run["beta"] == 2.0 and tcvae_run["beta"] == 1.0  # the TC-VAE keeps the ELBO's KL weights
-    assert json.loads((out / "tcvae-2" / "config.json").read_text())["model"]["tc_weight"] == 2.0
+    assert json.loads((out / "tcvae-2" / "config.json").read_text())["model"]["objective"]["tc_weight"] == 2.0
     for row in summary["runs"]:
         assert 0 <= row["mig"] <= 1 and 0 <= row["dci_disentanglement"] <= 1 and 0 <= row["sap"] <= 1
         assert (out / row["run"] / "disentanglement.json").is_file()

@@ -40,8 +40,7 @@ def test_same_seed_gives_identical_metrics_and_weights(tmp_path):
 def test_stopping_and_resuming_gives_the_same_final_weights_as_an_uninterrupted_run(tmp_path):
     # 2 epochs of 16 steps; stop mid-way through the first epoch, then again, then finish.
     straight = train(tiny_config(), tmp_path / "straight", **QUIET)
-    start_or_resume(tmp_path / "split", None, None, {**tiny_config().to_dict()["train"], "max_steps": 5}
-                    | _data_model(), **QUIET)
+    start_or_resume(tmp_path / "split", None, None, {**tiny_config().options(), "max_steps": 5}, **QUIET)
     assert not (tmp_path / "split" / "metrics.jsonl").exists()
     start_or_resume(None, tmp_path / "split", None, {"max_steps": 21}, **QUIET)
     resumed = start_or_resume(None, tmp_path / "split", None, {}, **QUIET)
@@ -51,11 +50,6 @@ def test_stopping_and_resuming_gives_the_same_final_weights_as_an_uninterrupted_
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     lines = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
-
-
-def _data_model() -> dict:
-    raw = tiny_config().to_dict()
-    return {**raw["data"], **raw["model"]}
 
 
 def test_resume_with_more_epochs_continues_from_the_last_epoch(tmp_path):

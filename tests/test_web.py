@@ -573,7 +573,7 @@ def rgb_run(tmp_path_factory) -> Path:
     folder = write_shapes_folder(root / LONG_FOLDER, count=60, size=16)
     config = tiny_config(dataset=f"folder:{folder}", image_size=16, latent_dim=4, hidden_dim=32, steps=3,
                          batch_size=16)
-    assert config.data.input_mode == "grayscale"  # the intensities as they are: for RGB images, colours
+    assert config.data.input_mode == "intensities"  # the intensities as they are: for RGB images, colours
     return train(config, root / "run", progress=False, log=lambda message: None).run_dir
 
 
@@ -618,7 +618,7 @@ def test_a_folder_dataset_is_named_by_its_folder_not_by_its_path_on_the_server(r
 
 def test_a_grey_run_is_named_grey_or_binarized_from_its_config(trained_run):
     info = Explorer.load(trained_run).info()
-    expected = {"binarized": "binarized grey pixels", "grayscale": "grey intensities"}[info["input_mode"]]
+    expected = {"binarized": "binarized grey pixels", "intensities": "grey intensities"}[info["input_mode"]]
     assert info["inputs"] == expected
 
 

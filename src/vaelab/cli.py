@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,14 @@ def _main(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Show the version."),
 ) -> None:
     """Train VAEs and measure what they learned."""
+    warnings.showwarning = _one_line_warning
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """vaelab's own notes (a deprecated key, a deprecated spelling) as one `warning:` line, like its errors."""
+    _stderr(f"warning: {message}")
+
+
 data_app = typer.Typer(no_args_is_help=True, help="Dataset files: fetch and verify.")
 app.add_typer(data_app, name="data")
 
@@ -150,7 +159,7 @@ def _config_parameters() -> list[inspect.Parameter]:
             metavar = str(field.type).replace(" | None", "").upper().replace("LIST[INT]", "INT,INT,…")
             option = typer.Option(None, flag, help=described.help, show_default=shown, metavar=metavar)
             annotation = str | None
-        parameters.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option,
+        parameters.append(inspect.Parameter(described.name, inspect.Parameter.KEYWORD_ONLY, default=option,
                                             annotation=annotation))
     return parameters
 
@@ -206,7 +215,7 @@ def evaluate(
     ),
     test_limit: int | None = typer.Option(None, help="Evaluate on the first N test images only."),
     device: str = typer.Option("auto"),
-    generation: bool = typer.Option(False, help="Also measure every sampler's samples (as `vaelab fid RUN`)."),
+    generation: bool = typer.Option(False, help="Also measure every sampler's samples (as `vaelab generation RUN`)."),
     generation_samples: int = typer.Option(10_000, help="Samples per sampler (published protocol: 10,000)."),
     inception: bool = INCEPTION,
     class_samples: int = typer.Option(1000, help="Samples per class for a cvae run's conditional accuracy."),
@@ -240,7 +249,33 @@ def evaluate(
     typer.echo(eval_table(result))
     typer.echo(f"written to {run / 'eval.json'}")
     if generation:
-        fid(run, "all", generation_samples, inception, None, None, 10, None)
+        generation_quality(run, "all", generation_samples, inception, inception_samples=None,
+                           reference_images=None, components=10, steps=None, inception_for="all", seed=0)
+
+
+@app.command()
+def m1m2(
+    run: Path = RUN,
+    labels: int = typer.Option(100, help="Training labels kept, balanced over the classes (by the run's split seed)."),
+    epochs: int = typer.Option(100, help="Passes over the unlabelled codes (Kingma et al. 2014: 100 labels, 3.33%)."),
+    out: Path | None = typer.Option(None, help="Result folder (m1m2.json and the weights).",
+                                    show_default="RUN/m1m2-LABELS"),
+    seed: int = typer.Option(0, help="Seed of the weights and of every draw."),
+    train_limit: int | None = typer.Option(None, help="Use only the first N training images (quick runs).",
+                                           show_default="all"),
+) -> None:
+    """M1+M2 (Kingma et al. 2014): the semi-supervised M2 trained on the codes of a finished unsupervised run, with
+    LABELS labels; prints its test error beside the same classifier trained on the labelled codes alone."""
+    from vaelab.training.m1m2 import M1M2Config, train_m1m2
+
+    _check_counts({"--labels": labels, "--epochs": epochs, "--train-limit": train_limit})
+    folder = out if out is not None else run / f"m1m2-{labels}"
+    refuse_shipped(folder)
+    result = train_m1m2(run, folder, M1M2Config(labels=labels, epochs=epochs, seed=seed, train_limit=train_limit),
+                        log=_stderr)
+    typer.echo(f"M1+M2 on {result['dataset']}, {labels} labels: test error {result['test_error']:.2%} "
+               f"(the same classifier on the labelled codes alone: {result['test_error_labelled_only']:.2%})")
+    typer.echo(f"written to {folder / 'm1m2.json'}")
 
 
 @app.command()
@@ -259,8 +294,8 @@ def classify(
         typer.echo(f"  {label} {name:<12} {probability:.3f}")
 
 
-@app.command()
-def fid(
+@app.command("generation")
+def generation_quality(
     run: Path = RUN,
     sampler: str = typer.Option("all", help="all, or a list of: prior, gmm, two-stage (a VAE), ancestral (a ddpm)."),
     samples: int = typer.Option(10_000, "-n", "--samples", help="Samples per sampler (published protocol: 10,000)."),
@@ -276,9 +311,13 @@ def fid(
     inception_for: str = typer.Option("all", help=INCEPTION_FOR_HELP),
     seed: int = typer.Option(0, help="Seed of the samples; another seed measures how far the figures move."),
 ) -> None:
-    """Generation quality per sampler: Inception FID, classifier FID, precision/recall, classes, sharpness."""
-    from vaelab.analysis.sample_quality import generation_table, measure_generation, parse_samplers
+    """Generation quality per sampler: Inception FID, classifier FID, precision/recall, classes, sharpness →
+    RUN/generation.json."""
+    from vaelab.analysis.generation import generation_table, measure_generation, parse_samplers
     from vaelab.rundir import GENERATION
+
+    if _ARGV[:1] == ["fid"]:
+        _stderr("warning: `vaelab fid` is now `vaelab generation`; the old name goes in the next version")
 
     _check_counts({"-n/--samples": samples, "--inception-samples": inception_samples,
                    "--reference-images": reference_images, "--components": components})
@@ -290,6 +329,9 @@ def fid(
     )
     typer.echo(generation_table(result, names))
     typer.echo(f"written to {run / GENERATION}")
+
+
+app.command("fid", hidden=True, help="The old name of `vaelab generation`.")(generation_quality)
 
 
 @app.command()
@@ -313,7 +355,7 @@ def sample(
     smooth: bool = SMOOTH,
 ) -> None:
     """Decode sampled codes into a PNG grid."""
-    from vaelab.analysis.conditional import class_grid, class_grid_picture, class_samples
+    from vaelab.analysis.class_style import class_grid, class_grid_picture, class_samples
     from vaelab.analysis.samplers import sample_images, use_sampling_steps
     from vaelab.analysis.samples import sample_grid
     from vaelab.images import save_png
@@ -346,7 +388,7 @@ def restyle(
     smooth: bool = SMOOTH,
 ) -> None:
     """A cvae run: a test image, then its style (z from its own label) decoded as every class, as a PNG."""
-    from vaelab.analysis.conditional import restyle_run, restyle_strip
+    from vaelab.analysis.class_style import restyle_run, restyle_strip
     from vaelab.images import save_png
     from vaelab.io import require_output_file
 
@@ -501,7 +543,7 @@ def factors(
     how disentangled the codes are (MIG, DCI, SAP)."""
     from vaelab.analysis.disentanglement import disentanglement_table, measure_disentanglement
     from vaelab.analysis.factors import analyse_factors, factor_table
-    from vaelab.evaluation.disentanglement import REGRESSORS
+    from vaelab.evaluation.disentanglement_metrics import REGRESSORS
     from vaelab.evaluation.reference_classifier import judge_or_reason
     from vaelab.io import require_output_file
     from vaelab.rundir import DISENTANGLEMENT, FACTORS, read_config
@@ -689,8 +731,9 @@ def list_pretrained_models() -> None:
 
     for name, entry in list_pretrained().items():
         bounds = entry["test_bounds_nats"]
-        typer.echo(f"pretrained:{name:14s} {entry['dataset']:14s} {entry['kind']:5s} test ELBO {bounds['elbo']:8.2f}, "
-                   f"IWAE-{entry['iwae']['k']} {bounds['iwae']:8.2f} nats  {entry['summary']}")
+        typer.echo(f"pretrained:{name:14s} {entry['dataset']:14s} {entry['family']:5s} "
+                   f"test ELBO {bounds['elbo']:8.2f}, IWAE-{entry['iwae']['k']} {bounds['iwae']:8.2f} nats  "
+                   f"{entry['summary']}")
 
 
 @app.command("copy-pretrained")

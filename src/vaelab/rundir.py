@@ -10,7 +10,8 @@
     metrics.jsonl      one JSON line per finished epoch
     machine.json       the machine that trained it: device, threads, precision and why, measured matmul rates
     budget.json        a run sized by --time-budget: the steps it bought (`--steps N` repeats the run) and its costs
-    eval.json          written by `vaelab eval`; factors.json by `vaelab factors`; generation.json by `vaelab fid`
+    eval.json          written by `vaelab eval`; factors.json by `vaelab factors`; generation.json by
+                       `vaelab generation`
     train.lock         held (flock) by the one process training the run
 
 Everything is safetensors or JSON: loading a stranger's run never unpickles anything. Every safetensors file
@@ -50,7 +51,7 @@ DISENTANGLEMENT = "disentanglement.json"
 MACHINE = "machine.json"  # the machine that trained the run: device, threads, precision and why, matmul rates
 BUDGET = "budget.json"  # what a time budget bought: the steps, and what one step, validation and checkpoint took
 # The JSON artefacts later commands write, and the command that (re)writes each.
-ARTEFACT_COMMANDS = {EVAL: "vaelab eval", FACTORS: "vaelab factors", GENERATION: "vaelab fid",
+ARTEFACT_COMMANDS = {EVAL: "vaelab eval", FACTORS: "vaelab factors", GENERATION: "vaelab generation",
                      DISENTANGLEMENT: "vaelab factors"}
 # What a reader of each artefact may index without looking: the keys of the object (of every row of factors.json).
 # A file that parses but lacks them (edited by hand, another file copied over it) is refused on reading, in one
@@ -65,7 +66,7 @@ ARTEFACT_KEYS = {
 EVAL_KEYS_BY_LIKELIHOOD = {
     True: ("input_mode", "elbo", "recon", "kl", "bits_per_dim_elbo", "mse", "kl_per_dim", "active_units",
            "active_dims", "latent_dim"),
-    False: ("kind", "parameters"),
+    False: ("parameters",),
 }
 CHECKSUM_KEY = "tensors_sha256"
 STATE_PREFIXES = ("optimizer.", "optimizer-", "rng.")  # resumable state beside the weights in last.safetensors
@@ -88,7 +89,7 @@ def read_config(run_dir: str | Path) -> RunConfig:
         import vaelab
 
         config = vaelab.read_config("runs/demo")
-        print(config.data.dataset, config.model.kind, config.model.latent_dim)   # mnist vae 32
+        print(config.data.dataset, config.model.family, config.model.latent_dim)   # mnist vae 32
         ```
     """
     run_dir = resolve_run(run_dir)
@@ -141,7 +142,8 @@ def load_model(run_dir: str | Path, device: str | torch.device = "cpu", checkpoi
 def read_artefact(run_dir: str | Path, name: str) -> Any:
     """A JSON artefact of the run (eval.json, factors.json, generation.json) with the keys its readers index
     (`ARTEFACT_KEYS`); missing, unreadable, not JSON or not of that form, a one-line error naming the file and
-    the command that rewrites it (after deleting it: `vaelab fid` itself reads the generation.json it adds to)."""
+    the command that rewrites it (after deleting it: `vaelab generation` itself reads the generation.json it adds
+    to)."""
     path = Path(run_dir) / name
     command = f"`{ARTEFACT_COMMANDS.get(name, 'vaelab eval')} {run_dir}`"
     if not path.is_file():
@@ -157,7 +159,7 @@ def read_artefact(run_dir: str | Path, name: str) -> Any:
             f"{path} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); delete it and "
             f"run {command} again"
         ) from None
-    likelihood = family(read_config(run_dir).model.kind).capabilities.likelihood if name == EVAL else None
+    likelihood = family(read_config(run_dir).model.family).capabilities.likelihood if name == EVAL else None
     problem = artefact_problem(name, content, likelihood)
     if problem is not None:
         raise VaelabError(f"{path} is not what {command} writes ({problem}); delete it and run {command} again")

@@ -1,5 +1,5 @@
 """Attributes of images measured from the pixels alone, with the measurers a dataset's description lists
-(`vaelab.data.attributes` holds the measurers and says how each is defined)."""
+(`vaelab.data.measurers` holds the measurers and says how each is defined)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ The codes are the posterior means of the test split; the factors are what `vaela
 the same real test images (MNIST: ink area, stroke length and thickness, slant, width, height), plus the binary
 annotations a dataset has (CelebA's 40 labels). Those attributes are correlated with each other and with the class,
 so the same metrics are also computed on a subsample where they are close to independent
-(`vaelab.evaluation.disentanglement.decorrelated_subset`): how far the two differ says how much of a score is the
+(`vaelab.evaluation.disentanglement_metrics.decorrelated_subset`): how far the two differ says how much of a score is
+the
 correlation of the attributes rather than the model. The scores compare vaelab's runs with each other; they are not
 dSprites figures.
 
@@ -27,7 +28,7 @@ from vaelab.analysis.traversal import load_test_inputs
 from vaelab.data.catalog import describe
 from vaelab.data.datasets import to_float
 from vaelab.errors import VaelabError
-from vaelab.evaluation.disentanglement import (
+from vaelab.evaluation.disentanglement_metrics import (
     METRIC_BINS,
     MIN_IMAGES,
     decorrelated_subset,

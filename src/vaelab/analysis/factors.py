@@ -74,7 +74,7 @@ from vaelab.analysis.traversal import (
 )
 from vaelab.data.catalog import describe
 from vaelab.errors import VaelabError
-from vaelab.evaluation.disentanglement import discrete_mutual_information, quantile_bins
+from vaelab.evaluation.disentanglement_metrics import discrete_mutual_information, quantile_bins
 from vaelab.evaluation.latents import dimensions_by_kl, is_weak_dimension
 from vaelab.io import atomic_write_json, require_suffix
 from vaelab.models.base import GenerativeModel, posterior_moments

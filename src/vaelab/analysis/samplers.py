@@ -209,7 +209,7 @@ def use_sampling_steps(model: GenerativeModel, steps: int | None) -> None:
     if steps is None:
         return
     if capabilities(model).sampling != "diffusion":
-        raise VaelabError(f"--steps sets a ddpm's DDIM steps; a {model.config.kind} has none, leave it out")
+        raise VaelabError(f"--steps sets a ddpm's DDIM steps; a {model.config.family} has none, leave it out")
     model.schedule.ddim_times(steps)  # in range
     model.sampling_steps = steps
 
@@ -230,7 +230,7 @@ def sample_codes(
 ) -> torch.Tensor:
     """`n` latent codes `[n, D]` from the chosen sampler, reproducible by seed; a fitted sampler is read from (or
     fitted into) `cache_dir`, by default the run directory."""
-    check_sampler(capabilities(model), model.config.kind, sampler)
+    check_sampler(capabilities(model), model.config.family, sampler)
     if sampler == "ancestral":
         raise VaelabError("the ancestral sampler draws images step by step, not codes; use --sampler prior")
     generator = torch.Generator().manual_seed(seed)
@@ -248,7 +248,7 @@ def sample_images(
 ) -> torch.Tensor:
     """`n` decoded samples `[n, C, H, W]` from the chosen sampler, reproducible by seed (`cache_dir`: as
     `sample_codes`)."""
-    check_sampler(capabilities(model), model.config.kind, sampler)
+    check_sampler(capabilities(model), model.config.family, sampler)
     if sampler == "ancestral":
         generator = torch.Generator().manual_seed(seed)
         return torch.cat([model.ancestral_sample(len(batch), generator).cpu()

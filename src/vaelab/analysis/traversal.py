@@ -135,7 +135,7 @@ def latent_usage(
     `vaelab eval`), or else computed on the first KL_ESTIMATE_IMAGES of the prepared test inputs. A family without
     an encoder has no KL: every dimension counts as used, in order."""
     if not capabilities(model).encoder:
-        return LatentUsage(None, [True] * model.latent_dim, f"a {model.config.kind} has no encoder, so no KL")
+        return LatentUsage(None, [True] * model.latent_dim, f"a {model.config.family} has no encoder, so no KL")
     result = read_artefact_if_present(run_dir, EVAL)
     if isinstance(result, dict):
         kl = result.get("kl_per_dim")
@@ -249,7 +249,7 @@ def traverse_run(
     values = traversal_values(radius, steps)
     model = load_model(run_dir)
     if capabilities(model).sampling == "diffusion":
-        raise VaelabError(f"a {model.config.kind}'s code is its whole starting noise ({model.latent_dim:,} values), "
+        raise VaelabError(f"a {model.config.family}'s code is its whole starting noise ({model.latent_dim:,} values), "
                           "not factors: traverse needs a vae or gan run (compare them with `vaelab compare`)")
     if base != "prior":
         require_encoder(model, "a traversal from a test image (use --base prior)")

@@ -144,7 +144,7 @@ def celeba_description(name: str, size: int | None) -> DatasetDescription:
         class_names=None,
         reader=read_celeba,
         default_likelihood="logistic",
-        default_input_mode="grayscale",
+        default_input_mode="intensities",
         splits=("train", "val", "test"),
         attributes=colour.MEASURERS,
     )

@@ -70,7 +70,7 @@ class DatasetDescription:
     offline_sources: tuple[OfflineSource, ...] = ()  # tried after the mirrors
     offline_hint: str = ""  # how to get an offline copy, for the error when no source has a file
     default_likelihood: str = "bernoulli"
-    default_input_mode: str = "binarized"  # or "grayscale": the intensities (grey or colour)
+    default_input_mode: str = "binarized"  # or "intensities": the pixels' values (grey or colour)
     attributes: dict[str, Measurer] = field(default_factory=dict)  # attribute name → measurer of one image
     drawing: Drawing | None = None  # the explorer's input: a drawing canvas, or (None) an image upload
     default_val_size: int | float = 5000  # validation images carved from train (a float: a share of it)

@@ -128,7 +128,7 @@ EMOJI = DatasetDescription(
     ),
     offline_hint=f"install Node.js/npm so that `npm pack emoji-datasource-twitter@{VERSION}` works",
     default_likelihood="logistic",
-    default_input_mode="grayscale",
+    default_input_mode="intensities",
     default_val_size=DEFAULT_VAL_SIZE,
     attributes={**colour.MEASURERS, "skin_lightness": colour.skin_lightness},
     known_factors=(KnownFactor("skin_tone", 1, 5, "skin_lightness", held_fixed=("group", "vendor")),),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vaelab.data import attributes
+from vaelab.data import measurers
 from vaelab.data.description import DatasetDescription, Drawing
 from vaelab.data.idx import IDX_FILES, idx_reader
 from vaelab.data.sources import gzip_folder
@@ -37,15 +37,15 @@ FASHION_MNIST = DatasetDescription(
     offline_sources=(gzip_folder(DEBIAN_FOLDER),),
     offline_hint="install the Debian package: `apt-get install dataset-fashion-mnist`",
     default_likelihood="bernoulli",
-    # Read off the garment's silhouette (see vaelab.data.attributes).
+    # Read off the garment's silhouette (see vaelab.data.measurers).
     attributes={
-        "silhouette_area": attributes.silhouette_area,
-        "width": attributes.silhouette_width,
-        "height": attributes.silhouette_height,
-        "mean_brightness": attributes.mean_brightness,
-        "left_right_symmetry": attributes.left_right_symmetry,
-        "top_extent": attributes.top_extent,
-        "bottom_extent": attributes.bottom_extent,
+        "silhouette_area": measurers.silhouette_area,
+        "width": measurers.silhouette_width,
+        "height": measurers.silhouette_height,
+        "mean_brightness": measurers.mean_brightness,
+        "left_right_symmetry": measurers.left_right_symmetry,
+        "top_extent": measurers.top_extent,
+        "bottom_extent": measurers.bottom_extent,
     },
     drawing=Drawing(box=28, centre=(14.0, 14.0)),
 )

@@ -99,7 +99,7 @@ def folder_description(name: str, path: str, size: int | None, channels: int | N
         class_names=_classes(folder, files),
         reader=read_folder,
         default_likelihood="logistic",
-        default_input_mode="grayscale",
+        default_input_mode="intensities",
         default_val_size=0.1,
         train_images=len(files) - _test_count(len(files)),
         attributes=colour.GREY_MEASURERS if channels == 1 else colour.MEASURERS,

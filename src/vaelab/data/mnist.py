@@ -10,7 +10,7 @@ row/column index coordinates.
 
 from __future__ import annotations
 
-from vaelab.data import attributes
+from vaelab.data import measurers
 from vaelab.data.description import DatasetDescription, Drawing
 from vaelab.data.idx import IDX_FILES, idx_reader
 from vaelab.data.sources import npm_package
@@ -36,12 +36,12 @@ MNIST = DatasetDescription(
     default_likelihood="bernoulli",
     # Morpho-MNIST's stroke measures (Castro et al. 2019) and the digit's extent.
     attributes={
-        "ink_area": attributes.ink_area,
-        "stroke_length": attributes.stroke_length,
-        "stroke_thickness": attributes.stroke_thickness,
-        "slant": attributes.slant,
-        "width": attributes.width,
-        "height": attributes.height,
+        "ink_area": measurers.ink_area,
+        "stroke_length": measurers.stroke_length,
+        "stroke_thickness": measurers.stroke_thickness,
+        "slant": measurers.slant,
+        "width": measurers.width,
+        "height": measurers.height,
     },
     drawing=Drawing(box=20, centre=(14.0, 14.0)),
 )

@@ -92,14 +92,14 @@ class CollapseDiagnosis:
 
 def likely_causes(config: RunConfig, steps: int | None) -> tuple[str, ...]:
     """What in the run's settings makes collapse likely, each with its fix; a smaller decoder last, always."""
-    train, model = config.train, config.model
+    train, model, objective = config.train, config.model, config.model.objective
     causes = []
-    if model.objective == "beta":
-        if train.beta > 1:
-            causes.append(f"β = {train.beta:g} weighs the KL heavily: lower --beta (1 is the ELBO)")
-        if train.kl_warmup_steps == 0:
+    if objective.name == "beta":
+        if objective.beta > 1:
+            causes.append(f"β = {objective.beta:g} weighs the KL heavily: lower --beta (1 is the ELBO)")
+        if objective.kl_warmup_steps == 0:
             causes.append("no KL warm-up: --kl-warmup-steps (a third of the run's steps)")
-        if train.free_bits == 0:
+        if objective.free_bits == 0:
             causes.append(f"no free bits: --free-bits {SUGGESTED_FREE_BITS:g}")
     sized_lr = sizing.default_lr(train.batch_size)
     if train.lr > 1.5 * sized_lr:  # measured: at 1e-3 in batches of 16 the encoder's ReLUs die in 100 steps
@@ -107,7 +107,7 @@ def likely_causes(config: RunConfig, steps: int | None) -> tuple[str, ...]:
                       f"--lr {sized_lr:.2g}")
     if steps is not None and steps < SHORT_RUN_STEPS:
         causes.append(f"only {steps:,} steps: more --steps, or a --time-budget")
-    if model.decoder == "pixelcnn":
+    if model.decoder.name == "pixelcnn":
         causes.append("an autoregressive decoder models the images without z: fewer --pixelcnn-layers")
     else:
         causes.append("a decoder strong enough to draw the mean image without z: fewer --channels or --hidden-dim")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
@@ -15,7 +15,7 @@ from vaelab.data.datasets import iterate_batches, load_split, prepare_inputs, to
 from vaelab.errors import VaelabError
 from vaelab.evaluation.classification import classification_metrics, linear_probe, predict_probabilities, probe_features
 from vaelab.evaluation.collapse import diagnose_run
-from vaelab.evaluation.conditional import conditional_accuracy
+from vaelab.evaluation.conditional_accuracy import conditional_accuracy
 from vaelab.evaluation.latents import active_units
 from vaelab.evaluation.likelihood import bits_per_dim, elbo_terms, importance_weights, iwae_bound
 from vaelab.evaluation.reference_classifier import classifier_summary, load_or_train_classifier
@@ -51,17 +51,9 @@ def fit_images(data: DataConfig, limit: int | None = None) -> ImageSet:
 @flushes_denormals
 @torch.no_grad()
 def evaluate_run(
-    run_dir: str | Path,
-    iw_samples: int = 1000,
-    iw_images: int | None = None,
-    test_limit: int | None = None,
-    device: str = "auto",
-    log: Callable[[str], None] = lambda message: None,
-    write: bool = True,
-    class_samples: int = 1000,
-    probe_images: int | None = None,
-    compile: bool = False,
-    iw_budget: str | None = None,
+    run_dir: str | Path, iw_samples: int = 1000, iw_images: int | None = None, test_limit: int | None = None,
+    device: str = "auto", log: Callable[[str], None] = lambda message: None, write: bool = True,
+    class_samples: int = 1000, probe_images: int | None = None, compile: bool = False, iw_budget: str | None = None,
 ) -> dict[str, Any]:
     """ELBO, IWAE_k, KL per dimension, active units and MSE on the test split (fp32, fixed seeds): `vaelab eval`.
 
@@ -110,7 +102,26 @@ def evaluate_run(
         print(numbers["active_units"], "of", numbers["latent_dim"], "dimensions active")
         ```
     """
-    run_dir = Path(run_dir)
+    run = _load_run(Path(run_dir), device, compile, test_limit, log)
+    if not capabilities(run.model).likelihood:
+        return _write_result(run, evaluate_likelihood_free(run.model, run.config, run.test, iw_images, log), write)
+    result = _likelihood_numbers(run, iw_samples, iw_images, iw_budget, class_samples, probe_images, write, log)
+    return _write_result(run, result, write, IWAE_PROGRESS)
+
+
+class _LoadedRun(NamedTuple):
+    run_dir: Path
+    config: RunConfig
+    model: torch.nn.Module  # a LikelihoodModel past `evaluate_run`'s check
+    device: torch.device
+    test: ImageSet  # the test split, or its first `test_limit` images
+
+
+def _load_run(
+    run_dir: Path, device: str, compile: bool, test_limit: int | None, log: Callable[[str], None]
+) -> _LoadedRun:
+    """The run's config, its weights on the device and its test split, and the machine said: the numbers' speed
+    (and, for a compiled or GPU model, their last digits) depend on it."""
     config = read_config(run_dir)
     torch_device = resolve_device(device)
     model = load_model(run_dir, torch_device)
@@ -118,25 +129,73 @@ def evaluate_run(
         compile_networks(model)
     test = load_split(config.data.dataset, "test").subset(test_limit)
     log(machine_profile(torch_device, "fp32", "evaluation computes in fp32").describe())
-    can = capabilities(model)
-    if not can.likelihood:
-        result = evaluate_likelihood_free(model, config, test, iw_images, log)
-        if write:
-            atomic_write_json(run_dir / EVAL, result)
-        return result
+    return _LoadedRun(run_dir, config, model, torch_device, test)
+
+
+def _write_result(run: _LoadedRun, result: dict[str, Any], write: bool, *superseded: str) -> dict[str, Any]:
+    """With `write`, RUN/eval.json (atomically), then the files whose contents it now holds are removed: a kill in
+    between leaves both, never neither."""
+    if write:
+        atomic_write_json(run.run_dir / EVAL, result)
+        for name in superseded:
+            (run.run_dir / name).unlink(missing_ok=True)
+    return result
+
+
+def _likelihood_numbers(
+    run: _LoadedRun, iw_samples: int, iw_images: int | None, iw_budget: str | None, class_samples: int,
+    probe_images: int | None, write: bool, log: Callable[[str], None],
+) -> dict[str, Any]:
+    """The numbers of a family with a likelihood, section by section (`evaluate_run` says which apply), all on the
+    same fixed binarization of the test split."""
+    config, model, test = run.config, run.model, run.test
     x_all = prepare_inputs(test.images, config.data.input_mode, EVAL_SEED)
     intensities = to_float(test.images)
-    conditional = can.conditional
-    n, pixels = len(test), x_all[0].numel()
-    sequential = decodes_sequentially(config.model)
-    mse_images = min(n, SEQUENTIAL_MSE_IMAGES) if sequential else n
+    can = capabilities(model)
     started = time.perf_counter()
+    result = _elbo_numbers(run, x_all, intensities, log)
+    result["collapse"] = diagnose_run(run.run_dir, model, config, result, intensities, EVAL_SEED).to_dict()
+    if iw_samples > 0:
+        result["iwae"] = _iwae_numbers(run, x_all, iw_samples, iw_images, iw_budget, write, log)
+    if can.conditional:
+        log(f"conditional accuracy: {class_samples:,} samples per class, judged by the reference classifier")
+        judge = load_or_train_classifier(config.data.dataset, log=log).to(run.device)
+        accuracy = conditional_accuracy(model, judge, class_samples, EVAL_SEED)
+        accuracy["classifier_test_accuracy"] = classifier_summary(config.data.dataset)["test_accuracy"]
+        result["conditional_accuracy"] = accuracy
+    if can.classifier:
+        log("classification accuracy and confusion matrix on the test split")
+        predicted = predict_probabilities(model, intensities).argmax(1)
+        result["classification"] = classification_metrics(predicted.numpy(), test.labels.numpy(), model.classes)
+    classes = describe(config.data.dataset).classes
+    if classes >= 2:
+        result.update(_probe_numbers(run, x_all, classes, probe_images, can.conditional, log))
+    result["seconds"] = time.perf_counter() - started
+    return result
 
-    # ELBO over the whole test split; the MSE of the reconstructions of the first mse_images.
+
+class _ElboPass(NamedTuple):
+    recon: torch.Tensor  # −log p(x|z) of each test image, one z draw
+    kl: torch.Tensor
+    kl_dims: torch.Tensor  # the KL of each image per latent dimension
+    means: torch.Tensor  # the posterior means
+    squared_error: float  # of the reconstructions of the first `mse_images`
+    mse_images: int
+
+
+def _elbo_pass(
+    run: _LoadedRun, x_all: torch.Tensor, intensities: torch.Tensor, log: Callable[[str], None]
+) -> _ElboPass:
+    """One pass over the test split that gives the ELBO's terms of every image and the error of the reconstructions
+    of the first few (all but for a PixelCNN, which decodes a reconstruction pixel by pixel)."""
+    model, test = run.model, run.test
+    n = len(test)
+    sequential = decodes_sequentially(run.config.model)
+    mse_images = min(n, SEQUENTIAL_MSE_IMAGES) if sequential else n
     generator = torch.Generator().manual_seed(EVAL_SEED)
     recon, kl, kl_dims, means, squared_error = [], [], [], [], 0.0
     for index in iterate_batches(n, 1000):
-        x = x_all[index].to(torch_device)
+        x = x_all[index].to(run.device)
         labels = test.labels[index]
         terms = elbo_terms(model, x, generator, labels)
         recon.append(terms["recon"].cpu())
@@ -149,11 +208,20 @@ def evaluate_run(
                 log(f"reconstruction MSE: decoding test images {int(decoded[0])}–{int(decoded[-1])} pixel by pixel")
             reconstruction = model.decode(terms["mu"][: len(decoded)], labels[: len(decoded)]).cpu()
             squared_error += (reconstruction - intensities[decoded]).pow(2).sum().item()
-    recon_t, kl_t = torch.cat(recon), torch.cat(kl)
-    elbo = -(recon_t + kl_t)
-    kl_per_dim = torch.cat(kl_dims).mean(0)
-    active = active_units(torch.cat(means))
+    return _ElboPass(torch.cat(recon), torch.cat(kl), torch.cat(kl_dims), torch.cat(means), squared_error, mse_images)
 
+
+def _elbo_numbers(
+    run: _LoadedRun, x_all: torch.Tensor, intensities: torch.Tensor, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """The ELBO over the whole test split, its terms, the reconstruction MSE and the latent usage, with what the run
+    is: the first numbers of eval.json."""
+    config = run.config
+    n, pixels = len(run.test), x_all[0].numel()
+    terms = _elbo_pass(run, x_all, intensities, log)
+    elbo = -(terms.recon + terms.kl)
+    kl_per_dim = terms.kl_dims.mean(0)
+    active = active_units(terms.means)
     result: dict[str, Any] = {
         "dataset": config.data.dataset,
         "split": "test",
@@ -161,81 +229,78 @@ def evaluate_run(
         "likelihood": config.model.likelihood,
         "images": n,
         "elbo": elbo.mean().item(),
-        "recon": recon_t.mean().item(),
-        "kl": kl_t.mean().item(),
+        "recon": terms.recon.mean().item(),
+        "kl": terms.kl.mean().item(),
         "bits_per_dim_elbo": bits_per_dim(-elbo.mean().item(), pixels),
-        "mse": squared_error / (mse_images * pixels),
-        "mse_images": mse_images,
+        "mse": terms.squared_error / (terms.mse_images * pixels),
+        "mse_images": terms.mse_images,
         "kl_per_dim": kl_per_dim.tolist(),
         "active_units": int(active.sum()),
         "active_dims": active.nonzero().flatten().tolist(),
-        "latent_dim": model.latent_dim,
+        "latent_dim": run.model.latent_dim,
         "objective": config.objective_settings(),
     }
-    if config.model.likelihood == "bernoulli" and config.data.input_mode == "grayscale":
-        result["note"] = "Bernoulli likelihood on grayscale intensities: bounds are cross-entropies, not NLLs"
-    result["collapse"] = diagnose_run(run_dir, model, config, result, intensities, EVAL_SEED).to_dict()
-
-    # IWAE_k on the first iw_images test images: as asked, or as many as fit in iw_budget.
-    if iw_samples > 0:
-        m = min(iw_images or n, n)
-        seconds_per_draw = _seconds_per_draw(model, x_all, test.labels, torch_device)
-        full = f"the full protocol (k = 1,000, all {n:,} test images) ≈ {format_duration(seconds_per_draw * 1000 * n)}"
-        if iw_budget is not None:
-            iw_samples, m = iwae_protocol(parse_duration(iw_budget, "--iw-budget"), seconds_per_draw, n)
-            log(f"IWAE sized to {iw_budget} on this machine: k = {iw_samples:,} on the first {m:,} test images "
-                f"(≈ {format_duration(seconds_per_draw * iw_samples * m)}); {full}: `vaelab eval {run_dir}`")
-        else:
-            log(f"IWAE-{iw_samples} on {m:,} test images: ≈ {format_duration(seconds_per_draw * iw_samples * m)} "
-                "on this machine")
-        progress = run_dir / IWAE_PROGRESS if write else None
-        iwae_t, same_t = importance_weighted_bounds(model, x_all[:m], test.labels[:m], iw_samples, torch_device,
-                                                    log, progress)
-        result["iwae"] = {
-            "k": iw_samples,
-            "images": m,
-            "bound": iwae_t.mean().item(),
-            "nll": -iwae_t.mean().item(),
-            "bits_per_dim": bits_per_dim(-iwae_t.mean().item(), pixels),
-            # The k-sample ELBO on the same draws; IWAE_k ≥ it on every image (Jensen).
-            "elbo_same_draws": same_t.mean().item(),
-            "images_below_elbo": int((iwae_t < same_t - 1e-4).sum()),
-            **({"sized_to": iw_budget} if iw_budget is not None else {}),
-        }
-    if conditional:
-        log(f"conditional accuracy: {class_samples:,} samples per class, judged by the reference classifier")
-        judge = load_or_train_classifier(config.data.dataset, log=log).to(torch_device)
-        accuracy = conditional_accuracy(model, judge, class_samples, EVAL_SEED)
-        accuracy["classifier_test_accuracy"] = classifier_summary(config.data.dataset)["test_accuracy"]
-        result["conditional_accuracy"] = accuracy
-    if can.classifier:
-        log("classification accuracy and confusion matrix on the test split")
-        predicted = predict_probabilities(model, intensities).argmax(1)
-        result["classification"] = classification_metrics(predicted.numpy(), test.labels.numpy(), model.classes)
-    classes = describe(config.data.dataset).classes
-    if classes >= 2:
-        train = fit_images(config.data, probe_images)
-        log(f"linear probe: logistic regression on the posterior means of {len(train):,} of the run's training images")
-        train_x = prepare_inputs(train.images, config.data.input_mode, EVAL_SEED)
-        features = "posterior means averaged over classes" if conditional else "posterior means"
-        result.update(
-            linear_probe(probe_features(model, train_x), train.labels, probe_features(model, x_all), test.labels,
-                         classes, config.data.split_seed, features, log)
-        )
-    result["seconds"] = time.perf_counter() - started
-    if write:
-        atomic_write_json(run_dir / EVAL, result)
-        (run_dir / IWAE_PROGRESS).unlink(missing_ok=True)  # its bounds are in eval.json now
+    if config.model.likelihood == "bernoulli" and config.data.input_mode == "intensities":
+        result["note"] = "Bernoulli likelihood on intensities (not binarized): bounds are cross-entropies, not NLLs"
     return result
+
+
+def _iwae_numbers(
+    run: _LoadedRun, x_all: torch.Tensor, iw_samples: int, iw_images: int | None, iw_budget: str | None, write: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """IWAE_k on the first iw_images test images: as asked, or as many as fit in iw_budget. The time it will take is
+    said first: the full protocol takes hours on a CPU."""
+    test, run_dir = run.test, run.run_dir
+    n, pixels = len(test), x_all[0].numel()
+    m = min(iw_images or n, n)
+    seconds_per_draw = _seconds_per_draw(run.model, x_all, test.labels, run.device)
+    full = f"the full protocol (k = 1,000, all {n:,} test images) ≈ {format_duration(seconds_per_draw * 1000 * n)}"
+    if iw_budget is not None:
+        iw_samples, m = iwae_protocol(parse_duration(iw_budget, "--iw-budget"), seconds_per_draw, n)
+        log(f"IWAE sized to {iw_budget} on this machine: k = {iw_samples:,} on the first {m:,} test images "
+            f"(≈ {format_duration(seconds_per_draw * iw_samples * m)}); {full}: `vaelab eval {run_dir}`")
+    else:
+        log(f"IWAE-{iw_samples} on {m:,} test images: ≈ {format_duration(seconds_per_draw * iw_samples * m)} "
+            "on this machine")
+    progress = run_dir / IWAE_PROGRESS if write else None
+    iwae_t, same_t = importance_weighted_bounds(run.model, x_all[:m], test.labels[:m], iw_samples, run.device,
+                                                log, progress)
+    return {
+        "k": iw_samples,
+        "images": m,
+        "bound": iwae_t.mean().item(),
+        "nll": -iwae_t.mean().item(),
+        "bits_per_dim": bits_per_dim(-iwae_t.mean().item(), pixels),
+        # The k-sample ELBO on the same draws; IWAE_k ≥ it on every image (Jensen).
+        "elbo_same_draws": same_t.mean().item(),
+        "images_below_elbo": int((iwae_t < same_t - 1e-4).sum()),
+        **({"sized_to": iw_budget} if iw_budget is not None else {}),
+    }
+
+
+def _probe_numbers(
+    run: _LoadedRun, x_all: torch.Tensor, classes: int, probe_images: int | None, conditional: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """The linear probe accuracies: how much of the class a linear readout finds in the posterior means, fitted on
+    the run's own training images, never the test split."""
+    config, model = run.config, run.model
+    train = fit_images(config.data, probe_images)
+    log(f"linear probe: logistic regression on the posterior means of {len(train):,} of the run's training images")
+    train_x = prepare_inputs(train.images, config.data.input_mode, EVAL_SEED)
+    features = "posterior means averaged over classes" if conditional else "posterior means"
+    return linear_probe(probe_features(model, train_x), train.labels, probe_features(model, x_all), run.test.labels,
+                        classes, config.data.split_seed, features, log)
 
 
 def iwae_pass_images(model: GenerativeModel, device: torch.device) -> int:
     """Decoded images per pass of the IWAE bound. On the CPU a PixelCNN decoder's time per image rose from about
     2.5 ms at 20–50 images a pass to 4.7 ms at 250 and 15.5 ms at 8,000 (its C full-size maps per image leave the
     cache), so it decodes 50 of one image's k draws at a time; a GPU needs thousands per pass to be busy."""
-    if model.config.decoder == "pixelcnn" and device.type == "cpu":
+    if model.config.decoder.name == "pixelcnn" and device.type == "cpu":
         return 50
-    return 20_000 if model.config.decoder == "factorised" else 2_000
+    return 20_000 if model.config.decoder.name == "factorised" else 2_000
 
 
 IW_LADDER = (1000, 500, 200, 100, 50, 20)  # the k a time-sized IWAE pass may take, best first
@@ -334,22 +399,22 @@ def evaluate_likelihood_free(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """What applies to a family without a likelihood: its size; for a ddpm the test ε-MSE of its EMA weights, its
-    estimated variational bound (`vaelab.evaluation.diffusion`) on the first `bound_images` test images and the
-    error of its DDIM reconstructions (inversion, then generation). Sample quality is `vaelab fid`'s."""
+    estimated variational bound (`vaelab.evaluation.diffusion_bound`) on the first `bound_images` test images and the
+    error of its DDIM reconstructions (inversion, then generation). Sample quality is `vaelab generation`'s."""
     started = time.perf_counter()
     result: dict[str, Any] = {
-        "dataset": config.data.dataset, "split": "test", "kind": config.model.kind, "images": len(test),
+        "dataset": config.data.dataset, "split": "test", "family": config.model.family, "images": len(test),
         "parameters": trained_parameters(model),
-        "note": f"a {config.model.kind} has no likelihood to bound; its samples are measured by `vaelab fid`",
+        "note": f"a {config.model.family} has no likelihood to bound; its samples are measured by `vaelab generation`",
     }
     if capabilities(model).sampling == "diffusion":
-        from vaelab.evaluation.diffusion import estimated_bound
+        from vaelab.evaluation.diffusion_bound import estimated_bound
 
         count = min(bound_images or BOUND_IMAGES, len(test))
         log(f"variational bound: {count:,} test images, {BOUND_TIMESTEPS} sampled timesteps each")
         result["bound"] = estimated_bound(model, to_float(test.images[:count]), BOUND_TIMESTEPS, EVAL_SEED)
         result["note"] = ("a ddpm's likelihood is a bound estimated with sampled timesteps; its samples are measured "
-                          "by `vaelab fid`")
+                          "by `vaelab generation`")
         log(f"DDIM reconstructions ({model.sampling_steps} steps each way) of the first {RECONSTRUCTED} test images")
         originals = to_float(test.images[:RECONSTRUCTED])
         reconstructed = model.decode(model.invert(originals))

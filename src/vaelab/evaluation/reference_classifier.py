@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -33,7 +33,7 @@ from torch.nn import functional as F
 
 from vaelab.data.augment import random_translation
 from vaelab.data.catalog import cache_name, canonical_name, describe
-from vaelab.data.datasets import iterate_batches, load_split, to_float
+from vaelab.data.datasets import ImageSet, iterate_batches, load_split, to_float
 from vaelab.data.sizing import default_batch_size
 from vaelab.data.sources import data_root
 from vaelab.errors import VaelabError
@@ -153,50 +153,71 @@ def train_classifier(
     description = describe(dataset)
     train_set = load_split(dataset, "train").subset(train_limit)
     test_set = load_split(dataset, "test").subset(test_limit)
-    device = torch.device("cpu")
     # Fork the global generator so that seeding the initial weights leaves the caller's random state alone.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         classifier = ReferenceClassifier(description.shape, description.classes)
-    optimizer = torch.optim.Adam(classifier.parameters(), lr=LEARNING_RATE)
-    images, labels = to_float(train_set.images), train_set.labels
-    bf16 = use_bf16("auto", device)
     started = time.perf_counter()
-    batch_size = min(BATCH_SIZE, default_batch_size(len(train_set)))
-    if epochs is None:
-        epochs = max(EPOCHS, math.ceil(MIN_SEEN / len(train_set)))
-    plan = FitPlan(epochs, batch_size, LEARNING_RATE, MIN_LEARNING_RATE, seed=seed)
-    # Shifts only where the set is seen more often than the recipe's epochs: MNIST keeps its recipe (and weights).
-    shift = round(SHIFT_SHARE * min(description.shape[1:])) if epochs > EPOCHS else 0
-    shifts = torch.Generator().manual_seed(seed)
-
-    def loss(index: torch.Tensor) -> list[torch.Tensor]:
-        # The image's edge comes in as the background: a folder's pictures lie on white as often as on black.
-        batch = random_translation(images[index], shift, shifts, padding="replicate")
-        with autocast(device, bf16):
-            return [F.cross_entropy(classifier(batch), labels[index])]
-
-    def report(epoch: int, _: list[float]) -> None:
-        if (epoch + 1) % max(epochs // 5, 1) == 0 or epoch + 1 == epochs:
-            log(f"reference classifier ({dataset}): epoch {epoch + 1}/{epochs} done")
-
-    classifier.train()
-    steps = fit([optimizer], loss, len(train_set), plan, report, what=f"the {dataset} reference classifier")
-    classifier.eval()
+    recipe = _recipe(description.shape, len(train_set), epochs)
+    steps = _fit_classifier(classifier, train_set, recipe, seed, dataset, log)
     info = {
         "dataset": dataset,
         "test_accuracy": accuracy(classifier, to_float(test_set.images), test_set.labels),
         "test_images": len(test_set),
         "train_images": len(train_set),
-        "epochs": epochs,
+        "epochs": recipe.epochs,
         "steps": steps,
-        "batch_size": batch_size,
-        "shift_pixels": shift,
+        "batch_size": recipe.batch_size,
+        "shift_pixels": recipe.shift,
         "seed": seed,
         "train_seconds": time.perf_counter() - started,
     }
     return classifier, info
 
+
+class _Recipe(NamedTuple):
+    epochs: int
+    batch_size: int
+    shift: int  # the largest random shift of a training image, in pixels (0: none)
+
+
+def _recipe(shape: tuple[int, int, int], train_images: int, epochs: int | None) -> _Recipe:
+    """Batches sized to the set and, unless `epochs` is given, epochs enough to see MIN_SEEN images. Shifts only
+    where the set is seen more often than the recipe's epochs: MNIST keeps its recipe (and weights)."""
+    batch_size = min(BATCH_SIZE, default_batch_size(train_images))
+    if epochs is None:
+        epochs = max(EPOCHS, math.ceil(MIN_SEEN / train_images))
+    shift = round(SHIFT_SHARE * min(shape[1:])) if epochs > EPOCHS else 0
+    return _Recipe(epochs, batch_size, shift)
+
+
+def _fit_classifier(
+    classifier: ReferenceClassifier, train_set: ImageSet, recipe: _Recipe, seed: int, dataset: str,
+    log: Callable[[str], None],
+) -> int:
+    """Adam under a cosine decay, on the CPU (seeded: the same weights on the same machine and thread count), with
+    a few progress lines. Returns the steps taken; the classifier is left in eval mode."""
+    device = torch.device("cpu")
+    optimizer = torch.optim.Adam(classifier.parameters(), lr=LEARNING_RATE)
+    images, labels = to_float(train_set.images), train_set.labels
+    bf16 = use_bf16("auto", device)
+    plan = FitPlan(recipe.epochs, recipe.batch_size, LEARNING_RATE, MIN_LEARNING_RATE, seed=seed)
+    shifts = torch.Generator().manual_seed(seed)
+
+    def loss(index: torch.Tensor) -> list[torch.Tensor]:
+        # The image's edge comes in as the background: a folder's pictures lie on white as often as on black.
+        batch = random_translation(images[index], recipe.shift, shifts, padding="replicate")
+        with autocast(device, bf16):
+            return [F.cross_entropy(classifier(batch), labels[index])]
+
+    def report(epoch: int, _: list[float]) -> None:
+        if (epoch + 1) % max(recipe.epochs // 5, 1) == 0 or epoch + 1 == recipe.epochs:
+            log(f"reference classifier ({dataset}): epoch {epoch + 1}/{recipe.epochs} done")
+
+    classifier.train()
+    steps = fit([optimizer], loss, len(train_set), plan, report, what=f"the {dataset} reference classifier")
+    classifier.eval()
+    return steps
 
 def save_classifier(classifier: ReferenceClassifier, info: dict[str, Any], root: Path | None = None) -> None:
     weights, summary = classifier_paths(info["dataset"], root)

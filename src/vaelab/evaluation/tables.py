@@ -10,7 +10,7 @@ from vaelab.evaluation.reference_classifier import weakness_text
 
 def likelihood_free_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [("dataset / split", f"{result['dataset']} / test ({result['images']:,} images)"),
-            ("model", f"{result['kind']}, {result['parameters']:,} parameters")]
+            ("model", f"{result.get('family', result.get('kind'))}, {result['parameters']:,} parameters")]
     if "bound" in result:
         bound = result["bound"]
         rows.append(("variational bound (estimate)",

@@ -8,7 +8,7 @@ from typing import Any
 _HOMES = {
     "VAE": "vae", "gaussian_log_density": "base", "kl_per_dimension": "base", "posterior_moments": "base",
     "Posterior": "base", "GenerativeModel": "base", "EncodingModel": "base",
-    "ConditionalVAE": "conditional", "ClassifierVAE": "classifier", "M2": "classifier",
+    "ConditionalVAE": "cvae", "ClassifierVAE": "classifier", "M2": "classifier",
     "BernoulliLikelihood": "likelihoods", "GaussianLikelihood": "likelihoods", "LIKELIHOODS": "likelihoods",
     "PixelGaussianLikelihood": "likelihoods", "DiscretizedLogisticLikelihood": "likelihoods",
     "FAMILIES": "registry", "Capabilities": "registry", "Family": "registry", "build_model": "registry",

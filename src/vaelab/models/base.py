@@ -74,7 +74,7 @@ class Posterior(NamedTuple):
 class GenerativeModel(Protocol):
     """What every family offers: codes from its prior, decoded into images.
 
-    `config` is the run's model options; `config.kind` names the family, whose capabilities say what more it can
+    `config` is the run's model options; `config.family` names the family, whose capabilities say what more it can
     do. `labels` (the class of each image, int64 `[N]`) is required by the conditional families and ignored by the
     others, so that code above the models is written once for both.
     """

@@ -11,23 +11,20 @@ q(z|x, y), plus q(y|x). An image without a label is explained by every class in 
 
 q(y|x) reads the encoder's label-free trunk (the layers before the label is appended), so the unlabelled bound
 also shapes the features the classifier uses; the trunk runs once per image, only the read-out and the decoder
-once per class. That bound lives in `UnlabelledBound`, shared with the M2 stacked on codes (`models.stacked`).
+once per class. That bound lives in `UnlabelledBound`, shared with the M2 stacked on codes (`models.code_m2`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vaelab.models.conditional import ConditionalVAE
+from vaelab.models.cvae import ConditionalVAE
+from vaelab.models.options import ModelConfig
 from vaelab.models.vae import VAE, reparameterised_terms
-
-if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
-    from vaelab.config import ModelConfig
 
 CLASSIFIER_HIDDEN = 256  # one hidden layer: enough for a head on 32 numbers, small beside the VAE
 
@@ -65,7 +62,7 @@ class LabelledBound:
 class ClassifierVAE(LabelledBound, VAE):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
-        reads_trunk = config.head_input == "trunk"
+        reads_trunk = config.classifier.head_input == "trunk"
         self.classifier = classifier_mlp(
             trunk_width(config, self.feature_shape) if reads_trunk else config.latent_dim, config.classes
         )
@@ -82,7 +79,7 @@ class ClassifierVAE(LabelledBound, VAE):
 
     def head_logits(self, hidden: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         """The head on the hidden features (`head_input: trunk`) or on the posterior mean."""
-        return self.classifier(hidden if self.config.head_input == "trunk" else mu).float()
+        return self.classifier(hidden if self.config.classifier.head_input == "trunk" else mu).float()
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """q(y|x) as logits `[N, classes]`: the head on each image's posterior mean (or hidden features)."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -32,11 +32,9 @@ from torch import nn
 from vaelab.data.datasets import iterate_batches
 from vaelab.models.base import FamilyModule
 from vaelab.models.noise_schedule import NoiseSchedule
-from vaelab.models.objective import GeneratorSpec, Objective, Phase, StepContext, ValidationData
+from vaelab.models.options import ModelConfig
 from vaelab.models.registry import require_image_shape
-
-if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
-    from vaelab.config import ModelConfig
+from vaelab.models.training_step import GeneratorSpec, Phase, StepContext, TrainingStep, ValidationData
 
 GROUPS = 8  # GroupNorm groups: every width must be a multiple
 
@@ -154,8 +152,8 @@ class DDPM(FamilyModule):
         self.image_shape = tuple(config.image_shape)
         self.net = UNet(config.image_shape[0], list(config.channels), max(1, config.blocks_per_stage))
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
-        self.schedule = NoiseSchedule(config.noise_schedule, config.diffusion_steps)
-        self.sampling_steps = config.sampling_steps
+        self.schedule = NoiseSchedule(config.ddpm.noise_schedule, config.ddpm.diffusion_steps)
+        self.sampling_steps = config.ddpm.sampling_steps
 
     @property
     def latent_dim(self) -> int:
@@ -164,7 +162,7 @@ class DDPM(FamilyModule):
 
     @property
     def steps(self) -> int:
-        return self.config.diffusion_steps
+        return self.config.ddpm.diffusion_steps
 
     def predicted_noise(self, x: torch.Tensor, t: torch.Tensor | int, ema: bool = True) -> torch.Tensor:
         """ε̂(x_t, t) of the EMA weights (or the trained ones), float32."""
@@ -221,12 +219,12 @@ class DDPM(FamilyModule):
 
     @torch.no_grad()
     def update_ema(self, step: int) -> None:
-        decay = min(self.config.ema_decay, (1 + step) / (10 + step))
+        decay = min(self.config.ddpm.ema_decay, (1 + step) / (10 + step))
         for average, current in zip(self.ema.parameters(), self.net.parameters(), strict=True):
             average.lerp_(current.detach(), 1 - decay)
 
 
-class DiffusionObjective(Objective):
+class DiffusionStep(TrainingStep):
     """The simple loss of Ho et al.: the mean squared error of ε̂(x_t, t) per image, t uniform over 0 … T−1, both
     drawn from the run's "diffusion" generator; the EMA is updated after each optimizer step. The validation error
     of the EMA weights, on fixed draws, picks the stored weights."""

@@ -19,7 +19,7 @@ encoder and no likelihood (the registry's capabilities say so).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,11 +28,9 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from vaelab.data.datasets import iterate_batches
 from vaelab.models.base import FamilyModule
-from vaelab.models.objective import GeneratorSpec, Objective, Phase, StepContext, ValidationData
+from vaelab.models.options import ModelConfig
 from vaelab.models.registry import require_image_shape
-
-if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
-    from vaelab.config import ModelConfig
+from vaelab.models.training_step import GeneratorSpec, Phase, StepContext, TrainingStep, ValidationData
 
 LEAK = 0.2  # the leaky ReLU slope of DCGAN's discriminator
 ADAM_BETAS = (0.5, 0.999)  # DCGAN's: a lower β1 damps the oscillation of the two players' momenta
@@ -111,7 +109,7 @@ def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_logits)
 
 
-class GANObjective(Objective):
+class GANStep(TrainingStep):
     """One discriminator step on a real batch and as many generated images, then one generator step on fresh
     codes; both draw from the run's "codes" generator. There is no held-out score that tracks sample quality
     without a trained judge, so the last epoch's weights are kept (`selection` None)."""

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from vaelab.errors import VaelabError
+from vaelab.models.options import NOISE_SCHEDULES
 
-NOISE_SCHEDULES = ("cosine", "linear")
 COSINE_OFFSET = 0.008  # s of Nichol & Dhariwal: keeps β small near t = 0
 MAX_BETA = 0.999
 

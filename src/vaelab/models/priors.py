@@ -19,7 +19,6 @@ import torch
 
 from vaelab.models.base import gaussian_log_density_per_dimension
 
-PRIORS = ("standard", "vamp")
 PSEUDO_INPUT_SCALE = 0.1  # pseudo-input logits start near 0: grey images, each a little different
 
 

@@ -1,7 +1,7 @@
-"""The model families: kind name → where its model and objective live, and what it can do.
+"""The model families: name → where its model and training step live, what it can do and the option groups it takes.
 
-A family is one file (its model class and its `Objective`, see `vaelab.models.objective`) and one line in
-`FAMILIES`. Code above the models asks a family's capabilities, never its class or kind name: "can it encode?",
+A family is one file (its model class and its `TrainingStep`, see `vaelab.models.training_step`) and one line in
+`FAMILIES`. Code above the models asks a family's capabilities, never its class or name: "can it encode?",
 "is it conditional?". The classes are imported on first use, so that reading the registry (the config, the
 command line's help) imports no torch.
 """
@@ -14,35 +14,24 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from vaelab.errors import VaelabError
+from vaelab.models.options import Capabilities, ModelConfig, either
 
 if TYPE_CHECKING:
     from torch import nn
-
-    from vaelab.config import ModelConfig
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    encoder: bool = True  # q(z|x): `encode(x, labels)`, so reconstructions, traversals from test images, codes
-    likelihood: bool = True  # p(x|z) gives a density: ELBO and IWAE bounds on held-out images
-    conditional: bool = False  # encoding and decoding need the class of every image (`labels`)
-    classifier: bool = False  # predicts classes: `classify(x)` → logits
-    sampling: str = "prior"  # how it draws images: "prior" decodes z ~ N(0, I) (`sample(n, generator, labels)`);
-    # "diffusion" too, but its code is the whole starting noise and decoding it costs `sampling_steps` passes
-    inversion: bool = False  # a deterministic code for any image (`invert(x)`): reconstructions, interpolations
 
 
 @dataclass(frozen=True)
 class Family:
     model: str  # "module:Class" of its model (an nn.Module built from a ModelConfig), imported on first use
-    objective: str  # "module:Class" of its training objective (a vaelab.models.objective.Objective)
+    training_step: str  # "module:Class" of its training step (a vaelab.models.training_step.TrainingStep)
     capabilities: Capabilities
+    options: tuple[str, ...] = ()  # the option groups of the model section it takes (vaelab.models.options)
 
     def model_class(self) -> type:
         return _load(self.model)
 
-    def objective_class(self) -> type:
-        return _load(self.objective)
+    def training_step_class(self) -> type:
+        return _load(self.training_step)
 
 
 def _load(path: str) -> type:
@@ -50,60 +39,65 @@ def _load(path: str) -> type:
     return getattr(import_module(module), name)
 
 
-ELBO = "vaelab.models.vae:ELBOObjective"
-SEMI_SUPERVISED = "vaelab.models.semi_supervised:SemiSupervisedObjective"
+ELBO = "vaelab.models.vae:ELBOStep"
+SEMI_SUPERVISED = "vaelab.models.semi_supervised:SemiSupervisedStep"
+
+VAE_OPTIONS = ("objective", "prior", "decoder")
 
 FAMILIES: dict[str, Family] = {
-    "vae": Family("vaelab.models.vae:VAE", ELBO, Capabilities()),
-    "cvae": Family("vaelab.models.conditional:ConditionalVAE", ELBO, Capabilities(conditional=True)),
-    "vae-classifier": Family("vaelab.models.classifier:ClassifierVAE", SEMI_SUPERVISED, Capabilities(classifier=True)),
-    "m2": Family("vaelab.models.classifier:M2", SEMI_SUPERVISED, Capabilities(conditional=True, classifier=True)),
-    "gan": Family("vaelab.models.gan:GAN", "vaelab.models.gan:GANObjective",
+    "vae": Family("vaelab.models.vae:VAE", ELBO, Capabilities(), VAE_OPTIONS),
+    "cvae": Family("vaelab.models.cvae:ConditionalVAE", ELBO, Capabilities(conditional=True),
+                   (*VAE_OPTIONS, "cvae")),
+    "vae-classifier": Family("vaelab.models.classifier:ClassifierVAE", SEMI_SUPERVISED,
+                             Capabilities(classifier=True), (*VAE_OPTIONS, "classifier")),
+    "m2": Family("vaelab.models.classifier:M2", SEMI_SUPERVISED, Capabilities(conditional=True, classifier=True),
+                 (*VAE_OPTIONS, "classifier")),
+    "gan": Family("vaelab.models.gan:GAN", "vaelab.models.gan:GANStep",
                   Capabilities(encoder=False, likelihood=False)),
-    "ddpm": Family("vaelab.models.diffusion:DDPM", "vaelab.models.diffusion:DiffusionObjective",
-                   Capabilities(encoder=False, likelihood=False, sampling="diffusion", inversion=True)),
+    "ddpm": Family("vaelab.models.diffusion:DDPM", "vaelab.models.diffusion:DiffusionStep",
+                   Capabilities(encoder=False, likelihood=False, sampling="diffusion", inversion=True), ("ddpm",)),
 }
 
 
-def family(kind: str) -> Family:
-    if kind not in FAMILIES:
-        raise VaelabError(f"model kind '{kind}' is unknown; choose one of: {', '.join(FAMILIES)}")
-    return FAMILIES[kind]
+def family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise VaelabError(f"model family '{name}' is unknown; choose one of: {', '.join(FAMILIES)}")
+    return FAMILIES[name]
 
 
-def register_family(kind: str, entry: Family) -> Family:
-    """Add a family defined outside vaelab (a plug-in, a test); a kind already taken is an error."""
-    if kind in FAMILIES:
-        raise VaelabError(f"a model family named '{kind}' is already registered")
-    FAMILIES[kind] = entry
+def register_family(name: str, entry: Family) -> Family:
+    """Add a family defined outside vaelab (a plug-in, a test); a name already taken is an error."""
+    if name in FAMILIES:
+        raise VaelabError(f"a model family named '{name}' is already registered")
+    FAMILIES[name] = entry
     return entry
 
 
 def build_model(config: ModelConfig) -> nn.Module:
-    """The model a config describes, by its kind."""
-    return family(config.kind).model_class()(config)
+    """The model a config describes, by its family."""
+    return family(config.family).model_class()(config)
 
 
 def decodes_sequentially(config: ModelConfig) -> bool:
     """A decoder that draws an image pixel by pixel, one network pass per pixel (the PixelCNN: about 0.15 s per
     MNIST image on one CPU thread against well under a millisecond): what decodes thousands of images decodes fewer
     of its images, and says how many."""
-    return config.decoder == "pixelcnn"
+    return config.decoder.name == "pixelcnn"
 
 
 def model_label(config: ModelConfig) -> str:
     """The family, and what sets the model apart from the family's default: `vae + VampPrior (100)`."""
-    parts = [config.kind]
-    if config.prior != "standard":
-        parts.append(f"VampPrior ({config.prior_components})")
+    parts = [config.family]
+    if config.prior.name != "standard":
+        parts.append(f"VampPrior ({config.prior.components})")
     if decodes_sequentially(config):
-        parts.append(f"PixelCNN decoder ({config.pixelcnn_layers} layers)")
+        parts.append(f"PixelCNN decoder ({config.decoder.pixelcnn_layers} layers)")
     return " + ".join(parts)
 
 
 def capabilities(model: Any) -> Capabilities:
     """What a built model can do, from its family (every family's model keeps its ModelConfig as `config`)."""
-    return family(model.config.kind).capabilities
+    return family(model.config.family).capabilities
 
 
 def require_conditional(model: Any, what: str) -> None:
@@ -139,25 +133,24 @@ def require_images(x: Any, config: ModelConfig, what: str) -> None:
                           f"{getattr(x, 'dtype', '?')} (divide 8-bit pixels by 255)")
 
 
-def kinds_that(can: Callable[[Capabilities], bool]) -> str:
-    """`vae, cvae, vae-classifier or m2`: the kinds whose capabilities pass `can`."""
-    kinds = [kind for kind, entry in FAMILIES.items() if can(entry.capabilities)]
-    return " or ".join(kinds) if len(kinds) < 3 else f"{', '.join(kinds[:-1])} or {kinds[-1]}"
+def families_that(can: Callable[[Capabilities], bool]) -> str:
+    """`vae, cvae, vae-classifier or m2`: the families whose capabilities pass `can`."""
+    return either([name for name, entry in FAMILIES.items() if can(entry.capabilities)])
 
 
 def require_encoder(model: Any, what: str) -> None:
     """A one-line error for what needs q(z|x): the codes of test images, per-dimension analyses."""
     if not capabilities(model).encoder:
-        raise VaelabError(f"a {model.config.kind} has no encoder: {what} needs a run of "
-                          f"{kinds_that(lambda can: can.encoder)}")
+        raise VaelabError(f"a {model.config.family} has no encoder: {what} needs a run of "
+                          f"{families_that(lambda can: can.encoder)}")
 
 
 def require_codes_of_images(model: Any, what: str) -> None:
     """A one-line error for what needs a code for a given image: an encoder or a deterministic inversion."""
     can = capabilities(model)
     if not (can.encoder or can.inversion):
-        raise VaelabError(f"a {model.config.kind} has no encoder: {what} needs a run of "
-                          f"{kinds_that(lambda can: can.encoder or can.inversion)}")
+        raise VaelabError(f"a {model.config.family} has no encoder: {what} needs a run of "
+                          f"{families_that(lambda can: can.encoder or can.inversion)}")
 
 
 def refuse_conditional(model: Any, what: str) -> None:

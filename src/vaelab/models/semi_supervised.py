@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,11 +28,15 @@ from torch.nn import functional as F
 
 from vaelab.data.augment import random_flip, random_rotation, random_translation
 from vaelab.data.datasets import balanced_label_subset, iterate_batches, to_float
-from vaelab.models.objective import GeneratorSpec, Phase, StepContext, ValidationData, kl_with_free_bits
-from vaelab.models.vae import VALIDATION_BATCH, ELBOObjective
-
-if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
-    from vaelab.config import RunConfig
+from vaelab.models.training_step import (
+    GeneratorSpec,
+    Phase,
+    RunSettings,
+    StepContext,
+    ValidationData,
+    kl_with_free_bits,
+)
+from vaelab.models.vae import VALIDATION_BATCH, ELBOStep
 
 PAPER_ALPHA_PER_IMAGE = 0.1  # α = 0.1 · N_total (Kingma et al. 2014, section 3.1.2)
 
@@ -51,7 +55,7 @@ class LabelledSet:
         return self.unlabelled.numel() == 0
 
 
-def labelled_set(config: RunConfig, train_labels: torch.Tensor) -> LabelledSet:
+def labelled_set(config: RunSettings, train_labels: torch.Tensor) -> LabelledSet:
     """The kept labels of a run: a balanced subset by `split_seed` for `--labels N`, otherwise all of them."""
     total = train_labels.numel()
     if config.data.labels is None or config.data.labels == total:
@@ -60,7 +64,7 @@ def labelled_set(config: RunConfig, train_labels: torch.Tensor) -> LabelledSet:
         labelled = balanced_label_subset(train_labels, config.data.labels, config.data.split_seed, config.model.classes)
     keep = torch.zeros(total, dtype=torch.bool)
     keep[labelled] = True
-    alpha = config.model.classifier_weight
+    alpha = config.model.classifier.weight
     if alpha is None:
         alpha = PAPER_ALPHA_PER_IMAGE * total
     return LabelledSet(labelled, (~keep).nonzero().flatten(), alpha / labelled.numel(), alpha)
@@ -111,12 +115,12 @@ def unlabelled_loss(
 
 
 
-class SemiSupervisedObjective(ELBOObjective):
+class SemiSupervisedStep(ELBOStep):
     """The classifier kinds' training step: the labelled objective on a labelled batch, or (with `--labels N`) the
     unlabelled one on the epoch's batch, whose labels are never read, plus the labelled one on a batch drawn from
     the kept labels. Validation adds the accuracy of q(y|x) on the validation intensities."""
 
-    def __init__(self, config: RunConfig, train_labels: torch.Tensor) -> None:
+    def __init__(self, config: RunSettings, train_labels: torch.Tensor) -> None:
         super().__init__(config, train_labels)
         self.kept = labelled_set(config, train_labels)
         if not self.kept.all_labelled:
@@ -126,8 +130,8 @@ class SemiSupervisedObjective(ELBOObjective):
         generators = super().generators()
         if not self.kept.all_labelled:
             generators["labelled"] = GeneratorSpec(3, cpu=True)  # which labelled images, each step
-        train = self.config.train
-        if train.head_shift or train.head_flip or train.head_rotate:
+        head = self.config.model.classifier
+        if head.head_shift or head.head_flip or head.head_rotate:
             generators["head_augment"] = GeneratorSpec(4, cpu=True)  # the classifier's changes
         return generators
 
@@ -135,7 +139,7 @@ class SemiSupervisedObjective(ELBOObjective):
         self, model: nn.Module, intensities: torch.Tensor, labels: torch.Tensor, context: StepContext
     ) -> Iterator[Phase]:
         x = context.modelled(intensities)
-        beta, free_bits, kept = self.beta(context.step), self.config.train.free_bits, self.kept
+        beta, free_bits, kept = self.beta(context.step), self.config.model.objective.free_bits, self.kept
         noise = self.noise(x, context)
         if kept.all_labelled:
             with context.autocast():
@@ -169,11 +173,11 @@ class SemiSupervisedObjective(ELBOObjective):
         changes = context.generators.get("head_augment")  # present when any change is asked for
         if not self.binarized and changes is None:
             return None
-        train = self.config.train
-        if train.head_flip:
+        head = self.config.model.classifier
+        if head.head_flip:
             images = random_flip(images, changes)
-        images = random_rotation(images, train.head_rotate, changes)
-        images = random_translation(images, train.head_shift, changes)
+        images = random_rotation(images, head.head_rotate, changes)
+        images = random_translation(images, head.head_shift, changes)
         return context.prepared(images)
 
     def validate(self, model: nn.Module, data: ValidationData) -> dict[str, Any]:

@@ -10,7 +10,7 @@ them, the plain VAE ignores them, so that code written once serves both.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -28,15 +28,7 @@ from vaelab.models.disentangling import (
     total_correlation_terms,
 )
 from vaelab.models.likelihoods import LIKELIHOODS
-from vaelab.models.objective import (
-    GeneratorSpec,
-    Objective,
-    Phase,
-    StepContext,
-    ValidationData,
-    kl_weight,
-    kl_with_free_bits,
-)
+from vaelab.models.options import ModelConfig
 from vaelab.models.pixelcnn import AutoregressiveImage, GatedPixelCNN
 from vaelab.models.priors import (
     PSEUDO_INPUT_SCALE,
@@ -46,9 +38,16 @@ from vaelab.models.priors import (
     standard_normal_log_density,
 )
 from vaelab.models.registry import require_image_shape, require_images
-
-if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
-    from vaelab.config import ModelConfig, RunConfig
+from vaelab.models.training_step import (
+    GeneratorSpec,
+    Phase,
+    RunSettings,
+    StepContext,
+    TrainingStep,
+    ValidationData,
+    kl_weight,
+    kl_with_free_bits,
+)
 
 
 def standard_kl_terms(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -109,8 +108,8 @@ class VAE(FamilyModule):
         stages = config.stage_widths  # `channels`, extended to the image's resolution
         planes = image_channels * likelihood.planes_per_channel
         # The transposed convs give the likelihood's planes, or, under a PixelCNN, the maps that condition it.
-        autoregressive = config.decoder == "pixelcnn"
-        decoder_widths = [config.pixelcnn_channels if autoregressive else planes, *stages]
+        autoregressive = config.decoder.name == "pixelcnn"
+        decoder_widths = [config.decoder.pixelcnn_channels if autoregressive else planes, *stages]
         encoder_widths = [image_channels + input_planes, *stages]
         stride = 2 ** len(stages)
         self.feature_shape = (height // stride, width // stride)
@@ -139,13 +138,13 @@ class VAE(FamilyModule):
         )
         self.likelihood = likelihood()
         if autoregressive:
-            self.autoregressive = GatedPixelCNN(planes, config.pixelcnn_channels, config.pixelcnn_layers,
-                                                config.pixelcnn_channels)
-        if config.objective == "factorvae":  # trained beside the VAE, by its own optimizer (see ELBOObjective)
+            self.autoregressive = GatedPixelCNN(planes, config.decoder.pixelcnn_channels,
+                                                config.decoder.pixelcnn_layers, config.decoder.pixelcnn_channels)
+        if config.objective.name == "factorvae":  # trained beside the VAE, by its own optimizer (see ELBOStep)
             self.tc_discriminator = TCDiscriminator(config.latent_dim)
-        if config.prior == "vamp":  # the VampPrior's pseudo-inputs u_k, as logits: u_k = sigmoid(·) is an image
+        if config.prior.name == "vamp":  # the VampPrior's pseudo-inputs u_k, as logits: u_k = sigmoid(·) is an image
             self.pseudo_inputs = nn.Parameter(
-                PSEUDO_INPUT_SCALE * torch.randn(config.prior_components, *config.image_shape)
+                PSEUDO_INPUT_SCALE * torch.randn(config.prior.components, *config.image_shape)
             )
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
@@ -168,7 +167,7 @@ class VAE(FamilyModule):
     def output_dist(self, decoder_output: torch.Tensor) -> Distribution:
         """p(x|z) from the decoder's output: the likelihood reading it pixel by pixel (factorised), or the PixelCNN
         conditioned on it (autoregressive)."""
-        if self.config.decoder == "pixelcnn":
+        if self.config.decoder.name == "pixelcnn":
             return AutoregressiveImage(self.autoregressive, decoder_output, self.likelihood)
         return self.likelihood(decoder_output)
 
@@ -184,7 +183,7 @@ class VAE(FamilyModule):
     def prior_components(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The VampPrior's components, the posterior means and log-variances of its pseudo-inputs `[K, D]` each
         (a conditional model encodes pseudo-input k as class k mod classes); None for the standard normal prior."""
-        if self.config.prior != "vamp":
+        if self.config.prior.name != "vamp":
             return None
         pseudo_inputs = torch.sigmoid(self.pseudo_inputs)
         labels = None
@@ -259,15 +258,15 @@ class VAE(FamilyModule):
         return reparameterised_terms(x, mu, logvar, noise, lambda z: self.decode_dist(z, labels), self.kl_terms)
 
 
-class ELBOObjective(Objective):
+class ELBOStep(TrainingStep):
     """The VAE's objective, for the plain and the conditional VAE: per image −log p(x|z) plus the latent penalty of
     `model.objective` (see `vaelab.models.disentangling`), one reparameterised z per image from the run's "noise"
     generator. The default, `beta`: β·KL(q(z|x) ‖ p(z)), β warmed up over `kl_warmup_steps`, KL below `free_bits`
     nats per dimension not penalised. `factorvae` adds a discriminator step after each VAE step."""
 
-    def __init__(self, config: RunConfig, train_labels: torch.Tensor) -> None:
+    def __init__(self, config: RunSettings, train_labels: torch.Tensor) -> None:
         super().__init__(config, train_labels)
-        self.objective = config.model.objective
+        self.objective = config.model.objective.name
 
     def generators(self) -> dict[str, GeneratorSpec]:
         if self.objective == "factorvae":
@@ -284,12 +283,13 @@ class ELBOObjective(Objective):
         return {"betas": DISCRIMINATOR_BETAS} if name == "discriminator" else {}
 
     def beta(self, step: int) -> float:
-        return kl_weight(step, self.config.train.beta, self.scaled_steps(self.config.train.kl_warmup_steps))
+        objective = self.config.model.objective
+        return kl_weight(step, objective.beta, self.scaled_steps(objective.kl_warmup_steps))
 
     def capacity(self, step: int) -> float:
-        model = self.config.model
-        steps = self.scaled_steps(model.capacity_steps) or self.run_steps
-        return capacity_at(step, model.capacity_max, steps)
+        objective = self.config.model.objective
+        steps = self.scaled_steps(objective.capacity_steps) or self.run_steps
+        return capacity_at(step, objective.capacity_max, steps)
 
     def schedule_values(self, step: int) -> dict[str, float]:
         if self.objective == "capacity":
@@ -300,7 +300,7 @@ class ELBOObjective(Objective):
         self, model: VAE, terms: dict[str, torch.Tensor], step: int
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """What the objective adds to −log p(x|z), per image `[N]`, and the terms it logs."""
-        weight = self.config.model.tc_weight
+        weight = self.config.model.objective.tc_weight
         if self.objective == "tcvae":
             parts = total_correlation_terms(terms["z"], terms["mu"], terms["logvar"], terms["log_prior"],
                                             len(self.pool))
@@ -310,8 +310,9 @@ class ELBOObjective(Objective):
             return terms["kl"] + weight * tc, {"tc": tc}
         if self.objective == "capacity":
             gap = (terms["kl"].mean() - self.capacity(step)).abs()
-            return (self.config.model.capacity_weight * gap).expand_as(terms["kl"]), {}
-        return self.beta(step) * kl_with_free_bits(terms["kl"], terms["kl_per_dim"], self.config.train.free_bits), {}
+            return (self.config.model.objective.capacity_weight * gap).expand_as(terms["kl"]), {}
+        return self.beta(step) * kl_with_free_bits(terms["kl"], terms["kl_per_dim"],
+                                                    self.config.model.objective.free_bits), {}
 
     def step(
         self, model: VAE, intensities: torch.Tensor, labels: torch.Tensor, context: StepContext
@@ -366,7 +367,7 @@ class ELBOObjective(Objective):
         kl_per_dim = (kl_dims_sum / n).tolist()
         recon, kl = recon_sum / n, kl_sum / n
         return {
-            "val_loss": recon + self.config.train.beta * kl,
+            "val_loss": recon + self.config.model.objective.beta * kl,
             "val_recon": recon,
             "val_kl": kl,
             "val_elbo": -(recon + kl),

@@ -69,7 +69,7 @@ class Recipe:
 RECIPES = {
     "mnist": Recipe("configs/mnist-demo.yaml", "the default VAE of `make demo` (binarized MNIST, 32-d latent)"),
     "mnist-cvae": Recipe("configs/mnist-demo.yaml", "conditional VAE: the label is the content, z the style",
-                         {"kind": "cvae", "label_at_input": True, "beta": 2.0}),
+                         {"family": "cvae", "label_at_input": True, "beta": 2.0}),
     # 22 epochs, as the Fashion-MNIST run of docs/results/likelihood.md (the config's 60 take about three times as long)
     "fashion-mnist": Recipe("configs/fashion-mnist.yaml", "the default Fashion-MNIST VAE (grey intensities)",
                             {"epochs": 22}),
@@ -130,7 +130,7 @@ def build_model(name: str, work: Path, log: Log) -> dict[str, Any]:
     evaluation = json.loads((ship_dir / EVAL).read_text())
     return {
         "dataset": config.data.dataset,
-        "kind": config.model.kind,
+        "family": config.model.family,
         "summary": recipe.summary,
         "weights": dtype,
         "fp16_bound_change_nats": change,

@@ -23,14 +23,14 @@ from typing import Any
 
 from vaelab.analysis.disentanglement import measure_disentanglement
 from vaelab.analysis.factors import analyse_factors, is_named, shown_name
-from vaelab.analysis.sample_quality import RealReference, measure_generation, real_reference
+from vaelab.analysis.generation import RealReference, measure_generation, real_reference
 from vaelab.config import RunConfig
 from vaelab.data.catalog import describe
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.reference_classifier import classifier_summary
 from vaelab.io import atomic_write_json
-from vaelab.report.sweep import build_sweep_report
+from vaelab.report.sweep_page import build_sweep_report
 from vaelab.rundir import (
     CONFIG,
     DISENTANGLEMENT,
@@ -187,7 +187,7 @@ def summary_row(
         "objective": point.objective,
         "weight": point.weight,
         "label": point.label,
-        "beta": config.train.beta,
+        "beta": config.model.objective.beta,
         "run": run_dir.name,
         "elbo": evaluation["elbo"],
         "recon": evaluation["recon"],  # distortion, nats
@@ -229,10 +229,10 @@ def run_sweep(
     if settings.inception_samples > settings.samples:
         raise VaelabError(f"--inception-samples {settings.inception_samples} is more than --samples {settings.samples}")
     given = {key: value for key, value in (overrides or {}).items() if value is not None}
-    kind = given.get("kind", (base or RunConfig()).model.kind)
-    if kind != "vae":
-        raise VaelabError(f"vaelab sweep varies the objective of a plain VAE, not a {kind}; set model kind: vae in its "
-                          "config")
+    family = given.get("family", given.get("kind", (base or RunConfig()).model.family))
+    if family != "vae":
+        raise VaelabError(f"vaelab sweep varies the objective of a plain VAE, not a {family}; set model family: vae in "
+                          "its config")
     configs = {point: (base or RunConfig()).with_overrides({**given, **point.overrides(), "epochs": settings.epochs})
                for point in points}
     dataset = next(iter(configs.values())).data.dataset

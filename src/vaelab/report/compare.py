@@ -1,7 +1,7 @@
 """`vaelab compare RUN RUN …`: runs of any families on one dataset, side by side → compare.json + compare.html.
 
 Every run is measured by the same code with the same seed and sample count: the generation metrics of
-`vaelab fid` (Inception and classifier FID, precision and recall, class coverage, sharpness against the real test
+`vaelab generation` (Inception and classifier FID, precision and recall, class coverage, sharpness against the real test
 images) for every sampler the family offers, its likelihood where one exists (from eval.json, or `vaelab eval`'s
 numbers computed now), its size and training cost (metrics.jsonl), its sampling cost in milliseconds per image
 (a VAE's or GAN's decoder pass; a ddpm's DDIM at several step counts and its full ancestral chain), an
@@ -24,15 +24,15 @@ from typing import Any
 
 import torch
 
+from vaelab.analysis.generation import PROTOCOL_IMAGES, check_inception_for, measure_generation, real_reference
 from vaelab.analysis.interpolation import interpolate_run, interpolation_ends, interpolation_grid
-from vaelab.analysis.sample_quality import PROTOCOL_IMAGES, check_inception_for, measure_generation, real_reference
 from vaelab.analysis.samplers import sample_images
 from vaelab.analysis.smoothness import smoothness_ratio
 from vaelab.data.datasets import load_split, to_float
 from vaelab.data.sources import sha256_hex
 from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_run
-from vaelab.evaluation.diffusion import estimated_bound
+from vaelab.evaluation.diffusion_bound import estimated_bound
 from vaelab.evaluation.evaluate import BOUND_TIMESTEPS, EVAL_SEED, trained_parameters
 from vaelab.images import make_grid
 from vaelab.io import atomic_write_json, atomic_write_text
@@ -172,7 +172,7 @@ def compare_run(
     smoothness = smoothness_ratio(path.decoded)
     sampling_net = model.ema if can.sampling == "diffusion" else getattr(model, "generator", model)
     entry = {
-        "run": str(run_dir), "kind": config.model.kind, "dataset": config.data.dataset,
+        "run": str(run_dir), "family": config.model.family, "dataset": config.data.dataset,
         "parameters": trained_parameters(model),
         "sampling_parameters": sum(p.numel() for p in sampling_net.parameters()),
         "weights_mb": sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 2**20,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from vaelab.analysis.conditional import class_grid, class_grid_picture, restyle, restyle_strip, style_traversal
+from vaelab.analysis.class_style import class_grid, class_grid_picture, restyle, restyle_strip, style_traversal
 from vaelab.analysis.disentanglement import measure_disentanglement, objective_text
 from vaelab.analysis.embedding import manifold_grid
 from vaelab.analysis.factors import (
@@ -55,10 +55,9 @@ from vaelab.errors import VaelabError
 from vaelab.evaluation import evaluate_run
 from vaelab.evaluation.collapse import SPREAD_IMAGES, diagnose_run
 from vaelab.evaluation.evaluate import per_class_reconstruction
-from vaelab.evaluation.fid import PROTOCOL_IMAGES
-from vaelab.evaluation.generation import sharpness
 from vaelab.evaluation.latents import ACTIVE_UNIT_THRESHOLD, WEAK_KL_NATS
 from vaelab.evaluation.reference_classifier import judge_or_reason
+from vaelab.evaluation.sample_metrics import PROTOCOL_IMAGES, sharpness
 from vaelab.evaluation.tables import eval_rows
 from vaelab.images import make_grid, png_bytes, upscale
 from vaelab.io import atomic_write_json, atomic_write_text
@@ -202,7 +201,7 @@ def build_report(
     listed = f" · {len(skipped)} part(s) skipped, listed at the end" if skipped else ""
     page = PAGE_TEMPLATE.format(
         title=html.escape(f"vaelab report — {short_run_name(run_dir)}"),
-        subtitle=html.escape(f"{config.data.dataset}, {config.data.input_mode}, {config.model.kind}, latent "
+        subtitle=html.escape(f"{config.data.dataset}, {config.data.input_mode}, {config.model.family}, latent "
                              f"{model.latent_dim}{beta} · generated {time.strftime('%Y-%m-%d %H:%M')} from "
                              f"{run_name(run_dir)}{listed}"),
         body=body,
@@ -234,14 +233,15 @@ def published_anchor(metric: str, config: RunConfig) -> Anchor | None:
     worth about a nat); the NLL anchor also needs binarized images under a Bernoulli likelihood. The M2 anchor
     needs an m2 run that kept 100 labels."""
     model, data = config.model, config.data
-    # A published number belongs to one model as its paper trained it, so the kind is named here, not a capability.
-    plain_vae = (model_label(model) == "vae" and model.objective == "beta" and config.train.beta == 1
-                 and config.train.free_bits == 0)
+    # A published number belongs to one model as its paper trained it, so the family is named here, not a capability.
+    objective = model.objective
+    plain_vae = model_label(model) == "vae" and objective.name == "beta" and objective.beta == 1 and \
+        objective.free_bits == 0
     like_for_like = {
         "nll": plain_vae and data.input_mode == "binarized" and model.likelihood == "bernoulli",
         "fid prior": plain_vae,
         "fid two-stage": plain_vae,
-        "m2 test error": model.kind == "m2" and data.labels == 100,
+        "m2 test error": model.family == "m2" and data.labels == 100,
     }
     return PUBLISHED_ANCHORS.get((metric, data.dataset)) if like_for_like.get(metric, False) else None
 
@@ -255,8 +255,8 @@ def headline_rows(
     config: RunConfig, evaluation: dict[str, Any], generation: dict[str, Any] | None
 ) -> list[list[str]]:
     """The summary's numbers, each as [metric, this run, published anchor]: the test bounds and active units (a
-    family with a likelihood) or a ddpm's bound, the Inception FID of every sampler `vaelab fid` measured (an anchor
-    only beside a figure of the published protocol, 10,000 samples against 10,000 test images) and the test error
+    family with a likelihood) or a ddpm's bound, the Inception FID of every sampler `vaelab generation` measured (an
+    anchor only beside a figure of the published protocol, 10,000 samples against 10,000 test images) and the test error
     of a run with a classifier."""
     rows = []
     if "elbo" in evaluation:
@@ -281,7 +281,7 @@ def headline_rows(
         rows.append([f"FID (Inception), {sampler} samples",
                      f"{entry['fid_inception']:.1f} ({entry['fid_inception_protocol']})", anchor_text(anchor)])
     if not measured:
-        rows.append(["FID (Inception)", "not measured (`vaelab fid RUN` measures it)", "–"])
+        rows.append(["FID (Inception)", "not measured (`vaelab generation RUN` measures it)", "–"])
     if "classification" in evaluation:
         classification = evaluation["classification"]
         rows.append(["test error of q(y|x)", f"{1 - classification['accuracy']:.2%} ({classification['images']:,} "
@@ -330,7 +330,7 @@ def _trained_facts(run_dir: Path, config: RunConfig, model: torch.nn.Module) -> 
         ("model", model_label(config.model) + objective),
         ("dataset", f"{config.data.dataset}, {shape} images, {config.data.input_mode}"),
         ("likelihood", config.model.likelihood if can.likelihood
-         else f"none (a {config.model.kind} draws samples without one)"),
+         else f"none (a {config.model.family} draws samples without one)"),
         ("latent", f"{model.latent_dim} dimensions"),
         ("length", length),
         ("training time", training_time_text(run_dir, history)),
@@ -360,7 +360,7 @@ def _strongest_factors(headline: Headline, config: RunConfig) -> str:
     """The SUMMARY_FACTORS named factors with the largest |ρ|: attribute, ρ, MI with the class, KL and frames of
     the traversal; or one line saying why there are none."""
     if headline.factors is None or headline.traversal is None:
-        return (f"<p class='note'>No measured factors: a {html.escape(config.model.kind)} has no encoder to read the "
+        return (f"<p class='note'>No measured factors: a {html.escape(config.model.family)} has no encoder to read the "
                 "codes of test images with.</p>")
     active = [f for f in headline.factors if f["active"]]
     every_named = named_factors(headline.factors)
@@ -433,8 +433,8 @@ def _generator_sections(
 def _require_reference(config: RunConfig, reference: Path) -> None:
     """A reference must be a VAE run of the report's dataset and input mode, or the comparison means nothing."""
     other = read_config(reference)
-    if not family(other.model.kind).capabilities.likelihood:
-        raise VaelabError(f"--reference {reference} is a {other.model.kind} run; pick a VAE run (one with a "
+    if not family(other.model.family).capabilities.likelihood:
+        raise VaelabError(f"--reference {reference} is a {other.model.family} run; pick a VAE run (one with a "
                           "likelihood) to compare latents with")
     mine, theirs = (config.data.dataset, config.data.input_mode), (other.data.dataset, other.data.input_mode)
     if mine != theirs:

@@ -208,7 +208,7 @@ def _watch_for_failures(store: Any, done: threading.Event, interval: float = 0.0
 
 class PhaseRunner(nn.Module):
     """DDP averages the gradients of the forward passes made through it. An objective's step is a generator of
-    phases (`vaelab.models.objective`), each computed on the model; running each `next()` as this module's forward
+    phases (`vaelab.models.training_step`), each computed on the model; running each `next()` as this module's forward
     makes every phase of every family a DDP forward, with no family-specific code."""
 
     def __init__(self, model: nn.Module) -> None:

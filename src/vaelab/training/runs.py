@@ -16,14 +16,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vaelab.config import DataConfig, ModelConfig, RunConfig, load_yaml_config
+from vaelab.config import RunConfig, described_options, load_yaml_config
 from vaelab.errors import VaelabError
 from vaelab.rundir import CONFIG, LAST, PREVIOUS, has_resumable_checkpoint, read_config
 from vaelab.training.checkpoint import nothing_trained
 from vaelab.training.distributed import restarted
 from vaelab.training.trainer import TrainResult, train
 
-_FIXED_ON_RESUME = {f for cls in (DataConfig, ModelConfig) for f in cls.__dataclass_fields__}
+# The data and the model a checkpoint was trained with (the optimisation may change: a longer run, a new lr).
+_FIXED_ON_RESUME = {option.name for option in described_options() if option.path[0] in ("data", "model")}
 
 
 def start_or_resume(
@@ -68,11 +69,10 @@ def _continue(out: Path, config: RunConfig, progress: bool, log: Callable[[str],
 
 
 def config_differences(before: RunConfig, after: RunConfig) -> list[str]:
-    """The fields whose values differ, as `name before → after` (the stopping point `max_steps` aside)."""
-    old, new = before.to_dict(), after.to_dict()
-    return [f"{name} {old[section][name]!r} → {new[section][name]!r}"
-            for section in old for name in old[section]
-            if name != "max_steps" and old[section][name] != new[section].get(name)]
+    """The options whose values differ, as `name before → after` by their flat names (the stopping point
+    `max_steps` aside)."""
+    old, new = before.options(), after.options()
+    return [f"{name} {old[name]!r} → {new[name]!r}" for name in old if name != "max_steps" and old[name] != new[name]]
 
 
 def _check_new_run_dir(out: Path) -> None:

@@ -1,9 +1,9 @@
 """The training loop, readable top to bottom, the same for every model family.
 
 Data lives in memory as one tensor (on the GPU when there is one); each step slices a batch and hands it to the
-family's objective (`vaelab.models.objective`), which binarizes it when asked (a fresh draw per batch) and yields
-its losses, one phase per optimizer step; the loop takes each step, with gradient clipping and non-finite
-handling. After each epoch: the objective's validation numbers, the best checkpoint by its selection number, the
+family's training step (`vaelab.models.training_step`), which binarizes it when asked (a fresh draw per batch) and
+yields its losses, one phase per optimizer step; the loop takes each step, with gradient clipping and non-finite
+handling. After each epoch: the training step's validation numbers, the best checkpoint by its selection number, the
 resumable last checkpoint, a metrics line — all written atomically. A resumable checkpoint is also written every
 `checkpoint_every` steps, so a kill costs at most that many steps; everything a step depends on (batch order,
 RNG states, optimizer moments, the epoch's running sums) is in it, so a resumed run ends bit-identical to an
@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -41,8 +41,8 @@ from vaelab.hardware import (
     use_bf16,
 )
 from vaelab.io import atomic_write_json, remove_stale_temp_files
-from vaelab.models.objective import Objective, Phase, StepContext, ValidationData
 from vaelab.models.registry import build_model, family
+from vaelab.models.training_step import Phase, StepContext, TrainingStep, ValidationData
 from vaelab.rundir import BUDGET, CONFIG, MACHINE, has_resumable_checkpoint
 from vaelab.training import checkpoint
 from vaelab.training.budget import Plan, Snapshot, estimated_seconds, measure_and_plan
@@ -68,7 +68,7 @@ class TrainResult:
     run_dir: Path
     epochs_done: int
     steps: int
-    selection: str  # the validation number that picked model.safetensors (the objective's; val_elbo for a VAE;
+    selection: str  # the validation number that picked model.safetensors (the training step's; val_elbo for a VAE;
     # "epoch" when the last epoch's weights are kept)
     best_score: float  # its best value
     finished: bool  # False when stopped early by max_steps
@@ -134,15 +134,19 @@ def train(
         try:
             if world.is_main:
                 return _train_as_writer(config, run_dir, resume, progress, log, keep_existing, world, device)
-            decision = world.from_main(None)  # rank 0's: resume or not, or the error that stopped it
-            if isinstance(decision, str):
-                raise RanksFailed(decision)
-            return _train(config, run_dir, decision, world, device, progress=False, log=lambda message: None)
+            return _train_as_follower(config, run_dir, world, device)
         except Exception as error:
-            failure = world.failure(error)
-            if failure is error:
+            if (failure := world.failure(error)) is error:
                 raise
             raise failure from None
+
+
+def _train_as_follower(config: RunConfig, run_dir: Path, world: World, device: torch.device) -> TrainResult:
+    """Train as a rank other than 0: on rank 0's decision to resume or not, or stop with the error that stopped it."""
+    decision = world.from_main(None)
+    if isinstance(decision, str):
+        raise RanksFailed(decision)
+    return _train(config, run_dir, decision, world, device, progress=False, log=lambda message: None)
 
 
 def _train_as_writer(
@@ -212,195 +216,324 @@ def _resumes(run_dir: Path, resume: bool, keep_existing: bool, log: Callable[[st
     return resume  # a resume with other files but no checkpoint fails on loading it, naming the file
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every part of the training loop reads and none replaces: the settings, the processes, the data, the
+    training_step, the model with its optimizers, and the generators every random draw comes from."""
+
+    config: RunConfig
+    run_dir: Path
+    world: World
+    device: torch.device
+    training_step: TrainingStep
+    pool: torch.Tensor  # the training images an epoch runs over (the training step's)
+    model: torch.nn.Module
+    optimizers: dict[str, torch.optim.Optimizer]
+    generators: dict[str, torch.Generator]
+    runner: Callable[[Iterator[Phase]], Phase | None]
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    validation: ValidationData
+    selection: str  # the name stored beside the best weights
+    steps_per_epoch: int
+    epochs_per_round: int
+
+
+class _Length(NamedTuple):
+    steps_per_epoch: int
+    total_steps: int  # a time budget's: once measured
+    epochs_per_round: int
+
+
+@dataclass
+class _Loop:
+    """The loop's bookkeeping beside the checkpointed state: kept out of the checkpoint, as a resume starts its
+    own clocks. This process's part of the round under way is what its speed is measured on."""
+
+    total_steps: int
+    epochs: int
+    plan: Plan | None
+    progress: bool
+    bar: Any
+    say: Callable[[str], None]  # the bar's writer while it is shown, which keeps it intact
+    first_step: int  # of this segment (the start or a resume)
+    spent_before: float  # training seconds of the segments before this one
+    segment_start: float
+    round_start: float
+    round_first_step: int
+    round_images: int = 0
+    warned_behind: bool = False  # once a run: a machine's speed wanders
+    writer: Any = None  # made after the first checkpoint: a start killed earlier leaves no tensorboard folder behind
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
 def _train(
     config: RunConfig, run_dir: Path, resume: bool, world: World, device: torch.device, progress: bool,
     log: Callable[[str], None],
 ) -> TrainResult:
-    data, train_cfg = config.data, config.train
+    """Every rank's training once the directory is ready (rank 0 writes the files): set up, resume, then epochs."""
+    train_cfg = config.train
     seed_everything(train_cfg.seed)
     bf16 = use_bf16(train_cfg.precision, device)
     memory_format = torch.channels_last if train_cfg.channels_last else torch.contiguous_format
 
     train_set, val_set, train_x, train_y, validation = _load_data(config, world, device)
-    # The family's objective: which images an epoch runs over, the losses of a step, validation.
-    objective = family(config.model.kind).objective_class()(config, train_set.labels)
-    pool = objective.pool
-    selection = objective.selection or "epoch"  # the name stored beside the best weights
-    steps_per_epoch = len(pool) // train_cfg.batch_size
-    if steps_per_epoch == 0:
-        raise VaelabError(f"batch_size {train_cfg.batch_size} is larger than the {len(pool)} training images")
-    total_steps = train_cfg.steps or steps_per_epoch * train_cfg.epochs  # a time budget's: once measured
-    # On a small training set an epoch is a few steps, and a validation and a checkpoint after each would cost more
-    # than the training: they come after a round of whole epochs of at least MIN_ROUND_IMAGES images instead.
-    epochs_per_round = math.ceil(MIN_ROUND_IMAGES / (steps_per_epoch * train_cfg.batch_size))
+    # The family's training step: which images an epoch runs over, the losses of a step, validation.
+    training_step = family(config.model.family).training_step_class()(config, train_set.labels)
+    steps_per_epoch, total_steps, epochs_per_round = _run_length(len(training_step.pool), train_cfg)
 
     # Model, optimizers and the generators that make every random draw reproducible.
     model = build_model(config.model).to(device).to(memory_format=memory_format)
     if train_cfg.compile:
         compile_networks(model)
     runner = phase_runner(world, model)
-    optimizers, generators = _optimizers_and_generators(objective, model, train_cfg, world, device)
+    optimizers, generators = _optimizers_and_generators(training_step, model, train_cfg, world, device)
+    run = _Run(config, run_dir, world, device, training_step, training_step.pool, model, optimizers, generators, runner,
+               train_x, train_y, validation, training_step.selection or "epoch", steps_per_epoch, epochs_per_round)
     state: dict[str, Any] = {
         "epoch": 0, "step": 0, "batch_in_epoch": 0, "best_score": -math.inf, "history": [],
         "epoch_sums": {"images": 0}, "skipped_steps": [], "world_size": world.size,
     }
     if resume:
-        state = _resumed_state(run_dir, config, model, optimizers, generators, world, state, log)
-    writer = None  # made after the first checkpoint: a start killed earlier leaves no tensorboard folder behind
+        state = _resumed_state(run, state, log)
     if world.is_main:
         profile = machine_profile(device, train_cfg.precision)
         log(profile.describe())
         atomic_write_json(run_dir / MACHINE, profile.to_dict())
         log(_describe_data(config, len(train_set), len(val_set), steps_per_epoch, epochs_per_round, total_steps))
 
+    context = _step_context(run, state["step"], total_steps, bf16, memory_format)
+    plan = _time_budget_plan(run, state, context, log)
+    if plan is not None:
+        total_steps = context.total_steps = plan.steps
+    training_step.set_run_length(total_steps)
+    loop = _start_loop(state, total_steps, steps_per_epoch, plan, progress, log)
+    if plan is not None and resume:
+        log(f"the time budget {plan.time_budget} has {format_duration(loop.spent_before)} spent; "
+            f"{total_steps - state['step']:,} of its {total_steps:,} steps are left")
+    finished = True
+    while state["epoch"] < loop.epochs:
+        tally, finished = _train_epoch(run, state, loop, context)
+        if not finished:  # stopped by max_steps
+            _save_last(run, state, loop, tally.read_sums())
+            break
+        _end_epoch(run, state, loop, tally)
+    loop.close()
+    return TrainResult(run_dir, state["epoch"], state["step"], run.selection, state["best_score"], finished,
+                       state["history"])
+
+
+def _run_length(images: int, train_cfg: Any) -> _Length:
+    """On a small training set an epoch is a few steps, and a validation and a checkpoint after each would cost more
+    than the training: they come after a round of whole epochs of at least MIN_ROUND_IMAGES images instead."""
+    steps_per_epoch = images // train_cfg.batch_size
+    if steps_per_epoch == 0:
+        raise VaelabError(f"batch_size {train_cfg.batch_size} is larger than the {images} training images")
+    total_steps = train_cfg.steps or steps_per_epoch * train_cfg.epochs
+    epochs_per_round = math.ceil(MIN_ROUND_IMAGES / (steps_per_epoch * train_cfg.batch_size))
+    return _Length(steps_per_epoch, total_steps, epochs_per_round)
+
+
+def _step_context(
+    run: _Run, step: int, total_steps: int, bf16: bool, memory_format: torch.memory_format
+) -> StepContext:
+    """What the training step is handed, so that every family steps in the run's precision and memory format
+    and draws from the run's generators."""
+
     def modelled(intensities: torch.Tensor) -> torch.Tensor:
         """What the likelihood models of a batch: a fresh binarization for a binarized run, else the intensities."""
-        if data.input_mode == "binarized":
-            intensities = binarize(intensities, generators["binarize"])
+        if run.config.data.input_mode == "binarized":
+            intensities = binarize(intensities, run.generators["binarize"])
         return intensities.contiguous(memory_format=memory_format)
 
-    def save_last_to(folder: Path, epoch_sums: dict[str, float]) -> None:
-        """The resumable checkpoint, with every rank's generators and running sums (every rank calls it; rank 0
-        writes)."""
-        rng_states = world.gather({checkpoint.rng_name(name, world.rank): generator.get_state()
-                                   for name, generator in generators.items()})
-        sums = world.gather(epoch_sums)
-        if world.is_main:
-            stored = {**state, "epoch_sums": sums[0], **({"other_rank_sums": sums[1:]} if world.size > 1 else {})}
-            checkpoint.save_last(folder, model, optimizers, {k: v for part in rng_states for k, v in part.items()},
-                                 stored)
-
-    def save_last(epoch_sums: dict[str, float]) -> None:
-        # the training seconds spent so far, across resumes (what a time budget has spent)
-        state["train_seconds"] = spent_before + time.perf_counter() - segment_start
-        save_last_to(run_dir, epoch_sums)
-
-    context = StepContext(
-        state["step"], total_steps, generators, modelled, lambda batch: batch.contiguous(memory_format=memory_format),
-        lambda: autocast(device, bf16), train_x, train_y,
+    return StepContext(
+        step, total_steps, run.generators, modelled, lambda batch: batch.contiguous(memory_format=memory_format),
+        lambda: autocast(run.device, bf16), run.train_x, run.train_y,
     )
+
+
+def _time_budget_plan(
+    run: _Run, state: dict[str, Any], context: StepContext, log: Callable[[str], None]
+) -> Plan | None:
+    """The plan of a run with a time budget, said and written to RUN/budget.json: bought once, on this machine, and
+    kept in the checkpoint, so that a resume keeps the steps it bought. None without a time budget."""
     plan = Plan.from_dict(state["plan"]) if "plan" in state else None
-    if train_cfg.time_budget is not None and plan is None:
+    if run.config.train.time_budget is not None and plan is None:
         def write_probe() -> None:
             with tempfile.TemporaryDirectory(prefix="vaelab-budget-") as probe:
-                save_last_to(Path(probe), {"images": 0})
-                checkpoint.save_best(Path(probe), model, 1, selection, 0.0)
+                _save_last_to(run, state, Path(probe), {"images": 0})
+                checkpoint.save_best(Path(probe), run.model, 1, run.selection, 0.0)
 
         measured = time.perf_counter()
-        plan = _buy_steps(config, objective, model, optimizers, generators, runner, context, validation, world,
-                          _epoch_batches(pool, train_cfg, 0, train_x.device), steps_per_epoch, epochs_per_round,
+        plan = _buy_steps(run, context, _epoch_batches(run.pool, run.config.train, 0, run.train_x.device),
                           write_probe)
         state["plan"] = plan.to_dict()
         state["train_seconds"] = time.perf_counter() - measured
     if plan is not None:
-        total_steps = context.total_steps = plan.steps
         log(plan.describe())
-        if world.is_main:
-            _write_budget(run_dir, plan)
-    objective.set_run_length(total_steps)
+        if run.world.is_main:
+            _write_budget(run.run_dir, plan)
+    return plan
+
+
+def _start_loop(
+    state: dict[str, Any], total_steps: int, steps_per_epoch: int, plan: Plan | None, progress: bool,
+    log: Callable[[str], None],
+) -> _Loop:
+    """The loop's bookkeeping at its first step: the progress bar shown, the clocks started."""
     epochs = math.ceil(total_steps / steps_per_epoch)
     bar = _progress_bar(total_steps, state["step"], enabled=progress)
-    say = bar.write if progress else log  # keep the bar intact while it is shown
+    now = time.perf_counter()
+    return _Loop(total_steps, epochs, plan, progress, bar, bar.write if progress else log, first_step=state["step"],
+                 spent_before=state.get("train_seconds", 0.0), segment_start=now, round_start=now,
+                 round_first_step=state["step"])
 
-    def look(tally: _Tally) -> None:  # the host reads the device's flags only here
-        _handle_faults(tally, state, train_cfg.skip_nonfinite, run_dir, epoch, say, bar)
 
+def _train_epoch(run: _Run, state: dict[str, Any], loop: _Loop, context: StepContext) -> tuple[_Tally, bool]:
+    """The epoch's steps from where the state stands (mid-epoch after a resume), with a resumable checkpoint every
+    `checkpoint_every` steps. Returns the epoch's tally, and False when max_steps stopped it."""
+    epoch, train_cfg = state["epoch"], run.config.train
+    run.model.train()
+    batches = _epoch_batches(run.pool, train_cfg, epoch, run.train_x.device)
+    batches = batches[: loop.total_steps - epoch * run.steps_per_epoch]  # the run's last epoch may be partial
+    tally = _Tally(run.device, state["epoch_sums"])  # carried in the checkpoint: a resume reports the same means
     finished = True
-    segment_start, spent_before = time.perf_counter(), state.get("train_seconds", 0.0)
-    round_start, round_images, round_first_step = segment_start, 0, state["step"]  # this process's part of the round
-    first_step = state["step"]
-    warned_behind = False  # once a run: a machine's speed wanders
-    if plan is not None and resume:
-        log(f"the time budget {plan.time_budget} has {format_duration(spent_before)} spent; "
-            f"{total_steps - state['step']:,} of its {total_steps:,} steps are left")
-    while state["epoch"] < epochs:
-        epoch = state["epoch"]
-        model.train()
-        batches = _epoch_batches(pool, train_cfg, epoch, train_x.device)
-        batches = batches[: total_steps - epoch * steps_per_epoch]  # the run's last epoch may be partial
-        tally = _Tally(device, state["epoch_sums"])  # carried in the checkpoint: a resume reports the same means
-        for global_batch in batches[state["batch_in_epoch"] :]:
-            intensities, labels = _batch(train_x, train_y, world.rank_share(global_batch), device)
-            lr = learning_rate(state["step"], total_steps, train_cfg.lr, train_cfg.min_lr, train_cfg.lr_schedule)
-            for optimizer in optimizers.values():
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-            context.step = state["step"]
-            phases = objective.step(model, intensities, labels, context)
-            fault, value, logged = take_step(runner, phases, optimizers, train_cfg.grad_clip, world)
-            tally.add(state["step"], fault, value, logged, intensities.shape[0])
-            state["step"] += 1
-            state["batch_in_epoch"] += 1
-            round_images += global_batch.shape[0]
-            bar.update(1)
-            if state["step"] % LOG_EVERY == 0:
-                look(tally)
-                if progress:
-                    rate = round_images / (time.perf_counter() - round_start)
-                    terms = " ".join(f"{name} {value:.1f}" for name, value in tally.last_logged().items())
-                    bar.set_postfix_str(f"epoch {epoch + 1}/{epochs} {terms} {rate:,.0f} img/s")
-            if state["step"] == first_step + ESTIMATE_AFTER and plan is None:
-                say(f"≈ {format_duration(_remaining_seconds(state, total_steps, time.perf_counter() - segment_start))}"
-                    f" left on this machine ({total_steps:,} steps, measured over the first {ESTIMATE_AFTER})")
-            if train_cfg.max_steps is not None and state["step"] >= train_cfg.max_steps:
-                finished = False
-                break
-            mid_epoch = state["batch_in_epoch"] < len(batches)  # the epoch's end writes its own checkpoint
-            if mid_epoch and train_cfg.checkpoint_every and state["step"] % train_cfg.checkpoint_every == 0:
-                look(tally)
-                save_last(tally.read_sums())
-        look(tally)
-        if not finished:
-            save_last(tally.read_sums())
+    for global_batch in batches[state["batch_in_epoch"] :]:
+        _train_step(run, state, context, tally, global_batch, loop.total_steps)
+        loop.round_images += global_batch.shape[0]
+        loop.bar.update(1)
+        if state["step"] % LOG_EVERY == 0:
+            _look(run, state, loop, tally)
+            if loop.progress:
+                rate = loop.round_images / (time.perf_counter() - loop.round_start)
+                terms = " ".join(f"{name} {value:.1f}" for name, value in tally.last_logged().items())
+                loop.bar.set_postfix_str(f"epoch {epoch + 1}/{loop.epochs} {terms} {rate:,.0f} img/s")
+        if state["step"] == loop.first_step + ESTIMATE_AFTER and loop.plan is None:
+            elapsed = time.perf_counter() - loop.segment_start
+            loop.say(f"≈ {format_duration(_remaining_seconds(state, loop.total_steps, elapsed))} left on this "
+                     f"machine ({loop.total_steps:,} steps, measured over the first {ESTIMATE_AFTER})")
+        if train_cfg.max_steps is not None and state["step"] >= train_cfg.max_steps:
+            finished = False
             break
-        state["epoch"] += 1
-        state["batch_in_epoch"] = 0
-        if state["epoch"] % epochs_per_round and state["epoch"] < epochs:  # the round goes on
-            state["epoch_sums"] = tally.read_sums()
-            if train_cfg.checkpoint_every and state["step"] % train_cfg.checkpoint_every == 0:
-                save_last(state["epoch_sums"])
-            continue
+        mid_epoch = state["batch_in_epoch"] < len(batches)  # the epoch's end writes its own checkpoint
+        if mid_epoch and train_cfg.checkpoint_every and state["step"] % train_cfg.checkpoint_every == 0:
+            _look(run, state, loop, tally)
+            _save_last(run, state, loop, tally.read_sums())
+    _look(run, state, loop, tally)
+    return tally, finished
 
-        train_seconds = time.perf_counter() - round_start
-        val = validate(objective, model, validation, world)
-        sums = _summed(world.gather(tally.read_sums()))
-        row = _round_row(state, objective, val, sums, total_steps, train_cfg, steps_per_epoch, epochs_per_round,
-                         round_images, train_seconds)
-        collapse = training_warning(config, row, state["history"], total_steps,
-                                    objective.scaled_steps(train_cfg.kl_warmup_steps))
-        if collapse is not None:  # kept in metrics.jsonl: later commands, and a resume, see that it was said
-            row[TRAINING_WARNING] = collapse
-            say(collapse)
-        state["history"].append(row)
-        score = state["epoch"] if objective.selection is None else val[objective.selection]
-        if score > state["best_score"]:
-            state["best_score"] = score
-            if world.is_main:
-                checkpoint.save_best(run_dir, model, state["epoch"], selection, score)
-        state["epoch_sums"] = {"images": 0}
-        save_last(state["epoch_sums"])
-        if plan is not None and state["step"] < total_steps and not warned_behind:
-            step_seconds = train_seconds / max(state["step"] - round_first_step, 1)
-            warned_behind = _warn_if_behind(plan, state, step_seconds, say)
+
+def _train_step(
+    run: _Run, state: dict[str, Any], context: StepContext, tally: _Tally, global_batch: torch.Tensor,
+    total_steps: int,
+) -> None:
+    """One step on this rank's share of the batch, at the schedule's learning rate. The host does not wait for it:
+    its fault and logged terms stay on the device, in the tally."""
+    train_cfg = run.config.train
+    intensities, labels = _batch(run.train_x, run.train_y, run.world.rank_share(global_batch), run.device)
+    lr = learning_rate(state["step"], total_steps, train_cfg.lr, train_cfg.min_lr, train_cfg.lr_schedule)
+    _set_learning_rate(run.optimizers, lr)
+    context.step = state["step"]
+    phases = run.training_step.step(run.model, intensities, labels, context)
+    fault, value, logged = take_step(run.runner, phases, run.optimizers, train_cfg.grad_clip, run.world)
+    tally.add(state["step"], fault, value, logged, intensities.shape[0])
+    state["step"] += 1
+    state["batch_in_epoch"] += 1
+
+
+def _set_learning_rate(optimizers: dict[str, torch.optim.Optimizer], lr: float) -> None:
+    for optimizer in optimizers.values():
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+
+def _look(run: _Run, state: dict[str, Any], loop: _Loop, tally: _Tally) -> None:
+    """The host reads the device's fault flags only here: a read waits for the device."""
+    _handle_faults(tally, state, run.config.train.skip_nonfinite, run.run_dir, state["epoch"], loop.say, loop.bar)
+
+
+def _end_epoch(run: _Run, state: dict[str, Any], loop: _Loop, tally: _Tally) -> None:
+    """Within a round the epoch's sums carry on (a checkpoint keeps them when one is due); the round's last epoch
+    ends the round."""
+    state["epoch"] += 1
+    state["batch_in_epoch"] = 0
+    if state["epoch"] % run.epochs_per_round and state["epoch"] < loop.epochs:  # the round goes on
+        state["epoch_sums"] = tally.read_sums()
+        checkpoint_every = run.config.train.checkpoint_every
+        if checkpoint_every and state["step"] % checkpoint_every == 0:
+            _save_last(run, state, loop, state["epoch_sums"])
+        return
+    _end_round(run, state, loop, tally)
+
+
+def _end_round(run: _Run, state: dict[str, Any], loop: _Loop, tally: _Tally) -> None:
+    """Validate, keep the best weights and the resumable checkpoint, then write and say the round's metrics row."""
+    training_step, world = run.training_step, run.world
+    train_seconds = time.perf_counter() - loop.round_start
+    val = validate(training_step, run.model, run.validation, world)
+    sums = _summed(world.gather(tally.read_sums()))
+    row = _round_row(run, state, loop, val, sums, train_seconds)
+    collapse = training_warning(run.config, row, state["history"], loop.total_steps,
+                                training_step.scaled_steps(run.config.model.objective.kl_warmup_steps))
+    if collapse is not None:  # kept in metrics.jsonl: later commands, and a resume, see that it was said
+        row[TRAINING_WARNING] = collapse
+        loop.say(collapse)
+    state["history"].append(row)
+    score = state["epoch"] if training_step.selection is None else val[training_step.selection]
+    if score > state["best_score"]:
+        state["best_score"] = score
         if world.is_main:
-            checkpoint.write_metrics(run_dir, state["history"])
-            if plan is not None and state["step"] >= total_steps:
-                _write_budget(run_dir, plan, spent_seconds=round(state["train_seconds"], 2))
-            if train_cfg.tensorboard:
-                writer = writer if writer is not None else _summary_writer_class()(str(run_dir / "tensorboard"))
-                for key, value in row.items():
-                    if isinstance(value, float):
-                        writer.add_scalar(key, value, state["epoch"])
-        say(
-            f"epoch {state['epoch']:3d}  train loss {row.get('train_loss', math.nan):.2f}  {objective.summary(row)}  "
-            f"{row['images_per_s']:,.0f} img/s"
-        )
-        round_start, round_images, round_first_step = time.perf_counter(), 0, state["step"]
-    bar.close()
-    if writer is not None:
-        writer.close()
-    return TrainResult(run_dir, state["epoch"], state["step"], selection, state["best_score"], finished,
-                       state["history"])
+            checkpoint.save_best(run.run_dir, run.model, state["epoch"], run.selection, score)
+    state["epoch_sums"] = {"images": 0}
+    _save_last(run, state, loop, state["epoch_sums"])
+    if loop.plan is not None and state["step"] < loop.total_steps and not loop.warned_behind:
+        step_seconds = train_seconds / max(state["step"] - loop.round_first_step, 1)
+        loop.warned_behind = _warn_if_behind(loop.plan, state, step_seconds, loop.say)
+    if world.is_main:
+        _write_round_files(run, state, loop, row)
+    loop.say(
+        f"epoch {state['epoch']:3d}  train loss {row.get('train_loss', math.nan):.2f}  {training_step.summary(row)}  "
+        f"{row['images_per_s']:,.0f} img/s"
+    )
+    loop.round_start, loop.round_images, loop.round_first_step = time.perf_counter(), 0, state["step"]
+
+
+def _write_round_files(run: _Run, state: dict[str, Any], loop: _Loop, row: dict[str, Any]) -> None:
+    """Rank 0's records of a round: metrics.jsonl, what the time budget spent once its steps are done, and the
+    row's numbers in TensorBoard."""
+    checkpoint.write_metrics(run.run_dir, state["history"])
+    if loop.plan is not None and state["step"] >= loop.total_steps:
+        _write_budget(run.run_dir, loop.plan, spent_seconds=round(state["train_seconds"], 2))
+    if run.config.train.tensorboard:
+        if loop.writer is None:
+            loop.writer = _summary_writer_class()(str(run.run_dir / "tensorboard"))
+        for key, value in row.items():
+            if isinstance(value, float):
+                loop.writer.add_scalar(key, value, state["epoch"])
+
+
+def _save_last(run: _Run, state: dict[str, Any], loop: _Loop, epoch_sums: dict[str, float]) -> None:
+    """The resumable checkpoint, with the training seconds spent so far across resumes (what a time budget has
+    spent)."""
+    state["train_seconds"] = loop.spent_before + time.perf_counter() - loop.segment_start
+    _save_last_to(run, state, run.run_dir, epoch_sums)
+
+
+def _save_last_to(run: _Run, state: dict[str, Any], folder: Path, epoch_sums: dict[str, float]) -> None:
+    """The resumable checkpoint, with every rank's generators and running sums (every rank calls it; rank 0
+    writes)."""
+    world = run.world
+    rng_states = world.gather({checkpoint.rng_name(name, world.rank): generator.get_state()
+                               for name, generator in run.generators.items()})
+    sums = world.gather(epoch_sums)
+    if world.is_main:
+        stored = {**state, "epoch_sums": sums[0], **({"other_rank_sums": sums[1:]} if world.size > 1 else {})}
+        checkpoint.save_last(folder, run.model, run.optimizers, {k: v for part in rng_states for k, v in part.items()},
+                             stored)
 
 
 def _load_data(
@@ -433,33 +566,31 @@ def _load_data(
 
 
 def _optimizers_and_generators(
-    objective: Objective, model: torch.nn.Module, train_cfg: Any, world: World, device: torch.device
+    training_step: TrainingStep, model: torch.nn.Module, train_cfg: Any, world: World, device: torch.device
 ) -> tuple[dict[str, torch.optim.Optimizer], dict[str, torch.Generator]]:
-    """One Adam per parameter group of the objective, and the seeded generators every random draw comes from (each
+    """One Adam per parameter group of the training step, and the seeded generators every random draw comes from (each
     rank its own seeds)."""
     # The fused kernel updates all parameters in one pass: ~8× faster than the per-tensor default on the CPU. It
     # also skips a step on the device when told to (`found_inf`), which the non-finite handling relies on.
     optimizers = {
-        name: torch.optim.Adam(parameters, lr=train_cfg.lr, fused=True, **objective.optimizer_options(name))
-        for name, parameters in objective.parameter_groups(model).items()
+        name: torch.optim.Adam(parameters, lr=train_cfg.lr, fused=True, **training_step.optimizer_options(name))
+        for name, parameters in training_step.parameter_groups(model).items()
     }
     generators = {"binarize": torch.Generator(device).manual_seed(world.rank_seed(train_cfg.seed + 1))}
-    for name, spec in objective.generators().items():
+    for name, spec in training_step.generators().items():
         generators[name] = torch.Generator("cpu" if spec.cpu else device).manual_seed(
             world.rank_seed(train_cfg.seed + spec.offset))
     return optimizers, generators
 
 
-def _resumed_state(
-    run_dir: Path, config: RunConfig, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
-    generators: dict[str, torch.Generator], world: World, state: dict[str, Any], log: Callable[[str], None],
-) -> dict[str, Any]:
+def _resumed_state(run: _Run, state: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
     """The trainer's state from the run's resumable checkpoint, with the weights, optimizer moments and generator
-    states put back into `model`, `optimizers` and `generators`."""
-    stored = {checkpoint.rng_name(name, world.rank): generator for name, generator in generators.items()}
-    state = {**state, **checkpoint.load_last(run_dir, model, optimizers, stored, log=log,
+    states put back into the run's model, optimizers and generators."""
+    run_dir, config, world = run.run_dir, run.config, run.world
+    stored = {checkpoint.rng_name(name, world.rank): generator for name, generator in run.generators.items()}
+    state = {**state, **checkpoint.load_last(run_dir, run.model, run.optimizers, stored, log=log,
                                              optional_generators=world.rank > 0)}
-    if "best_val_elbo" in state:  # written before the objective chose the selection number
+    if "best_val_elbo" in state:  # written before the training step chose the selection number
         state["best_score"] = state.pop("best_val_elbo")
     state["epoch_sums"] = _rank_sums(state, world)
     if state.get("world_size", 1) != world.size:
@@ -476,23 +607,23 @@ def _resumed_state(
 
 
 def _round_row(
-    state: dict[str, Any], objective: Objective, val: dict[str, Any], sums: dict[str, float], total_steps: int,
-    train_cfg: Any, steps_per_epoch: int, epochs_per_round: int, round_images: int, train_seconds: float,
+    run: _Run, state: dict[str, Any], loop: _Loop, val: dict[str, Any], sums: dict[str, float], train_seconds: float,
 ) -> dict[str, Any]:
     """The metrics row of the round that just ended: the training means, the validation numbers, the schedules'
     values at its last step, the batches skipped in it and its speed."""
+    train_cfg, epochs_per_round = run.config.train, run.epochs_per_round
     last_step = state["step"] - 1  # the schedules' values at the epoch's last step, also after a resume
     images = max(sums["images"], 1)
-    round_first = (state["epoch"] - 1) // epochs_per_round * epochs_per_round * steps_per_epoch
+    round_first = (state["epoch"] - 1) // epochs_per_round * epochs_per_round * run.steps_per_epoch
     return {
         "epoch": state["epoch"],
         "step": state["step"],
         **{f"train_{name}": value / images for name, value in sums.items() if name != "images"},
         **val,
-        **objective.schedule_values(last_step),
-        "lr": learning_rate(last_step, total_steps, train_cfg.lr, train_cfg.min_lr, train_cfg.lr_schedule),
+        **run.training_step.schedule_values(last_step),
+        "lr": learning_rate(last_step, loop.total_steps, train_cfg.lr, train_cfg.min_lr, train_cfg.lr_schedule),
         "skipped_batches": sum(round_first <= s < state["step"] for s in state["skipped_steps"]),
-        "images_per_s": round_images / train_seconds if train_seconds > 0 else 0.0,
+        "images_per_s": loop.round_images / train_seconds if train_seconds > 0 else 0.0,
         "train_seconds": train_seconds,
         "wall_time": time.time(),
     }
@@ -555,34 +686,28 @@ def _remaining_seconds(state: dict[str, Any], total_steps: int, elapsed: float) 
     return elapsed / ESTIMATE_AFTER * (total_steps - state["step"])
 
 
-def _buy_steps(
-    config: RunConfig, objective: Objective, model: torch.nn.Module, optimizers: dict[str, torch.optim.Optimizer],
-    generators: dict[str, torch.Generator], runner: Callable[[Iterator[Phase]], Phase | None], context: StepContext,
-    validation: ValidationData, world: World, batches: torch.Tensor, steps_per_epoch: int, epochs_per_round: int,
-    write_probe: Callable[[], None],
-) -> Plan:
+def _buy_steps(run: _Run, context: StepContext, batches: torch.Tensor, write_probe: Callable[[], None]) -> Plan:
     """Measure this machine on real steps, buy the steps the time budget affords, then undo the measuring steps.
     Every rank steps together (rank 0 says when to stop) and rank 0's plan holds for all."""
-    train_cfg = config.train
+    train_cfg, training_step, world = run.config.train, run.training_step, run.world
+    model, optimizers = run.model, run.optimizers
     train_x, train_y = context.train_images, context.train_labels
     device = next(model.parameters()).device
 
     def take_one(index: int) -> None:
         intensities, labels = _batch(train_x, train_y, world.rank_share(batches[index % len(batches)]), device)
-        for optimizer in optimizers.values():
-            for group in optimizer.param_groups:
-                group["lr"] = train_cfg.lr
+        _set_learning_rate(optimizers, train_cfg.lr)
         context.step = index
-        fault, _, _ = take_step(runner, objective.step(model, intensities, labels, context), optimizers,
+        fault, _, _ = take_step(run.runner, training_step.step(model, intensities, labels, context), optimizers,
                                 train_cfg.grad_clip, world)
         fault.item()  # waits for the device: the step is over
 
-    snapshot = Snapshot(model, optimizers, generators)
+    snapshot = Snapshot(model, optimizers, run.generators)
     try:
         plan: Plan | str = measure_and_plan(
-            train_cfg.time_budget, parse_duration(train_cfg.time_budget), steps_per_epoch,
-            train_cfg.checkpoint_every, take_one, lambda: validate(objective, model, validation, world),
-            write_probe, agree=world.from_main, epochs_per_round=epochs_per_round)
+            train_cfg.time_budget, parse_duration(train_cfg.time_budget), run.steps_per_epoch,
+            train_cfg.checkpoint_every, take_one, lambda: validate(training_step, model, run.validation, world),
+            write_probe, agree=world.from_main, epochs_per_round=run.epochs_per_round)
     except VaelabError as error:
         plan = str(error)
     finally:
@@ -657,7 +782,7 @@ def take_step(
         del optimizer.found_inf
         logged.update({name: term.detach().float().mean() for name, term in phase.logged.items()})
     if fault is None or value is None:
-        raise RuntimeError("an objective's step yielded no phase")
+        raise RuntimeError("a training step yielded no phase")
     return fault, value, logged
 
 
@@ -733,13 +858,13 @@ def _rank_sums(state: dict[str, Any], world: World) -> dict[str, float]:
 
 
 def validate(
-    objective: Objective, model: torch.nn.Module, data: ValidationData, world: World | None = None
+    training_step: TrainingStep, model: torch.nn.Module, data: ValidationData, world: World | None = None
 ) -> dict[str, Any]:
-    """The objective's validation numbers, in eval mode without gradients (fp32: no autocast). Across processes,
+    """The training step's validation numbers, in eval mode without gradients (fp32: no autocast). Across processes,
     each rank validates its part, and the parts' numbers (means over their images) are combined weighted by size."""
     model.eval()
     with torch.no_grad():
-        result = objective.validate(model, data)
+        result = training_step.validate(model, data)
     model.train()
     if world is None or world.size == 1:
         return result

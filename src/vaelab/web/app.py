@@ -249,7 +249,7 @@ def shown_dataset(name: str) -> str:
 
 def modelled_inputs(channels: int, input_mode: str) -> str:
     """What the model models, as the page names it: "colour (RGB) intensities", "grey intensities" or "binarized
-    grey pixels". Taken from the image channels as well as the input mode: input_mode `grayscale` means the
+    grey pixels". Taken from the image channels as well as the input mode: input_mode `intensities` means the
     intensities as they are, which for a three-channel dataset are colours, not grey."""
     colour = "colour (RGB)" if channels == 3 else "grey"
     return f"binarized {colour} pixels" if input_mode == "binarized" else f"{colour} intensities"

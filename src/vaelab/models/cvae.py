@@ -10,19 +10,15 @@ needs the labels `[N]` (int64, 0 … classes−1) that the plain VAE's methods a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch.distributions import Distribution
 from torch.nn import functional as F
 
 from vaelab.errors import VaelabError
 from vaelab.models.base import Posterior
+from vaelab.models.options import ModelConfig
 from vaelab.models.registry import require_images
 from vaelab.models.vae import VAE
-
-if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
-    from vaelab.config import ModelConfig
 
 
 def one_hot(labels: torch.Tensor, classes: int, like: torch.Tensor) -> torch.Tensor:
@@ -32,7 +28,7 @@ def one_hot(labels: torch.Tensor, classes: int, like: torch.Tensor) -> torch.Ten
 
 class ConditionalVAE(VAE):
     def __init__(self, config: ModelConfig) -> None:
-        super().__init__(config, condition_dim=config.classes, input_planes=config.classes * config.label_at_input)
+        super().__init__(config, condition_dim=config.classes, input_planes=config.classes * config.cvae.label_at_input)
 
     @property
     def classes(self) -> int:
@@ -57,7 +53,7 @@ class ConditionalVAE(VAE):
         """q(z|x, y): the encoder's hidden features with the one-hot label appended, read out as mu, logvar."""
         require_images(x, self.config, "encode")
         one_hot = self.one_hot(labels, x)
-        if self.config.label_at_input:
+        if self.config.cvae.label_at_input:
             x = torch.cat([x, one_hot[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
         hidden = self.trunk_features(x)
         mu, logvar = self.encoder[-1](torch.cat([hidden, one_hot.to(hidden.dtype)], dim=1)).float().chunk(2, 1)

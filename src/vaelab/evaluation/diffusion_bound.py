@@ -72,7 +72,7 @@ def summarise_bound(per_image: torch.Tensor, pixels: int, timesteps: int) -> dic
         "bits_per_dim_standard_error": bits_per_dim(error, pixels),
         "images": len(per_image),
         "timesteps_per_image": timesteps,
-        "note": "estimate: the sum over timesteps is sampled (see vaelab.evaluation.diffusion)",
+        "note": "estimate: the sum over timesteps is sampled (see vaelab.evaluation.diffusion_bound)",
     }
 
 

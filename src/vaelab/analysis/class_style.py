@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from vaelab.analysis.traversal import load_test_inputs, parse_test_reference, traverse_from_bases
-from vaelab.evaluation.conditional import class_samples, conditional_accuracy
+from vaelab.evaluation.conditional_accuracy import class_samples, conditional_accuracy
 from vaelab.images import make_grid
 from vaelab.models.base import EncodingModel, GenerativeModel
 from vaelab.models.registry import require_conditional

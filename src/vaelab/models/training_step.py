@@ -1,4 +1,4 @@
-"""What a model family tells the trainer: its `Objective`.
+"""What a model family tells the trainer: its `TrainingStep`.
 
 The trainer (`vaelab.training.trainer`) owns everything that is the same for every family: batches in seeded
 order, precision, optimizers, gradient clipping, non-finite handling, checkpoints, exact resume, logging. The
@@ -18,13 +18,27 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
-
-if TYPE_CHECKING:  # the config is read, never imported at run time: the config reads the registry
-    from vaelab.config import RunConfig
 from torch import nn
+
+from vaelab.models.options import ModelConfig
+
+
+class RunSettings(Protocol):
+    """What an objective reads of its run's configuration; `vaelab.config.RunConfig` is one. The model's options,
+    and of the other sections: `data.labels`, `data.split_seed`, `data.input_mode`, `train.epochs`,
+    `train.batch_size` (the models never import the config module: it is built from theirs)."""
+
+    @property
+    def model(self) -> ModelConfig: ...
+
+    @property
+    def data(self) -> Any: ...
+
+    @property
+    def train(self) -> Any: ...
 
 
 @dataclass
@@ -72,14 +86,14 @@ class GeneratorSpec:
     cpu: bool = False
 
 
-class Objective:
+class TrainingStep:
     """Base of every family's objective; `config` is the run's, `train_labels` the training split's labels (a
     semi-supervised objective keeps only some of them)."""
 
     # The validation number that picks model.safetensors (higher is better); None: the last epoch's weights.
     selection: str | None = "val_elbo"
 
-    def __init__(self, config: RunConfig, train_labels: torch.Tensor) -> None:
+    def __init__(self, config: RunSettings, train_labels: torch.Tensor) -> None:
         self.config = config
         self.pool = torch.arange(train_labels.numel())  # the training images an epoch runs over
         train = config.train

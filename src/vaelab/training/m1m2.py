@@ -1,20 +1,22 @@
-"""M1+M2 (Kingma et al. 2014, section 3.1): the semi-supervised M2 trained on a finished unsupervised run's codes.
+"""M1+M2 (Kingma et al. 2014, section 3.1): the semi-supervised M2 trained on a finished unsupervised run's codes
+(`vaelab m1m2 RUN`), and the labelled-only baseline every semi-supervised model must beat.
 
 The M1 run is frozen. Every training image becomes its posterior q(z1|x) (mean and log-variance, of the image as
 evaluation prepares it); each step draws fresh codes z1 ~ q(z1|x) for one batch of unlabelled images and one of
 the N labelled ones (a balanced subset of the training split, by the run's split seed: the same images a
-`--labels N` run keeps) and takes an Adam step on the semi-supervised objective of `training.semi_supervised`:
+`--labels N` run keeps) and takes an Adam step on the semi-supervised objective of `vaelab.models.semi_supervised`:
 
     loss = mean over unlabelled U(z1) + mean over labelled [−ELBO(z1, y) + w · CE],   w = α / N, α = 0.1 · N_total
 
 Test error is that of q(y|z1) on the test images' posterior means, after the last epoch: no epoch is chosen by
 validation labels (a semi-supervised learner with 100 labels has no 5,000 labelled images to choose with). The
 same q(y|z1) trained by cross-entropy on the labelled codes alone, for as many steps, is the baseline it must beat.
-The result folder holds `stacked.json` (settings, per-epoch validation error, test errors) and the weights.
+The result folder holds `m1m2.json` (settings, per-epoch validation error, test errors) and the weights.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -22,26 +24,28 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
+from vaelab.config import RunConfig
 from vaelab.data.catalog import describe
-from vaelab.data.datasets import balanced_label_subset, load_split, prepare_inputs
+from vaelab.data.datasets import balanced_label_subset, load_split, prepare_inputs, to_float
 from vaelab.errors import VaelabError
 from vaelab.fitting import FitPlan, fit
 from vaelab.io import atomic_write_json
 from vaelab.models.base import EncodingModel, posterior_moments
-from vaelab.models.registry import capabilities, require_encoder
+from vaelab.models.code_m2 import CodeM2, CodeM2Config
+from vaelab.models.registry import build_model, capabilities, require_encoder
 from vaelab.models.semi_supervised import PAPER_ALPHA_PER_IMAGE, labelled_loss, unlabelled_loss
-from vaelab.models.stacked import CodeM2, CodeM2Config
 from vaelab.rundir import load_model, model_tensors, read_config, save_tensors
 
-STACKED = "stacked.json"
+M1M2_JSON = "m1m2.json"
 WEIGHTS = "model.safetensors"
 INPUT_SEED = 0  # the fixed binarization of every split, as evaluation uses
 
 
 @dataclass(frozen=True)
-class StackedConfig:
+class M1M2Config:
     labels: int = 100
     epochs: int = 100
     batch_size: int = 100
@@ -76,18 +80,28 @@ def error_rate(model: CodeM2, codes: Codes) -> float:
     return (model.classify(codes.mu).argmax(1) != codes.labels).float().mean().item()
 
 
-def train_stacked(
-    m1_run: str | Path, out: str | Path, config: StackedConfig = StackedConfig(), log: Callable[[str], None] = print
-) -> dict[str, Any]:
-    """Train M2 on the codes of the finished run `m1_run` with `config.labels` labels; results and weights go to
-    `out`. Returns what `stacked.json` holds."""
-    started = time.perf_counter()
-    run_config = read_config(Path(m1_run))
+@dataclass(frozen=True)
+class M1Codes:
+    """The codes of the M1 run's three splits, and which training codes keep their label."""
+
+    dataset: str
+    latent_dim: int
+    classes: int
+    train: Codes
+    val: Codes
+    test: Codes
+    labelled: torch.Tensor  # indices into train
+    unlabelled: torch.Tensor
+
+
+def encode_splits(m1_run: str | Path, config: M1M2Config) -> M1Codes:
+    """M1's posterior for its run's train (less `train_limit`), validation and test images; `config.labels` of the
+    training images keep their label (balanced over classes, by the run's split seed)."""
+    data = read_config(Path(m1_run)).data
     m1 = load_model(m1_run)
     require_encoder(m1, "M1+M2 (M2 learns on the codes of its images)")
     if capabilities(m1).conditional:
         raise VaelabError(f"{m1_run} is a conditional run; M1+M2 stacks on an unsupervised run (--model vae)")
-    data = run_config.data
     train_split = load_split(data.dataset, "train", data.val_size, data.split_seed).subset(config.train_limit)
     val_split = load_split(data.dataset, "val", data.val_size, data.split_seed)
     test_split = load_split(data.dataset, "test")
@@ -96,11 +110,21 @@ def train_stacked(
     labelled = balanced_label_subset(train.labels, config.labels, data.split_seed, classes)
     keep = torch.zeros(len(train.labels), dtype=torch.bool)
     keep[labelled] = True
-    unlabelled = (~keep).nonzero().flatten()
+    return M1Codes(data.dataset, m1.latent_dim, classes, train, val, test, labelled, (~keep).nonzero().flatten())
+
+
+def train_m1m2(
+    m1_run: str | Path, out: str | Path, config: M1M2Config = M1M2Config(), log: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Train M2 on the codes of the finished run `m1_run` with `config.labels` labels; results and weights go to
+    `out`. Returns what `m1m2.json` holds."""
+    started = time.perf_counter()
+    codes = encode_splits(m1_run, config)
+    train, val, test, labelled, unlabelled = codes.train, codes.val, codes.test, codes.labelled, codes.unlabelled
     weight = PAPER_ALPHA_PER_IMAGE * len(train.labels) / config.labels
 
     torch.manual_seed(config.seed)
-    model_config = CodeM2Config(m1.latent_dim, config.latent_dim, config.hidden, classes)
+    model_config = CodeM2Config(codes.latent_dim, config.latent_dim, config.hidden, codes.classes)
     model = CodeM2(model_config)
     baseline = CodeM2(model_config)  # same initial weights (same seed): only the objective differs
     baseline.load_state_dict(model.state_dict())
@@ -130,7 +154,7 @@ def train_stacked(
     steps = fit([optimizer, baseline_optimizer], losses, len(unlabelled), plan, validate, what="M1+M2")
     result = {
         "m1_run": str(m1_run),
-        "dataset": data.dataset,
+        "dataset": codes.dataset,
         "settings": asdict(config),
         "alpha": PAPER_ALPHA_PER_IMAGE * len(train.labels),
         "weight_per_labelled_code": weight,
@@ -145,6 +169,27 @@ def train_stacked(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_tensors(out / WEIGHTS, model_tensors(model), {"code_m2": str(asdict(model_config))})
-    atomic_write_json(out / STACKED, result)
+    atomic_write_json(out / M1M2_JSON, result)
     return result
 
+
+def train_labelled_only(
+    config: RunConfig, images: torch.Tensor, labels: torch.Tensor, steps: int, device: str | torch.device = "cpu"
+) -> nn.Module:
+    """The same model's q(y|x), trained by cross-entropy on the labelled images alone (`images` uint8
+    `[N, C, H, W]`, `labels` `[N]`, read as intensities like every q(y|x)) for `steps` Adam steps of
+    `config.train.batch_size`, with the run's lr and seed. The VAE parts are never used."""
+    torch.manual_seed(config.train.seed)
+    model = build_model(config.model).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+    x_all, y_all = to_float(images).to(device), labels.to(device)
+    batch_size = min(config.train.batch_size, len(y_all))
+    plan = FitPlan(epochs=math.ceil(steps / (len(y_all) // batch_size)), batch_size=batch_size, lr=config.train.lr,
+                   seed=config.train.seed + 1, drop_last=True, max_steps=steps)
+
+    def loss(index: torch.Tensor) -> list[torch.Tensor]:
+        index = index.to(device)
+        return [F.cross_entropy(model.classify(x_all[index]), y_all[index])]
+
+    fit([optimizer], loss, len(y_all), plan, what="the labelled-only baseline")
+    return model.eval()

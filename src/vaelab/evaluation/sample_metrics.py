@@ -1,4 +1,5 @@
-"""Distances between sets of images in a feature space: Fréchet distance (FID) and k-NN precision / recall.
+"""Sample metrics: distances between sets of images in a feature space, Fréchet distance (FID) and k-NN precision /
+recall, and the sharpness of images (their mean gradient: lower is blurrier).
 
 Two feature spaces, never to be compared with each other:
 - **Inception** (`fid_inception`): the standard InceptionV3 FID network (2048-d pool features), the TorchScript file
@@ -208,3 +209,13 @@ def protocol_note(samples: int, reference: int) -> str:
         return f"{samples:,} samples vs. {reference:,} test images (published protocol)"
     return (f"QUICK: {samples:,} samples vs. {reference:,} test images — biased upward, "
             "not comparable with published FIDs")
+
+
+def sharpness(images: torch.Tensor) -> float:
+    """Mean gradient magnitude of `[N, C, H, W]` images in [0, 1] (central differences): lower = blurrier.
+    Compare a model's samples with real test images of the same dataset."""
+    images = images.float()
+    dx = images[..., :, 2:] - images[..., :, :-2]
+    dy = images[..., 2:, :] - images[..., :-2, :]
+    magnitude = torch.sqrt(dx[..., 1:-1, :].pow(2) + dy[..., :, 1:-1].pow(2)) / 2.0
+    return magnitude.mean().item()

@@ -1,4 +1,4 @@
-"""`vaelab fid` / `vaelab eval --generation`: how good a run's samples are, per sampler, written to
+"""`vaelab generation` / `vaelab eval --generation`: how good a run's samples are, per sampler, written to
 RUN/generation.json.
 
 For each sampler (prior, gmm, two-stage): n samples (seed 0 unless told) against the test split, measured by
@@ -23,7 +23,14 @@ import torch
 from vaelab.analysis.samplers import SAMPLERS, check_sampler, sample_images, samplers_for, use_sampling_steps
 from vaelab.data.datasets import load_split, to_float
 from vaelab.errors import VaelabError
-from vaelab.evaluation.fid import (
+from vaelab.evaluation.reference_classifier import (
+    ReferenceClassifier,
+    classifier_outputs,
+    classifier_summary,
+    load_or_train_classifier,
+    weakness_text,
+)
+from vaelab.evaluation.sample_metrics import (
     PRECISION_RECALL_K,
     PROTOCOL_IMAGES,
     FeatureStatistics,
@@ -35,14 +42,7 @@ from vaelab.evaluation.fid import (
     nearest_neighbour_radii,
     precision_recall,
     protocol_note,
-)
-from vaelab.evaluation.generation import sharpness
-from vaelab.evaluation.reference_classifier import (
-    ReferenceClassifier,
-    classifier_outputs,
-    classifier_summary,
-    load_or_train_classifier,
-    weakness_text,
+    sharpness,
 )
 from vaelab.io import atomic_write_json
 from vaelab.models.registry import capabilities, family
@@ -58,7 +58,7 @@ Log = Callable[[str], None]
 def parse_samplers(spec: str | Sequence[str], run_dir: str | Path | None = None) -> list[str]:
     """'all', one name or a comma-separated list → sampler names, checked (against what the run's family offers,
     given `run_dir`: 'all' is prior, gmm and two-stage for a VAE, prior alone for a gan or a ddpm)."""
-    kind = read_config(run_dir).model.kind if run_dir is not None else "vae"
+    kind = read_config(run_dir).model.family if run_dir is not None else "vae"
     can = family(kind).capabilities
     names = samplers_for(can) if spec == "all" else ([s.strip() for s in spec.split(",")] if isinstance(spec, str)
                                                      else list(spec))

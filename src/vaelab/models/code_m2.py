@@ -4,7 +4,7 @@ M1 is an unsupervised vaelab run: its q(z1|x) turns each image into a code z1 (3
 where the classes are far easier to separate than in pixels. `CodeM2` is the semi-supervised M2 model whose data
 are those codes: q(y|z1), q(z2|z1, y) and p(z1|z2, y) are small MLPs, p(z1|z2, y) a diagonal Gaussian (mean and
 log-variance from the decoder), p(z2) = N(0, I), p(y) uniform. It has the methods the semi-supervised objective
-calls on M2 (`labelled_terms`, `classify`, `unlabelled_terms`), so `vaelab.training.semi_supervised` trains both.
+calls on M2 (`labelled_terms`, `classify`, `unlabelled_terms`), so `vaelab.training.m1m2` trains it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from torch import nn
 from torch.distributions import Distribution, Independent, Normal
 
 from vaelab.models.classifier import UnlabelledBound, classifier_mlp
-from vaelab.models.conditional import one_hot
+from vaelab.models.cvae import one_hot
 from vaelab.models.vae import standard_kl_terms
 
 MIN_LOG_VARIANCE = -9.0  # p(z1|z2, y)'s variance ≥ 1.2e-4: keeps the density finite on near-constant dimensions
