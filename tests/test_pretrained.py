@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ import vaelab
 import vaelab.pretrained as pretrained
 from vaelab.errors import VaelabError
 from vaelab.io import atomic_write_json
+from vaelab.rundir import read_config
 
 SHIPPED = ("fashion-mnist", "mnist", "mnist-cvae")
 MODEL_BUDGET_BYTES = 20 * 1024 * 1024  # the "≤ 20 MB in all" for the models
@@ -73,6 +75,19 @@ def test_a_shipped_model_loads_in_fp32_and_samples_without_any_data(tmp_path, mo
     images = model.sample(8, generator=torch.Generator().manual_seed(0))
     assert images.shape == (8, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
     assert not any(tmp_path.iterdir())  # nothing was fetched
+
+
+@pytest.mark.parametrize("name", ["mnist", "mnist-cvae", "fashion-mnist"])
+def test_a_shipped_config_of_0_1_loads_silently_with_its_options_where_they_moved(name):
+    raw = json.loads((pretrained.pretrained_dir(f"pretrained:{name}") / "config.json").read_text())
+    assert "kind" in raw["model"]  # written by vaelab 0.1: flat keys
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a run's record is read without a note: nobody can fix it
+        config = read_config(pretrained.pretrained_dir(f"pretrained:{name}"))
+    assert config.model.family == raw["model"]["kind"]
+    assert config.model.objective.beta == raw["train"]["beta"]
+    assert config.model.cvae.label_at_input == raw["model"]["label_at_input"]
+    assert config.data.input_mode in ("binarized", "intensities")
 
 
 def test_shipped_files_are_never_written_and_a_copy_is_an_ordinary_run(tmp_path):

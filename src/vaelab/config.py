@@ -489,7 +489,7 @@ def load_json_config(path: str | Path) -> RunConfig:
         raw = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise VaelabError(f"{path} is unreadable or not valid JSON ({error}); the run directory is damaged") from None
-    return RunConfig.from_dict(raw, str(path))
+    return RunConfig.from_dict(raw, str(path), record=True)
 
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
