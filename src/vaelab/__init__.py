@@ -19,6 +19,7 @@ _HOMES = {
     "TrainConfig": "vaelab.config", "VaelabError": "vaelab.errors", "evaluate_run": "vaelab.evaluation",
     "VAE": "vaelab.models.vae", "load_model": "vaelab.rundir", "read_config": "vaelab.rundir",
     "train": "vaelab.training", "copy_pretrained": "vaelab.pretrained", "list_pretrained": "vaelab.pretrained",
+    "edit": "vaelab.analysis.directions", "analyse_directions": "vaelab.analysis.directions",
 }
 
 __all__ = sorted(_HOMES)

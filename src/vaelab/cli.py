@@ -522,6 +522,53 @@ def interpolate(
 
 
 @app.command()
+def directions(
+    run: Path = RUN,
+    fit_images: int = typer.Option(5000, help="Fit on the codes of this many training images."),
+    edit_images: int = typer.Option(300, help="Measure the edits of this many test images."),
+    classify: bool = typer.Option(True, help="Measure the class each edit keeps with the reference classifier."),
+    source: str = typer.Option("generated", help="Fit on prior samples (generated) or on training images (encoded)."),
+) -> None:
+    """For every attribute the dataset measures, a direction in the latent space that moves it (ridge, with the
+    class and the other attributes held, or per class) and the top principal directions; each measured by editing
+    test images, beside the best single dimension → RUN/directions.json."""
+    from vaelab.analysis.directions import DIRECTIONS, analyse_directions, directions_table
+    from vaelab.evaluation.reference_classifier import judge_or_reason
+    from vaelab.rundir import read_config
+
+    _check_counts({"--fit-images": fit_images, "--edit-images": edit_images})
+    refuse_shipped(run / DIRECTIONS)
+    judge, why_not = judge_or_reason(read_config(run).data.dataset, log=_stderr) if classify else (None, None)
+    if why_not is not None:
+        typer.echo(f"class kept not measured: {why_not}")
+    result = analyse_directions(run, fit_images, edit_images, classifier=judge, log=_stderr, source=source)
+    typer.echo(directions_table(result))
+    typer.echo(f"written to {run / DIRECTIONS}")
+
+
+@app.command()
+def edit(
+    run: Path = RUN,
+    image: str = typer.Option(..., "--image", help="test:INDEX or a PNG file."),
+    attribute: str = typer.Option(..., help="The attribute to change (a name of directions.json, or a word of it)."),
+    amount: float = typer.Option(2.0, help="How far: standard edits (the spread of the codes along the direction)."),
+    steps: int = typer.Option(5, help="Frames from the image to the edit."),
+    out: Path = typer.Option(Path("edit.png"), "--out"),
+    scale: int = SCALE,
+) -> None:
+    """Change one attribute of an image along its measured direction (vaelab directions RUN first); the frames in a
+    row."""
+    from vaelab.analysis.directions import edit as edit_image
+    from vaelab.evaluation.reference_classifier import judge_or_reason
+    from vaelab.images import make_grid, save_png
+    from vaelab.rundir import read_config
+
+    judge, _ = judge_or_reason(read_config(run).data.dataset, log=_stderr)
+    frames = edit_image(run, image, attribute, amount, steps, classifier=judge)
+    typer.echo(f"wrote {save_png(out, make_grid(frames, columns=steps), scale)}")
+
+
+@app.command()
 def factors(
     run: Path = RUN,
     bases: int | None = typer.Option(None, help="Traverse from the codes of this many test images (default 200; "
