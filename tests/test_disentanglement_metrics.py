@@ -16,8 +16,10 @@ from vaelab.evaluation.disentanglement_metrics import (
     dci,
     decorrelated_subset,
     disentanglement_scores,
+    equal_width_bins,
     mean_absolute_correlation,
     mutual_information_gap,
+    quantile_bins,
     sap,
 )
 
@@ -123,3 +125,19 @@ def test_a_run_is_scored_against_the_attributes_measured_on_its_test_images(trai
     assert result["decorrelated"]["mean_abs_factor_correlation"] < result["all"]["mean_abs_factor_correlation"]
     with pytest.raises(VaelabError, match="a gan has no encoder: disentanglement metrics"):
         measure_disentanglement(gan_run, images=100, write=False)
+
+
+def test_equal_width_bins_cut_the_range_evenly_as_disentanglement_lib_does_and_quantile_bins_the_population():
+    values = np.concatenate([np.zeros(90), np.linspace(0.0, 10.0, 11)])  # most values at one end
+    even = equal_width_bins(values, 5)
+    reference = np.digitize(values, np.histogram(values, 5)[1][:-1]) - 1  # disentanglement_lib's discretisation
+    assert np.array_equal(even, reference) and even.max() == 4
+    assert np.bincount(quantile_bins(np.arange(100.0), 5)).tolist() == [20] * 5
+
+
+def test_mig_with_equal_width_bins_scores_a_noisy_copy_high_and_a_rotation_low_and_names_its_binning(factors):
+    copy = mutual_information_gap(noisy_copies(factors), factors, binning="equal-width")
+    assert copy["mig"] > 0.5 and copy["binning"] == "equal-width"
+    assert mutual_information_gap(rotated(factors), factors, binning="equal-width")["mig"] < 0.15
+    with pytest.raises(VaelabError, match="unknown MIG binning 'log'; choose from: quantile, equal-width"):
+        mutual_information_gap(factors, factors, binning="log")

@@ -585,12 +585,14 @@ def factors(
     ),
     regressor: str = typer.Option("lasso", help="DCI's regressor: lasso or gbt (gradient-boosted trees, slower)."),
     metric_images: int | None = typer.Option(None, help="Test images for MIG, DCI and SAP (default: all)."),
+    mig_binning: str = typer.Option("quantile", help="MIG's bins: quantile (equally populated) or equal-width "
+                                                      "(disentanglement_lib's, for published figures)."),
 ) -> None:
     """Name what each latent dimension controls (attribute correlations, MI with the class, smoothness), and score
     how disentangled the codes are (MIG, DCI, SAP)."""
     from vaelab.analysis.disentanglement import disentanglement_table, measure_disentanglement
     from vaelab.analysis.factors import analyse_factors, factor_table
-    from vaelab.evaluation.disentanglement_metrics import REGRESSORS
+    from vaelab.evaluation.disentanglement_metrics import BINNINGS, REGRESSORS
     from vaelab.evaluation.reference_classifier import judge_or_reason
     from vaelab.io import require_output_file
     from vaelab.rundir import DISENTANGLEMENT, FACTORS, read_config
@@ -598,6 +600,8 @@ def factors(
     _check_counts({"--metric-images": metric_images})
     if regressor not in REGRESSORS:
         raise VaelabError(f"unknown --regressor '{regressor}'; choose from: {', '.join(REGRESSORS)}")
+    if mig_binning not in BINNINGS:
+        raise VaelabError(f"unknown --mig-binning '{mig_binning}'; choose from: {', '.join(BINNINGS)}")
     path = require_output_file(out, ".json") if out is not None else run / FACTORS
     scores_path = path.with_suffix(".disentanglement.json") if out is not None else run / DISENTANGLEMENT
     refuse_shipped(path)
@@ -608,7 +612,8 @@ def factors(
     typer.echo(factor_table(rows))
     typer.echo(f"written to {path}")
     if disentanglement:
-        result = measure_disentanglement(run, metric_images, regressor=regressor, out=scores_path, log=_stderr)
+        result = measure_disentanglement(run, metric_images, regressor=regressor, binning=mig_binning,
+                                         out=scores_path, log=_stderr)
         typer.echo(disentanglement_table(result))
         typer.echo(f"written to {scores_path}")
 

@@ -60,7 +60,9 @@ def factors_of_test_images(dataset: str, images: np.ndarray, annotations: dict) 
     return list(columns), np.stack(list(columns.values()), axis=1)
 
 
-def known_factor_gaps(dataset: str, codes: np.ndarray, annotations: dict, bins: int) -> dict[str, Any]:
+def known_factor_gaps(
+    dataset: str, codes: np.ndarray, annotations: dict, bins: int, binning: str = "quantile"
+) -> dict[str, Any]:
     """MIG of the codes against each ground-truth factor of the dataset (emoji: skin tone 1–5), on the images where
     it is defined: a factor that was designed independent of the rest, unlike the measured attributes."""
     gaps = {}
@@ -69,7 +71,7 @@ def known_factor_gaps(dataset: str, codes: np.ndarray, annotations: dict, bins: 
         inside = (truth >= factor.low) & (truth <= factor.high)
         if inside.sum() < MIN_IMAGES:
             continue
-        gap = mutual_information_gap(codes[inside], truth[inside, None].astype(np.float64), bins)
+        gap = mutual_information_gap(codes[inside], truth[inside, None].astype(np.float64), bins, binning)
         gaps[factor.annotation] = {"mig": gap["mig"], "top_code": gap["top_code"][0], "images": int(inside.sum())}
     return gaps
 
@@ -79,6 +81,7 @@ def measure_disentanglement(
     images: int | None = None,
     bins: int = METRIC_BINS,
     regressor: str = "lasso",
+    binning: str = "quantile",
     out: str | Path | None = None,
     log: Callable[[str], None] = lambda message: None,
     write: bool = True,
@@ -109,7 +112,7 @@ def measure_disentanglement(
     size = len(factors) // DECORRELATED_SHARE
     # Too small a subsample is not scored (see _scores); drawing it would only fail on fewer than 2 images.
     subset = decorrelated_subset(factors, size) if size >= MIN_IMAGES else np.arange(size)
-    known = known_factor_gaps(config.data.dataset, codes_all, annotations, bins)
+    known = known_factor_gaps(config.data.dataset, codes_all, annotations, bins, binning)
     result = {
         "dataset": config.data.dataset,
         "objective": config.objective_settings(),
@@ -119,9 +122,10 @@ def measure_disentanglement(
         "images_dropped": int((~defined).sum()),
         "images_requested": images,  # None: all; more than the split holds is all of it
         "bins": bins,
+        "binning": binning,
         "regressor": regressor,
-        "all": _scores(codes, factors, bins, regressor),
-        "decorrelated": _scores(codes[subset], factors[subset], bins, regressor),
+        "all": _scores(codes, factors, bins, regressor, binning),
+        "decorrelated": _scores(codes[subset], factors[subset], bins, regressor, binning),
         "known_factors": known,
         "note": CORRELATION_NOTE,
     }
@@ -137,11 +141,13 @@ def measure_disentanglement(
     return result
 
 
-def _scores(codes: np.ndarray, factors: np.ndarray, bins: int, regressor: str) -> dict[str, Any] | None:
+def _scores(
+    codes: np.ndarray, factors: np.ndarray, bins: int, regressor: str, binning: str = "quantile"
+) -> dict[str, Any] | None:
     """MIG, DCI, SAP and the factors' mean |ρ| of one part, or None where it has too few images to score."""
     if len(codes) < MIN_IMAGES:
         return None
-    return {**disentanglement_scores(codes, factors, bins, regressor),
+    return {**disentanglement_scores(codes, factors, bins, regressor, binning=binning),
             "mean_abs_factor_correlation": mean_absolute_correlation(factors)}
 
 
@@ -171,7 +177,8 @@ def objective_text(objective: dict[str, Any]) -> str:
 def disentanglement_table(result: dict[str, Any]) -> str:
     """Terminal lines: the scores on all test images and on the decorrelated subsample."""
     lines = [f"objective {objective_text(result['objective'])}; {len(result['factors'])} factors "
-             f"({', '.join(result['factors'][:8])}{' …' if len(result['factors']) > 8 else ''})"]
+             f"({', '.join(result['factors'][:8])}{' …' if len(result['factors']) > 8 else ''}); MIG with "
+             f"{result.get('binning', 'quantile')} bins, DCI from a {result['regressor']} regressor"]
     for name in ("all", "decorrelated"):
         part = result[name]
         if part is None:

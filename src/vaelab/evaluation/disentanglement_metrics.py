@@ -9,7 +9,10 @@ figures. `decorrelated_subset` shows how much the correlation between attributes
 
 - **MIG** (mutual information gap, Chen et al. 2018): for each factor, the gap between the two codes with the most
   mutual information with it, divided by the factor's entropy; averaged over factors. Codes and factors are both
-  cut into `bins` equally populated bins (so a factor's entropy is about ln bins); plug-in estimates in nats.
+  cut into `bins` equally populated bins (so a factor's entropy is about ln bins; `binning="quantile"`, the
+  default) or into `bins` bins of equal width between each one's minimum and maximum (`"equal-width"`, as
+  disentanglement_lib's `_histogram_discretize`, so that figures compare with the published ones); plug-in estimates
+  in nats.
 - **DCI** (Eastwood & Williams 2018): an importance matrix R[d, k] of code d for predicting factor k, from a lasso
   (|coefficients| on centred codes and standardised factors) or gradient-boosted trees (their feature importances).
   Disentanglement: 1 − the entropy (base K) of each code's row, weighted by the code's share of all importance;
@@ -54,6 +57,17 @@ def quantile_bins(values: np.ndarray, bins: int = METRIC_BINS) -> np.ndarray:
     return np.searchsorted(edges, values, side="right")
 
 
+def equal_width_bins(values: np.ndarray, bins: int = METRIC_BINS) -> np.ndarray:
+    """Bin index `[N]` in 0..bins−1 of each value, the range from its minimum to its maximum cut into `bins` bins of
+    equal width (disentanglement_lib's histogram discretisation: `np.digitize(values, np.histogram(values,
+    bins)[1][:-1]) − 1`)."""
+    edges = np.histogram_bin_edges(values, bins)[1:-1]
+    return np.searchsorted(edges, values, side="right")
+
+
+BINNINGS = {"quantile": quantile_bins, "equal-width": equal_width_bins}
+
+
 def discrete_mutual_information(a: np.ndarray, b: np.ndarray) -> float:
     """Plug-in mutual information in nats between two integer arrays `[N]`."""
     joint = np.zeros((int(a.max()) + 1, int(b.max()) + 1))
@@ -71,11 +85,14 @@ def discrete_entropy(a: np.ndarray) -> float:
     return float(-(shares * np.log(shares)).sum())
 
 
-def mutual_information_matrix(codes: np.ndarray, factors: np.ndarray, bins: int = METRIC_BINS) -> np.ndarray:
-    """I(code d; factor k) in nats, `[D, K]`, both sides cut into `bins` quantile bins."""
+def mutual_information_matrix(
+    codes: np.ndarray, factors: np.ndarray, bins: int = METRIC_BINS, binning: str = "quantile"
+) -> np.ndarray:
+    """I(code d; factor k) in nats, `[D, K]`, both sides cut into `bins` bins (`binning`: quantile or equal-width)."""
     codes, factors = _check(codes, factors)
-    code_bins = [quantile_bins(column, bins) for column in codes.T]
-    factor_bins = [quantile_bins(column, bins) for column in factors.T]
+    cut = _binner(binning)
+    code_bins = [cut(column, bins) for column in codes.T]
+    factor_bins = [cut(column, bins) for column in factors.T]
     return np.array([[discrete_mutual_information(c, f) for f in factor_bins] for c in code_bins])
 
 
@@ -86,17 +103,27 @@ def _mean_of_defined(values: Any) -> float:
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
-def mutual_information_gap(codes: np.ndarray, factors: np.ndarray, bins: int = METRIC_BINS) -> dict[str, Any]:
+def _binner(binning: str) -> Any:
+    if binning not in BINNINGS:
+        raise VaelabError(f"unknown MIG binning '{binning}'; choose from: {', '.join(BINNINGS)}")
+    return BINNINGS[binning]
+
+
+def mutual_information_gap(
+    codes: np.ndarray, factors: np.ndarray, bins: int = METRIC_BINS, binning: str = "quantile"
+) -> dict[str, Any]:
     """MIG: per factor (top MI − second MI) / H(factor), and their mean. A factor with one value (entropy 0) gets
     nan and is left out of the mean."""
-    information = mutual_information_matrix(codes, factors, bins)
-    entropy = np.array([discrete_entropy(quantile_bins(column, bins)) for column in np.asarray(factors, float).T])
+    information = mutual_information_matrix(codes, factors, bins, binning)
+    cut = _binner(binning)
+    entropy = np.array([discrete_entropy(cut(column, bins)) for column in np.asarray(factors, float).T])
     ordered = np.sort(information, axis=0)[::-1]
     second = ordered[1] if len(ordered) > 1 else np.zeros(information.shape[1])
     with np.errstate(invalid="ignore", divide="ignore"):
         gaps = np.where(entropy > 0, (ordered[0] - second) / entropy, np.nan)
     return {"mig": _mean_of_defined(gaps),
-            "per_factor": gaps.tolist(), "top_code": information.argmax(axis=0).tolist(), "bins": bins}
+            "per_factor": gaps.tolist(), "top_code": information.argmax(axis=0).tolist(), "bins": bins,
+            "binning": binning}
 
 
 def _standardised(values: np.ndarray) -> np.ndarray:
@@ -171,10 +198,11 @@ def sap(codes: np.ndarray, factors: np.ndarray) -> dict[str, Any]:
 
 
 def disentanglement_scores(
-    codes: np.ndarray, factors: np.ndarray, bins: int = METRIC_BINS, regressor: str = "lasso", seed: int = 0
+    codes: np.ndarray, factors: np.ndarray, bins: int = METRIC_BINS, regressor: str = "lasso", seed: int = 0,
+    binning: str = "quantile",
 ) -> dict[str, Any]:
     """MIG, DCI and SAP of one set of codes against one set of factors, with the settings that produced them."""
-    return {"mig": mutual_information_gap(codes, factors, bins), "dci": dci(codes, factors, regressor, seed),
+    return {"mig": mutual_information_gap(codes, factors, bins, binning), "dci": dci(codes, factors, regressor, seed),
             "sap": sap(codes, factors), "images": len(codes)}
 
 
