@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from tests.conftest import launch_chromium, tiny_config
+from vaelab.analysis.directions import analyse_directions, slider_directions
 from vaelab.analysis.factors import FACTORS, analyse_factors
 from vaelab.analysis.samplers import GMM_FILE
 from vaelab.analysis.traversal import load_test_inputs
@@ -51,9 +52,11 @@ def bare_copy(run_dir: Path, to: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def analysed_run(trained_run, tmp_path_factory) -> Path:
-    """A run after `vaelab factors` and with a stored mixture sampler, as the explorer finds a finished run."""
+    """A run after `vaelab factors` and `vaelab directions` and with a stored mixture sampler, as the explorer finds
+    a finished run."""
     run = bare_copy(trained_run, tmp_path_factory.mktemp("explorer") / "analysed-tiny-run")
     analyse_factors(run, bases=10, steps=5)
+    analyse_directions(run, fit_images=300, edit_count=8, source="encoded")
     # A stored two-component mixture: the explorer only draws from the file `vaelab sample --sampler gmm` leaves.
     means = torch.randn(2, LATENT_DIM, generator=torch.Generator().manual_seed(0))
     save_tensors(run / GMM_FILE, {"weights": torch.tensor([0.3, 0.7], dtype=torch.float64), "means": means,
@@ -513,8 +516,9 @@ def overlap(a: dict, b: dict) -> bool:
 
 @pytest.mark.parametrize("width", SCREEN_WIDTHS.values(), ids=SCREEN_WIDTHS.keys())
 def test_on_every_screen_sliders_are_wide_and_clear_of_text_no_image_is_broken_and_a_drag_moves_the_picture(
-    server, browser, width
+    server, analysed_run, browser, width
 ):
+    named = slider_directions(json.loads((analysed_run / "directions.json").read_text()))
     with browser.new_context(viewport={"width": width, "height": 900}) as context:
         page = context.new_page()
         page.goto(f"http://{server[0]}:{server[1]}/", wait_until="networkidle")
@@ -525,7 +529,8 @@ def test_on_every_screen_sliders_are_wide_and_clear_of_text_no_image_is_broken_a
         page.wait_for_function("[...document.images].every((img) => img.complete)")
 
         layout = page.evaluate(LAYOUT)
-        assert len(layout["sliders"]) == LATENT_DIM + 1  # one per dimension and the interpolation's scrub
+        # one per dimension, one per named direction and the interpolation's scrub
+        assert len(layout["sliders"]) == LATENT_DIM + len(named) + 1 and named
         narrow = [(s["id"], s["width"]) for s in layout["sliders"] if s["width"] < MIN_SLIDER_WIDTH]
         assert narrow == []
         covered = [(t["text"], s["id"]) for t in layout["texts"] for s in layout["sliders"] if overlap(t, s)]
@@ -589,6 +594,33 @@ def test_the_page_names_what_an_rgb_run_models_and_its_long_folder_wraps_on_a_ph
         assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")  # no sideways scroll
 
 
+def test_a_named_direction_slider_moves_the_code_along_its_vector_from_where_the_other_controls_left_it(
+        server, analysed_run, browser):
+    sliders = slider_directions(json.loads((analysed_run / "directions.json").read_text()))
+    _, _, body = call(server, "GET", "/api/info")
+    assert json.loads(body)["directions"] == sliders and {row["method"] for row in sliders} <= {"ridge",
+                                                                                               "ridge-class-held"}
+    with browser.new_context(viewport={"width": 1280, "height": 900}) as context:
+        page = context.new_page()
+        page.goto(f"http://{server[0]}:{server[1]}/", wait_until="networkidle")
+        named = page.locator("#direction-sliders input[type=range]")
+        assert named.count() == len(sliders) and page.locator("#directions").is_visible()
+        assert f"ρ {sliders[0]['rho']:.2f}" in page.inner_text("#direction-sliders")
+        page.click("#sample-prior")  # a code from elsewhere: the named sliders start from it
+        page.wait_for_function("() => document.getElementById('z-text').textContent.includes('z =')")
+        start = page.evaluate("() => state.z.slice()")
+        before = wait_for_new_picture(page, "decoded", None)
+        named.first.fill("2")
+        named.first.dispatch_event("input")
+        wait_for_new_picture(page, "decoded", before)
+        moved = np.array(page.evaluate("() => state.z.slice()")) - np.array(start)
+        expected = 2 * sliders[0]["scale"] * np.array(sliders[0]["unit_vector"])
+        assert np.allclose(moved, expected, atol=1e-6)
+        page.locator("#sliders input[type=range]").first.fill("1")  # a raw dimension: the named ones go back to 0
+        page.locator("#sliders input[type=range]").first.dispatch_event("input")
+        assert named.first.input_value() == "0"
+
+
 def test_the_page_names_the_run_and_shows_no_path_of_the_serving_machine(server, analysed_run, browser):
     with browser.new_context(viewport={"width": 1280, "height": 900}) as context:
         page = context.new_page()
@@ -629,12 +661,14 @@ LABELS = """() => [...document.querySelectorAll(".slider label")].filter((label)
 
 
 @pytest.mark.parametrize("width", [1024, 1920])
-def test_slider_labels_with_factor_names_are_shown_whole_on_laptop_and_desktop_screens(server, browser, width):
+def test_slider_labels_with_factor_names_are_shown_whole_on_laptop_and_desktop_screens(
+        server, analysed_run, browser, width):
+    named = slider_directions(json.loads((analysed_run / "directions.json").read_text()))
     with browser.new_context(viewport={"width": width, "height": 900}) as context:
         page = context.new_page()
         page.goto(f"http://{server[0]}:{server[1]}/", wait_until="networkidle")
         page.eval_on_selector("#inactive", "details => { details.open = true; }")
         labels = page.evaluate(LABELS)
-    assert len(labels) == LATENT_DIM
+    assert len(labels) == LATENT_DIM + len(named)
     assert any("ρ" in label["text"] for label in labels), labels  # the run names factors with their ρ
     assert [label["text"] for label in labels if label["cut"]] == []

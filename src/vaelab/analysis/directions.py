@@ -369,6 +369,24 @@ def directions_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+GLOBAL_METHODS = ("ridge", "ridge-class-held")  # one vector for every image: what a slider can move along
+
+
+def slider_directions(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per attribute, the direction a slider moves along from any code: of the methods with one vector for every
+    image, the one with the highest ρ among those that keep the class in ≥ 95% of edits (else the highest ρ), with
+    its measured ρ and class kept."""
+    sliders = []
+    for row in result["summary"]:
+        candidates = [d for d in result["directions"] if d["name"] == row["attribute"] and d["method"] in
+                      GLOBAL_METHODS and d["rho"] is not None]
+        keeping = [d for d in candidates if (d["class_kept"] or 0.0) >= 0.95] or candidates
+        if keeping:
+            best = max(keeping, key=lambda d: d["rho"])
+            sliders.append({key: best[key] for key in ("name", "method", "unit_vector", "scale", "rho", "class_kept")})
+    return sliders
+
+
 def read_directions(run_dir: Path) -> dict[str, Any]:
     """RUN/directions.json, or a one-line error naming the command that writes it."""
     path = run_dir / DIRECTIONS

@@ -44,6 +44,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vaelab.analysis.directions import DIRECTIONS, read_directions, slider_directions
 from vaelab.analysis.factors import shown_name
 from vaelab.analysis.interpolation import MODES, interpolate_codes
 from vaelab.analysis.samplers import GaussianMixture, read_gmm
@@ -93,6 +94,7 @@ class Explorer:
     test_inputs: torch.Tensor  # [N, C, H, W]: the test split as the model sees it in evaluation
     usage: LatentUsage  # KL per dimension and active units (eval.json, or estimated from test images)
     factors: dict[int, str]  # dimension → name from factors.json; empty until `vaelab factors` has run
+    directions: list[dict[str, Any]]  # one named slider per attribute from directions.json; empty until then
     gmm: GaussianMixture | None  # the run's fitted mixture sampler, if `vaelab sample --sampler gmm` made one
     run: str  # the run as the page names it (`short_run_name`): never a path of the serving machine
     # Class names a conditional model decodes for, in label order; None for an unconditional model (the only
@@ -111,7 +113,8 @@ class Explorer:
         if usage.source == str(run_dir / EVAL):  # the file's path on this machine: the page names the run beside it
             usage = replace(usage, source=EVAL)
         return cls(model, describe(data.dataset), data.input_mode, test, test_inputs, usage,
-                   read_factor_names(run_dir), read_gmm(run_dir), short_run_name(run_dir))
+                   read_factor_names(run_dir), read_slider_directions(run_dir), read_gmm(run_dir),
+                   short_run_name(run_dir))
 
     @property
     def dataset(self) -> str:
@@ -146,6 +149,7 @@ class Explorer:
                 for d in dimensions_by_kl(self.usage.kl_per_dim)
             ],
             "kl_source": self.usage.source,
+            "directions": self.directions,
             "samplers": self.samplers(),
             "interpolation_modes": list(MODES),
             "classes": self.classes,
@@ -266,6 +270,13 @@ def read_factor_names(run_dir: Path) -> dict[int, str]:
     except (TypeError, KeyError, ValueError) as error:
         path = run_dir / FACTORS
         raise VaelabError(f"{path} is not a factor table ({error}); run `vaelab factors {run_dir}` again") from None
+
+
+def read_slider_directions(run_dir: Path) -> list[dict[str, Any]]:
+    """The named sliders of RUN/directions.json (written by `vaelab directions`), none without it."""
+    if not (run_dir / DIRECTIONS).is_file():
+        return []
+    return slider_directions(read_directions(run_dir))
 
 
 def picture_png(picture: np.ndarray) -> bytes:
@@ -417,7 +428,8 @@ def info_router(explorer: Explorer) -> APIRouter:
     @router.get("/api/info")
     async def info() -> dict[str, Any]:
         """The model and what is known about its latents: dimensions ordered by KL (largest first) with their
-        factor names from factors.json, the samplers on offer, and the limits requests must keep to."""
+        factor names from factors.json, the named directions of directions.json (vector, scale, measured ρ and class
+        kept), the samplers on offer, and the limits requests must keep to."""
         return explorer.info()
 
     return router

@@ -3,6 +3,7 @@
 "use strict";
 
 const SLIDER_RANGE = 4; // sliders span ±4 prior standard deviations; a code outside still decodes as it is
+const DIRECTION_RANGE = 3; // a named slider spans ±3 standard edits along its direction
 const BRUSH_WIDTH = 20; // px on the 280 px canvas: about an MNIST stroke once the digit is scaled into 20×20
 const VALUES_PER_LINE = 4; // of the code printed below the picture: a line fits the 280 px column
 
@@ -15,6 +16,8 @@ const state = {
   label: null, // class to decode as (conditional models only)
   ends: { a: null, b: null }, // interpolation end codes
   path: null, // codes from A to B, for the scrub slider
+  directions: [], // named sliders: { row, input, output }, each moving along row.unit_vector
+  base: [], // the code the named sliders move from: the last code set any other way
 };
 
 const $ = (id) => document.getElementById(id);
@@ -84,10 +87,53 @@ function showCode() {
   $("z-text").textContent = `z =\n${lines.join("\n")}`;
 }
 
+// Any other control sets the code the named sliders start from, and puts them back at 0.
+function rebase() {
+  state.base = state.z.slice();
+  for (const { input, output } of state.directions) {
+    input.value = "0";
+    output.textContent = "0.00";
+  }
+}
+
 function setCode(z) {
   state.z = z.slice();
+  rebase();
   showCode();
   redraw();
+}
+
+function moveAlongDirections() {
+  const z = state.base.slice();
+  for (const { row, input } of state.directions) {
+    const step = Number(input.value) * row.scale;
+    row.unit_vector.forEach((value, dim) => { z[dim] += step * value; });
+  }
+  state.z = z;
+  showCode();
+  redraw();
+}
+
+function addDirectionSlider(parent, row) {
+  const line = document.createElement("div");
+  line.className = "slider";
+  const label = document.createElement("label");
+  const kept = row.class_kept === null ? "" : `, class kept ${Math.round(100 * row.class_kept)}%`;
+  label.textContent = `${row.name} · ρ ${row.rho.toFixed(2)}${kept}`;
+  label.title = `${row.name}: ${row.method} direction; editing test images by ±2 standard edits, ρ ${
+    row.rho.toFixed(2)}${kept}`;
+  const input = document.createElement("input");
+  Object.assign(input, { type: "range", min: -DIRECTION_RANGE, max: DIRECTION_RANGE, step: 0.05, value: 0 });
+  input.id = label.htmlFor = `direction-${row.name}`;
+  const output = document.createElement("output");
+  output.textContent = "0.00";
+  input.addEventListener("input", () => {
+    output.textContent = Number(input.value).toFixed(2);
+    moveAlongDirections();
+  });
+  line.append(label, input, output);
+  parent.append(line);
+  state.directions.push({ row, input, output });
 }
 
 function addSlider(parent, row) {
@@ -104,6 +150,7 @@ function addSlider(parent, row) {
   const output = document.createElement("output");
   input.addEventListener("input", () => {
     state.z[row.dim] = Number(input.value);
+    rebase();
     showCode();
     redraw();
   });
@@ -248,6 +295,8 @@ async function start() {
   document.title = `${info.run} · vaelab latent explorer`;
   const inactive = info.dims.filter((row) => !row.active);
   for (const row of info.dims) addSlider(row.active ? $("sliders") : $("inactive-sliders"), row);
+  for (const row of info.directions) addDirectionSlider($("direction-sliders"), row);
+  $("directions").hidden = info.directions.length === 0;
   $("inactive").hidden = inactive.length === 0;
   $("inactive").querySelector("summary").textContent = `${inactive.length} inactive dimensions`;
   $("test-index").max = info.test_count - 1;
