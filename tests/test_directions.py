@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from tests.test_cli import vaelab
+from tests.test_report import with_small_analyses
 from vaelab.analysis.directions import (
     EDIT_STEPS,
     analyse_directions,
@@ -20,6 +21,7 @@ from vaelab.analysis.directions import (
 from vaelab.analysis.traversal import decode_codes, load_test_inputs
 from vaelab.errors import VaelabError
 from vaelab.models.base import posterior_moments
+from vaelab.report.html import build_report
 from vaelab.rundir import load_model, read_config
 
 
@@ -117,3 +119,14 @@ def test_vaelab_edit_writes_a_strip_and_without_directions_names_the_command_tha
     refused = vaelab("edit", str(bare), "--image", "test:0", "--attribute", "slant", cwd=tmp_path)
     assert refused.returncode == 2 and "run `vaelab directions" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_the_report_shows_the_directions_beside_the_best_dimensions_with_an_edit_row_per_attribute(
+        directions_run, tmp_path):
+    run, result = directions_run
+    page = build_report(with_small_analyses(run), tmp_path / "report.html").read_text()
+    section = page[page.index("<h2>Directions in the latent space (directions.json)"):]
+    section = section[:section.index("<h2>", 4)]
+    for row in result["summary"]:
+        assert f"<td>{row['attribute']}</td><td>{row['method']}</td>" in section
+    assert section.count("data:image/png;base64,") == len(result["summary"])  # one edit row per attribute

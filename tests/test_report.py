@@ -95,7 +95,7 @@ def test_report_opens_in_headless_chromium_with_every_image_loaded_and_no_outsid
         headings = page.eval_on_selector_all("h2", "els => els.length")
         browser.close()
     assert len(images) >= 10 and all(image["ok"] for image in images), [i for i in images if not i["ok"]]
-    assert headings == (12 if which == "report" else 14)  # the core sections, and the conditional ones
+    assert headings == (13 if which == "report" else 15)  # the core sections (directions too), and the conditional ones
     outside = [url for url in requests if not url.startswith(("file://", "data:"))]
     assert outside == []
 

@@ -369,6 +369,22 @@ def directions_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def edit_rows(run_dir: Path, result: dict[str, Any], images: int = 3,
+              classifier: nn.Module | None = None) -> list[tuple[str, torch.Tensor]]:
+    """Per attribute of the summary, the first `images` test images edited along its best direction by each of
+    EDIT_STEPS: (attribute, `[images × steps, C, H, W]`), the images one after another."""
+    model = load_model(run_dir)
+    start = edit_set(model, run_dir, images, classifier)
+    rows = []
+    for row in result["summary"]:
+        entry = next(d for d in result["directions"] if d["name"] == row["attribute"] and d["method"] == row["method"])
+        if "per_class" in entry:
+            entry = {**entry, "per_class": {int(c): np.asarray(u) for c, u in entry["per_class"].items()}}
+        edited = edit_images(model, start, _vectors_for(entry, start), entry["scale"])
+        rows.append((row["attribute"], edited.flatten(end_dim=1)))
+    return rows
+
+
 GLOBAL_METHODS = ("ridge", "ridge-class-held")  # one vector for every image: what a slider can move along
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from vaelab.analysis.class_style import class_grid, class_grid_picture, restyle, restyle_strip, style_traversal
+from vaelab.analysis.directions import DIRECTIONS, EDIT_STEPS, edit_rows, read_directions
 from vaelab.analysis.disentanglement import measure_disentanglement, objective_text
 from vaelab.analysis.embedding import manifold_grid
 from vaelab.analysis.factors import (
@@ -503,6 +504,7 @@ def _vae_sections(
     if describe(dataset).attributes:
         log("disentanglement scores")
         sections += _disentanglement(run_dir, skipped)
+        sections += _directions(run_dir, judge)
     if conditional:
         sections.append(_style_dimensions(model, factors, classes))
     else:
@@ -538,6 +540,31 @@ def _vae_sections(
                                                             min(PER_CLASS_IMAGES, len(inputs)))))
     return sections, Headline(evaluation, samples, factors, traversal,
                               collapse["warning"] if collapse["collapsed"] else None)
+
+
+def _directions(run_dir: Path, judge: torch.nn.Module | None) -> list[tuple[str, str]]:
+    """The directions of directions.json beside the best single dimensions, and an edit row per attribute."""
+    if not (run_dir / DIRECTIONS).is_file():
+        return [("Directions in the latent space",
+                 "<p class='note'>Not measured yet: <code>vaelab directions RUN</code> finds each attribute's "
+                 "direction and measures its edits (about 2 minutes on 2 cores); the report then shows them here.</p>")]
+    result = read_directions(run_dir)
+    share = lambda value: "–" if value is None else f"{value:.0%}"  # noqa: E731
+    signed = lambda value: "–" if value is None else f"{value:+.2f}"  # noqa: E731
+    rows = [[row["attribute"], row["method"], signed(row["rho"]), share(row["class_kept"]), f"z{row['dim']}",
+             signed(row["dim_rho"]), share(row["dim_class_kept"]), row["direction_is"]] for row in result["summary"]]
+    table = html_table(["attribute", "direction", "ρ", "class kept", "best dimension", "its ρ", "class kept",
+                        "the direction is"], rows)
+    steps = len(EDIT_STEPS)
+    strips = "".join(f"<p>{html.escape(name)}</p>" + img_tag(make_grid(images, columns=steps * 3), name)
+                     for name, images in edit_rows(run_dir, result, 3, judge))
+    fitted = result["fit"]
+    text = (f"<p>Fitted on {fitted['images']:,} codes ({html.escape(fitted['source'])}); each measured on "
+            f"{result['edit']['images']} test images edited by t ∈ {{{', '.join(f'{t:g}' for t in EDIT_STEPS)}}} "
+            "standard edits: the attribute's pooled Spearman ρ with t and the share of edits the reference classifier "
+            "reads as the image's class. Below, test images 0–2 edited along each attribute's direction, "
+            f"t = {EDIT_STEPS[0]:g} … {EDIT_STEPS[-1]:g}.</p>")
+    return [("Directions in the latent space (directions.json)", text + table + strips)]
 
 
 def _judge(dataset: str, log: Log, skipped: Skipped) -> torch.nn.Module | None:
