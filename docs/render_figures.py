@@ -301,8 +301,9 @@ FIGURE_LIST = (
     Figure("rate-distortion-mnist", rate_distortion,
            (RESULT_DATA / "beta-sweep-mnist.csv", RESULT_DATA / "beta-sweep-fashion-mnist.csv")),
     Figure("objectives-mnist", objectives, (RESULT_DATA / "objectives-mnist.csv",)),
-    Figure("explorer", explorer, tuple(model_inputs("mnist"))),
-    Figure("report", report, (*model_inputs("mnist"), PRETRAINED / "mnist" / "metrics.jsonl")),
+    Figure("explorer", explorer, (*model_inputs("mnist"), PRETRAINED / "mnist" / "directions.json")),
+    Figure("report", report, (*model_inputs("mnist"), PRETRAINED / "mnist" / "metrics.jsonl",
+                              PRETRAINED / "mnist" / "directions.json")),
 )
 
 

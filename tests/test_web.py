@@ -635,6 +635,14 @@ def test_the_page_names_the_run_and_shows_no_path_of_the_serving_machine(server,
         assert str(analysed_run.parent) not in text and str(analysed_run.resolve().parent) not in text
 
 
+def test_a_shipped_model_has_named_direction_sliders_out_of_the_box():
+    info = Explorer.load("pretrained:mnist").info()
+    names = [row["name"] for row in info["directions"]]
+    assert names == ["ink_area", "stroke_length", "stroke_thickness", "slant", "width", "height"]
+    assert all(len(row["unit_vector"]) == info["latent_dim"] and row["class_kept"] is not None
+               for row in info["directions"])
+
+
 def test_a_pretrained_model_is_named_pretrained_and_its_kl_source_is_eval_json_not_its_path():
     info = Explorer.load("pretrained:mnist").info()
     assert info["run"] == "pretrained:mnist" and info["kl_source"] == "eval.json"

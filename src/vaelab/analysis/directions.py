@@ -18,7 +18,8 @@ the images themselves (`encoded`):
 
 Measuring: each of `edit_images` test images is moved from its code by t × `scale` along the direction, t in
 EDIT_STEPS, and decoded; the attribute's pooled Spearman ρ with t, every other attribute's ρ (leakage), the share of
-edits (t ≠ 0) the reference classifier reads as the unedited image's class, and the smoothness of each edit's frames.
+edits (t ≠ 0) the reference classifier reads as the class of the unedited decoded image (t = 0: so that a blurry
+reconstruction is not counted against the edit), and the smoothness of each edit's frames.
 `scale` is the standard deviation of the training codes along the direction (one "standard" edit). The best single
 dimension is measured the same way, with its own standard deviation as the scale.
 """
@@ -206,7 +207,8 @@ def edit_images(model: nn.Module, start: EditSet, vectors: torch.Tensor, scale: 
 @dataclass(frozen=True)
 class EditMeasures:
     """What edits `[N, S, C, H, W]` did: every attribute's pooled ρ with t, the share of edits (t ≠ 0) read as the
-    unedited image's class (None without a classifier), the mean smoothness ratio of the edits' frames."""
+    class of the unedited decoded image (None without a classifier), the mean smoothness ratio of the edits'
+    frames."""
 
     rho: dict[str, float | None]
     class_kept: float | None
@@ -224,10 +226,11 @@ def measure_edits(images: torch.Tensor, start: EditSet, classifier: nn.Module | 
     t = np.asarray(EDIT_STEPS)
     rho = {name: _number(pooled_rank_correlation(t, values.reshape(count, steps))) for name, values in measured.items()}
     kept = None
-    if classifier is not None and start.classes is not None:
+    if classifier is not None:
         read = predict_probabilities(classifier, images.flatten(end_dim=1)).argmax(1).reshape(count, steps)
         edited = [i for i, value in enumerate(EDIT_STEPS) if value != 0]
-        kept = float((read[:, edited] == start.classes[:, None]).double().mean())
+        unedited = read[:, EDIT_STEPS.index(0.0)]  # the image as the model draws it: what the edit alone changes
+        kept = float((read[:, edited] == unedited[:, None]).double().mean())
     return EditMeasures(rho, kept, float(np.mean([smoothness_ratio(row) for row in images])))
 
 

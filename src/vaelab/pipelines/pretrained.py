@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from vaelab.analysis.directions import analyse_directions
 from vaelab.analysis.factors import analyse_factors
 from vaelab.analysis.samplers import load_or_fit_gmm
 from vaelab.config import load_yaml_config
@@ -124,6 +125,7 @@ def build_model(name: str, work: Path, log: Log) -> dict[str, Any]:
     config = read_config(ship_dir)
     judge = load_or_train_classifier(config.data.dataset, log=log)
     analyse_factors(ship_dir, FACTOR_BASES, log=log, classifier=judge)
+    analyse_directions(ship_dir, classifier=judge, log=log)  # the explorer's named sliders, `vaelab edit`
     model = load_model(ship_dir)
     if not capabilities(model).conditional:
         load_or_fit_gmm(ship_dir, model)  # the explorer's `gmm` sampler, fitted on the training codes
