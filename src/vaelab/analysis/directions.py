@@ -58,7 +58,6 @@ DEFAULT_EDIT_IMAGES = 300
 PCA_DIRECTIONS = 10
 RIDGE = 1e-2  # the ridge's λ, relative to the used dimensions' mean variance: a little shrinkage, no more
 ACTIVE_VARIANCE = 0.01  # the active-unit threshold (Burda et al. 2016): dimensions below it get no weight
-METHODS = ("ridge", "ridge-class-held", "per-class")
 SOURCES = {"generated": "prior samples (attributes of their decoded images)",
            "encoded": "training images (their posterior means; attributes of the images)"}
 INPUT_SEED = 0  # the fixed binarization of evaluation, so that an image has one code
