@@ -49,6 +49,7 @@ from vaelab.evaluation.reference_classifier import predict_probabilities
 from vaelab.io import atomic_write_json
 from vaelab.models.base import EncodingModel, posterior_moments
 from vaelab.models.registry import capabilities, require_encoder
+from vaelab.pretrained import resolve_run
 from vaelab.rundir import load_model, read_config
 
 DIRECTIONS = "directions.json"
@@ -282,9 +283,30 @@ def analyse_directions(
     log: Callable[[str], None] = lambda message: None,
     source: str = "generated",
 ) -> dict[str, Any]:
-    """Fit on `source` (generated: prior samples, measured on their decoded images; encoded: the posterior means of
-    training images, measured on the images), measure and write RUN/directions.json (see the module's docstring);
-    returns what it holds."""
+    """Fit every measured attribute's directions, measure their edits beside the best single dimensions and write
+    RUN/directions.json (see the module's docstring); returns what it holds.
+
+    Args:
+        run_dir: a run directory of a family with an encoder.
+        fit_images: how many codes the directions are fitted on.
+        edit_count: how many test images each direction is measured on.
+        classifier: the dataset's reference classifier (`judge_or_reason`): the class held and the class kept;
+            None fits no class-held or per-class direction and measures no class kept.
+        out: where to write (default RUN/directions.json).
+        log: one line per direction as it is measured.
+        source: "generated" (prior samples and their decoded images) or "encoded" (the posterior means of the run's
+            training images and the images themselves).
+
+    Examples:
+        ```python
+        import vaelab
+        from vaelab.evaluation.reference_classifier import load_or_train_classifier
+
+        vaelab.copy_pretrained("mnist", "runs/mnist-directions")
+        result = vaelab.analyse_directions("runs/mnist-directions", classifier=load_or_train_classifier("mnist"))
+        [(row["attribute"], row["method"], row["rho"]) for row in result["summary"]]
+        ```
+    """
     if source not in SOURCES:
         raise VaelabError(f"unknown --source {source!r}; choose one of: {', '.join(SOURCES)}")
     run_dir = Path(run_dir)
@@ -431,14 +453,33 @@ def edit(
     run_dir: str | Path, image: str, attribute: str, amount: float = 2.0, steps: int = 5,
     classifier: nn.Module | None = None,
 ) -> torch.Tensor:
-    """Frames `[steps, C, H, W]`: `image` (`test:INDEX` or a PNG file) decoded from its code moved from 0 to `amount`
-    standard edits along the attribute's best direction (the summary's method in RUN/directions.json). A
-    conditional run edits within the image's class (its label; a file's, as the reference classifier reads it)."""
+    """Frames `[steps, C, H, W]`: an image decoded from its code moved from 0 to `amount` standard edits along the
+    attribute's best direction (the summary's method in RUN/directions.json). A conditional run edits within the
+    image's class (its label; a file's, as the reference classifier reads it).
+
+    Args:
+        run_dir: a run directory holding directions.json (`vaelab directions RUN`).
+        image: `test:INDEX`, or the path of a PNG file.
+        attribute: an attribute of directions.json, or a word of its name (`thickness`).
+        amount: how far, in standard edits (the spread of the codes along the direction); negative lowers it.
+        steps: frames from the reconstruction (amount 0) to the edit.
+        classifier: the reference classifier, for a file's class where a per-class direction or a conditional
+            run needs it.
+
+    Examples:
+        ```python
+        import vaelab
+        from vaelab.images import make_grid, save_png
+
+        frames = vaelab.edit("pretrained:mnist", "test:12", "thickness", amount=2.0, steps=5)
+        save_png("thicker.png", make_grid(frames, columns=5))
+        ```
+    """
     from vaelab.analysis.traversal import parse_test_reference
     from vaelab.images import read_picture
     from vaelab.io import require_input_file
 
-    run_dir = Path(run_dir)
+    run_dir = resolve_run(run_dir)  # `pretrained:NAME`: the shipped model, which carries its directions.json
     model = load_model(run_dir)
     require_encoder(model, "vaelab edit (it moves the code of an image)")
     if not 2 <= steps <= 100:
