@@ -44,7 +44,8 @@ from vaelab.analysis.traversal import decode_codes, load_test_inputs
 from vaelab.data.catalog import describe
 from vaelab.data.datasets import load_split, prepare_inputs, to_float
 from vaelab.errors import VaelabError
-from vaelab.evaluation.latents import active_units
+from vaelab.evaluation.evaluate import EVAL_SEED
+from vaelab.evaluation.latents import ACTIVE_UNIT_THRESHOLD, active_units
 from vaelab.evaluation.reference_classifier import predict_probabilities
 from vaelab.io import atomic_write_json
 from vaelab.models.base import EncodingModel, posterior_moments
@@ -58,10 +59,9 @@ DEFAULT_FIT_IMAGES = 5000
 DEFAULT_EDIT_IMAGES = 300
 PCA_DIRECTIONS = 10
 RIDGE = 1e-2  # the ridge's λ, relative to the used dimensions' mean variance: a little shrinkage, no more
-ACTIVE_VARIANCE = 0.01  # the active-unit threshold (Burda et al. 2016): dimensions below it get no weight
+CLASS_KEPT_TARGET = 0.95  # a direction that keeps the class in this share of its edits is preferred
 SOURCES = {"generated": "prior samples (attributes of their decoded images)",
            "encoded": "training images (their posterior means; attributes of the images)"}
-INPUT_SEED = 0  # the fixed binarization of evaluation, so that an image has one code
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ def encoded_training_codes(model: EncodingModel, run_dir: Path, count: int) -> C
     data = read_config(run_dir).data
     split = load_split(data.dataset, "train", data.val_size, data.split_seed).subset(count)
     labels = split.labels if capabilities(model).conditional else None
-    means, _ = posterior_moments(model, prepare_inputs(split.images, data.input_mode, INPUT_SEED), labels)
+    means, _ = posterior_moments(model, prepare_inputs(split.images, data.input_mode, EVAL_SEED), labels)
     attributes = measure_batch(to_float(split.images), data.dataset)
     has_classes = describe(data.dataset).classes >= 2
     return CodeSet(means.double().numpy(), attributes, split.labels.numpy() if has_classes else None)
@@ -108,7 +108,7 @@ def ridge_direction(codes: np.ndarray, values: np.ndarray) -> np.ndarray:
     if keep.sum() < MIN_POINTS:  # the images give it no value (a blank image has no stroke): no direction
         return np.zeros(codes.shape[1])
     centred = codes[keep] - codes[keep].mean(0)
-    used = centred.var(0) > ACTIVE_VARIANCE
+    used = centred.var(0) > ACTIVE_UNIT_THRESHOLD  # the active units (Burda et al. 2016)
     target = values[keep] - values[keep].mean()
     target = target / (target.std() or 1.0)
     inputs = centred[:, used]
@@ -254,24 +254,26 @@ def best_single_dimensions(
     start codes, then measured on all), measured as the directions are."""
     screen = EditSet(start.codes[:screen_images], None if start.labels is None else start.labels[:screen_images],
                      None, start.dataset)
-    t = np.asarray(EDIT_STEPS)
-    rhos: dict[str, dict[int, float]] = {name: {} for name in fit.attributes}
-    for dim in active:
-        unit = torch.zeros(start.codes.shape[1], dtype=torch.float64)
-        unit[dim] = 1.0
-        images = edit_images(model, screen, unit, float(np.std(fit.codes[:, dim])))
-        measured = measure_batch(images.flatten(end_dim=1), start.dataset)
-        for name, values in measured.items():
-            rhos[name][dim] = pooled_rank_correlation(t, values.reshape(len(screen.codes), len(EDIT_STEPS)))
+    scales = {dim: float(np.std(fit.codes[:, dim])) for dim in active}
+    screened = {dim: measure_edits(edit_images(model, screen, _axis(dim, start), scales[dim]), screen, None).rho
+                for dim in active}
+    measured: dict[tuple[int, float], EditMeasures] = {}  # a dimension best for several attributes is measured once
     best = {}
-    for name, by_dim in rhos.items():
-        dim = max(by_dim, key=lambda d: abs(by_dim[d]) if math.isfinite(by_dim[d]) else -1.0)
-        unit = torch.zeros(start.codes.shape[1], dtype=torch.float64)
-        unit[dim] = float(np.sign(by_dim[dim]) or 1.0)  # signed so that + raises the attribute
-        scale = float(np.std(fit.codes[:, dim]))
-        measured = measure_edits(edit_images(model, start, unit, scale), start, classifier).of(name)
-        best[name] = {"dim": dim, "scale": scale, **measured}
+    for name in fit.attributes:
+        dim = max(active, key=lambda d: abs(screened[d][name]) if screened[d][name] is not None else -1.0)
+        sign = float(np.sign(screened[dim][name] or 0.0) or 1.0)  # + raises the attribute
+        if (dim, sign) not in measured:
+            measured[dim, sign] = measure_edits(edit_images(model, start, sign * _axis(dim, start), scales[dim]),
+                                                start, classifier)
+        best[name] = {"dim": dim, "scale": scales[dim], **measured[dim, sign].of(name)}
     return best
+
+
+def _axis(dim: int, start: EditSet) -> torch.Tensor:
+    """The unit vector of one latent dimension."""
+    unit = torch.zeros(start.codes.shape[1], dtype=torch.float64)
+    unit[dim] = 1.0
+    return unit
 
 
 def analyse_directions(
@@ -325,7 +327,8 @@ def analyse_directions(
             measured = measure_edits(edit_images(model, start, _vectors_for(entry, start), entry["scale"]), start,
                                      classifier).of(name)
             directions.append({"name": name, "method": method, **_json_entry(entry), **measured})
-            log(f"{method:18s} {name:20s} ρ {_signed(measured['rho'])}  class kept {_share(measured['class_kept'])}")
+            log(f"{method:18s} {name:20s} ρ {signed_text(measured['rho'])}  "
+                f"class kept {percent_text(measured['class_kept'])}")
     active = [int(d) for d in np.flatnonzero(active_units(torch.from_numpy(encoded.codes)).numpy())]
     single = best_single_dimensions(model, start, encoded, active, classifier)
     principal = []
@@ -357,12 +360,21 @@ def _json_entry(entry: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def _share(value: float | None) -> str:
+def percent_text(value: float | None) -> str:
+    """A share as a table shows it, `97%`; `–` where it was not measured."""
     return "–" if value is None else f"{value:.0%}"
 
 
-def _signed(value: float | None) -> str:
+def signed_text(value: float | None) -> str:
+    """A ρ as a table shows it, `+0.80`; `–` where it is undefined."""
     return "    –" if value is None else f"{value:+.2f}"
+
+
+def best_direction(candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    """The highest ρ among the directions that keep the class in at least CLASS_KEPT_TARGET of their edits, else
+    the highest ρ of all (an undefined ρ last)."""
+    keeping = [d for d in candidates if (d["class_kept"] or 0.0) >= CLASS_KEPT_TARGET] or candidates
+    return max(keeping, key=lambda d: d["rho"] if d["rho"] is not None else -math.inf)
 
 
 def summarise(directions: list[dict[str, Any]], single: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -370,9 +382,7 @@ def summarise(directions: list[dict[str, Any]], single: dict[str, dict[str, Any]
     the highest ρ), beside the best single dimension, and whether the direction is better, plainly."""
     rows = []
     for name, dim in single.items():
-        candidates = [d for d in directions if d["name"] == name]
-        keeping = [d for d in candidates if (d["class_kept"] or 0.0) >= 0.95] or candidates
-        best = max(keeping, key=lambda d: d["rho"] if d["rho"] is not None else -math.inf)
+        best = best_direction([d for d in directions if d["name"] == name])
         verdict = "better" if (best["rho"] or 0.0) > abs(dim["rho"] or 0.0) else "worse"
         rows.append({"attribute": name, "method": best["method"], "rho": best["rho"],
                      "class_kept": best["class_kept"], "dim": dim["dim"], "dim_rho": dim["rho"],
@@ -385,9 +395,10 @@ def directions_table(result: dict[str, Any]) -> str:
     lines = [f"{'attribute':20s} {'direction':18s} {'ρ':>6s} {'class kept':>10s}   {'best dim':>8s} {'ρ':>6s} "
              f"{'class kept':>10s}  direction"]
     for row in result["summary"]:
-        lines.append(f"{row['attribute']:20s} {row['method']:18s} {_signed(row['rho']):>6s} "
-                     f"{_share(row['class_kept']):>10s}   {'z' + str(row['dim']):>8s} {_signed(row['dim_rho']):>6s} "
-                     f"{_share(row['dim_class_kept']):>10s}  {row['direction_is']}")
+        lines.append(f"{row['attribute']:20s} {row['method']:18s} {signed_text(row['rho']):>6s} "
+                     f"{percent_text(row['class_kept']):>10s}   {'z' + str(row['dim']):>8s} "
+                     f"{signed_text(row['dim_rho']):>6s} {percent_text(row['dim_class_kept']):>10s}  "
+                     f"{row['direction_is']}")
     named = sum(entry["name"] != "unnamed" for entry in result["principal"])
     lines.append(f"principal directions named: {named} of {len(result['principal'])}")
     return "\n".join(lines)
@@ -420,9 +431,8 @@ def slider_directions(result: dict[str, Any]) -> list[dict[str, Any]]:
     for row in result["summary"]:
         candidates = [d for d in result["directions"] if d["name"] == row["attribute"] and d["method"] in
                       GLOBAL_METHODS and d["rho"] is not None]
-        keeping = [d for d in candidates if (d["class_kept"] or 0.0) >= 0.95] or candidates
-        if keeping:
-            best = max(keeping, key=lambda d: d["rho"])
+        if candidates:
+            best = best_direction(candidates)
             sliders.append({key: best[key] for key in ("name", "method", "unit_vector", "scale", "rho", "class_kept")})
     return sliders
 
@@ -500,7 +510,7 @@ def edit(
         picture = read_picture(path, describe(data.dataset))
         picture = picture if picture.ndim == 3 else picture[None]
         pixels = torch.from_numpy((np.clip(picture, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))[None]
-        label, prepared = None, prepare_inputs(pixels, data.input_mode, INPUT_SEED)
+        label, prepared = None, prepare_inputs(pixels, data.input_mode, EVAL_SEED)
     if label is None and (capabilities(model).conditional or "per_class" in entry):
         if classifier is None:
             raise VaelabError(f"editing {image} along {name} needs its class: pass a test image (test:INDEX)")

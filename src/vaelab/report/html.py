@@ -26,7 +26,14 @@ import numpy as np
 import torch
 
 from vaelab.analysis.class_style import class_grid, class_grid_picture, restyle, restyle_strip, style_traversal
-from vaelab.analysis.directions import DIRECTIONS, EDIT_STEPS, edit_rows, read_directions
+from vaelab.analysis.directions import (
+    DIRECTIONS,
+    EDIT_STEPS,
+    edit_rows,
+    percent_text,
+    read_directions,
+    signed_text,
+)
 from vaelab.analysis.disentanglement import measure_disentanglement, objective_text
 from vaelab.analysis.embedding import manifold_grid
 from vaelab.analysis.factors import (
@@ -549,10 +556,9 @@ def _directions(run_dir: Path, judge: torch.nn.Module | None) -> list[tuple[str,
                  "<p class='note'>Not measured yet: <code>vaelab directions RUN</code> finds each attribute's "
                  "direction and measures its edits (about 2 minutes on 2 cores); the report then shows them here.</p>")]
     result = read_directions(run_dir)
-    share = lambda value: "–" if value is None else f"{value:.0%}"  # noqa: E731
-    signed = lambda value: "–" if value is None else f"{value:+.2f}"  # noqa: E731
-    rows = [[row["attribute"], row["method"], signed(row["rho"]), share(row["class_kept"]), f"z{row['dim']}",
-             signed(row["dim_rho"]), share(row["dim_class_kept"]), row["direction_is"]] for row in result["summary"]]
+    rows = [[row["attribute"], row["method"], signed_text(row["rho"]).strip(), percent_text(row["class_kept"]),
+             f"z{row['dim']}", signed_text(row["dim_rho"]).strip(), percent_text(row["dim_class_kept"]),
+             row["direction_is"]] for row in result["summary"]]
     table = html_table(["attribute", "direction", "ρ", "class kept", "best dimension", "its ρ", "class kept",
                         "the direction is"], rows)
     steps = len(EDIT_STEPS)
