@@ -31,6 +31,7 @@ from vaelab.config import RunConfig
 from vaelab.data.catalog import describe
 from vaelab.data.datasets import balanced_label_subset, load_split, prepare_inputs, to_float
 from vaelab.errors import VaelabError
+from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.fitting import FitPlan, fit
 from vaelab.io import atomic_write_json
 from vaelab.models.base import EncodingModel, posterior_moments
@@ -41,7 +42,6 @@ from vaelab.rundir import load_model, model_tensors, read_config, save_tensors
 
 M1M2_JSON = "m1m2.json"
 WEIGHTS = "model.safetensors"
-INPUT_SEED = 0  # the fixed binarization of every split, as evaluation uses
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class Codes:
 
 def m1_codes(model: EncodingModel, images: torch.Tensor, labels: torch.Tensor, input_mode: str) -> Codes:
     """The posterior of M1 for uint8 images `[N, C, H, W]`, on the CPU."""
-    mu, logvar = posterior_moments(model, prepare_inputs(images, input_mode, INPUT_SEED))
+    mu, logvar = posterior_moments(model, prepare_inputs(images, input_mode, EVAL_SEED))
     return Codes(mu, (0.5 * logvar).exp(), labels)
 
 
