@@ -98,3 +98,17 @@ def test_an_emoji_run_is_scored_against_its_colour_attributes_and_its_known_skin
     assert "hue" in result["factors"] and result["images"] > 100
     tone = result["known_factors"]["skin_tone"]
     assert tone["images"] > 20 and 0 <= tone["mig"] <= 1 and 0 <= tone["top_code"] < 32
+
+
+def test_emoji_directions_fit_the_annotated_skin_tone_read_by_skin_lightness_and_the_vendor_unmeasured(colour_run):
+    from vaelab.analysis.directions import analyse_directions, slider_directions
+
+    result = analyse_directions(colour_run, fit_images=600, edit_count=12, out=colour_run / "d.json")
+    tone = [d for d in result["directions"] if d["name"] == "skin_tone"]
+    assert tone and all(d["fitted_on"] == "encoded" and d["measured_by"] == "skin_lightness" for d in tone)
+    assert {d["method"] for d in tone} == {"ridge", "ridge-class-held", "per-class", "local"}  # the category: class
+    vendor = next(row for row in result["summary"] if row["attribute"] == "vendor")
+    assert vendor["direction_is"] == "not measured" and vendor["rho"] is None and vendor["dim"] is None
+    assert next(d for d in result["directions"] if d["name"] == "hue")["measured_by"] == "hue"
+    sliders = {row["name"]: row for row in slider_directions(result)}
+    assert sliders["vendor"]["rho"] is None and len(sliders["skin_tone"]["unit_vector"]) == 8  # tiny_config's

@@ -13,11 +13,14 @@ from vaelab.analysis.directions import (
     EDIT_STEPS,
     analyse_directions,
     attribute_name,
+    change_per_edit,
     class_normals,
+    closed_form_directions,
     edit,
     project_out,
     ridge_direction,
 )
+from vaelab.analysis.factors import pooled_rank_correlation, within_rank_correlation
 from vaelab.analysis.traversal import decode_codes, load_test_inputs
 from vaelab.errors import VaelabError
 from vaelab.models.base import posterior_moments
@@ -49,6 +52,43 @@ def test_holding_the_class_removes_the_class_boundaries_normals_from_a_direction
     assert direction[2] > 0.95  # what is left is the part the classes do not use
 
 
+def test_an_edit_moving_its_attribute_one_spread_per_step_pools_to_0_82_but_is_sure_within_every_image():
+    generator = np.random.default_rng(2)
+    steps = np.asarray(EDIT_STEPS)
+    start = generator.normal(size=(4000, 1))  # the attribute of the unedited images: spread 1
+    measured = start + 1.0 * steps + 0.05 * generator.normal(size=(4000, len(steps)))
+    measured[0, 1] = np.nan  # a blank frame has no value; the rest of its row still counts
+    assert pooled_rank_correlation(steps, measured) == pytest.approx(0.82, abs=0.02)  # the between-image spread
+    assert within_rank_correlation(steps, measured) > 0.99  # every edit moves it the right way
+    assert change_per_edit(steps, measured) == pytest.approx(1.0, abs=0.05)
+    doubled = start + 2.0 * steps
+    assert pooled_rank_correlation(steps, doubled) > 0.94
+    assert change_per_edit(steps, doubled) == pytest.approx(2.0, abs=0.05)
+    assert within_rank_correlation(steps, -measured) < -0.99
+
+
+def test_closed_form_directions_are_the_top_eigenvectors_of_the_decoders_first_weights():
+    generator = np.random.default_rng(3)
+    rotation, _ = np.linalg.qr(generator.normal(size=(6, 6)))
+    output, _ = np.linalg.qr(generator.normal(size=(20, 6)))
+    weight = output @ np.diag([5.0, 4.0, 3.0, 0.5, 0.2, 0.1]) @ rotation.T  # singular vectors: rotation's columns
+
+    class Decoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.decoder_input = torch.nn.Sequential(torch.nn.Linear(6 + 2, 20), torch.nn.ReLU())
+            with torch.no_grad():  # two label columns after the code's, as a conditional decoder has
+                self.decoder_input[0].weight.copy_(torch.from_numpy(np.hstack([weight, np.ones((20, 2))])))
+
+    codes = generator.normal(size=(500, 6))
+    found = closed_form_directions(Decoder(), codes, count=3)
+    assert [entry["component"] for entry in found] == [0, 1, 2]
+    for entry, truth in zip(found, rotation.T[:3], strict=True):
+        assert abs(entry["unit_vector"] @ truth) > 0.999
+        assert entry["scale"] == pytest.approx(np.std(codes @ entry["unit_vector"]))
+    assert closed_form_directions(torch.nn.Linear(6, 6), codes) == []  # no decoder_input: no closed form
+
+
 def test_an_attribute_is_named_whole_or_by_one_of_its_words():
     names = ["ink_area", "stroke_length", "stroke_thickness", "slant"]
     assert attribute_name("thickness", names) == "stroke_thickness" == attribute_name("stroke_thickness", names)
@@ -70,7 +110,7 @@ def test_directions_json_holds_every_attribute_by_every_method_measured_beside_i
     assert written["summary"] == result["summary"]
     latent_dim = read_config(run).model.latent_dim
     attributes = ["ink_area", "stroke_length", "stroke_thickness", "slant", "width", "height"]
-    for method in ("ridge", "ridge-class-held", "per-class"):
+    for method in ("ridge", "ridge-class-held", "per-class", "local"):
         entries = [d for d in written["directions"] if d["method"] == method]
         assert [d["name"] for d in entries] == attributes
         for entry in entries:
@@ -83,7 +123,11 @@ def test_directions_json_holds_every_attribute_by_every_method_measured_beside_i
         assert 0 <= row["dim"] < latent_dim
     ridge = {d["name"]: d for d in written["directions"] if d["method"] == "ridge"}
     assert ridge["ink_area"]["rho"] > 0  # + along a fitted direction raises its attribute (the tiny model: weakly)
-    assert 1 <= len(written["principal"]) <= latent_dim
+    assert {d["method"] for d in written["principal"]} == {"pca", "sefa"}
+    for method in ("pca", "sefa"):
+        assert 1 <= sum(d["method"] == method for d in written["principal"]) <= latent_dim
+    for entry in written["directions"] + written["principal"]:
+        assert entry["rho_within"] is None or -1 <= entry["rho_within"] <= 1
     assert written["edit"] == {"images": 24, "steps": list(EDIT_STEPS)}
 
 
@@ -91,7 +135,7 @@ def test_directions_fitted_on_prior_samples_without_a_classifier_have_no_class_t
     shutil.copytree(trained_run, tmp_path / "run")
     result = analyse_directions(tmp_path / "run", fit_images=300, edit_count=8)
     assert result["fit"] == {"source": "generated", "images": 300}
-    assert {d["method"] for d in result["directions"]} == {"ridge"}
+    assert {d["method"] for d in result["directions"]} == {"ridge", "local"}  # a path follows the attribute alone
     assert all(d["class_kept"] is None for d in result["directions"])
     with pytest.raises(VaelabError, match="unknown --source 'both'"):
         analyse_directions(tmp_path / "run", source="both")

@@ -529,9 +529,9 @@ def directions(
     classify: bool = typer.Option(True, help="Measure the class each edit keeps with the reference classifier."),
     source: str = typer.Option("generated", help="Fit on prior samples (generated) or on training images (encoded)."),
 ) -> None:
-    """For every attribute the dataset measures, a direction in the latent space that moves it (ridge, with the
-    class and the other attributes held, or per class) and the top principal directions; each measured by editing
-    test images, beside the best single dimension → RUN/directions.json."""
+    """For every attribute the dataset measures or annotates, a direction in the latent space that moves it (ridge,
+    with the class held, or per class) and the top unsupervised directions (PCA, and SeFa's closed form); each
+    measured by editing test images, beside the best single dimension → RUN/directions.json."""
     from vaelab.analysis.directions import DIRECTIONS, analyse_directions, directions_table
     from vaelab.evaluation.reference_classifier import judge_or_reason
     from vaelab.rundir import read_config
@@ -583,7 +583,10 @@ def factors(
         True, help="Also MIG, DCI and SAP against the test images' measured attributes → RUN/disentanglement.json "
                    "(beside --out: NAME.disentanglement.json)."
     ),
-    regressor: str = typer.Option("lasso", help="DCI's regressor: lasso or gbt (gradient-boosted trees, slower)."),
+    regressor: str = typer.Option(
+        "lasso", help="DCI's model: lasso, gbt (gradient-boosted regression trees, slower) or gbt-classifier "
+                      "(disentanglement_lib's: a boosted classifier of 20 equal-width bins; informativeness is its "
+                      "accuracy; slowest)."),
     metric_images: int | None = typer.Option(None, help="Test images for MIG, DCI and SAP (default: all)."),
     mig_binning: str = typer.Option("quantile", help="MIG's bins: quantile (equally populated) or equal-width "
                                                       "(disentanglement_lib's, for published figures)."),

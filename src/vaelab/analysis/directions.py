@@ -3,8 +3,8 @@ space that moves it, measured by editing test images along it, beside the best s
 attribute.
 
 Fitting, on `fit_images` codes with the attributes of their images: prior samples and their decoded images
-(`generated`, the default: the decoder's own effect), or the posterior means of the run's first training images and
-the images themselves (`encoded`):
+(`generated`, the default: the decoder's own effect), or the posterior means of training images (a seeded draw) and
+the images themselves (`encoded`; the annotated attributes, emoji skin tone and CelebA's 40, are always fitted so):
 - `ridge`: the attribute regressed linearly on the codes (ridge, the attribute standardised): the direction is
   the normalised weight vector (White 2016's attribute vectors, fitted rather than averaged);
 - `ridge-class-held`: the same with the normals of the class boundaries (the between-class directions of a
@@ -13,8 +13,9 @@ the images themselves (`encoded`):
   thickness and length move together, so each loses what it shares with the others);
 - `per-class`: one ridge direction fitted within each class; an image is edited along its own class's direction
   (the class as the reference classifier reads the unedited image; a conditional run's class is its label).
-- `pca`: the principal directions of the aggregate posterior (GANSpace, Härkönen et al. 2020), each named by the
-  attribute its edits move most, or "unnamed" below |ρ| 0.6.
+- `pca`: the principal directions of the aggregate posterior (GANSpace, Härkönen et al. 2020), and `sefa`: the
+  closed-form directions of the decoder's first layer, the top eigenvectors of WᵀW over the latent columns of its
+  weight W (SeFa, Shen & Zhou 2021); each named by the attribute its edits move most, or "unnamed" below |ρ| 0.6.
 
 Measuring: each of `edit_images` test images is moved from its code by t × `scale` along the direction, t in
 EDIT_STEPS, and decoded; the attribute's pooled Spearman ρ with t, every other attribute's ρ (leakage), the share of
@@ -29,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +39,20 @@ import torch
 from torch import nn
 
 from vaelab.analysis.attributes import attributes_for, measure_batch
-from vaelab.analysis.factors import ATTRIBUTE_RHO_THRESHOLD, MIN_POINTS, pooled_rank_correlation
+from vaelab.analysis.factors import (
+    ATTRIBUTE_RHO_THRESHOLD,
+    MIN_POINTS,
+    binary_annotations,
+    pooled_rank_correlation,
+    spearman,
+    within_rank_correlation,
+)
+from vaelab.analysis.local_paths import LocalPaths
 from vaelab.analysis.smoothness import smoothness_ratio
 from vaelab.analysis.traversal import decode_codes, load_test_inputs
 from vaelab.data.catalog import describe
 from vaelab.data.datasets import load_split, prepare_inputs, to_float
+from vaelab.data.description import KnownFactor
 from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.evaluation.latents import ACTIVE_UNIT_THRESHOLD, active_units
@@ -54,6 +64,7 @@ from vaelab.pretrained import resolve_run
 from vaelab.rundir import load_model, read_config
 
 DIRECTIONS = "directions.json"
+PATHS_SUFFIX = ".safetensors"  # RUN/directions.safetensors: the local paths' networks
 EDIT_STEPS = (-2.0, -1.0, 0.0, 1.0, 2.0)
 DEFAULT_FIT_IMAGES = 5000
 DEFAULT_EDIT_IMAGES = 300
@@ -66,22 +77,46 @@ SOURCES = {"generated": "prior samples (attributes of their decoded images)",
 
 @dataclass(frozen=True)
 class CodeSet:
-    """Codes `[N, D]`, the attributes measured on their images (name → `[N]`) and their classes `[N]`."""
+    """Codes `[N, D]`, the attributes measured on their images (name → `[N]`), their classes `[N]`, and the
+    attributes the dataset annotates (name → `[N]`, nan where an image lies outside it: empty for prior samples)."""
 
     codes: np.ndarray
     attributes: dict[str, np.ndarray]
     labels: np.ndarray | None
+    annotated: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def annotated_attributes(annotations: dict[str, torch.Tensor], dataset: str) -> dict[str, np.ndarray]:
+    """The annotations that are attributes of the picture: the known factors on the images they cover (emoji skin
+    tone 1–5; nan elsewhere) and the binary annotations (CelebA's 40), as float arrays."""
+    annotated = {name: values.astype(np.float64) for name, values in binary_annotations(annotations).items()}
+    for factor in describe(dataset).known_factors:
+        values = annotations[factor.annotation].double().numpy()
+        annotated[factor.annotation] = np.where((values >= factor.low) & (values <= factor.high), values, np.nan)
+    return annotated
+
+
+def measured_by(name: str, dataset: str) -> str | None:
+    """The measured attribute that reads an attribute off the edited pictures: itself, a known factor's measurer
+    (emoji skin tone: skin lightness), or None (CelebA's annotations: no measurer reads them)."""
+    if name in attributes_for(dataset):
+        return name
+    return next((f.attribute for f in describe(dataset).known_factors if f.annotation == name), None)
 
 
 def encoded_training_codes(model: EncodingModel, run_dir: Path, count: int) -> CodeSet:
-    """The posterior means of the run's first `count` training images, and the attributes of the images."""
+    """The posterior means of `count` training images drawn without replacement (seeded: a dataset stored in order,
+    as emoji by vendor, is still sampled whole), the attributes of the images and their annotated attributes."""
     data = read_config(run_dir).data
-    split = load_split(data.dataset, "train", data.val_size, data.split_seed).subset(count)
+    split = load_split(data.dataset, "train", data.val_size, data.split_seed)
+    chosen = torch.randperm(len(split.labels), generator=torch.Generator().manual_seed(EVAL_SEED))[:count]
+    split = split.select(chosen.sort().values)
     labels = split.labels if capabilities(model).conditional else None
     means, _ = posterior_moments(model, prepare_inputs(split.images, data.input_mode, EVAL_SEED), labels)
     attributes = measure_batch(to_float(split.images), data.dataset)
     has_classes = describe(data.dataset).classes >= 2
-    return CodeSet(means.double().numpy(), attributes, split.labels.numpy() if has_classes else None)
+    return CodeSet(means.double().numpy(), attributes, split.labels.numpy() if has_classes else None,
+                   annotated_attributes(split.annotations, data.dataset))
 
 
 @torch.no_grad()
@@ -142,23 +177,27 @@ def project_out(vector: np.ndarray, basis: np.ndarray) -> np.ndarray:
 
 def fit_directions(fit: CodeSet, conditional_model: bool) -> dict[str, dict[str, Any]]:
     """Every attribute's direction by each method: method → attribute → {"unit_vector", "scale"} (per-class: also
-    "per_class", a unit vector per class)."""
+    "per_class", a unit vector per class; local: the ridge direction and scale, its path walked by `LocalPaths`)."""
     names = list(fit.attributes)
     plain = {name: ridge_direction(fit.codes, fit.attributes[name]) for name in names}
     fitted: dict[str, dict[str, Any]] = {"ridge": {name: _entry(fit.codes, plain[name]) for name in names}}
+    local = {name: _entry(fit.codes, plain[name]) for name in names}
     if fit.labels is None or conditional_model:  # no class to hold, or the label holds it already
-        return fitted
+        return {**fitted, "local": local}
     normals = class_normals(fit.codes, fit.labels)
     fitted["ridge-class-held"] = {name: _entry(fit.codes, project_out(plain[name], normals)) for name in names}
     fitted["per-class"] = {}
     for name in names:
         per_class = {int(c): ridge_direction(fit.codes[fit.labels == c], fit.attributes[name][fit.labels == c])
                      for c in np.unique(fit.labels)}
+        # a class whose images lack the attribute (emoji without skin) is edited along the one direction
+        per_class = {c: u for c, u in per_class.items() if np.any(u)}
         entry = _entry(fit.codes, plain[name])
         entry["per_class"] = per_class
-        entry["scale"] = float(np.mean([np.std(fit.codes[fit.labels == c] @ u) for c, u in per_class.items()]))
+        if per_class:
+            entry["scale"] = float(np.mean([np.std(fit.codes[fit.labels == c] @ u) for c, u in per_class.items()]))
         fitted["per-class"][name] = entry
-    return fitted
+    return {**fitted, "local": local}
 
 
 def _entry(codes: np.ndarray, unit: np.ndarray) -> dict[str, Any]:
@@ -174,6 +213,20 @@ def principal_directions(codes: np.ndarray, count: int = PCA_DIRECTIONS) -> list
                                                                                                       len(vectors)))]
 
 
+def closed_form_directions(model: nn.Module, codes: np.ndarray, count: int = PCA_DIRECTIONS) -> list[dict[str, Any]]:
+    """SeFa's directions: the top `count` eigenvectors of WᵀW, W the weight of the decoder's first layer over the
+    latent columns (a conditional decoder's label columns follow them), each with the codes' spread along it as the
+    scale; none for a family whose decoder does not start with a linear layer of the code."""
+    first = getattr(model, "decoder_input", None)
+    if not isinstance(first, nn.Sequential) or not isinstance(first[0], nn.Linear):
+        return []
+    weight = first[0].weight.detach().double().cpu().numpy()[:, : codes.shape[1]]
+    eigenvalues, eigenvectors = np.linalg.eigh(weight.T @ weight)
+    order = np.argsort(eigenvalues)[::-1][:count]
+    return [{"unit_vector": eigenvectors[:, i], "scale": float(np.std(codes @ eigenvectors[:, i])), "component": rank}
+            for rank, i in enumerate(order)]
+
+
 @dataclass(frozen=True)
 class EditSet:
     """The test images an edit starts from: their codes `[N, D]`, labels (for a conditional model's decoder), the
@@ -185,13 +238,21 @@ class EditSet:
     dataset: str
 
 
-def edit_set(model: EncodingModel, run_dir: Path, count: int, classifier: nn.Module | None) -> EditSet:
+def edit_set(model: EncodingModel, run_dir: Path, count: int, classifier: nn.Module | None,
+             within: KnownFactor | None = None) -> EditSet:
+    """The first `count` test images, or the first `count` a known factor covers (emoji: those drawn in a skin
+    tone; an edit of skin tone on a drawing without skin has nothing to move)."""
     data = read_config(run_dir).data
     test, inputs = load_test_inputs(data)
-    inputs, labels = inputs[:count], test.labels[:count]
+    index = torch.arange(len(test.labels))
+    if within is not None:
+        values = test.annotations[within.annotation]
+        index = index[(values >= within.low) & (values <= within.high)]
+    index = index[:count]
+    inputs, labels = inputs[index], test.labels[index]
     conditional = capabilities(model).conditional
     codes, _ = posterior_moments(model, inputs, labels if conditional else None)
-    classes = predict_probabilities(classifier, to_float(test.images[:count])).argmax(1) if classifier else None
+    classes = predict_probabilities(classifier, to_float(test.images[index])).argmax(1) if classifier else None
     return EditSet(codes, labels if conditional else None, classes, data.dataset)
 
 
@@ -199,39 +260,90 @@ def edit_images(model: nn.Module, start: EditSet, vectors: torch.Tensor, scale: 
     """Each start code moved by t × scale along its vector (`[N, D]`, or `[D]` for all), decoded: `[N, S, C, H, W]`."""
     steps = torch.tensor(EDIT_STEPS, dtype=start.codes.dtype)
     vectors = vectors.to(start.codes.dtype).expand_as(start.codes)
-    codes = start.codes[:, None, :] + steps[None, :, None] * scale * vectors[:, None, :]
-    labels = None if start.labels is None else start.labels.repeat_interleave(len(EDIT_STEPS))
-    return decode_codes(model, codes.flatten(end_dim=1), labels).unflatten(0, (len(start.codes), len(EDIT_STEPS)))
+    return decode_edits(model, start, start.codes[:, None, :] + steps[None, :, None] * scale * vectors[:, None, :])
+
+
+def decode_edits(model: nn.Module, start: EditSet, codes: torch.Tensor) -> torch.Tensor:
+    """Edited codes `[N, S, D]` decoded (with the start images' labels, for a conditional model): `[N, S, C, H, W]`."""
+    count, steps = codes.shape[:2]
+    labels = None if start.labels is None else start.labels.repeat_interleave(steps)
+    return decode_codes(model, codes.flatten(end_dim=1), labels).unflatten(0, (count, steps))
+
+
+def edited(model: nn.Module, start: EditSet, entry: dict[str, Any], paths: LocalPaths | None) -> torch.Tensor:
+    """The start images edited by each of EDIT_STEPS along an entry of `fit_directions` (a local entry: along its
+    path), decoded: `[N, S, C, H, W]`."""
+    if entry.get("method") == "local" and paths is not None:
+        codes = paths.walk(entry["name"], start.codes, EDIT_STEPS, entry["scale"])
+        return decode_edits(model, start, codes)
+    return edit_images(model, start, _vectors_for(entry, start), entry["scale"])
 
 
 @dataclass(frozen=True)
 class EditMeasures:
-    """What edits `[N, S, C, H, W]` did: every attribute's pooled ρ with t, the share of edits (t ≠ 0) read as the
-    class of the unedited decoded image (None without a classifier), the mean smoothness ratio of the edits'
-    frames."""
+    """What edits `[N, S, C, H, W]` did, per attribute: the pooled ρ with t, the mean ρ within each image's edit,
+    the mean change per standard edit in spreads of the unedited images' attribute; and the share of edits (t ≠ 0)
+    read as the class of the unedited decoded image (None without a classifier), the mean smoothness ratio of the
+    edits' frames."""
 
     rho: dict[str, float | None]
+    rho_within: dict[str, float | None]
+    change_per_edit: dict[str, float | None]
     class_kept: float | None
     smoothness_ratio: float
 
-    def of(self, attribute: str) -> dict[str, Any]:
-        """The measurements as one attribute's direction reports them: its ρ, the others' (leakage)."""
-        return {"rho": self.rho[attribute], "leakage": {name: v for name, v in self.rho.items() if name != attribute},
+    def of(self, attribute: str | None, sign: float = 1.0) -> dict[str, Any]:
+        """The measurements as one attribute's direction reports them: the measured attribute that reads it (None:
+        none does), times `sign` (−1 where it falls as the annotation rises), and the others' pooled ρ (leakage)."""
+        def own(values: dict[str, float | None]) -> float | None:
+            value = values.get(attribute) if attribute else None
+            return None if value is None else sign * value
+
+        return {"rho": own(self.rho), "rho_within": own(self.rho_within), "change_per_edit": own(self.change_per_edit),
+                "leakage": {name: v for name, v in self.rho.items() if name != attribute},
                 "class_kept": self.class_kept, "smoothness_ratio": self.smoothness_ratio}
+
+    def reversed(self) -> EditMeasures:
+        """The same edits read in the opposite direction (the steps are symmetric about 0)."""
+        def negated(values: dict[str, float | None]) -> dict[str, float | None]:
+            return {name: None if v is None else -v for name, v in values.items()}
+
+        return EditMeasures(negated(self.rho), negated(self.rho_within), negated(self.change_per_edit),
+                            self.class_kept, self.smoothness_ratio)
 
 
 def measure_edits(images: torch.Tensor, start: EditSet, classifier: nn.Module | None) -> EditMeasures:
     count, steps = images.shape[:2]
     measured = measure_batch(images.flatten(end_dim=1), start.dataset)
     t = np.asarray(EDIT_STEPS)
-    rho = {name: _number(pooled_rank_correlation(t, values.reshape(count, steps))) for name, values in measured.items()}
+    per_image = {name: values.reshape(count, steps) for name, values in measured.items()}
+    rho = {name: _number(pooled_rank_correlation(t, values)) for name, values in per_image.items()}
+    within = {name: _number(within_rank_correlation(t, values)) for name, values in per_image.items()}
+    change = {name: _number(change_per_edit(t, values)) for name, values in per_image.items()}
     kept = None
     if classifier is not None:
         read = predict_probabilities(classifier, images.flatten(end_dim=1)).argmax(1).reshape(count, steps)
         edited = [i for i, value in enumerate(EDIT_STEPS) if value != 0]
         unedited = read[:, EDIT_STEPS.index(0.0)]  # the image as the model draws it: what the edit alone changes
         kept = float((read[:, edited] == unedited[:, None]).double().mean())
-    return EditMeasures(rho, kept, float(np.mean([smoothness_ratio(row) for row in images])))
+    return EditMeasures(rho, within, change, kept, float(np.mean([smoothness_ratio(row) for row in images])))
+
+
+def change_per_edit(steps: np.ndarray, measurements: np.ndarray) -> float:
+    """The mean over images of the least-squares slope of the attribute `[N, S]` on the `steps` `[S]`, in standard
+    deviations of the unedited images' attribute (the column where the step is 0): how far one standard edit moves
+    it against how much it varies between images (1 caps the pooled ρ of ±2 edits at 0.82; 1.5 at 0.91)."""
+    unedited = measurements[:, list(steps).index(0.0)]
+    spread = np.std(unedited[np.isfinite(unedited)]) if np.isfinite(unedited).sum() >= MIN_POINTS else 0.0
+    keep = np.isfinite(measurements)
+    rows = keep.sum(1) >= MIN_POINTS  # each image's slope over its own finite measurements
+    if not rows.any() or not spread > 0:
+        return math.nan
+    weights, values = keep[rows], np.where(keep, measurements, 0.0)[rows]
+    t = np.broadcast_to(steps, weights.shape)
+    t_centred = t - (weights * t).sum(1, keepdims=True) / weights.sum(1, keepdims=True)
+    slopes = (weights * t_centred * values).sum(1) / (weights * t_centred**2).sum(1)
+    return float(slopes.mean() / spread)
 
 
 def _number(value: float) -> float | None:
@@ -248,10 +360,10 @@ def _vectors_for(entry: dict[str, Any], start: EditSet) -> torch.Tensor:
 
 def best_single_dimensions(
     model: nn.Module, start: EditSet, fit: CodeSet, active: list[int], classifier: nn.Module | None,
-    screen_images: int = 50,
+    screen_images: int = 50, names: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """For every attribute, the active dimension whose edits move it most (screened on the first `screen_images`
-    start codes, then measured on all), measured as the directions are."""
+    """For every attribute of `fit` (or of `names`), the active dimension whose edits move it most (screened on the
+    first `screen_images` start codes, then measured on all), measured as the directions are."""
     screen = EditSet(start.codes[:screen_images], None if start.labels is None else start.labels[:screen_images],
                      None, start.dataset)
     scales = {dim: float(np.std(fit.codes[:, dim])) for dim in active}
@@ -259,7 +371,7 @@ def best_single_dimensions(
                 for dim in active}
     measured: dict[tuple[int, float], EditMeasures] = {}  # a dimension best for several attributes is measured once
     best = {}
-    for name in fit.attributes:
+    for name in names or fit.attributes:
         dim = max(active, key=lambda d: abs(screened[d][name]) if screened[d][name] is not None else -1.0)
         sign = float(np.sign(screened[dim][name] or 0.0) or 1.0)  # + raises the attribute
         if (dim, sign) not in measured:
@@ -321,34 +433,99 @@ def analyse_directions(
     fit = encoded if source == "encoded" else generated_codes(model, dataset, fit_images, classifier)
     start = edit_set(model, run_dir, edit_count, classifier)
     conditional = capabilities(model).conditional
-    directions = []
-    for method, entries in fit_directions(fit, conditional).items():
-        for name, entry in entries.items():
-            measured = measure_edits(edit_images(model, start, _vectors_for(entry, start), entry["scale"]), start,
-                                     classifier).of(name)
-            directions.append({"name": name, "method": method, **_json_entry(entry), **measured})
-            log(f"{method:18s} {name:20s} ρ {signed_text(measured['rho'])}  "
-                f"class kept {percent_text(measured['class_kept'])}")
-    active = [int(d) for d in np.flatnonzero(active_units(torch.from_numpy(encoded.codes)).numpy())]
-    single = best_single_dimensions(model, start, encoded, active, classifier)
-    principal = []
-    for entry in principal_directions(encoded.codes):
-        moved = measure_edits(edit_images(model, start, torch.from_numpy(entry["unit_vector"]), entry["scale"]),
-                              start, classifier)
-        top = max(moved.rho, key=lambda name: abs(moved.rho[name] or 0.0))
-        if (moved.rho[top] or 0.0) < 0:  # a component's sign is arbitrary: + raises the attribute it moves most
-            entry["unit_vector"] = -entry["unit_vector"]
-            moved = EditMeasures({name: None if v is None else -v for name, v in moved.rho.items()},
-                                 moved.class_kept, moved.smoothness_ratio)  # the steps are symmetric about 0
-        named = abs(moved.rho[top] or 0.0) >= ATTRIBUTE_RHO_THRESHOLD
-        principal.append({"name": top if named else "unnamed", "method": "pca", **_json_entry(entry),
-                          **moved.of(top)})
+    factor_starts = {f.annotation: edit_set(model, run_dir, edit_count, classifier, within=f)
+                     for f in describe(dataset).known_factors}
+    log(f"local paths: fitting a network per attribute{' and one of the class' if fit.labels is not None else ''}")
+    paths = LocalPaths.fit(fit.codes, fit.attributes, None if conditional else fit.labels)
+    if encoded.annotated:  # the annotations are known for training images only
+        paths.attributes.update(LocalPaths.fit(encoded.codes, encoded.annotated, None).attributes)
+    editing = Editing(model, start, factor_starts, classifier, paths, log)
+    directions = measured_directions(editing, fit, source)
+    if encoded.annotated:
+        annotated = CodeSet(encoded.codes, encoded.annotated, encoded.labels)
+        directions += measured_directions(editing, annotated, "encoded", encoded.attributes)
+    single = single_dimensions(editing, encoded)
+    principal = [named_direction(model, start, entry, method, classifier)
+                 for method, entries in (("pca", principal_directions(encoded.codes)),
+                                         ("sefa", closed_form_directions(model, encoded.codes)))
+                 for entry in entries]
     result = {"dataset": dataset, "fit": {"source": source, "images": len(fit.codes)},
-              "edit": {"images": len(start.codes), "steps": list(EDIT_STEPS)},
+              "edit": {"images": len(start.codes), "steps": list(EDIT_STEPS),
+                       **({"within": {name: len(found.codes) for name, found in factor_starts.items()}}
+                          if factor_starts else {})},
               "directions": directions, "single_dimensions": single, "principal": principal,
               "summary": summarise(directions, single)}
-    atomic_write_json(Path(out) if out is not None else run_dir / DIRECTIONS, result)
+    out = Path(out) if out is not None else run_dir / DIRECTIONS
+    paths.save(out.with_suffix(PATHS_SUFFIX))  # before the JSON that names them
+    atomic_write_json(out, result)
     return result
+
+
+def single_dimensions(editing: Editing, encoded: CodeSet) -> dict[str, dict[str, Any]]:
+    """The best single dimension of every measured attribute, and of every known factor on the images it covers
+    (read by its measurer), screened among the active units."""
+    active = [int(d) for d in np.flatnonzero(active_units(torch.from_numpy(encoded.codes)).numpy())]
+    active = active or list(range(encoded.codes.shape[1]))  # a collapsed posterior: screen every dimension
+    single = best_single_dimensions(editing.model, editing.start, encoded, active, editing.classifier)
+    for factor in describe(editing.start.dataset).known_factors:
+        found = best_single_dimensions(editing.model, editing.starts[factor.annotation], encoded, active,
+                                       editing.classifier, names=[factor.attribute])
+        single[factor.annotation] = {**found[factor.attribute], "measured_by": factor.attribute}
+    return single
+
+
+@dataclass(frozen=True)
+class Editing:
+    """What measuring a direction needs: the model, the test images edits start from (an attribute of `starts`:
+    its own, as the images a known factor covers), the reference classifier, the local paths, the log."""
+
+    model: nn.Module
+    start: EditSet
+    starts: dict[str, EditSet]
+    classifier: nn.Module | None
+    paths: LocalPaths | None
+    log: Callable[[str], None]
+
+    def start_of(self, name: str) -> EditSet:
+        return self.starts.get(name, self.start)
+
+
+def measured_directions(editing: Editing, fit: CodeSet, source: str,
+                        measurements: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """Every attribute of `fit` by every method, each measured by editing test images. An annotated attribute is
+    read by its measurer (`measured_by`), its ρ signed by how the measurer follows the annotation on the fitted
+    images (`measurements`: their measured attributes): emoji skin tone rises as skin lightness falls."""
+    directions = []
+    for method, entries in fit_directions(fit, capabilities(editing.model).conditional).items():
+        for name, entry in entries.items():
+            if method == "local" and (editing.paths is None or name not in editing.paths.attributes):
+                continue  # an attribute the images never vary in has no network to follow
+            reader = measured_by(name, editing.start.dataset)
+            sign = 1.0
+            if reader and reader != name and measurements is not None:
+                sign = float(np.sign(spearman(fit.attributes[name], measurements[reader])) or 1.0)
+            start = editing.start_of(name)
+            images = edited(editing.model, start, {**entry, "name": name, "method": method}, editing.paths)
+            measured = measure_edits(images, start, editing.classifier).of(reader, sign)
+            directions.append({"name": name, "method": method, "fitted_on": source, "measured_by": reader,
+                               **_json_entry(entry), **measured})
+            editing.log(f"{method:18s} {name:20s} ρ {signed_text(measured['rho'])}  "
+                        f"class kept {percent_text(measured['class_kept'])}")
+    return directions
+
+
+def named_direction(model: nn.Module, start: EditSet, entry: dict[str, Any], method: str,
+                    classifier: nn.Module | None) -> dict[str, Any]:
+    """An unsupervised direction measured, named by the attribute its edits move most (or "unnamed" below
+    ATTRIBUTE_RHO_THRESHOLD) and signed so that + raises that attribute (a component's sign is arbitrary)."""
+    moved = measure_edits(edit_images(model, start, torch.from_numpy(entry["unit_vector"]), entry["scale"]), start,
+                          classifier)
+    top = max(moved.rho, key=lambda name: abs(moved.rho[name] or 0.0))
+    if (moved.rho[top] or 0.0) < 0:
+        entry = {**entry, "unit_vector": -entry["unit_vector"]}
+        moved = moved.reversed()
+    named = abs(moved.rho[top] or 0.0) >= ATTRIBUTE_RHO_THRESHOLD
+    return {"name": top if named else "unnamed", "method": method, **_json_entry(entry), **moved.of(top)}
 
 
 def _json_entry(entry: dict[str, Any]) -> dict[str, Any]:
@@ -379,28 +556,37 @@ def best_direction(candidates: list[dict[str, Any]]) -> dict[str, Any]:
 
 def summarise(directions: list[dict[str, Any]], single: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Per attribute: the best direction (the highest ρ among those that keep the class in ≥ 95% of edits, else
-    the highest ρ), beside the best single dimension, and whether the direction is better, plainly."""
+    the highest ρ), beside the best single dimension for the measured attribute that reads it (traversed the way
+    that raises it), and whether the direction is better, plainly ("not measured" where nothing reads it)."""
     rows = []
-    for name, dim in single.items():
+    for name in dict.fromkeys(d["name"] for d in directions):
         best = best_direction([d for d in directions if d["name"] == name])
-        verdict = "better" if (best["rho"] or 0.0) > abs(dim["rho"] or 0.0) else "worse"
-        rows.append({"attribute": name, "method": best["method"], "rho": best["rho"],
-                     "class_kept": best["class_kept"], "dim": dim["dim"], "dim_rho": dim["rho"],
-                     "dim_class_kept": dim["class_kept"], "direction_is": verdict})
+        reader = best.get("measured_by", name)
+        dim = single.get(name) or single.get(reader or "", {})
+        verdict = ("not measured" if reader is None else
+                   "better" if (best["rho"] or 0.0) > abs(dim.get("rho") or 0.0) else "worse")
+        rows.append({"attribute": name, "method": best["method"], "rho": best["rho"], "rho_within": best["rho_within"],
+                     "class_kept": best["class_kept"], "dim": dim.get("dim"), "dim_rho": dim.get("rho"),
+                     "dim_rho_within": dim.get("rho_within"), "dim_class_kept": dim.get("class_kept"),
+                     "direction_is": verdict})
     return rows
 
 
 def directions_table(result: dict[str, Any]) -> str:
     """The summary as a terminal table."""
-    lines = [f"{'attribute':20s} {'direction':18s} {'ρ':>6s} {'class kept':>10s}   {'best dim':>8s} {'ρ':>6s} "
-             f"{'class kept':>10s}  direction"]
+    lines = [f"{'attribute':20s} {'direction':18s} {'ρ':>6s} {'within':>6s} {'class kept':>10s}   {'best dim':>8s} "
+             f"{'ρ':>6s} {'within':>6s} {'class kept':>10s}  direction"]
     for row in result["summary"]:
         lines.append(f"{row['attribute']:20s} {row['method']:18s} {signed_text(row['rho']):>6s} "
-                     f"{percent_text(row['class_kept']):>10s}   {'z' + str(row['dim']):>8s} "
-                     f"{signed_text(row['dim_rho']):>6s} {percent_text(row['dim_class_kept']):>10s}  "
+                     f"{signed_text(row.get('rho_within')):>6s} {percent_text(row['class_kept']):>10s}   "
+                     f"{'–' if row['dim'] is None else 'z' + str(row['dim']):>8s} {signed_text(row['dim_rho']):>6s} "
+                     f"{signed_text(row.get('dim_rho_within')):>6s} {percent_text(row['dim_class_kept']):>10s}  "
                      f"{row['direction_is']}")
-    named = sum(entry["name"] != "unnamed" for entry in result["principal"])
-    lines.append(f"principal directions named: {named} of {len(result['principal'])}")
+    for method in ("pca", "sefa"):
+        found = [entry for entry in result["principal"] if entry["method"] == method]
+        if found:
+            named = sum(entry["name"] != "unnamed" for entry in found)
+            lines.append(f"{method} directions named: {named} of {len(found)}")
     return "\n".join(lines)
 
 
@@ -410,13 +596,18 @@ def edit_rows(run_dir: Path, result: dict[str, Any], images: int = 3,
     EDIT_STEPS: (attribute, `[images × steps, C, H, W]`), the images one after another."""
     model = load_model(run_dir)
     start = edit_set(model, run_dir, images, classifier)
+    factors = {f.annotation: f for f in describe(result["dataset"]).known_factors}
+    paths = None  # loaded where an attribute's best is a local path
     rows = []
     for row in result["summary"]:
+        factor = factors.get(row["attribute"])  # skin tone: the first images drawn in a skin tone
+        edited_set = start if factor is None else edit_set(model, run_dir, images, classifier, within=factor)
         entry = next(d for d in result["directions"] if d["name"] == row["attribute"] and d["method"] == row["method"])
         if "per_class" in entry:
             entry = {**entry, "per_class": {int(c): np.asarray(u) for c, u in entry["per_class"].items()}}
-        edited = edit_images(model, start, _vectors_for(entry, start), entry["scale"])
-        rows.append((row["attribute"], edited.flatten(end_dim=1)))
+        if entry["method"] == "local" and paths is None:
+            paths = LocalPaths.load((run_dir / DIRECTIONS).with_suffix(PATHS_SUFFIX))
+        rows.append((row["attribute"], edited(model, edited_set, entry, paths).flatten(end_dim=1)))
     return rows
 
 
@@ -426,11 +617,11 @@ GLOBAL_METHODS = ("ridge", "ridge-class-held")  # one vector for every image: wh
 def slider_directions(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Per attribute, the direction a slider moves along from any code: of the methods with one vector for every
     image, the one with the highest ρ among those that keep the class in ≥ 95% of edits (else the highest ρ), with
-    its measured ρ and class kept."""
+    its measured ρ (None where nothing reads it) and class kept."""
     sliders = []
     for row in result["summary"]:
         candidates = [d for d in result["directions"] if d["name"] == row["attribute"] and d["method"] in
-                      GLOBAL_METHODS and d["rho"] is not None]
+                      GLOBAL_METHODS]  # CelebA's annotations too: no measurer reads them (ρ None)
         if candidates:
             best = best_direction(candidates)
             sliders.append({key: best[key] for key in ("name", "method", "unit_vector", "scale", "rho", "class_kept")})
@@ -517,7 +708,12 @@ def edit(
         label = predict_probabilities(classifier, to_float(pixels)).argmax(1)
     labels = label if capabilities(model).conditional else None
     code, _ = posterior_moments(model, prepared, labels)
-    vector = entry["per_class"][str(int(label[0]))] if "per_class" in entry else entry["unit_vector"]
-    moves = torch.linspace(0.0, amount, steps, dtype=torch.float64)[:, None] * entry["scale"] * torch.tensor(vector)
-    codes = code.double() + moves
+    amounts = torch.linspace(0.0, amount, steps, dtype=torch.float64)
+    if method == "local":  # the path the measurements walked
+        codes = LocalPaths.load((run_dir / DIRECTIONS).with_suffix(PATHS_SUFFIX)).walk(
+            name, code, amounts.tolist(), entry["scale"])[0]
+    else:
+        vector = entry["per_class"].get(str(int(label[0])), entry["unit_vector"]) if "per_class" in entry else \
+            entry["unit_vector"]
+        codes = code.double() + amounts[:, None] * entry["scale"] * torch.tensor(vector)
     return decode_codes(model, codes.to(code.dtype), None if labels is None else labels.repeat(steps))

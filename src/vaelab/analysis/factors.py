@@ -118,6 +118,16 @@ def pooled_rank_correlation(values: np.ndarray, measurements: np.ndarray) -> flo
     return spearman(np.broadcast_to(values, measurements.shape).ravel(), measurements.ravel())
 
 
+def within_rank_correlation(values: np.ndarray, measurements: np.ndarray) -> float:
+    """The mean over the B traversals of each one's own Spearman ρ between the traversed `values` `[S]` and its
+    measurements (a row of `[B, S]`; rows with fewer than MIN_POINTS finite measurements left out, nan if all are):
+    how surely each traversal moves the attribute, whatever the spread between them. The pooled ρ mixes that with
+    how far: an attribute moved exactly one spread of its own per unit of `values` in {−2, …, 2} pools to ρ 0.82."""
+    per_row = [spearman(np.asarray(values, dtype=np.float64), row) for row in np.asarray(measurements, np.float64)]
+    finite = [rho for rho in per_row if math.isfinite(rho)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
 def plug_in_mutual_information(values: np.ndarray, labels: np.ndarray, bins: int = MI_BINS) -> float:
     """Plug-in mutual information in nats between `values` `[N]` (discretised into quantile bins) and integer
     class `labels` `[N]`: biased upwards on few images (see the module's docstring)."""

@@ -14,11 +14,14 @@ figures. `decorrelated_subset` shows how much the correlation between attributes
   disentanglement_lib's `_histogram_discretize`, so that figures compare with the published ones); plug-in estimates
   in nats.
 - **DCI** (Eastwood & Williams 2018): an importance matrix R[d, k] of code d for predicting factor k, from a lasso
-  (|coefficients| on centred codes and standardised factors) or gradient-boosted trees (their feature importances).
-  Disentanglement: 1 − the entropy (base K) of each code's row, weighted by the code's share of all importance;
-  completeness: 1 − the entropy (base D) of each factor's column, averaged; informativeness: the regressors' R²
-  on held-out images (half of them, drawn by the seed; the regressors are fitted on the other half). A factor that
-  is constant on the held-out half has no R²: it is left out of the mean.
+  (|coefficients| on centred codes and standardised factors), gradient-boosted regression trees (their feature
+  importances), or, as disentanglement_lib computes it (`gbt-classifier`), scikit-learn's gradient-boosted
+  classifier with its default settings on the factor cut into `METRIC_BINS` equal-width bins (the library's factors
+  are discrete already). Disentanglement: 1 − the entropy (base K) of each code's row, weighted by the code's share
+  of all importance; completeness: 1 − the entropy (base D) of each factor's column, averaged; informativeness: the
+  regressors' R² (the classifier's accuracy, as the library reports it) on held-out images (half of them, drawn by
+  the seed; the models are fitted on the other half). A factor that is constant on the held-out half has no
+  score: it is left out of the mean.
 - **SAP** (separated attribute predictability, Kumar et al. 2018): S[d, k] = R² of a linear regression of factor k
   on code d alone (the squared correlation); the gap between the two largest S of each factor, averaged.
 """
@@ -32,7 +35,7 @@ import numpy as np
 from vaelab.errors import VaelabError
 
 METRIC_BINS = 20
-REGRESSORS = ("lasso", "gbt")
+REGRESSORS = ("lasso", "gbt", "gbt-classifier")
 LASSO_ALPHA = 0.01  # on standardised variables: small enough to keep weak real dependencies, large enough to zero
 # the coefficients of codes that only carry noise
 MIN_IMAGES = 20
@@ -132,12 +135,15 @@ def _standardised(values: np.ndarray) -> np.ndarray:
 
 
 def _fit_importance(train_x: np.ndarray, train_y: np.ndarray, regressor: str, seed: int):
-    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
     from sklearn.linear_model import Lasso
 
     if regressor == "lasso":
         model = Lasso(alpha=LASSO_ALPHA, max_iter=10_000).fit(train_x, train_y)
         return model, np.abs(model.coef_)
+    if regressor == "gbt-classifier":  # disentanglement_lib's `GradientBoostingClassifier()`
+        model = GradientBoostingClassifier(random_state=seed).fit(train_x, train_y)
+        return model, model.feature_importances_
     model = GradientBoostingRegressor(n_estimators=50, max_depth=3, subsample=0.8, random_state=seed)
     model.fit(train_x, train_y)
     return model, model.feature_importances_
@@ -158,6 +164,8 @@ def dci(codes: np.ndarray, factors: np.ndarray, regressor: str = "lasso", seed: 
     # Factors are standardised; codes only centred, so a dimension the prior pinned near 0 (an inactive unit, whose
     # tiny wiggles still follow the image) needs large coefficients and the lasso leaves it out.
     codes, factors = codes - codes.mean(axis=0), _standardised(factors)
+    if regressor == "gbt-classifier":
+        factors = np.stack([equal_width_bins(column) for column in factors.T], axis=1)
     # A random half, not the first: a test split may be ordered by a factor (emoji: by vendor), and a factor that
     # barely varies on the held-out part makes R² divide by almost nothing.
     order = np.random.default_rng(seed).permutation(len(codes))
@@ -167,7 +175,7 @@ def dci(codes: np.ndarray, factors: np.ndarray, regressor: str = "lasso", seed: 
     for k in range(factors.shape[1]):
         model, importance[:, k] = _fit_importance(codes[fit], factors[fit, k], regressor, seed)
         target = factors[held_out, k]
-        varies = target.std() > 1e-6  # the factors are standardised: a spread of 1 over all images
+        varies = target.std() > 1e-6  # the factors are standardised (or bins): a spread of 1 over all images
         scores.append(float(model.score(codes[held_out], target)) if varies else float("nan"))
     informativeness = _mean_of_defined(scores)
     total = importance.sum()

@@ -119,9 +119,9 @@ function addDirectionSlider(parent, row) {
   line.className = "slider";
   const label = document.createElement("label");
   const kept = row.class_kept === null ? "" : `, class kept ${Math.round(100 * row.class_kept)}%`;
-  label.textContent = `${row.name} · ρ ${row.rho.toFixed(2)}${kept}`;
-  label.title = `${row.name}: ${row.method} direction; editing test images by ±2 standard edits, ρ ${
-    row.rho.toFixed(2)}${kept}`;
+  const rho = row.rho === null ? "ρ not measured" : `ρ ${row.rho.toFixed(2)}`;
+  label.textContent = `${row.name} · ${rho}${kept}`;
+  label.title = `${row.name}: ${row.method} direction; editing test images by ±2 standard edits, ${rho}${kept}`;
   const input = document.createElement("input");
   Object.assign(input, { type: "range", min: -DIRECTION_RANGE, max: DIRECTION_RANGE, step: 0.05, value: 0 });
   input.id = label.htmlFor = `direction-${row.name}`;
