@@ -128,7 +128,7 @@ def test_directions_json_holds_every_attribute_by_every_method_measured_beside_i
         assert 1 <= sum(d["method"] == method for d in written["principal"]) <= latent_dim
     for entry in written["directions"] + written["principal"]:
         assert entry["rho_within"] is None or -1 <= entry["rho_within"] <= 1
-    assert written["edit"] == {"images": 24, "steps": list(EDIT_STEPS)}
+    assert written["edit"] == {"images": 24, "steps": list(EDIT_STEPS), "unsupervised_images": 24}
 
 
 def test_directions_fitted_on_prior_samples_without_a_classifier_have_no_class_to_hold(trained_run, tmp_path):
@@ -181,3 +181,12 @@ def test_a_shipped_model_edits_out_of_the_box_along_its_own_directions():
     assert frames.shape == (3, 1, 28, 28) and not torch.allclose(frames[0], frames[-1], atol=1e-3)
     with pytest.raises(VaelabError, match="--steps must be between 2 and 100"):
         edit("pretrained:mnist", "test:12", "thickness", steps=1)
+
+
+def test_a_gan_has_no_codes_of_images_to_move_and_both_commands_say_so_in_one_line(gan_run, tmp_path):
+    for args in (("directions", str(gan_run), "--no-classify"),
+                 ("edit", str(gan_run), "--image", "test:0", "--attribute", "slant")):
+        refused = vaelab(*args, cwd=tmp_path)
+        assert refused.returncode == 2 and "has no encoder" in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+    assert not (gan_run / "directions.json").exists()

@@ -54,6 +54,7 @@ def measure_batch(images: torch.Tensor | np.ndarray, dataset: str) -> dict[str, 
         shape = "[N, H, W] or [N, 1, H, W]" if channels == 1 else f"[N, {channels}, H, W]"
         raise VaelabError(f"{dataset} attributes are measured on {shape} images, got shape {list(images.shape)}")
     _check_intensities(images)
-    return {
-        name: np.array([measurer(image) for image in images], dtype=np.float64) for name, measurer in measurers.items()
-    }
+    # image by image, so that measures sharing work on one image (the stroke's skeleton) compute it once
+    rows = np.array([[measurer(image) for measurer in measurers.values()] for image in images], dtype=np.float64)
+    rows = rows.reshape(len(images), len(measurers))
+    return {name: rows[:, k].copy() for k, name in enumerate(measurers)}

@@ -1,6 +1,6 @@
-"""`vaelab directions RUN` → RUN/directions.json: for every attribute the dataset measures, a direction in the latent
-space that moves it, measured by editing test images along it, beside the best single dimension for the same
-attribute.
+"""`vaelab directions RUN` → RUN/directions.json (and the local paths' networks in directions.safetensors): for
+every attribute the dataset measures or annotates, a direction in the latent space that moves it, measured by editing
+test images along it, beside the best single dimension for the same attribute.
 
 Fitting, on `fit_images` codes with the attributes of their images: prior samples and their decoded images
 (`generated`, the default: the decoder's own effect), or the posterior means of training images (a seeded draw) and
@@ -13,14 +13,21 @@ the images themselves (`encoded`; the annotated attributes, emoji skin tone and 
   thickness and length move together, so each loses what it shares with the others);
 - `per-class`: one ridge direction fitted within each class; an image is edited along its own class's direction
   (the class as the reference classifier reads the unedited image; a conditional run's class is its label).
+- `local`: not a line but a path, walked by `vaelab.analysis.local_paths` (a code-level network's gradient of the
+  attribute, the gradient of a code-level class network's log-probability of the image's class projected out);
+  its scale and its recorded unit vector are the ridge direction's.
 - `pca`: the principal directions of the aggregate posterior (GANSpace, Härkönen et al. 2020), and `sefa`: the
   closed-form directions of the decoder's first layer, the top eigenvectors of WᵀW over the latent columns of its
-  weight W (SeFa, Shen & Zhou 2021); each named by the attribute its edits move most, or "unnamed" below |ρ| 0.6.
+  weight W (SeFa, Shen & Zhou 2021); each named by the attribute its edits move most, or "unnamed" below |ρ| 0.6
+  (measured on the first UNSUPERVISED_EDIT_IMAGES of the test images).
 
 Measuring: each of `edit_images` test images is moved from its code by t × `scale` along the direction, t in
-EDIT_STEPS, and decoded; the attribute's pooled Spearman ρ with t, every other attribute's ρ (leakage), the share of
-edits (t ≠ 0) the reference classifier reads as the class of the unedited decoded image (t = 0: so that a blurry
-reconstruction is not counted against the edit), and the smoothness of each edit's frames.
+EDIT_STEPS, and decoded; the attribute's pooled Spearman ρ with t (an edit that moves the attribute by exactly one
+spread of the images per step pools to 0.82), the mean ρ within each image's edit and the change per step in
+spreads, every other attribute's ρ (leakage), the share of edits (t ≠ 0) the reference classifier reads as the
+class of the unedited decoded image (t = 0: so that a blurry reconstruction is not counted against the edit), and
+the smoothness of each edit's frames. An annotated attribute is read by the measurer of its known factor (emoji
+skin tone: skin lightness, on the test images drawn in a skin tone), or not at all (CelebA's: ρ None).
 `scale` is the standard deviation of the training codes along the direction (one "standard" edit). The best single
 dimension is measured the same way, with its own standard deviation as the scale.
 """
@@ -57,6 +64,7 @@ from vaelab.errors import VaelabError
 from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.evaluation.latents import ACTIVE_UNIT_THRESHOLD, active_units
 from vaelab.evaluation.reference_classifier import predict_probabilities
+from vaelab.hardware import one_thread
 from vaelab.io import atomic_write_json
 from vaelab.models.base import EncodingModel, posterior_moments
 from vaelab.models.registry import capabilities, require_encoder
@@ -69,6 +77,7 @@ EDIT_STEPS = (-2.0, -1.0, 0.0, 1.0, 2.0)
 DEFAULT_FIT_IMAGES = 5000
 DEFAULT_EDIT_IMAGES = 300
 PCA_DIRECTIONS = 10
+UNSUPERVISED_EDIT_IMAGES = 100  # a PCA or SeFa direction is named from the edits of this many of the test images
 RIDGE = 1e-2  # the ridge's λ, relative to the used dimensions' mean variance: a little shrinkage, no more
 CLASS_KEPT_TARGET = 0.95  # a direction that keeps the class in this share of its edits is preferred
 SOURCES = {"generated": "prior samples (attributes of their decoded images)",
@@ -237,6 +246,13 @@ class EditSet:
     classes: torch.Tensor | None
     dataset: str
 
+    def first(self, count: int) -> EditSet:
+        """The first `count` of the images."""
+        def head(values: torch.Tensor | None) -> torch.Tensor | None:
+            return None if values is None else values[:count]
+
+        return EditSet(self.codes[:count], head(self.labels), head(self.classes), self.dataset)
+
 
 def edit_set(model: EncodingModel, run_dir: Path, count: int, classifier: nn.Module | None,
              within: KnownFactor | None = None) -> EditSet:
@@ -364,8 +380,7 @@ def best_single_dimensions(
 ) -> dict[str, dict[str, Any]]:
     """For every attribute of `fit` (or of `names`), the active dimension whose edits move it most (screened on the
     first `screen_images` start codes, then measured on all), measured as the directions are."""
-    screen = EditSet(start.codes[:screen_images], None if start.labels is None else start.labels[:screen_images],
-                     None, start.dataset)
+    screen = start.first(screen_images)
     scales = {dim: float(np.std(fit.codes[:, dim])) for dim in active}
     screened = {dim: measure_edits(edit_images(model, screen, _axis(dim, start), scales[dim]), screen, None).rho
                 for dim in active}
@@ -445,12 +460,13 @@ def analyse_directions(
         annotated = CodeSet(encoded.codes, encoded.annotated, encoded.labels)
         directions += measured_directions(editing, annotated, "encoded", encoded.attributes)
     single = single_dimensions(editing, encoded)
-    principal = [named_direction(model, start, entry, method, classifier)
+    named = start.first(UNSUPERVISED_EDIT_IMAGES)
+    principal = [named_direction(model, named, entry, method, classifier)
                  for method, entries in (("pca", principal_directions(encoded.codes)),
                                          ("sefa", closed_form_directions(model, encoded.codes)))
                  for entry in entries]
     result = {"dataset": dataset, "fit": {"source": source, "images": len(fit.codes)},
-              "edit": {"images": len(start.codes), "steps": list(EDIT_STEPS),
+              "edit": {"images": len(start.codes), "steps": list(EDIT_STEPS), "unsupervised_images": len(named.codes),
                        **({"within": {name: len(found.codes) for name, found in factor_starts.items()}}
                           if factor_starts else {})},
               "directions": directions, "single_dimensions": single, "principal": principal,
@@ -496,7 +512,9 @@ def measured_directions(editing: Editing, fit: CodeSet, source: str,
     read by its measurer (`measured_by`), its ρ signed by how the measurer follows the annotation on the fitted
     images (`measurements`: their measured attributes): emoji skin tone rises as skin lightness falls."""
     directions = []
-    for method, entries in fit_directions(fit, capabilities(editing.model).conditional).items():
+    with one_thread():  # 5,000 × D matrices: a second BLAS thread only spins
+        fitted = fit_directions(fit, capabilities(editing.model).conditional)
+    for method, entries in fitted.items():
         for name, entry in entries.items():
             if method == "local" and (editing.paths is None or name not in editing.paths.attributes):
                 continue  # an attribute the images never vary in has no network to follow
@@ -538,8 +556,9 @@ def _json_entry(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def percent_text(value: float | None) -> str:
-    """A share as a table shows it, `97%`; `–` where it was not measured."""
-    return "–" if value is None else f"{value:.0%}"
+    """A share as a table shows it, `97%` (rounded down, so that a share just short of a target never reads as
+    meeting it); `–` where it was not measured."""
+    return "–" if value is None else f"{math.floor(value * 100 + 1e-9)}%"
 
 
 def signed_text(value: float | None) -> str:

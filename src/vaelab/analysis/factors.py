@@ -123,9 +123,24 @@ def within_rank_correlation(values: np.ndarray, measurements: np.ndarray) -> flo
     measurements (a row of `[B, S]`; rows with fewer than MIN_POINTS finite measurements left out, nan if all are):
     how surely each traversal moves the attribute, whatever the spread between them. The pooled ρ mixes that with
     how far: an attribute moved exactly one spread of its own per unit of `values` in {−2, …, 2} pools to ρ 0.82."""
-    per_row = [spearman(np.asarray(values, dtype=np.float64), row) for row in np.asarray(measurements, np.float64)]
+    values = np.asarray(values, dtype=np.float64)
+    measurements = np.asarray(measurements, dtype=np.float64)
+    whole = np.isfinite(measurements).all(axis=1) & np.isfinite(values).all()
+    per_row = list(_row_spearman(values, measurements[whole]))  # rows with a gap, one by one
+    per_row += [spearman(values, row) for row in measurements[~whole]]
     finite = [rho for rho in per_row if math.isfinite(rho)]
     return float(np.mean(finite)) if finite else math.nan
+
+
+def _row_spearman(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """`spearman(values, row)` of every row of finite `rows` `[B, S]` at once (0 for a constant row)."""
+    if len(rows) < 1 or len(values) < MIN_POINTS:
+        return np.full(len(rows), math.nan)
+    ranks = rankdata(rows, axis=1) - (len(values) + 1) / 2.0
+    value_ranks = rankdata(values) - (len(values) + 1) / 2.0
+    spread = np.sqrt((ranks**2).sum(1) * (value_ranks**2).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(spread > 0, (ranks * value_ranks).sum(1) / spread, 0.0)
 
 
 def plug_in_mutual_information(values: np.ndarray, labels: np.ndarray, bins: int = MI_BINS) -> float:

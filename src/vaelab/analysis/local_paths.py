@@ -8,15 +8,15 @@ a path re-aims at each of SUBSTEPS steps per standard edit, so it can move the a
 is far and slide along the boundary where it is near. Without classes (or for a conditional model, whose label
 holds the class) the path follows the attribute's gradient alone.
 
-Both networks are fitted on the codes the linear directions are fitted on (`vaelab.analysis.directions`); they are
-small (two hidden layers of HIDDEN units) and live beside directions.json in directions.safetensors, so that
-`vaelab edit` walks the same paths the measurements walked.
+The networks are fitted on the codes the linear directions are fitted on (`vaelab.analysis.directions`); they are
+small (two hidden layers of HIDDEN units, stored in half precision) and live beside directions.json in
+directions.safetensors, so that `vaelab edit` walks the same paths the measurements walked.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +25,13 @@ import torch
 from torch import nn
 
 from vaelab.errors import VaelabError
+from vaelab.hardware import one_thread
 from vaelab.rundir import load_tensors, save_tensors
 
 HIDDEN = 64
 EPOCHS = 40
-BATCH = 256
-LEARNING_RATE = 1e-3
+BATCH = 512
+LEARNING_RATE = 3e-3
 WEIGHT_DECAY = 1e-4
 SUBSTEPS = 8  # gradient steps per standard edit: an amount is walked in eighths of one
 CLASSIFIER = "class-network"  # its key among the attribute networks in the file
@@ -43,16 +44,20 @@ def code_network(latent_dim: int, outputs: int) -> nn.Sequential:
                          nn.Linear(HIDDEN, outputs))
 
 
-def _fit(network: nn.Sequential, codes: torch.Tensor, targets: torch.Tensor, loss: nn.Module,
+def _fit(network: nn.Sequential, codes: torch.Tensor, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
          seed: int) -> nn.Sequential:
+    """Adam on minibatches of the codes; `loss(outputs, index)` reads the targets of the batch's rows."""
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # the networks' initial weights
+    torch.manual_seed(seed)  # the network's initial weights
     optimizer = torch.optim.Adam(network.parameters(), LEARNING_RATE, weight_decay=WEIGHT_DECAY)
     for _ in range(EPOCHS):
         for batch in torch.randperm(len(codes), generator=generator).split(BATCH):
             optimizer.zero_grad()
-            loss(network(codes[batch]), targets[batch]).backward()
+            loss(network(codes[batch]), batch).backward()
             optimizer.step()
+    with torch.no_grad():  # stored in half precision (the shipped models' size budget): the paths measured are
+        for parameter in network.parameters():  # the paths walked again from the file
+            parameter.copy_(parameter.half().float())
     return network.eval().requires_grad_(False)
 
 
@@ -62,31 +67,44 @@ def _unit(vectors: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class LocalPaths:
-    """One network per attribute (code → the standardised attribute) and, where a class is to be held, the class
-    network (code → class logits)."""
+    """The attribute networks (code → the standardised attributes; one network predicts all the attributes fitted
+    on the same codes): attribute → (network, its output), and, where a class is to be held, the class network
+    (code → class logits)."""
 
-    attributes: dict[str, nn.Sequential]
+    attributes: dict[str, tuple[nn.Sequential, int]]
     classifier: nn.Sequential | None
 
     @classmethod
     def fit(cls, codes: np.ndarray, attributes: dict[str, np.ndarray], labels: np.ndarray | None,
             seed: int = 0) -> LocalPaths:
         """Fit on codes `[N, D]`, their attributes (name → `[N]`, nan where undefined) and their classes (None: no
-        class to hold)."""
+        class to hold), on one thread (networks this small only spin a second one)."""
+        with one_thread():
+            return cls._fit_networks(codes, attributes, labels, seed)
+
+    @classmethod
+    def _fit_networks(cls, codes: np.ndarray, attributes: dict[str, np.ndarray], labels: np.ndarray | None,
+                      seed: int) -> LocalPaths:
         inputs = torch.from_numpy(codes).float()
-        networks = {}
-        for name, values in attributes.items():
-            keep = np.isfinite(values)
-            if keep.sum() < 2 or np.std(values[keep]) == 0:
-                continue  # nothing to follow
-            target = (values[keep] - values[keep].mean()) / values[keep].std()
-            networks[name] = _fit(code_network(inputs.shape[1], 1), inputs[keep],
-                                  torch.from_numpy(target).float()[:, None], nn.MSELoss(), seed)
+        followed = {name: values for name, values in attributes.items()  # an attribute that never varies: no path
+                    if np.isfinite(values).sum() >= 2 and np.nanstd(values) > 0}
+        networks: dict[str, tuple[nn.Sequential, int]] = {}
+        if followed:
+            values = np.stack(list(followed.values()), axis=1)
+            targets = torch.from_numpy((values - np.nanmean(values, 0)) / np.nanstd(values, 0)).float()
+            known = torch.isfinite(targets)
+            targets = torch.nan_to_num(targets)
+
+            def squared_error(outputs: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+                return ((outputs - targets[batch]) ** 2 * known[batch]).sum() / known[batch].sum().clamp_min(1)
+
+            network = _fit(code_network(inputs.shape[1], len(followed)), inputs, squared_error, seed)
+            networks = {name: (network, k) for k, name in enumerate(followed)}
         classifier = None
         if labels is not None:
-            classes = int(labels.max()) + 1
-            classifier = _fit(code_network(inputs.shape[1], classes), inputs, torch.from_numpy(labels).long(),
-                              nn.CrossEntropyLoss(), seed)
+            classes = torch.from_numpy(labels).long()
+            classifier = _fit(code_network(inputs.shape[1], int(labels.max()) + 1), inputs,
+                              lambda outputs, batch: nn.functional.cross_entropy(outputs, classes[batch]), seed)
         return cls(networks, classifier)
 
     def classes(self, codes: torch.Tensor) -> torch.Tensor | None:
@@ -95,9 +113,10 @@ class LocalPaths:
 
     def direction(self, attribute: str, codes: torch.Tensor, classes: torch.Tensor | None) -> torch.Tensor:
         """The unit step `[N, D]` at each code: up the attribute, across no class boundary."""
+        network, output = self.attributes[attribute]
         with torch.enable_grad():
             point = codes.detach().float().requires_grad_(True)
-            rise = torch.autograd.grad(self.attributes[attribute](point).sum(), point)[0]
+            rise = torch.autograd.grad(network(point)[:, output].sum(), point)[0]
             if classes is not None and self.classifier is not None:
                 point = codes.detach().float().requires_grad_(True)
                 own = torch.log_softmax(self.classifier(point), 1).gather(1, classes[:, None]).sum()
@@ -111,23 +130,31 @@ class LocalPaths:
         if attribute not in self.attributes:
             raise VaelabError(f"no local path for '{attribute}' in directions.safetensors; run `vaelab directions` "
                               "again")
-        classes = self.classes(codes)
         signed_steps = [round(a * SUBSTEPS) for a in amounts]  # an amount is walked in whole substeps
         walked = {0: codes}
-        for sign in (1, -1):
-            point = codes
-            for step in range(1, max([sign * s for s in signed_steps] + [0]) + 1):
-                point = point + sign * scale / SUBSTEPS * self.direction(attribute, point, classes)
-                walked[sign * step] = point
+        with one_thread():
+            classes = self.classes(codes)
+            for sign in (1, -1):
+                point = codes
+                for step in range(1, max([sign * s for s in signed_steps] + [0]) + 1):
+                    point = point + sign * scale / SUBSTEPS * self.direction(attribute, point, classes)
+                    walked[sign * step] = point
         return torch.stack([walked[s] for s in signed_steps], dim=1)
 
     def save(self, path: Path) -> None:
         """Every network's weights into one safetensors file (written whole or not at all, with its checksum)."""
-        networks = {**self.attributes, **({CLASSIFIER: self.classifier} if self.classifier is not None else {})}
-        tensors = {f"{name}/{key}": value for name, network in networks.items()
-                   for key, value in network.state_dict().items()}
-        shapes = {name: [network[0].in_features, network[-1].out_features] for name, network in networks.items()}
-        save_tensors(path, tensors, {"networks": json.dumps(shapes, sort_keys=True)})
+        keys = {id(network): f"attributes-{k}" for k, network in
+                enumerate(dict.fromkeys(network for network, _ in self.attributes.values()))}
+        networks = {keys[id(network)]: network for network, _ in self.attributes.values()}
+        if self.classifier is not None:
+            networks[CLASSIFIER] = self.classifier
+        tensors = {f"{name}/{key}": value.half() for name, network in networks.items()
+                   for key, value in network.state_dict().items()}  # exact: `_fit` rounded them so
+        layout = {"networks": {name: [network[0].in_features, network[-1].out_features]
+                               for name, network in networks.items()},
+                  "attributes": {name: [keys[id(network)], output] for name, (network, output) in
+                                 self.attributes.items()}}
+        save_tensors(path, tensors, {"layout": json.dumps(layout, sort_keys=True)})
 
     @classmethod
     def load(cls, path: Path) -> LocalPaths:
@@ -136,14 +163,14 @@ class LocalPaths:
             raise VaelabError(f"{path} does not exist; run `vaelab directions {path.parent}` again")
         try:
             tensors, metadata = load_tensors(path)
-            shapes = json.loads(metadata["networks"])
-        except (VaelabError, KeyError, json.JSONDecodeError) as error:
+            layout = json.loads(metadata["layout"])
+            networks = {}
+            for name, (latent_dim, outputs) in layout["networks"].items():
+                network = code_network(latent_dim, outputs)
+                network.load_state_dict({key.split("/", 1)[1]: value.float() for key, value in tensors.items()
+                                         if key.split("/", 1)[0] == name})
+                networks[name] = network.eval().requires_grad_(False)
+            attributes = {name: (networks[key], output) for name, (key, output) in layout["attributes"].items()}
+        except (VaelabError, KeyError, ValueError, RuntimeError, json.JSONDecodeError) as error:
             raise VaelabError(f"{path} is unreadable ({error}); run `vaelab directions {path.parent}` again") from None
-        networks = {}
-        for name, (latent_dim, outputs) in shapes.items():
-            network = code_network(latent_dim, outputs)
-            network.load_state_dict({key.split("/", 1)[1]: value for key, value in tensors.items()
-                                     if key.split("/", 1)[0] == name})
-            networks[name] = network.eval().requires_grad_(False)
-        classifier = networks.pop(CLASSIFIER, None)
-        return cls(networks, classifier)
+        return cls(attributes, networks.get(CLASSIFIER))

@@ -38,6 +38,7 @@ skeleton survives upsampling (a lone faint pixel), and slant when all ink lies o
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -83,18 +84,28 @@ def ink_area(image: np.ndarray) -> float:
     return float(image.sum())
 
 
-def stroke_length(image: np.ndarray) -> float:
+def _ink_and_skeleton(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The upsampled ink mask and its skeleton, computed once for the two stroke measures of the same image."""
+    image = np.ascontiguousarray(image, dtype=np.float64)
+    return _cached_ink_and_skeleton(image.tobytes(), image.shape)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_ink_and_skeleton(pixels: bytes, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     from skimage.morphology import skeletonize
 
-    return float(skeletonize(_upsampled_ink(image)).sum()) / UPSAMPLING
+    ink = _upsampled_ink(np.frombuffer(pixels, dtype=np.float64).reshape(shape))
+    return ink, skeletonize(ink)
+
+
+def stroke_length(image: np.ndarray) -> float:
+    return float(_ink_and_skeleton(image)[1].sum()) / UPSAMPLING
 
 
 def stroke_thickness(image: np.ndarray) -> float:
     from scipy import ndimage
-    from skimage.morphology import skeletonize
 
-    ink = _upsampled_ink(image)
-    skeleton = skeletonize(ink)
+    ink, skeleton = _ink_and_skeleton(image)
     # Upsampling can erase a lone faint pixel just above the threshold, so test the skeleton, not the input.
     if not skeleton.any():
         return math.nan

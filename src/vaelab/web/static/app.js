@@ -118,7 +118,7 @@ function addDirectionSlider(parent, row) {
   const line = document.createElement("div");
   line.className = "slider";
   const label = document.createElement("label");
-  const kept = row.class_kept === null ? "" : `, class kept ${Math.round(100 * row.class_kept)}%`;
+  const kept = row.class_kept === null ? "" : `, class kept ${Math.floor(100 * row.class_kept + 1e-9)}%`;
   const rho = row.rho === null ? "ρ not measured" : `ρ ${row.rho.toFixed(2)}`;
   label.textContent = `${row.name} · ${rho}${kept}`;
   label.title = `${row.name}: ${row.method} direction; editing test images by ±2 standard edits, ${rho}${kept}`;
