@@ -16,6 +16,7 @@ from vaelab.analysis.directions import (
     change_per_edit,
     class_normals,
     closed_form_directions,
+    directions_picture,
     edit,
     project_out,
     ridge_direction,
@@ -174,6 +175,15 @@ def test_the_report_shows_the_directions_beside_the_best_dimensions_with_an_edit
     for row in result["summary"]:
         assert f"<td>{row['attribute']}</td><td>{row['method']}</td>" in section
     assert section.count("data:image/png;base64,") == len(result["summary"])  # one edit row per attribute
+
+
+def test_the_directions_picture_has_a_labelled_row_of_edits_per_attribute(directions_run):
+    run, result = directions_run
+    picture = directions_picture(run, result, images=2)
+    rows, steps = len(result["summary"]), len(EDIT_STEPS)
+    assert picture.shape[0] == 2 + rows * (28 + 2)  # make_grid's rows: 28 pixels each, 2 of padding
+    assert picture.shape[1] > 2 + 2 * steps * (28 + 2)  # the label strip on the left
+    assert picture[:, :40].min() < 128  # the labels are drawn
 
 
 def test_a_shipped_model_edits_out_of_the_box_along_its_own_directions():

@@ -531,9 +531,10 @@ def directions(
 ) -> None:
     """For every attribute the dataset measures or annotates, a direction in the latent space that moves it (ridge,
     with the class held, or per class) and the top unsupervised directions (PCA, and SeFa's closed form); each
-    measured by editing test images, beside the best single dimension → RUN/directions.json."""
-    from vaelab.analysis.directions import DIRECTIONS, analyse_directions, directions_table
+    measured by editing test images, beside the best single dimension → RUN/directions.json, directions.png."""
+    from vaelab.analysis.directions import DIRECTIONS, analyse_directions, directions_picture, directions_table
     from vaelab.evaluation.reference_classifier import judge_or_reason
+    from vaelab.images import save_png
     from vaelab.rundir import read_config
 
     _check_counts({"--fit-images": fit_images, "--edit-images": edit_images})
@@ -543,7 +544,8 @@ def directions(
         typer.echo(f"class kept not measured: {why_not}")
     result = analyse_directions(run, fit_images, edit_images, classifier=judge, log=_stderr, source=source)
     typer.echo(directions_table(result))
-    typer.echo(f"written to {run / DIRECTIONS}")
+    picture = save_png(run / "directions.png", directions_picture(run, result, classifier=judge))
+    typer.echo(f"written to {run / DIRECTIONS} and {picture} (each attribute's best edit of the first test images)")
 
 
 @app.command()

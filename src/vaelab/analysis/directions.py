@@ -56,7 +56,7 @@ from vaelab.analysis.factors import (
 )
 from vaelab.analysis.local_paths import LocalPaths
 from vaelab.analysis.smoothness import smoothness_ratio
-from vaelab.analysis.traversal import decode_codes, load_test_inputs
+from vaelab.analysis.traversal import GRID_PADDING, add_row_labels, decode_codes, load_test_inputs
 from vaelab.data.catalog import describe
 from vaelab.data.datasets import load_split, prepare_inputs, to_float
 from vaelab.data.description import KnownFactor
@@ -65,6 +65,7 @@ from vaelab.evaluation.evaluate import EVAL_SEED
 from vaelab.evaluation.latents import ACTIVE_UNIT_THRESHOLD, active_units
 from vaelab.evaluation.reference_classifier import predict_probabilities
 from vaelab.hardware import one_thread
+from vaelab.images import make_grid
 from vaelab.io import atomic_write_json
 from vaelab.models.base import EncodingModel, posterior_moments
 from vaelab.models.registry import capabilities, require_encoder
@@ -289,7 +290,9 @@ def decode_edits(model: nn.Module, start: EditSet, codes: torch.Tensor) -> torch
 def edited(model: nn.Module, start: EditSet, entry: dict[str, Any], paths: LocalPaths | None) -> torch.Tensor:
     """The start images edited by each of EDIT_STEPS along an entry of `fit_directions` (a local entry: along its
     path), decoded: `[N, S, C, H, W]`."""
-    if entry.get("method") == "local" and paths is not None:
+    if entry.get("method") == "local":
+        if paths is None:
+            raise VaelabError(f"the local path of {entry['name']} needs directions.safetensors")
         codes = paths.walk(entry["name"], start.codes, EDIT_STEPS, entry["scale"])
         return decode_edits(model, start, codes)
     return edit_images(model, start, _vectors_for(entry, start), entry["scale"])
@@ -628,6 +631,17 @@ def edit_rows(run_dir: Path, result: dict[str, Any], images: int = 3,
             paths = LocalPaths.load((run_dir / DIRECTIONS).with_suffix(PATHS_SUFFIX))
         rows.append((row["attribute"], edited(model, edited_set, entry, paths).flatten(end_dim=1)))
     return rows
+
+
+def directions_picture(run_dir: Path, result: dict[str, Any], images: int = 3,
+                       classifier: nn.Module | None = None) -> np.ndarray:
+    """`edit_rows` as one picture: a row per attribute, labelled with its name and method, the first `images` test
+    images one after another, each from t = −2 to +2 standard edits."""
+    rows = edit_rows(run_dir, result, images, classifier)
+    methods = {row["attribute"]: row["method"] for row in result["summary"]}
+    grid = make_grid(torch.cat([edited for _, edited in rows]), columns=images * len(EDIT_STEPS), padding=GRID_PADDING)
+    height = rows[0][1].shape[-2]
+    return add_row_labels(grid, [f"{name} ({methods[name]})" for name, _ in rows], height + GRID_PADDING)
 
 
 GLOBAL_METHODS = ("ridge", "ridge-class-held")  # one vector for every image: what a slider can move along
