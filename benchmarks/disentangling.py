@@ -68,14 +68,14 @@ def conditional_row(out: Path, base, settings: SweepSettings, overrides: dict) -
             "dci": scores["all"]["dci"], "sap": scores["all"]["sap"]["sap"], "scores": scores, "factors": factors}
 
 
-def score_runs(runs: list[str], regressor: str = "lasso", binning: str = "quantile") -> None:
+def score_runs(runs: list[str], regressor: str = "lasso", binning: str = "quantile", images: int | None = None) -> None:
     """MIG, DCI and SAP of finished runs (disentanglement.json when there is one and the conventions are the
     defaults, else computed on all test images, not written) and their clean named dimensions (factors.json)."""
-    defaults = regressor == "lasso" and binning == "quantile"
+    defaults = regressor == "lasso" and binning == "quantile" and images is None
     for spec in runs:
         run_dir = resolve_run(spec)
         scores = (read_artefact_if_present(run_dir, DISENTANGLEMENT) if defaults else None) or \
-            measure_disentanglement(run_dir, write=False, regressor=regressor, binning=binning)
+            measure_disentanglement(run_dir, images, write=False, regressor=regressor, binning=binning)
         names = clean_names(read_artefact_if_present(run_dir, FACTORS) or [])
         evaluation = read_artefact_if_present(run_dir, EVAL) or {}
         nll = evaluation.get("iwae", {}).get("nll")
@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--score", nargs="+", metavar="RUN", help="only score these finished runs")
     parser.add_argument("--regressor", default="lasso", help="with --score: DCI's model (lasso, gbt, gbt-classifier)")
     parser.add_argument("--mig-binning", default="quantile", help="with --score: quantile or equal-width")
+    parser.add_argument("--metric-images", type=int, default=None, help="with --score: the first N test images")
     parser.add_argument("--out", type=Path, default=Path("runs/disentangling"))
     parser.add_argument("--epochs", type=int, default=22)
     parser.add_argument("--points", default="beta:1,beta:4,tcvae:6,factorvae:20,capacity:25")
@@ -102,7 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     print(run_header(f"torch {torch.__version__}" + ("" if args.score else f", {args.epochs} epochs per setting")))
     if args.score:
-        score_runs(args.score, args.regressor, args.mig_binning)
+        score_runs(args.score, args.regressor, args.mig_binning, args.metric_images)
         return
     base = load_yaml_config(args.config)
     settings = SweepSettings(args.epochs, samples=2000, iw_samples=args.iw_samples, iw_images=args.iw_images,
