@@ -44,11 +44,14 @@ def code_network(latent_dim: int, outputs: int) -> nn.Sequential:
                          nn.Linear(HIDDEN, outputs))
 
 
-def _fit(network: nn.Sequential, codes: torch.Tensor, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+def _fit(outputs: int, codes: torch.Tensor, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
          seed: int) -> nn.Sequential:
-    """Adam on minibatches of the codes; `loss(outputs, index)` reads the targets of the batch's rows."""
+    """A code network of `outputs` fitted by Adam on minibatches of the codes (`loss(outputs, index)` reads the
+    targets of the batch's rows); its initial weights drawn from `seed`, the caller's random state left alone."""
     generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # the network's initial weights
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        network = code_network(codes.shape[1], outputs)
     optimizer = torch.optim.Adam(network.parameters(), LEARNING_RATE, weight_decay=WEIGHT_DECAY)
     for _ in range(EPOCHS):
         for batch in torch.randperm(len(codes), generator=generator).split(BATCH):
@@ -98,12 +101,12 @@ class LocalPaths:
             def squared_error(outputs: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
                 return ((outputs - targets[batch]) ** 2 * known[batch]).sum() / known[batch].sum().clamp_min(1)
 
-            network = _fit(code_network(inputs.shape[1], len(followed)), inputs, squared_error, seed)
+            network = _fit(len(followed), inputs, squared_error, seed)
             networks = {name: (network, k) for k, name in enumerate(followed)}
         classifier = None
         if labels is not None:
             classes = torch.from_numpy(labels).long()
-            classifier = _fit(code_network(inputs.shape[1], int(labels.max()) + 1), inputs,
+            classifier = _fit(int(labels.max()) + 1, inputs,
                               lambda outputs, batch: nn.functional.cross_entropy(outputs, classes[batch]), seed)
         return cls(networks, classifier)
 
