@@ -453,8 +453,9 @@ def analyse_directions(
     conditional = capabilities(model).conditional
     factor_starts = {f.annotation: edit_set(model, run_dir, edit_count, classifier, within=f)
                      for f in describe(dataset).known_factors}
-    log(f"local paths: fitting a network per attribute{' and one of the class' if fit.labels is not None else ''}")
-    paths = LocalPaths.fit(fit.codes, fit.attributes, None if conditional else fit.labels)
+    held = None if conditional else fit.labels  # a conditional model's label holds the class already
+    log(f"local paths: fitting the attributes' network{'' if held is None else ' and the class network'}")
+    paths = LocalPaths.fit(fit.codes, fit.attributes, held)
     if encoded.annotated:  # the annotations are known for training images only
         paths.attributes.update(LocalPaths.fit(encoded.codes, encoded.annotated, None).attributes)
     editing = Editing(model, start, factor_starts, classifier, paths, log)
