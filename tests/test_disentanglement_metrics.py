@@ -95,9 +95,10 @@ def test_the_tree_regressor_agrees_with_the_lasso_on_both_cases(factors):
 def test_disentanglement_libs_boosted_classifier_on_binned_factors_agrees_and_reports_accuracy(factors):
     few = factors[:300, :3]  # sklearn's default classifier grows 100 × 20 trees per factor: a small case
     clean = dci(noisy_copies(few), few, "gbt-classifier")
-    assert clean["disentanglement"] > 0.8 and clean["regressor"] == "gbt-classifier"
+    mixed = dci(rotated(few), few, "gbt-classifier")
+    # 150 fitting images for 20 bins: the trees also split on the noise codes, so the clean case scores below 1
+    assert clean["disentanglement"] > 0.7 and mixed["disentanglement"] < 0.3 and clean["regressor"] == "gbt-classifier"
     assert 0.2 < clean["informativeness"] <= 1.0  # an accuracy over 20 bins: chance is about 0.05-0.15
-    assert dci(rotated(few), few, "gbt-classifier")["disentanglement"] < 0.4
 
 
 def test_bad_input_is_refused_in_one_line(factors):
