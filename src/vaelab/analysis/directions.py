@@ -191,7 +191,7 @@ def fit_directions(fit: CodeSet, conditional_model: bool) -> dict[str, dict[str,
     names = list(fit.attributes)
     plain = {name: ridge_direction(fit.codes, fit.attributes[name]) for name in names}
     fitted: dict[str, dict[str, Any]] = {"ridge": {name: _entry(fit.codes, plain[name]) for name in names}}
-    local = {name: _entry(fit.codes, plain[name]) for name in names}
+    local = {name: dict(entry) for name, entry in fitted["ridge"].items()}  # the path's scale is the line's
     if fit.labels is None or conditional_model:  # no class to hold, or the label holds it already
         return {**fitted, "local": local}
     normals = class_normals(fit.codes, fit.labels)
